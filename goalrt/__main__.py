@@ -1,0 +1,3 @@
+from goalrt.cli import main
+
+main()

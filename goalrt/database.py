@@ -1,0 +1,93 @@
+"""Open connections to PostgreSQL with errors a person can act on.
+
+Both drivers connect through here: psycopg for the CLI, the sync API and
+alembic; asyncpg for the async API. A bad URL or an unreachable server
+becomes a one-line ``ConfigError`` / ``DatabaseUnavailableError`` that names
+the host and port.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from goalrt.errors import ConfigError, DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+CONNECT_TIMEOUT_S = 10
+
+
+def describe_target(url: str) -> str:
+    """Return "host:port/dbname" (or the socket folder) for messages; never the password."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"invalid database URL: {_first_line(exc)}") from exc
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    dbname = params.get("dbname")
+    where = f"socket {host} port {port}" if host.startswith("/") else f"{host}:{port}"
+    return f"{where}/{dbname}" if dbname else where
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the gist of a driver message ("Connection refused", not the libpq preamble)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0].rsplit(" failed: ", 1)[-1]
+
+
+def connect(url: str, *, autocommit: bool = True, raw: bool = True) -> psycopg.Connection[Any]:
+    """Open a psycopg connection (autocommit, ``$1`` placeholders by default)."""
+    target = describe_target(url)
+    try:
+        return psycopg.connect(
+            url,
+            autocommit=autocommit,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            cursor_factory=psycopg.RawCursor if raw else psycopg.Cursor,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {target}: {_first_line(exc)}") from exc
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"invalid database URL: {_first_line(exc)}") from exc
+
+
+async def connect_async(url: str) -> asyncpg.Connection:
+    """Open an asyncpg connection that encodes and decodes json/jsonb as Python values."""
+    import asyncpg
+
+    target = describe_target(url)
+    try:
+        conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=CONNECT_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {target}: {_first_line(exc)}") from exc
+    except (ValueError, asyncpg.InterfaceError) as exc:
+        raise ConfigError(f"invalid database URL: {_first_line(exc)}") from exc
+    await setup_async_connection(conn)
+    return conn
+
+
+async def setup_async_connection(conn: asyncpg.Connection) -> None:
+    """Register the json codecs goalrt relies on (usable as a pool ``init``)."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _asyncpg_dsn(url: str) -> str:
+    # asyncpg does not accept the "postgresql+driver://" spelling SQLAlchemy uses.
+    scheme, sep, rest = url.partition("://")
+    if sep and "+" in scheme:
+        return f"{scheme.split('+', 1)[0]}://{rest}"
+    return url
+
+
+def dumps(value: Any) -> str:
+    """Serialise a value as strict JSON (NaN and Infinity are refused)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))

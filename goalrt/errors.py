@@ -1,0 +1,108 @@
+"""Exceptions raised by goalrt, and the one place driver errors are translated.
+
+Every goalrt failure is a ``GoalrtError``; the CLI turns one into a one-line
+message and a non-zero exit. Database functions raise SQLSTATEs of class
+``GR`` (see sql/schema.sql); ``translate`` maps them, and the driver errors a
+user can cause, to the classes below while keeping the original as
+``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# SQLSTATEs raised by goalrt's SQL functions. Mirrored in sql/schema.sql.
+SQLSTATE_APPEND_ONLY = "GR001"
+SQLSTATE_INVALID_EVENT = "GR002"
+
+
+class GoalrtError(Exception):
+    """Root of every error goalrt raises on purpose."""
+
+
+class ConfigError(GoalrtError, ValueError):
+    """A setting (database URL, data directory, option) is invalid."""
+
+
+class DatabaseUnavailableError(GoalrtError, ConnectionError):
+    """The PostgreSQL server cannot be reached or refused the connection."""
+
+
+class EmbeddedServerError(GoalrtError):
+    """The embedded PostgreSQL server could not be started or stopped."""
+
+
+class NotMigratedError(GoalrtError):
+    """The database has no (or an outdated) goalrt schema."""
+
+
+class MigrationError(GoalrtError):
+    """A migration could not be applied."""
+
+
+class InvalidEventError(GoalrtError, ValueError):
+    """An event to append is malformed; the message names the field."""
+
+
+class AppendOnlyError(GoalrtError):
+    """Something tried to change or remove a row of the append-only log."""
+
+
+class ChainBrokenError(GoalrtError):
+    """The hash chain over the log does not verify."""
+
+    def __init__(self, pos: int, problem: str) -> None:
+        super().__init__(f"hash chain broken at pos {pos}: {problem}")
+        self.pos = pos
+        self.problem = problem
+
+
+class DatabaseError(GoalrtError):
+    """Any other error reported by PostgreSQL."""
+
+
+_MISSING_OBJECT_STATES = {"3F000", "42P01", "42883"}  # schema, table, function
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def translate(exc: BaseException) -> GoalrtError:
+    """Return the goalrt error for a driver exception (psycopg or asyncpg)."""
+    if isinstance(exc, GoalrtError):
+        return exc
+    state = getattr(exc, "sqlstate", None)
+    message = _first_line(exc)
+    if state == SQLSTATE_APPEND_ONLY:
+        err: GoalrtError = AppendOnlyError(message)
+    elif state == SQLSTATE_INVALID_EVENT:
+        err = InvalidEventError(message)
+    elif state in _MISSING_OBJECT_STATES and "goalrt" in message:
+        err = NotMigratedError(f"{message}: the database is not migrated; run `goalrt migrate`")
+    elif state is not None and state.startswith("08"):
+        err = DatabaseUnavailableError(f"lost the database connection: {message}")
+    else:
+        err = DatabaseError(message)
+    err.__cause__ = exc
+    return err
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise driver errors raised inside the block as goalrt errors."""
+    try:
+        yield
+    except GoalrtError:
+        raise
+    except Exception as exc:
+        if _is_driver_error(exc):
+            raise translate(exc) from exc
+        raise
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("psycopg", "asyncpg"))

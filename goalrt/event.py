@@ -1,0 +1,143 @@
+"""The event types of the log: what is appended and what is read back."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from goalrt.errors import InvalidEventError
+
+# Keys goalrt gives a meaning to inside an event's metadata.
+CAUSATION_ID = "causation_id"
+CORRELATION_ID = "correlation_id"
+ACTOR = "actor"
+
+
+class NewEvent(BaseModel):
+    """An event to append: validated before anything is sent to the database."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str = Field(min_length=1, max_length=512)
+    type: str = Field(min_length=1, max_length=512)
+    data: JsonValue = Field(default_factory=dict)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("data", "metadata")
+    @classmethod
+    def _finite_numbers(cls, value: Any) -> Any:
+        _check_finite(value)
+        return value
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stream": self.stream, "type": self.type, "data": self.data, "metadata": self.metadata}
+
+
+def _check_finite(value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("JSON has no NaN or Infinity")
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_finite(item)
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"])
+    if error["type"] == "string_too_short":
+        message = "must not be empty"
+    elif error["type"] == "missing":
+        message = "is required"
+    message = message.removeprefix("Value error, ")
+    where = f"{prefix}.{field}" if prefix and field else (prefix or field)
+    return f"{where}: {message}" if where else message
+
+
+def new_event(
+    stream: str,
+    type: str,
+    data: Any = None,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    causation_id: str | int | None = None,
+    correlation_id: str | int | None = None,
+    actor: str | None = None,
+    where: str = "",
+) -> NewEvent:
+    """Build and validate one event; the error names the offending field."""
+    meta: dict[str, Any] = dict(metadata or {})
+    for key, value in ((CAUSATION_ID, causation_id), (CORRELATION_ID, correlation_id), (ACTOR, actor)):
+        if value is not None:
+            meta[key] = str(value) if key != ACTOR else value
+    try:
+        return NewEvent(stream=stream, type=type, data={} if data is None else data, metadata=meta)
+    except ValidationError as exc:
+        raise InvalidEventError(_describe(exc, where)) from None
+
+
+def coerce_events(events: Iterable[NewEvent | Mapping[str, Any]]) -> list[NewEvent]:
+    """Validate a batch; the error names the element (``events[3].type: ...``)."""
+    out: list[NewEvent] = []
+    for index, item in enumerate(events):
+        where = f"events[{index}]"
+        if isinstance(item, NewEvent):
+            out.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise InvalidEventError(f"{where}: must be a mapping or NewEvent, got {type(item).__name__}")
+        try:
+            out.append(NewEvent.model_validate(dict(item)))
+        except ValidationError as exc:
+            raise InvalidEventError(_describe(exc, where)) from None
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A committed event with its position on the global clock."""
+
+    pos: int
+    id: int
+    stream: str
+    type: str
+    data: Any
+    metadata: dict[str, Any]
+    recorded_at: datetime
+    prev_hash: bytes
+    hash: bytes
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Event:
+        pos, id_, stream, type_, data, metadata, recorded_at, prev_hash, hash_ = row
+        return cls(int(pos), int(id_), stream, type_, data, dict(metadata), recorded_at, bytes(prev_hash), bytes(hash_))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pos": self.pos,
+            "id": self.id,
+            "stream": self.stream,
+            "type": self.type,
+            "data": self.data,
+            "metadata": self.metadata,
+            "recorded_at": self.recorded_at.isoformat(),
+            "hash": self.hash.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The result of checking the hash chain."""
+
+    ok: bool
+    checked: int
+    first_bad_pos: int | None
+    problem: str | None

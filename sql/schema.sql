@@ -1,0 +1,476 @@
+-- goalrt: the canonical schema, as of the newest migration.
+--
+-- This file is the truth about the database. The alembic revisions under
+-- migrations/ apply the files in sql/migrations/ in order; a test builds one
+-- database from this file and one from the migrations and asserts that their
+-- catalogs are identical.
+--
+-- Error codes raised by goalrt functions (class GR, mirrored in
+-- goalrt/errors.py):
+--   GR001  append-only table: UPDATE, DELETE or TRUNCATE refused
+--   GR002  invalid event (empty stream or type, bad metadata, bad batch)
+
+CREATE SCHEMA IF NOT EXISTS goalrt;
+
+-- pgvector is optional: used where the server has it, never required.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
+        CREATE EXTENSION IF NOT EXISTS vector;
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'goalrt: pgvector is available but this role may not create it; continuing without it';
+END
+$$;
+
+-------------------------------------------------------------------------------
+-- The event log
+--
+-- Appenders insert into event_data only. Each row records the top-level
+-- transaction id that wrote it. A "tick" (goalrt.tick) later gives every
+-- committed row a gapless position in event_order, in one canonical order:
+-- the batch of a tick is the set of events whose transaction is visible in
+-- the tick's snapshot and was not visible in the previous tick's snapshot
+-- (PgQ's technique), ordered by id inside the batch. Readers only ever see
+-- positioned events, so `WHERE pos > N ORDER BY pos` can never skip an event
+-- whose transaction committed late.
+-------------------------------------------------------------------------------
+
+CREATE TABLE goalrt.event_data (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Top-level transaction id (not the subtransaction's): the unit that
+    -- commits or aborts, and what pg_snapshot visibility is defined over.
+    xid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    stream      text        NOT NULL CHECK (stream <> '' AND length(stream) <= 512),
+    type        text        NOT NULL CHECK (type <> '' AND length(type) <= 512),
+    data        jsonb       NOT NULL DEFAULT '{}',
+    metadata    jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX event_data_xid_idx ON goalrt.event_data (xid);
+CREATE INDEX event_data_stream_idx ON goalrt.event_data (stream, id);
+
+COMMENT ON TABLE goalrt.event_data IS
+    'Payload of every appended event. Append-only; read it through goalrt.events.';
+
+CREATE TABLE goalrt.event_order (
+    pos       bigint PRIMARY KEY,
+    event_id  bigint NOT NULL UNIQUE REFERENCES goalrt.event_data (id),
+    prev_hash bytea  NOT NULL,
+    hash      bytea  NOT NULL
+);
+
+COMMENT ON TABLE goalrt.event_order IS
+    'The global clock: a gapless position and hash-chain link for every committed event. Written only by goalrt.tick().';
+
+-- The single row of the clock: the snapshot of the last tick that positioned
+-- events, the last position handed out and its hash.
+CREATE TABLE goalrt.clock (
+    id        boolean     PRIMARY KEY DEFAULT true CHECK (id),
+    snapshot  pg_snapshot NOT NULL,
+    head      bigint      NOT NULL,
+    head_hash bytea       NOT NULL,
+    ticks     bigint      NOT NULL,
+    ticked_at timestamptz NOT NULL
+);
+INSERT INTO goalrt.clock (snapshot, head, head_hash, ticks, ticked_at)
+VALUES (pg_current_snapshot(), 0, decode(repeat('00', 32), 'hex'), 0, now());
+
+COMMENT ON TABLE goalrt.clock IS
+    'One row: where the global clock stands (head = last assigned pos).';
+
+CREATE VIEW goalrt.events AS
+SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at,
+       o.prev_hash, o.hash
+  FROM goalrt.event_order o
+  JOIN goalrt.event_data e ON e.id = o.event_id;
+
+COMMENT ON VIEW goalrt.events IS
+    'Every committed event with its position, in canonical order by pos. `WHERE pos > N ORDER BY pos` is gap-free.';
+
+-------------------------------------------------------------------------------
+-- Append-only enforcement
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION goalrt.refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'goalrt.% is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'GR001';
+END
+$$;
+
+CREATE TRIGGER event_data_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON goalrt.event_data
+    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.refuse_change();
+CREATE TRIGGER event_order_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON goalrt.event_order
+    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.refuse_change();
+CREATE TRIGGER clock_no_delete
+    BEFORE DELETE OR TRUNCATE ON goalrt.clock
+    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.refuse_change();
+
+-------------------------------------------------------------------------------
+-- Hash chain
+-------------------------------------------------------------------------------
+
+-- The hash of one event: sha256(prev_hash || canonical content). The content
+-- is a JSON array whose text form is deterministic (jsonb normalises key
+-- order and spacing); the time is taken as integer microseconds since the
+-- epoch so the session's TimeZone cannot change it.
+CREATE FUNCTION goalrt.event_hash(
+    prev_hash bytea, pos bigint, id bigint, stream text, type text,
+    data jsonb, metadata jsonb, recorded_at timestamptz
+) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.sha256(prev_hash || pg_catalog.convert_to(
+        pg_catalog.jsonb_build_array(
+            pos, id, stream, type, data, metadata,
+            pg_catalog.floor(EXTRACT(epoch FROM recorded_at) * 1000000)::bigint
+        )::text, 'UTF8'))
+$$;
+
+-------------------------------------------------------------------------------
+-- Appending
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION goalrt.append_event(
+    stream text, type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}'
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF stream IS NULL OR stream = '' THEN
+        RAISE EXCEPTION 'event stream must be a non-empty string' USING ERRCODE = 'GR002';
+    END IF;
+    IF type IS NULL OR type = '' THEN
+        RAISE EXCEPTION 'event type must be a non-empty string' USING ERRCODE = 'GR002';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata)
+            USING ERRCODE = 'GR002';
+    END IF;
+    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+    VALUES (append_event.stream, append_event.type,
+            coalesce(append_event.data, 'null'::jsonb),
+            coalesce(append_event.metadata, '{}'::jsonb))
+    RETURNING event_data.id INTO new_id;
+    RETURN new_id;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.append_event(text, text, jsonb, jsonb) IS
+    'Append one event; returns its id. Its pos is assigned by the next tick after commit.';
+
+-- Append many events in one call. `events` is a JSON array of objects
+-- {"stream": ..., "type": ..., "data": ..., "metadata": ...}; ids are
+-- returned in the order of the array, which is also their order in the log.
+CREATE FUNCTION goalrt.append_events(events jsonb) RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    bad record;
+BEGIN
+    IF events IS NULL OR jsonb_typeof(events) <> 'array' THEN
+        RAISE EXCEPTION 'events must be a JSON array of event objects' USING ERRCODE = 'GR002';
+    END IF;
+    -- Validate the whole batch first so nothing of a bad batch is written
+    -- and the error names the first offending element.
+    SELECT i - 1 AS idx,
+           CASE
+             WHEN jsonb_typeof(x) <> 'object' THEN 'must be an object'
+             WHEN jsonb_typeof(x -> 'stream') IS DISTINCT FROM 'string' OR x ->> 'stream' = ''
+               THEN '.stream must be a non-empty string'
+             WHEN jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
+               THEN '.type must be a non-empty string'
+             WHEN x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null')
+               THEN '.metadata must be a JSON object'
+           END AS problem
+      INTO bad
+      FROM jsonb_array_elements(events) WITH ORDINALITY AS t(x, i)
+     WHERE jsonb_typeof(x) <> 'object'
+        OR jsonb_typeof(x -> 'stream') IS DISTINCT FROM 'string' OR x ->> 'stream' = ''
+        OR jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
+        OR (x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null'))
+     ORDER BY i
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'events[%]%', bad.idx,
+            CASE WHEN bad.problem LIKE '.%' THEN bad.problem ELSE ' ' || bad.problem END
+            USING ERRCODE = 'GR002';
+    END IF;
+
+    RETURN QUERY
+    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+    SELECT x ->> 'stream', x ->> 'type',
+           coalesce(x -> 'data', '{}'::jsonb),
+           coalesce(nullif(x -> 'metadata', 'null'::jsonb), '{}'::jsonb)
+      FROM jsonb_array_elements(events) WITH ORDINALITY AS t(x, i)
+     ORDER BY i
+    RETURNING event_data.id;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.append_events(jsonb) IS
+    'Append a JSON array of events atomically; returns their ids in array order.';
+
+-------------------------------------------------------------------------------
+-- The clock
+-------------------------------------------------------------------------------
+
+-- Give positions to every event committed since the last tick and return the
+-- head (the last assigned pos). Safe to call from any number of sessions at
+-- once: ticks are serialised by a transaction-level advisory lock, and a
+-- caller that cannot get it within wait_ms returns the current head instead
+-- of waiting behind a long transaction.
+--
+-- A tick needs a fresh snapshot per statement, so it does nothing (and just
+-- returns the head) in a REPEATABLE READ or SERIALIZABLE transaction, and in
+-- a transaction that has already written (its own uncommitted events must
+-- never be positioned).
+CREATE FUNCTION goalrt.tick(wait_ms integer DEFAULT 200) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    c          goalrt.clock;
+    cur        pg_snapshot;
+    saved      text;
+    r          record;
+    p          bigint;
+    h          bytea;
+    new_pos    bigint[] := '{}';
+    new_ids    bigint[] := '{}';
+    new_prev   bytea[]  := '{}';
+    new_hash   bytea[]  := '{}';
+BEGIN
+    SELECT * INTO c FROM goalrt.clock;
+    IF current_setting('transaction_isolation') <> 'read committed'
+       OR pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RETURN c.head;
+    END IF;
+
+    -- Cheap, lock-free check first: idle readers polling the log must not
+    -- write (a write costs a WAL flush at commit).
+    cur := pg_current_snapshot();
+    IF NOT EXISTS (
+        SELECT 1 FROM goalrt.event_data e
+         WHERE e.xid >= pg_snapshot_xmax(c.snapshot) AND e.xid < pg_snapshot_xmax(cur)
+           AND pg_visible_in_snapshot(e.xid, cur)
+        UNION ALL
+        SELECT 1 FROM goalrt.event_data e
+         WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot)))
+           AND pg_visible_in_snapshot(e.xid, cur)
+    ) THEN
+        RETURN c.head;
+    END IF;
+
+    saved := current_setting('lock_timeout');
+    PERFORM set_config('lock_timeout', greatest(wait_ms, 1) || 'ms', true);
+    BEGIN
+        PERFORM pg_advisory_xact_lock('goalrt.clock'::regclass::oid::integer, 1);
+    EXCEPTION WHEN lock_not_available THEN
+        PERFORM set_config('lock_timeout', saved, true);
+        RETURN (SELECT head FROM goalrt.clock);
+    END;
+    PERFORM set_config('lock_timeout', saved, true);
+
+    -- Under the lock, with a fresh statement snapshot: the previous ticker
+    -- has committed (it releases the lock only after its commit is visible).
+    SELECT * INTO c FROM goalrt.clock;
+    cur := pg_current_snapshot();
+    p := c.head;
+    h := c.head_hash;
+
+    -- The batch: transactions visible in cur and not visible in the previous
+    -- snapshot. A transaction id below the previous xmax is invisible to it
+    -- exactly when it is listed in its xip, so the two halves below cover the
+    -- batch without rescanning old rows, even behind a long transaction.
+    FOR r IN
+        SELECT e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
+          FROM goalrt.event_data e
+         WHERE e.xid >= pg_snapshot_xmax(c.snapshot) AND e.xid < pg_snapshot_xmax(cur)
+           AND pg_visible_in_snapshot(e.xid, cur)
+        UNION ALL
+        SELECT e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
+          FROM goalrt.event_data e
+         WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot)))
+           AND pg_visible_in_snapshot(e.xid, cur)
+         ORDER BY 1
+    LOOP
+        p := p + 1;
+        new_pos  := new_pos  || p;
+        new_ids  := new_ids  || r.id;
+        new_prev := new_prev || h;
+        h := goalrt.event_hash(h, p, r.id, r.stream, r.type, r.data, r.metadata, r.recorded_at);
+        new_hash := new_hash || h;
+    END LOOP;
+
+    IF p = c.head THEN
+        RETURN p;
+    END IF;
+
+    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash)
+    SELECT * FROM unnest(new_pos, new_ids, new_prev, new_hash);
+    UPDATE goalrt.clock
+       SET snapshot = cur, head = p, head_hash = h, ticks = clock.ticks + 1, ticked_at = now();
+    -- One notification per tick, never per event; delivered after commit.
+    PERFORM pg_notify('goalrt_events', p::text);
+    RETURN p;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.tick(integer) IS
+    'Assign positions to newly committed events; returns the head position.';
+
+-------------------------------------------------------------------------------
+-- Reading
+-------------------------------------------------------------------------------
+
+-- Turn a glob ("order.*") into a LIKE pattern, escaping LIKE's own specials.
+CREATE FUNCTION goalrt.glob_to_like(pattern text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pattern, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%'), '?', '_')
+$$;
+
+-- Events after a position, in pos order. With advance (the default) it
+-- first ticks the clock, so a reader needs no background ticker and sees
+-- everything committed before the call. A tick holds the clock's lock until
+-- the caller's transaction ends: inside a long explicit transaction pass
+-- advance => false (or read goalrt.events directly).
+CREATE FUNCTION goalrt.read_events(
+    after_pos bigint DEFAULT 0, max_count integer DEFAULT 1000,
+    stream_name text DEFAULT NULL, type_pattern text DEFAULT NULL,
+    advance boolean DEFAULT true
+) RETURNS SETOF goalrt.events
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+BEGIN
+    IF max_count IS NULL OR max_count < 1 THEN
+        RAISE EXCEPTION 'max_count must be a positive integer' USING ERRCODE = '22023';
+    END IF;
+    IF advance THEN
+        PERFORM goalrt.tick();
+    END IF;
+    RETURN QUERY
+    SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, o.prev_hash, o.hash
+      FROM goalrt.event_order o
+      JOIN goalrt.event_data e ON e.id = o.event_id
+     WHERE o.pos > coalesce(after_pos, 0)
+       AND (stream_name IS NULL OR e.stream = stream_name)
+       AND (type_pattern IS NULL OR e.type LIKE goalrt.glob_to_like(type_pattern))
+     ORDER BY o.pos
+     LIMIT max_count;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.read_events(bigint, integer, text, text, boolean) IS
+    'Events with pos > after_pos in pos order (at most max_count), optionally filtered by stream and type glob.';
+
+-- Check the hash chain from the first position to the head. Returns one row:
+-- ok, the number of events checked, and (when broken) the first bad position
+-- and why.
+CREATE FUNCTION goalrt.verify_chain()
+RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    c goalrt.clock;
+    genesis CONSTANT bytea := decode(repeat('00', 32), 'hex');
+BEGIN
+    SELECT * INTO c FROM goalrt.clock;
+    RETURN QUERY
+    WITH chain AS (
+        SELECT o.pos, o.prev_hash, o.hash,
+               lag(o.pos)  OVER w AS before_pos,
+               lag(o.hash) OVER w AS before_hash,
+               goalrt.event_hash(o.prev_hash, o.pos, e.id, e.stream, e.type, e.data,
+                                 e.metadata, e.recorded_at) AS recomputed,
+               e.id IS NULL AS missing
+          FROM goalrt.event_order o
+          LEFT JOIN goalrt.event_data e ON e.id = o.event_id
+         WHERE o.pos <= c.head
+        WINDOW w AS (ORDER BY o.pos)
+    ), bad AS (
+        SELECT pos,
+               CASE
+                 WHEN missing THEN 'event row is missing'
+                 WHEN pos <> coalesce(before_pos, 0) + 1 THEN 'position(s) missing before this one'
+                 WHEN prev_hash <> coalesce(before_hash, genesis) THEN 'prev_hash does not match the previous event'
+                 ELSE 'content does not match its hash'
+               END AS why
+          FROM chain
+         WHERE missing
+            OR pos <> coalesce(before_pos, 0) + 1
+            OR prev_hash <> coalesce(before_hash, genesis)
+            OR recomputed IS DISTINCT FROM hash
+         ORDER BY pos
+         LIMIT 1
+    ), tail AS (
+        SELECT (SELECT count(*) FROM chain) AS n,
+               (SELECT max(pos) FROM chain) AS last_pos,
+               (SELECT hash FROM chain ORDER BY pos DESC LIMIT 1) AS last_hash
+    )
+    SELECT b.pos IS NULL AND t.n = c.head AND coalesce(t.last_hash, genesis) = c.head_hash,
+           t.n,
+           coalesce(b.pos, CASE WHEN t.n <> c.head OR coalesce(t.last_hash, genesis) <> c.head_hash
+                                THEN coalesce(t.last_pos, 0) + 1 END),
+           coalesce(b.why, CASE WHEN t.n <> c.head THEN 'the log ends before the clock head ' || c.head
+                                WHEN coalesce(t.last_hash, genesis) <> c.head_hash
+                                THEN 'the last hash does not match the clock' END)
+      FROM tail t LEFT JOIN bad b ON true;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.verify_chain() IS
+    'Recompute the hash chain over the whole log; names the first bad position if it is broken.';
+
+-------------------------------------------------------------------------------
+-- Roles and privileges
+--
+-- Three group roles (NOLOGIN; grant them to your login roles):
+--   goalrt_reader  reads the log (the view, read_events, verify_chain, tick)
+--   goalrt_writer  reader + appends through the append functions only
+--   goalrt_admin   writer + may create objects in the goalrt schema
+-- Roles are cluster-wide, so they are created only when missing and are not
+-- dropped by a downgrade (another database may use them).
+-------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['goalrt_reader', 'goalrt_writer', 'goalrt_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'goalrt: this role may not create roles; create goalrt_reader, goalrt_writer and goalrt_admin yourself';
+END
+$$;
+
+REVOKE ALL ON SCHEMA goalrt FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA goalrt FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA goalrt FROM PUBLIC;
+
+DO $$
+BEGIN
+    IF (SELECT count(*) FROM pg_roles
+         WHERE rolname IN ('goalrt_reader', 'goalrt_writer', 'goalrt_admin')) < 3 THEN
+        RETURN;
+    END IF;
+    GRANT USAGE ON SCHEMA goalrt TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT CREATE ON SCHEMA goalrt TO goalrt_admin;
+    GRANT SELECT ON goalrt.events, goalrt.event_data, goalrt.event_order, goalrt.clock
+        TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION
+        goalrt.read_events(bigint, integer, text, text, boolean),
+        goalrt.tick(integer),
+        goalrt.verify_chain(),
+        goalrt.event_hash(bytea, bigint, bigint, text, text, jsonb, jsonb, timestamptz),
+        goalrt.glob_to_like(text)
+        TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION
+        goalrt.append_event(text, text, jsonb, jsonb),
+        goalrt.append_events(jsonb)
+        TO goalrt_writer, goalrt_admin;
+END
+$$;
