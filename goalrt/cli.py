@@ -155,12 +155,11 @@ def migrate_cmd(app: AppContext, check: bool) -> None:
             )
         click.echo(f"database is up to date (revision {st.head})")
         return
-    before = migrate.status(url)
-    after = migrate.upgrade(url)
-    if before.current == after.current:
-        click.echo(f"database already at head (revision {after.current})")
+    result = migrate.upgrade(url)
+    if result.before == result.current:
+        click.echo(f"database already at head (revision {result.current})")
     else:
-        click.echo(f"migrated database from {before.current or 'empty'} to {after.current}")
+        click.echo(f"migrated database from {result.before or 'empty'} to {result.current}")
 
 
 # -- events --------------------------------------------------------------------------

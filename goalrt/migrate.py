@@ -7,6 +7,7 @@ serialised by an advisory lock taken in ``migrations/env.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from alembic import command
@@ -50,6 +51,8 @@ def current_revision(url: str) -> str | None:
 class MigrationStatus:
     current: str | None
     head: str
+    # For upgrade/downgrade: the revision found under the migration lock.
+    before: str | None = None
 
     @property
     def up_to_date(self) -> bool:
@@ -62,27 +65,24 @@ def status(url: str) -> MigrationStatus:
 
 def upgrade(url: str, revision: str = "head") -> MigrationStatus:
     """Upgrade the database to ``revision`` (idempotent)."""
-    _run(command.upgrade, url, revision)
-    return status(url)
+    return _run(command.upgrade, url, revision)
 
 
 def downgrade(url: str, revision: str = "base") -> MigrationStatus:
     """Downgrade the database to ``revision``."""
-    _run(command.downgrade, url, revision)
-    return status(url)
+    return _run(command.downgrade, url, revision)
 
 
-def _run(fn: object, url: str, revision: str) -> None:
+def _run(fn: Callable[[Config, str], None], url: str, revision: str) -> MigrationStatus:
     config = alembic_config(url)
     try:
         with translated():
-            fn(config, revision)  # type: ignore[operator]
-    except MigrationError:
-        raise
+            fn(config, revision)
     except Exception as exc:
         if exc.__class__.__module__.startswith(("alembic", "sqlalchemy")):
             raise MigrationError(f"migration failed: {str(exc).splitlines()[0]}") from exc
         raise
+    return MigrationStatus(current_revision(url), head_revision(), config.attributes.get("goalrt_before"))
 
 
 __all__ = ["MigrationStatus", "downgrade", "head_revision", "status", "upgrade"]

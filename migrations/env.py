@@ -33,6 +33,8 @@ with engine.connect() as connection:
             transaction_per_migration=False,
         )
         with context.begin_transaction():
+            # Read under the lock, so the caller can say truthfully what it changed.
+            context.config.attributes["goalrt_before"] = context.get_context().get_current_revision()
             context.run_migrations()
         connection.commit()
     finally:
