@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -81,11 +82,22 @@ async def setup_async_connection(conn: asyncpg.Connection) -> None:
 
 
 def _asyncpg_dsn(url: str) -> str:
-    # asyncpg does not accept the "postgresql+driver://" spelling SQLAlchemy uses.
+    """Return ``url`` as a postgresql:// URL, the only form asyncpg accepts.
+
+    libpq's ``key=value`` strings and SQLAlchemy's ``postgresql+driver://``
+    spelling are rewritten; every parameter other than user, password and
+    dbname travels as a query argument (host may be a socket folder).
+    """
     scheme, sep, rest = url.partition("://")
-    if sep and "+" in scheme:
-        return f"{scheme.split('+', 1)[0]}://{rest}"
-    return url
+    if sep and scheme.split("+", 1)[0] in ("postgresql", "postgres"):
+        return f"postgresql://{rest}"
+    params = conninfo_to_dict(url)
+    user = quote(str(params.pop("user", "")), safe="")
+    password = params.pop("password", None)
+    userinfo = f"{user}:{quote(str(password), safe='')}@" if password is not None else (f"{user}@" if user else "")
+    dbname = quote(str(params.pop("dbname", "")), safe="")
+    query = urlencode({k: str(v) for k, v in params.items()})
+    return f"postgresql://{userinfo}/{dbname}" + (f"?{query}" if query else "")
 
 
 def dumps(value: Any) -> str:

