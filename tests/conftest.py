@@ -47,8 +47,11 @@ def server_url() -> Iterator[str]:
         yield url
         return
     server = EmbeddedServer(REPO / ".goalrt" / "test-server")
+    already_running = server.status().running
     embedded_url = server.start()
     yield with_dbname(embedded_url, "postgres")
+    if not already_running:
+        server.stop()
 
 
 def _admin(server_url: str) -> psycopg.Connection:

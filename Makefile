@@ -1,0 +1,32 @@
+# The few commands a newcomer needs. Everything runs from the repo's .venv.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test test-pg15 stress lint format bench clean-db
+
+install:
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
+
+demo:
+	$(VENV)/bin/goalrt demo
+
+test:
+	$(VENV)/bin/pytest
+
+test-pg15:
+	GOALRT_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres $(VENV)/bin/pytest
+
+stress:
+	GOALRT_STRESS_SECONDS=300 $(VENV)/bin/pytest -m stress
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+format:
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench:
+	$(PY) bench/append_bench.py
+
+clean-db:
+	$(VENV)/bin/goalrt db stop; rm -rf .goalrt
