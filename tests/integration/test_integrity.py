@@ -85,8 +85,8 @@ def test_rewriting_a_whole_suffix_consistently_is_still_caught_by_the_clock(
         conn,
         """
         UPDATE goalrt.event_data SET data = '{"i": -1}' WHERE id = 10;
-        UPDATE goalrt.event_order o SET hash = goalrt.event_hash(o.prev_hash, o.pos, e.id, e.stream, e.type,
-               e.data, e.metadata, e.recorded_at)
+        UPDATE goalrt.event_order o SET hash = goalrt.chain_hash(o.prev_hash, o.pos,
+               goalrt.event_digest(e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at))
           FROM goalrt.event_data e WHERE e.id = o.event_id AND o.pos = 10;
     """,
     )
