@@ -158,13 +158,17 @@ class AsyncEventLog:
         try:
             while stop is None or not stop.is_set():
                 woken.clear()
-                head = await self.tick()
+                # Only a filtered follower needs the head (to skip stretches
+                # with no match); read() ticks by itself.
+                head = await self.tick() if stream is not None or type is not None else 0
                 events = await self.read(after, batch, stream=stream, type=type)
                 for event in events:
                     yield event
                 after = bus.advance(after, events, head, batch)
-                wait = pacer.wait_after(bool(events))
-                if wait > 0:
+                wait, wake_on_notify = pacer.wait_after(len(events), batch)
+                if wait > 0 and not wake_on_notify:
+                    await asyncio.sleep(wait)
+                elif wait > 0:
                     waiters = [asyncio.ensure_future(woken.wait())]
                     if stop is not None:
                         waiters.append(asyncio.ensure_future(stop.wait()))

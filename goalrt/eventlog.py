@@ -12,6 +12,7 @@ committed as they are made, or together inside ``with log.transaction():``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -179,15 +180,19 @@ class EventLog:
             self._conn.execute(f"LISTEN {channel}")
         try:
             while stop is None or not stop.is_set():
-                head = self.tick()
+                # Only a filtered follower needs the head (to skip stretches
+                # with no match); read() ticks by itself.
+                head = self.tick() if stream is not None or type is not None else 0
                 events = self.read(after, batch, stream=stream, type=type)
                 yield from events
                 after = bus.advance(after, events, head, batch)
-                wait = pacer.wait_after(bool(events))
-                if wait > 0:
+                wait, wake_on_notify = pacer.wait_after(len(events), batch)
+                if wait > 0 and wake_on_notify:
                     with translated():
                         for _ in self._conn.notifies(timeout=wait, stop_after=1):
                             pass
+                elif wait > 0:
+                    time.sleep(wait)
         finally:
             if not self._conn.closed:
                 for channel in bus.CHANNELS:

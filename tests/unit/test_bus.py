@@ -19,12 +19,17 @@ def test_notifier_sends_first_then_coalesces_within_interval() -> None:
     assert not n.due(now=10.06)
 
 
-def test_pacer_polls_immediately_after_events_then_fast_then_idle() -> None:
-    p = FollowPacer(idle_poll=0.5, active_poll=0.01, active_window=0.25)
-    assert p.wait_after(False, now=0.0) == 0.5  # never active yet
-    assert p.wait_after(True, now=1.0) == 0.0
-    assert p.wait_after(False, now=1.1) == 0.01
-    assert p.wait_after(False, now=1.3) == 0.5
+def test_pacer_full_page_reads_on_at_once() -> None:
+    p = FollowPacer(idle_poll=0.5, active_poll=0.01, active_window=0.25, coalesce=0.005)
+    assert p.wait_after(100, 100, now=1.0) == (0.0, False)
+
+
+def test_pacer_short_page_coalesces_then_polls_fast_then_idles() -> None:
+    p = FollowPacer(idle_poll=0.5, active_poll=0.01, active_window=0.25, coalesce=0.005)
+    assert p.wait_after(0, 100, now=0.0) == (0.5, True)  # never active yet
+    assert p.wait_after(3, 100, now=1.0) == (0.005, False)
+    assert p.wait_after(0, 100, now=1.1) == (0.01, True)
+    assert p.wait_after(0, 100, now=1.3) == (0.5, True)
 
 
 def test_advance_full_page_moves_to_last_event_only() -> None:
