@@ -238,12 +238,17 @@ def events_list(app: AppContext, stream: str | None, type_: str | None, after: i
         _print_table(rows)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C: stop following and exit cleanly."""
+    raise KeyboardInterrupt
+
+
 @events.command("follow")
 @_filters
 @pass_app
 def events_follow(app: AppContext, stream: str | None, type_: str | None, after: int, as_json: bool) -> None:
     """Print events as they commit, after catching up, until interrupted."""
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     with app.log() as log:
         try:
             for e in log.follow(after, stream=stream, type=type_):
@@ -280,7 +285,8 @@ def verify_cmd(app: AppContext, as_json: bool) -> None:
     if not report.ok:
         raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown")
     if not as_json:
-        click.echo(f"hash chain intact: {report.checked} events, head {head}")
+        noun = "event" if report.checked == 1 else "events"
+        click.echo(f"hash chain intact: {report.checked} {noun}, head {head}")
 
 
 # -- demo --------------------------------------------------------------------------------
