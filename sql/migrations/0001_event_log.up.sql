@@ -236,7 +236,8 @@ COMMENT ON FUNCTION goalrt.append_events(jsonb) IS
 -- A tick needs a fresh snapshot per statement, so it does nothing (and just
 -- returns the head) in a REPEATABLE READ or SERIALIZABLE transaction, and in
 -- a transaction that has already written (its own uncommitted events must
--- never be positioned).
+-- never be positioned). It cannot write in a READ ONLY transaction or on a
+-- standby either; there too it returns the head, so reads keep working.
 CREATE FUNCTION goalrt.tick(wait_ms integer DEFAULT 200) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 -- work_mem: a large batch is sorted by id; keep that sort in memory.
@@ -255,6 +256,7 @@ DECLARE
 BEGIN
     SELECT * INTO c FROM goalrt.clock;
     IF current_setting('transaction_isolation') <> 'read committed'
+       OR current_setting('transaction_read_only') = 'on'
        OR pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RETURN c.head;
     END IF;

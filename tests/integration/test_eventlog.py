@@ -147,6 +147,18 @@ def test_tick_does_nothing_in_repeatable_read_or_after_writes(db_url: str, log: 
     assert [e.type for e in log.read()] == ["x"]
 
 
+def test_reads_work_in_read_only_transactions(db_url: str, log: EventLog) -> None:
+    log.append("s", "positioned")
+    log.tick()
+    log.append("s", "not-yet")
+    with psycopg.connect(db_url) as c:
+        c.execute("SET TRANSACTION READ ONLY")
+        rows = c.execute("SELECT type FROM goalrt.read_events(0, 10)").fetchall()
+        assert rows == [("positioned",)]
+        c.rollback()
+    assert [e.type for e in log.read()] == ["positioned", "not-yet"]
+
+
 def test_subtransaction_events_follow_the_top_level_commit(log: EventLog) -> None:
     conn = log.connection
     with log.transaction():
