@@ -168,6 +168,10 @@ def test_every_follower_gets_every_committed_event_once_in_one_order(db_url: str
         report = log.verify()
 
     committed = shared.committed
+    print(
+        f"\nstress: {DURATION:.0f} s, {WRITERS} writers, {len(committed)} events committed,"
+        f" {len(shared.rolled_back)} rolled back, {head} positions, checking {len(followers)} followers"
+    )
     assert len(committed) > 500, "the stress test wrote too little to prove anything"
     assert shared.rolled_back, "no transaction rolled back: the test did not exercise rollbacks"
     assert head == len(committed)
