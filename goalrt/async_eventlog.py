@@ -132,7 +132,11 @@ class AsyncEventLog:
         self, after: int = 0, limit: int = 1000, *, stream: str | None = None, type: str | None = None
     ) -> list[Event]:
         """Return up to ``limit`` events with pos > ``after``, in pos order."""
-        advance = not self._conn.is_in_transaction()
+        return await self._read_page(after, limit, stream, type, advance=not self._conn.is_in_transaction())
+
+    async def _read_page(
+        self, after: int, limit: int, stream: str | None, type: str | None, *, advance: bool
+    ) -> list[Event]:
         rows = await self._fetch("events_read", after, limit, stream, type, advance)
         return [Event.from_row(tuple(r)) for r in rows]
 
@@ -158,10 +162,11 @@ class AsyncEventLog:
         try:
             while stop is None or not stop.is_set():
                 woken.clear()
-                # Only a filtered follower needs the head (to skip stretches
-                # with no match); read() ticks by itself.
-                head = await self.tick() if stream is not None or type is not None else 0
-                events = await self.read(after, batch, stream=stream, type=type)
+                # One tick per poll. A filtered follower ticks first, for the
+                # head it may skip to; an unfiltered one lets the read tick.
+                filtered = stream is not None or type is not None
+                head = await self.tick() if filtered else 0
+                events = await self._read_page(after, batch, stream, type, advance=not filtered)
                 for event in events:
                     yield event
                 after = bus.advance(after, events, head, batch)

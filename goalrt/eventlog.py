@@ -157,7 +157,10 @@ class EventLog:
         the clock's lock until the transaction ends).
         """
         idle = self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        rows = self._run("events_read", (after, limit, stream, type, idle))
+        return self._read_page(after, limit, stream, type, advance=idle)
+
+    def _read_page(self, after: int, limit: int, stream: str | None, type: str | None, *, advance: bool) -> list[Event]:
+        rows = self._run("events_read", (after, limit, stream, type, advance))
         return [Event.from_row(r) for r in rows]
 
     def follow(
@@ -180,10 +183,11 @@ class EventLog:
             self._conn.execute(f"LISTEN {channel}")
         try:
             while stop is None or not stop.is_set():
-                # Only a filtered follower needs the head (to skip stretches
-                # with no match); read() ticks by itself.
-                head = self.tick() if stream is not None or type is not None else 0
-                events = self.read(after, batch, stream=stream, type=type)
+                # One tick per poll. A filtered follower ticks first, for the
+                # head it may skip to; an unfiltered one lets the read tick.
+                filtered = stream is not None or type is not None
+                head = self.tick() if filtered else 0
+                events = self._read_page(after, batch, stream, type, advance=not filtered)
                 yield from events
                 after = bus.advance(after, events, head, batch)
                 wait, wake_on_notify = pacer.wait_after(len(events), batch)
