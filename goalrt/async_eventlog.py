@@ -12,29 +12,38 @@ from typing import Any
 
 import asyncpg
 
-from goalrt import bus
+from goalrt import bus, forks
 from goalrt.config import database_url
 from goalrt.database import connect_async
 from goalrt.errors import ChainBrokenError, translated
 from goalrt.event import ChainReport, Event, NewEvent, coerce_events, new_event
-from goalrt.resources import queries
-
-Q = queries("eventlog")
+from goalrt.resources import MAIN_SCHEMA, queries
 
 
 class AsyncEventLog:
     """Append to and read from the event log over one asyncpg connection."""
 
-    def __init__(self, conn: asyncpg.Connection, *, owns_connection: bool = False) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, schema: str = MAIN_SCHEMA, owns_connection: bool = False) -> None:
         self._conn = conn
+        self.schema = schema
+        self._q = queries("eventlog", schema)
         self._owns = owns_connection
         self._notifier = bus.AppendNotifier()
         self._appended_in_tx = False
 
     @classmethod
-    async def connect(cls, url: str | None = None) -> AsyncEventLog:
-        """Open a log on ``url`` (default: GOALRT_DATABASE_URL or the embedded server)."""
-        return cls(await connect_async(database_url(url)), owns_connection=True)
+    async def connect(cls, url: str | None = None, *, fork: str | None = None) -> AsyncEventLog:
+        """Open a log on ``url`` (default: GOALRT_DATABASE_URL or the embedded server).
+
+        With ``fork``, the log of that fork instead of the main line.
+        """
+        conn = await connect_async(database_url(url))
+        try:
+            schema = await forks.schema_for_async(conn, fork)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, schema=schema, owns_connection=True)
 
     @property
     def connection(self) -> asyncpg.Connection:
@@ -52,7 +61,7 @@ class AsyncEventLog:
 
     async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         with translated():
-            rows: list[asyncpg.Record] = await self._conn.fetch(Q[name], *args)
+            rows: list[asyncpg.Record] = await self._conn.fetch(self._q[name], *args)
         return rows
 
     # -- writing ---------------------------------------------------------------
@@ -157,7 +166,7 @@ class AsyncEventLog:
         def on_notify(*_: object) -> None:
             woken.set()
 
-        for channel in bus.CHANNELS:
+        for channel in bus.channels(self.schema):
             await self._conn.add_listener(channel, on_notify)
         try:
             while stop is None or not stop.is_set():
@@ -182,7 +191,7 @@ class AsyncEventLog:
                         task.cancel()
         finally:
             if not self._conn.is_closed():
-                for channel in bus.CHANNELS:
+                for channel in bus.channels(self.schema):
                     await self._conn.remove_listener(channel, on_notify)
 
     # -- integrity -------------------------------------------------------------

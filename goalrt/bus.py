@@ -20,6 +20,11 @@ CHANNEL_EVENTS = "goalrt_events"
 CHANNELS = (CHANNEL_APPEND, CHANNEL_EVENTS)
 
 
+def channels(schema: str = "goalrt") -> tuple[str, str]:
+    """Return the (append, events) channels of a schema: a fork has its own."""
+    return (f"{schema}_append", f"{schema}_events")
+
+
 class AppendNotifier:
     """Decide when an appender should notify: at most once per ``interval`` seconds.
 

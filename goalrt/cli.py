@@ -14,47 +14,11 @@ from typing import Any, NoReturn
 
 import click
 
-from goalrt import __version__, config, demo, migrate
+from goalrt import __version__, cli_state, config, demo, migrate
+from goalrt.cli_support import AppContext, JsonParam, clip, emit_json, fork_option, pass_app, print_table
 from goalrt.database import connect, describe_target
 from goalrt.errors import ChainBrokenError, ConfigError, GoalrtError
 from goalrt.event import Event
-from goalrt.eventlog import EventLog
-
-
-class AppContext:
-    """What every command shares: the database URL, resolved on first use."""
-
-    def __init__(self, explicit_url: str | None) -> None:
-        self.explicit_url = explicit_url
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        if self._url is None:
-            self._url = config.database_url(self.explicit_url)
-        return self._url
-
-    def log(self) -> EventLog:
-        return EventLog.connect(self.url)
-
-
-pass_app = click.make_pass_decorator(AppContext)
-
-
-class JsonParam(click.ParamType):  # type: ignore[type-arg]
-    name = "JSON"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            self.fail(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", param, ctx)
-
-
-def _emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, separators=(",", ":"), default=str))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,7 +92,7 @@ def db_status(app: AppContext, as_json: bool) -> None:
             "server_version": version[0] if version else None,
         }
     if as_json:
-        _emit_json(info)
+        emit_json(info)
     elif info["kind"] == "embedded":
         state = f"running (pid {info['pid']})" if info["running"] else "stopped"
         click.echo(f"embedded PostgreSQL {state}, data in {info['pgdata']}")
@@ -176,6 +140,7 @@ def events() -> None:
 @click.option("--data", type=JsonParam(), default="{}", show_default=True, help="Event data as JSON.")
 @click.option("--metadata", type=JsonParam(), default=None, help="Metadata as a JSON object.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@fork_option
 @pass_app
 def events_append(app: AppContext, stream: str, type_: str, data: Any, metadata: Any, as_json: bool) -> None:
     """Append one event; print its id and position."""
@@ -185,35 +150,30 @@ def events_append(app: AppContext, stream: str, type_: str, data: Any, metadata:
         event_id = log.append(stream, type_, data, metadata=metadata)
         pos = log.position(event_id)
     if as_json:
-        _emit_json({"id": event_id, "pos": pos})
+        emit_json({"id": event_id, "pos": pos})
     else:
         where = f"at pos {pos}" if pos is not None else "(position pending)"
         click.echo(f"appended event {event_id} {where}")
 
 
 def _print_table(rows: Sequence[Event]) -> None:
-    headers = ("pos", "stream", "type", "recorded_at", "data")
-    cells = [
-        (
-            str(e.pos),
-            e.stream,
-            e.type,
-            e.recorded_at.isoformat(timespec="milliseconds"),
-            _clip(json.dumps(e.data, separators=(",", ":")), 60),
-        )
-        for e in rows
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for c in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    print_table(
+        ("pos", "stream", "type", "recorded_at", "data"),
+        [
+            (
+                str(e.pos),
+                e.stream,
+                e.type,
+                e.recorded_at.isoformat(timespec="milliseconds"),
+                clip(json.dumps(e.data, separators=(",", ":")), 60),
+            )
+            for e in rows
+        ],
+    )
 
 
 def _filters(f: Any) -> Any:
+    f = fork_option(f)
     f = click.option("--stream", default=None, help="Only this stream.")(f)
     f = click.option("--type", "type_", default=None, metavar="PATTERN", help="Only types matching this glob.")(f)
     f = click.option("--after", default=0, show_default=True, type=click.IntRange(min=0), help="Start after this pos.")(
@@ -233,7 +193,7 @@ def events_list(app: AppContext, stream: str | None, type_: str | None, after: i
         rows = log.read(after, limit, stream=stream, type=type_)
     if as_json:
         for e in rows:
-            _emit_json(e.to_json())
+            emit_json(e.to_json())
     else:
         _print_table(rows)
 
@@ -253,7 +213,7 @@ def events_follow(app: AppContext, stream: str | None, type_: str | None, after:
         try:
             for e in log.follow(after, stream=stream, type=type_):
                 if as_json:
-                    _emit_json(e.to_json())
+                    emit_json(e.to_json())
                 else:
                     click.echo(f"{e.pos}\t{e.stream}\t{e.type}\t{json.dumps(e.data, separators=(',', ':'))}")
                 sys.stdout.flush()
@@ -266,6 +226,7 @@ def events_follow(app: AppContext, stream: str | None, type_: str | None, after:
 
 @cli.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@fork_option
 @pass_app
 def verify_cmd(app: AppContext, as_json: bool) -> None:
     """Check the hash chain over the whole log; exit 1 naming the first bad position."""
@@ -273,7 +234,7 @@ def verify_cmd(app: AppContext, as_json: bool) -> None:
         report = log.verify()
         head = log.head()
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "ok": report.ok,
                 "checked": report.checked,
@@ -297,6 +258,10 @@ def verify_cmd(app: AppContext, as_json: bool) -> None:
 def demo_cmd(app: AppContext) -> None:
     """Run goalrt end to end on the default database (a self-check for now)."""
     demo.run(app.url, click.echo)
+
+
+for _command in cli_state.COMMANDS:
+    cli.add_command(_command)
 
 
 # -- entry point ---------------------------------------------------------------------------

@@ -15,6 +15,10 @@ from contextlib import contextmanager
 # SQLSTATEs raised by goalrt's SQL functions. Mirrored in sql/schema.sql.
 SQLSTATE_APPEND_ONLY = "GR001"
 SQLSTATE_INVALID_EVENT = "GR002"
+SQLSTATE_INVALID_STATE_CHANGE = "GR003"
+SQLSTATE_VERSION_CONFLICT = "GR004"
+SQLSTATE_OUT_OF_RANGE = "GR005"
+SQLSTATE_DIRECT_WRITE = "GR006"
 
 
 class GoalrtError(Exception):
@@ -49,6 +53,22 @@ class AppendOnlyError(GoalrtError):
     """Something tried to change or remove a row of the append-only log."""
 
 
+class InvalidStateChangeError(GoalrtError, ValueError):
+    """A state change, path, pattern or snapshot name is malformed; the message names it."""
+
+
+class VersionConflictError(GoalrtError):
+    """A conditional state change was refused: a path's version had moved."""
+
+
+class OutOfRangeError(GoalrtError, LookupError):
+    """A position, time, snapshot or fork that does not exist here."""
+
+
+class DirectWriteError(GoalrtError):
+    """Something tried to write a table that only goalrt's functions may write."""
+
+
 class ChainBrokenError(GoalrtError):
     """The hash chain over the log does not verify."""
 
@@ -61,6 +81,13 @@ class ChainBrokenError(GoalrtError):
 class DatabaseError(GoalrtError):
     """Any other error reported by PostgreSQL."""
 
+
+_STATE_ERRORS: dict[str, type[GoalrtError]] = {
+    SQLSTATE_INVALID_STATE_CHANGE: InvalidStateChangeError,
+    SQLSTATE_VERSION_CONFLICT: VersionConflictError,
+    SQLSTATE_OUT_OF_RANGE: OutOfRangeError,
+    SQLSTATE_DIRECT_WRITE: DirectWriteError,
+}
 
 _MISSING_OBJECT_STATES = {"3F000", "42P01", "42883"}  # schema, table, function
 
@@ -80,6 +107,8 @@ def translate(exc: BaseException) -> GoalrtError:
         err: GoalrtError = AppendOnlyError(message)
     elif state == SQLSTATE_INVALID_EVENT:
         err = InvalidEventError(message)
+    elif state in _STATE_ERRORS:
+        err = _STATE_ERRORS[state](message)
     elif state in _MISSING_OBJECT_STATES and "goalrt" in message:
         err = NotMigratedError(f"{message}: the database is not migrated; run `goalrt migrate`")
     elif state is not None and state.startswith("08"):

@@ -20,14 +20,12 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from goalrt import bus
+from goalrt import bus, forks
 from goalrt.config import database_url
 from goalrt.database import connect, dumps
 from goalrt.errors import ChainBrokenError, translated
 from goalrt.event import ChainReport, Event, NewEvent, coerce_events, new_event
-from goalrt.resources import queries
-
-Q = queries("eventlog")
+from goalrt.resources import MAIN_SCHEMA, queries
 
 
 def _jsonb(value: Any) -> Jsonb:
@@ -37,17 +35,30 @@ def _jsonb(value: Any) -> Jsonb:
 class EventLog:
     """Append to and read from the event log over one psycopg connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any], *, owns_connection: bool = False) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], *, schema: str = MAIN_SCHEMA, owns_connection: bool = False
+    ) -> None:
         self._conn = conn
+        self.schema = schema
+        self._q = queries("eventlog", schema)
         self._owns = owns_connection
         self._notifier = bus.AppendNotifier()
         self._tx_depth = 0
         self._appended_in_tx = False
 
     @classmethod
-    def connect(cls, url: str | None = None) -> EventLog:
-        """Open a log on ``url`` (default: GOALRT_DATABASE_URL or the embedded server)."""
-        return cls(connect(database_url(url)), owns_connection=True)
+    def connect(cls, url: str | None = None, *, fork: str | None = None) -> EventLog:
+        """Open a log on ``url`` (default: GOALRT_DATABASE_URL or the embedded server).
+
+        With ``fork``, the log of that fork instead of the main line.
+        """
+        conn = connect(database_url(url))
+        try:
+            schema = forks.schema_for(conn, fork)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, schema=schema, owns_connection=True)
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -65,7 +76,7 @@ class EventLog:
 
     def _run(self, name: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with translated(), psycopg.RawCursor(self._conn) as cur:
-            cur.execute(Q[name], params or None)
+            cur.execute(self._q[name], params or None)
             return cur.fetchall() if cur.description else []
 
     # -- writing ---------------------------------------------------------------
@@ -179,7 +190,7 @@ class EventLog:
         Uses this log's connection, which must be in autocommit mode.
         """
         pacer = bus.FollowPacer(idle_poll=idle_poll)
-        for channel in bus.CHANNELS:
+        for channel in bus.channels(self.schema):
             self._conn.execute(f"LISTEN {channel}")
         try:
             while stop is None or not stop.is_set():
@@ -199,7 +210,7 @@ class EventLog:
                     time.sleep(wait)
         finally:
             if not self._conn.closed:
-                for channel in bus.CHANNELS:
+                for channel in bus.channels(self.schema):
                     self._conn.execute(f"UNLISTEN {channel}")
 
     # -- integrity -------------------------------------------------------------------

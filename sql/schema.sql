@@ -8,7 +8,12 @@
 -- Error codes raised by goalrt functions (class GR, mirrored in
 -- goalrt/errors.py):
 --   GR001  append-only table: UPDATE, DELETE or TRUNCATE refused
---   GR002  invalid event (empty stream or type, bad metadata, bad batch)
+--   GR002  invalid event (empty stream or type, bad metadata, bad batch,
+--          a reserved type)
+--   GR003  invalid state change, path, pattern or snapshot name
+--   GR004  state version conflict (an expect_version did not match)
+--   GR005  position out of range (before the log's start or after its head)
+--   GR006  direct write to a table that only goalrt's functions may write
 
 CREATE SCHEMA IF NOT EXISTS goalrt;
 
@@ -60,21 +65,27 @@ CREATE TABLE goalrt.event_order (
     -- more than the rest of the insert.)
     event_id  bigint NOT NULL UNIQUE,
     prev_hash bytea  NOT NULL,
-    hash      bytea  NOT NULL
+    hash      bytea  NOT NULL,
+    -- The running maximum of recorded_at up to this position: never
+    -- decreases, so goalrt.pos_at(time) is a binary search.
+    log_time  timestamptz NOT NULL
 );
 
 COMMENT ON TABLE goalrt.event_order IS
     'The global clock: a gapless position and hash-chain link for every committed event. Written only by goalrt.tick().';
 
 -- The single row of the clock: the snapshot of the last tick that positioned
--- events, the last position handed out and its hash.
+-- events, the last position handed out and its hash. base_pos/base_hash are
+-- where the log starts: 0 and zeros, or in a fork the fork point.
 CREATE TABLE goalrt.clock (
     id        boolean     PRIMARY KEY DEFAULT true CHECK (id),
     snapshot  pg_snapshot NOT NULL,
     head      bigint      NOT NULL,
     head_hash bytea       NOT NULL,
     ticks     bigint      NOT NULL,
-    ticked_at timestamptz NOT NULL
+    ticked_at timestamptz NOT NULL,
+    base_pos  bigint      NOT NULL DEFAULT 0,
+    base_hash bytea       NOT NULL DEFAULT decode(repeat('00', 32), 'hex')
 );
 INSERT INTO goalrt.clock (snapshot, head, head_hash, ticks, ticked_at)
 VALUES (pg_current_snapshot(), 0, decode(repeat('00', 32), 'hex'), 0, now());
@@ -159,6 +170,10 @@ BEGIN
     IF type IS NULL OR type = '' THEN
         RAISE EXCEPTION 'event type must be a non-empty string' USING ERRCODE = 'GR002';
     END IF;
+    IF type = 'state.changed' THEN
+        RAISE EXCEPTION 'event type state.changed is reserved: change state with goalrt.change_state'
+            USING ERRCODE = 'GR002';
+    END IF;
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata)
             USING ERRCODE = 'GR002';
@@ -195,6 +210,8 @@ BEGIN
                THEN '.stream must be a non-empty string'
              WHEN jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
                THEN '.type must be a non-empty string'
+             WHEN x ->> 'type' = 'state.changed'
+               THEN '.type state.changed is reserved: change state with goalrt.change_state'
              WHEN x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null')
                THEN '.metadata must be a JSON object'
            END AS problem
@@ -203,6 +220,7 @@ BEGIN
      WHERE jsonb_typeof(x) <> 'object'
         OR jsonb_typeof(x -> 'stream') IS DISTINCT FROM 'string' OR x ->> 'stream' = ''
         OR jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
+        OR x ->> 'type' = 'state.changed'
         OR (x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null'))
      ORDER BY i
      LIMIT 1;
@@ -256,6 +274,8 @@ DECLARE
     new_ids    bigint[] := '{}';
     new_prev   bytea[]  := '{}';
     new_hash   bytea[]  := '{}';
+    new_time   timestamptz[] := '{}';
+    t          timestamptz;
 BEGIN
     SELECT * INTO c FROM goalrt.clock;
     IF current_setting('transaction_isolation') <> 'read committed'
@@ -295,13 +315,15 @@ BEGIN
     cur := pg_current_snapshot();
     p := c.head;
     h := c.head_hash;
+    t := coalesce((SELECT o.log_time FROM goalrt.event_order o WHERE o.pos = c.head), '-infinity');
 
     -- The batch: transactions visible in cur and not visible in the previous
     -- snapshot. A transaction id below the previous xmax is invisible to it
     -- exactly when it is listed in its xip, so the two halves below cover the
     -- batch without rescanning old rows, even behind a long transaction.
     FOR r IN
-        SELECT b.id, goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at) AS digest
+        SELECT b.id, b.recorded_at,
+               goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at) AS digest
           FROM (SELECT e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
                   FROM goalrt.event_data e
                  WHERE e.xid >= pg_snapshot_xmax(c.snapshot) AND e.xid < pg_snapshot_xmax(cur)
@@ -321,14 +343,16 @@ BEGIN
         new_prev := new_prev || h;
         h := sha256(h || int8send(p) || r.digest);
         new_hash := new_hash || h;
+        t := greatest(t, r.recorded_at);
+        new_time := new_time || t;
     END LOOP;
 
     IF p = c.head THEN
         RETURN p;
     END IF;
 
-    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash)
-    SELECT * FROM unnest(new_pos, new_ids, new_prev, new_hash);
+    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash, log_time)
+    SELECT * FROM unnest(new_pos, new_ids, new_prev, new_hash, new_time);
     UPDATE goalrt.clock
        SET snapshot = cur, head = p, head_hash = h, ticks = clock.ticks + 1, ticked_at = now();
     -- One notification per tick, never per event; delivered after commit.
@@ -399,17 +423,18 @@ $$;
 COMMENT ON FUNCTION goalrt.read_events(bigint, integer, text, text, boolean) IS
     'Events with pos > after_pos in pos order (at most max_count), optionally filtered by stream and type glob.';
 
--- Check the hash chain from the first position to the head. Returns one row:
--- ok, the number of events checked, and (when broken) the first bad position
--- and why.
+-- Check the hash chain from the first position (after base_pos) to the
+-- head. Returns one row: ok, the number of events checked, and (when broken)
+-- the first bad position and why.
 CREATE FUNCTION goalrt.verify_chain()
 RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
 DECLARE
     c goalrt.clock;
-    genesis CONSTANT bytea := decode(repeat('00', 32), 'hex');
+    genesis bytea;
 BEGIN
     SELECT * INTO c FROM goalrt.clock;
+    genesis := c.base_hash;
     RETURN QUERY
     WITH chain AS (
         SELECT o.pos, o.prev_hash, o.hash,
@@ -427,13 +452,13 @@ BEGIN
         SELECT pos,
                CASE
                  WHEN missing THEN 'event row is missing'
-                 WHEN pos <> coalesce(before_pos, 0) + 1 THEN 'position(s) missing before this one'
+                 WHEN pos <> coalesce(before_pos, c.base_pos) + 1 THEN 'position(s) missing before this one'
                  WHEN prev_hash <> coalesce(before_hash, genesis) THEN 'prev_hash does not match the previous event'
                  ELSE 'content does not match its hash'
                END AS why
           FROM chain
          WHERE missing
-            OR pos <> coalesce(before_pos, 0) + 1
+            OR pos <> coalesce(before_pos, c.base_pos) + 1
             OR prev_hash <> coalesce(before_hash, genesis)
             OR recomputed IS DISTINCT FROM hash
          ORDER BY pos
@@ -443,11 +468,11 @@ BEGIN
                (SELECT max(pos) FROM chain) AS last_pos,
                (SELECT hash FROM chain ORDER BY pos DESC LIMIT 1) AS last_hash
     )
-    SELECT b.pos IS NULL AND t.n = c.head AND coalesce(t.last_hash, genesis) = c.head_hash,
+    SELECT b.pos IS NULL AND t.n = c.head - c.base_pos AND coalesce(t.last_hash, genesis) = c.head_hash,
            t.n,
-           coalesce(b.pos, CASE WHEN t.n <> c.head OR coalesce(t.last_hash, genesis) <> c.head_hash
-                                THEN coalesce(t.last_pos, 0) + 1 END),
-           coalesce(b.why, CASE WHEN t.n <> c.head THEN 'the log ends before the clock head ' || c.head
+           coalesce(b.pos, CASE WHEN t.n <> c.head - c.base_pos OR coalesce(t.last_hash, genesis) <> c.head_hash
+                                THEN coalesce(t.last_pos, c.base_pos) + 1 END),
+           coalesce(b.why, CASE WHEN t.n <> c.head - c.base_pos THEN 'the log ends before the clock head ' || c.head
                                 WHEN coalesce(t.last_hash, genesis) <> c.head_hash
                                 THEN 'the last hash does not match the clock' END)
       FROM tail t LEFT JOIN bad b ON true;
@@ -456,6 +481,698 @@ $$;
 
 COMMENT ON FUNCTION goalrt.verify_chain() IS
     'Recompute the hash chain over the whole log; names the first bad position if it is broken.';
+
+-------------------------------------------------------------------------------
+-- Settings
+-------------------------------------------------------------------------------
+
+CREATE TABLE goalrt.settings (
+    key   text  PRIMARY KEY,
+    value jsonb NOT NULL
+);
+INSERT INTO goalrt.settings (key, value) VALUES ('snapshot_every', '1000');
+
+COMMENT ON TABLE goalrt.settings IS
+    'Tunables. snapshot_every: positions between automatic state snapshots (0 turns them off).';
+
+-------------------------------------------------------------------------------
+-- State
+--
+-- The state is a set of paths (orders.o1.status) holding JSON values. It is
+-- never written directly: goalrt.change_state records each change set as one
+-- `state.changed` event and applies it to state_data in the same
+-- transaction. state_data is therefore the fold of the log, and
+-- goalrt.state_at() computes the same fold for any past position.
+--
+-- A deleted path keeps its row with value NULL (a tombstone), so its version
+-- keeps counting and an expected version can never match a deleted-then-
+-- recreated path by accident. A JSON null is a value ('null'), not a delete.
+-------------------------------------------------------------------------------
+
+-- Segments of letters, digits and _ - : @, joined by dots.
+CREATE FUNCTION goalrt.valid_path(path text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT path IS NOT NULL AND pg_catalog.length(path) <= 512
+       AND path OPERATOR(pg_catalog.~) '^[A-Za-z0-9_:@-]+(\.[A-Za-z0-9_:@-]+)*$'
+$$;
+
+-- A path pattern selects paths for reads:
+--   orders.o1          the path itself and every path beneath it
+--   orders.*.status    `*` is exactly one segment
+--   orders.o1.*        a trailing `*` is one or more segments
+-- Returns the anchored regular expression, or raises GR003 for a bad pattern.
+CREATE FUNCTION goalrt.path_pattern_regex(pattern text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+DECLARE
+    segs text[];
+    out  text[] := '{}';
+    n    integer;
+BEGIN
+    IF pattern IS NULL OR pattern = '' OR length(pattern) > 512
+       OR pattern !~ '^([A-Za-z0-9_:@-]+|\*)(\.([A-Za-z0-9_:@-]+|\*))*$' THEN
+        RAISE EXCEPTION 'invalid path pattern %: use dot-separated segments of letters, digits, _ - : @, or *',
+            coalesce(quote_literal(pattern), 'NULL') USING ERRCODE = 'GR003';
+    END IF;
+    segs := string_to_array(pattern, '.');
+    n := array_length(segs, 1);
+    IF NOT ('*' = ANY (segs)) THEN
+        RETURN '^' || array_to_string(segs, '\.') || '(\..+)?$';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        out := out || CASE WHEN segs[i] <> '*' THEN segs[i]
+                           WHEN i < n THEN '[^.]+'
+                           ELSE '.+' END;
+    END LOOP;
+    RETURN '^' || array_to_string(out, '\.') || '$';
+END
+$$;
+
+-- The literal segments before a pattern's first `*` (NULL when it starts
+-- with one): reads turn it into a range on the C-collated path index.
+CREATE FUNCTION goalrt.path_pattern_prefix(pattern text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT NULLIF(pg_catalog.rtrim(pg_catalog.split_part(pattern || '.', '*', 1), '.'), '')
+$$;
+
+CREATE TABLE goalrt.state_data (
+    -- C collation: byte order, so a prefix is an index range.
+    path     text COLLATE "C" PRIMARY KEY CHECK (goalrt.valid_path(path)),
+    value    jsonb,            -- NULL: deleted (a tombstone that keeps the version)
+    version  bigint NOT NULL CHECK (version >= 0),
+    event_id bigint,           -- the state.changed event that last changed it
+    -- In a fork, for rows inherited from the main line and not changed since:
+    -- the main line position that set them (event_id is then NULL).
+    inherited_pos bigint,
+    CHECK ((event_id IS NULL) <> (inherited_pos IS NULL))
+);
+
+COMMENT ON TABLE goalrt.state_data IS
+    'Materialized state: the fold of the state.changed events. Written only by goalrt.change_state; read goalrt.state.';
+
+CREATE INDEX event_data_state_paths_idx ON goalrt.event_data
+    USING gin ((data -> 'changes') jsonb_path_ops) WHERE type = 'state.changed';
+
+CREATE VIEW goalrt.state AS
+SELECT s.path, s.value, s.version, coalesce(o.pos, s.inherited_pos) AS pos, e.recorded_at AS changed_at
+  FROM goalrt.state_data s
+  LEFT JOIN goalrt.event_order o ON o.event_id = s.event_id
+  LEFT JOIN goalrt.event_data e ON e.id = s.event_id
+ WHERE s.value IS NOT NULL;
+
+COMMENT ON VIEW goalrt.state IS
+    'Current state: one row per live path with its version and the pos of the change that set it (NULL until the clock ticks).';
+
+-- Direct writes to the materialized tables would make them disagree with
+-- the log; only goalrt's own functions may write (they set goalrt.applying
+-- for the length of their statement).
+CREATE FUNCTION goalrt.refuse_direct_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('goalrt.applying', true) IS DISTINCT FROM 'on' THEN
+        RAISE EXCEPTION 'goalrt.% is written only through goalrt.change_state: % refused', TG_TABLE_NAME, TG_OP
+            USING ERRCODE = 'GR006';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER state_data_guard
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON goalrt.state_data
+    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.refuse_direct_write();
+
+-- Apply a change set: a JSON array of
+--   {"op": "set",    "path": P, "value": V [, "expect_version": N]}
+--   {"op": "delete", "path": P            [, "expect_version": N]}
+--   {"op": "inc",    "path": P, "by": NUM [, "expect_version": N]}
+-- atomically, recording it as one state.changed event. Increments are exact
+-- decimal arithmetic; a missing or deleted path counts as 0. expect_version
+-- is the version the path must have now (0: never written); if any differs
+-- the whole set is refused (GR004) naming the path. Returns one row per
+-- change with the path's new version and value.
+--
+-- The paths are locked in byte order before the event is inserted, so two
+-- writers never deadlock, and conflicting change sets reach the log in the
+-- order they were applied (the event of the later one gets the higher id
+-- and commits later), which is what makes a replay exact.
+CREATE FUNCTION goalrt.change_state(changes jsonb, stream text DEFAULT 'state', metadata jsonb DEFAULT '{}')
+RETURNS TABLE (event_id bigint, path text, version bigint, value jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    bad    record;
+    new_id bigint;
+BEGIN
+    IF changes IS NULL OR jsonb_typeof(changes) <> 'array' OR jsonb_array_length(changes) = 0 THEN
+        RAISE EXCEPTION 'changes must be a non-empty JSON array of change objects' USING ERRCODE = 'GR003';
+    END IF;
+    IF stream IS NULL OR stream = '' THEN
+        RAISE EXCEPTION 'event stream must be a non-empty string' USING ERRCODE = 'GR002';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata) USING ERRCODE = 'GR002';
+    END IF;
+
+    -- Validate the whole set first: the error names the first bad change.
+    SELECT v.idx, v.problem INTO bad
+      FROM (SELECT i - 1 AS idx,
+                   CASE
+                     WHEN jsonb_typeof(x) <> 'object' THEN ' must be an object'
+                     WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(x) k
+                                   WHERE k NOT IN ('op', 'path', 'value', 'by', 'expect_version'))
+                       THEN '.' || (SELECT min(k) FROM jsonb_object_keys(x) k
+                                     WHERE k NOT IN ('op', 'path', 'value', 'by', 'expect_version'))
+                            || ' is not a field of a change (op, path, value, by, expect_version)'
+                     WHEN jsonb_typeof(x -> 'op') IS DISTINCT FROM 'string'
+                          OR x ->> 'op' NOT IN ('set', 'delete', 'inc')
+                       THEN '.op must be "set", "delete" or "inc"'
+                     WHEN jsonb_typeof(x -> 'path') IS DISTINCT FROM 'string'
+                       THEN '.path must be a string'
+                     WHEN NOT goalrt.valid_path(x ->> 'path')
+                       THEN '.path ' || quote_literal(x ->> 'path')
+                            || ' is not a valid path (dot-separated segments of letters, digits, _ - : @)'
+                     WHEN x ->> 'op' = 'set' AND NOT x ? 'value' THEN '.value is required for set'
+                     WHEN x ->> 'op' <> 'set' AND x ? 'value' THEN '.value is only for set'
+                     WHEN x ->> 'op' = 'inc' AND jsonb_typeof(x -> 'by') IS DISTINCT FROM 'number'
+                       THEN '.by must be a number'
+                     WHEN x ->> 'op' <> 'inc' AND x ? 'by' THEN '.by is only for inc'
+                     WHEN x ? 'expect_version' AND jsonb_typeof(x -> 'expect_version') <> 'null'
+                          AND (jsonb_typeof(x -> 'expect_version') <> 'number'
+                               OR (x ->> 'expect_version') !~ '^[0-9]{1,18}$')
+                       THEN '.expect_version must be a non-negative integer'
+                   END AS problem
+              FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)) v
+     WHERE v.problem IS NOT NULL
+     ORDER BY v.idx
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'changes[%]%', bad.idx, bad.problem USING ERRCODE = 'GR003';
+    END IF;
+    SELECT x ->> 'path' AS p INTO bad
+      FROM jsonb_array_elements(changes) AS t(x)
+     GROUP BY x ->> 'path' HAVING count(*) > 1
+     ORDER BY 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'path % appears more than once in one change set', bad.p USING ERRCODE = 'GR003';
+    END IF;
+
+    PERFORM set_config('goalrt.applying', 'on', true);
+    -- Lock every path in byte order: a new path by inserting a placeholder
+    -- (version 0, never committed as such), an existing one by the
+    -- conflict branch, which locks the row even though `WHERE false`
+    -- updates nothing.
+    INSERT INTO goalrt.state_data AS s (path, value, version, inherited_pos)
+    SELECT x ->> 'path', NULL, 0, 0
+      FROM jsonb_array_elements(changes) AS t(x)
+     ORDER BY x ->> 'path' COLLATE "C"
+    ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = s.version WHERE false;
+
+    -- Under the locks (READ COMMITTED: this statement sees the latest commit).
+    SELECT i - 1 AS idx, s.path AS p, s.version AS found, s.value AS current,
+           (x ->> 'expect_version')::bigint AS expected, x ->> 'op' AS op
+      INTO bad
+      FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
+      JOIN goalrt.state_data s ON s.path = x ->> 'path'
+     WHERE (jsonb_typeof(x -> 'expect_version') = 'number' AND (x ->> 'expect_version')::bigint <> s.version)
+        OR (x ->> 'op' = 'inc' AND s.value IS NOT NULL AND jsonb_typeof(s.value) <> 'number')
+     ORDER BY i
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM set_config('goalrt.applying', 'off', true);
+        IF bad.op = 'inc' AND bad.current IS NOT NULL AND jsonb_typeof(bad.current) <> 'number'
+           AND (bad.expected IS NULL OR bad.expected = bad.found) THEN
+            RAISE EXCEPTION 'changes[%]: cannot inc path %: it holds a %, not a number',
+                bad.idx, bad.p, jsonb_typeof(bad.current) USING ERRCODE = 'GR003';
+        END IF;
+        RAISE EXCEPTION 'version conflict on path %: expected version %, found %', bad.p, bad.expected, bad.found
+            USING ERRCODE = 'GR004';
+    END IF;
+
+    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+    VALUES (change_state.stream, 'state.changed', jsonb_build_object('changes', changes),
+            coalesce(change_state.metadata, '{}'::jsonb))
+    RETURNING event_data.id INTO new_id;
+
+    RETURN QUERY
+    UPDATE goalrt.state_data s
+       SET value = CASE x ->> 'op'
+                     WHEN 'set' THEN x -> 'value'
+                     WHEN 'delete' THEN NULL
+                     ELSE to_jsonb(coalesce(s.value::numeric, 0) + (x -> 'by')::numeric)
+                   END,
+           version = s.version + 1,
+           event_id = new_id,
+           inherited_pos = NULL
+      FROM jsonb_array_elements(changes) AS t(x)
+     WHERE s.path = x ->> 'path'
+    RETURNING new_id, s.path::text, s.version, s.value;
+    PERFORM set_config('goalrt.applying', 'off', true);
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.change_state(jsonb, text, jsonb) IS
+    'Apply a change set (set/delete/inc, optional expect_version) atomically as one state.changed event.';
+
+-- The value a path has after a folded run of changes: `reset` says a set or
+-- delete happened (reset_value is the last one's value, NULL for a delete),
+-- `inc` is the sum of the increments after it. Increments count from 0 on a
+-- missing or deleted path. change_state applies the same arithmetic one
+-- change at a time; numeric addition is exact, so the two always agree.
+CREATE FUNCTION goalrt.fold_value(base jsonb, reset boolean, reset_value jsonb, inc numeric) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+             WHEN inc IS NULL THEN CASE WHEN reset THEN reset_value ELSE base END
+             WHEN reset THEN pg_catalog.to_jsonb(coalesce(reset_value::numeric, 0) + inc)
+             ELSE pg_catalog.to_jsonb(coalesce(base::numeric, 0) + inc)
+           END
+$$;
+
+-- The state changes at positions (after_pos, to_pos], folded per path: the
+-- arguments of fold_value, how many changes, and the position of the last.
+-- path_regex (from path_pattern_regex) limits it to the matching paths.
+CREATE FUNCTION goalrt.fold_changes(after_pos bigint, to_pos bigint, path_regex text DEFAULT NULL)
+RETURNS TABLE (path text, reset boolean, reset_value jsonb, inc numeric, changes bigint, last_pos bigint)
+LANGUAGE sql STABLE AS $$
+    WITH ch AS (
+        SELECT o.pos, c.x ->> 'op' AS op, c.x ->> 'path' AS path, c.x -> 'value' AS value,
+               (c.x -> 'by')::numeric AS amount
+          FROM goalrt.event_order o
+          JOIN goalrt.event_data e ON e.id = o.event_id
+         CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(e.data -> 'changes') AS c(x)
+         WHERE o.pos > after_pos AND o.pos <= to_pos AND e.type = 'state.changed'
+           AND (path_regex IS NULL OR (c.x ->> 'path') OPERATOR(pg_catalog.~) path_regex)
+    ), ranked AS (
+        -- resets_after: how many sets/deletes of this path come at or after this change
+        SELECT ch.*, count(*) FILTER (WHERE ch.op <> 'inc')
+                     OVER (PARTITION BY ch.path ORDER BY ch.pos DESC ROWS UNBOUNDED PRECEDING) AS resets_after
+          FROM ch
+    )
+    SELECT r.path,
+           bool_or(r.op <> 'inc'),
+           (pg_catalog.array_agg(r.value) FILTER (WHERE r.op <> 'inc' AND r.resets_after = 1))[1],
+           sum(r.amount) FILTER (WHERE r.op = 'inc' AND r.resets_after = 0),
+           count(*),
+           max(r.pos)
+      FROM ranked r
+     GROUP BY r.path
+$$;
+
+-------------------------------------------------------------------------------
+-- Snapshots
+--
+-- A snapshot is the state at a position. Entries are stored as intervals
+-- over snapshot positions: an entry holds a path's value for every snapshot
+-- from valid_from up to (not including) valid_to. A new snapshot therefore
+-- writes only the paths changed since the previous one, never the whole
+-- state. Snapshots are taken in increasing position order; several may share
+-- a position. Automatic snapshots are taken at multiples of snapshot_every,
+-- so the state at any position is a snapshot plus at most that many events.
+-------------------------------------------------------------------------------
+
+CREATE TABLE goalrt.snapshots (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pos        bigint NOT NULL CHECK (pos >= 0),
+    name       text UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$'),
+    auto       boolean NOT NULL,
+    tags       text[] NOT NULL DEFAULT '{}',
+    note       text,
+    paths      bigint NOT NULL,   -- live paths in the state at pos
+    written    bigint NOT NULL,   -- entries this snapshot had to write
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (auto = (name IS NULL))
+);
+CREATE INDEX snapshots_pos_idx ON goalrt.snapshots (pos);
+
+COMMENT ON TABLE goalrt.snapshots IS
+    'State snapshots: named bookmarks and automatic ones (every snapshot_every positions).';
+
+CREATE TABLE goalrt.snapshot_entries (
+    path       text COLLATE "C" NOT NULL,
+    valid_from bigint NOT NULL,   -- pos of the first snapshot holding this entry
+    valid_to   bigint,            -- pos of the first snapshot that does not (NULL: the latest still does)
+    value      jsonb,             -- NULL: deleted
+    version    bigint NOT NULL,
+    pos        bigint NOT NULL,   -- position of the change that set it
+    CHECK (valid_to IS NULL OR valid_to > valid_from)
+);
+-- Not unique: a new snapshot closes a path's entry and adds its successor in
+-- one statement (one latest entry per path is kept by snapshot_locked, under
+-- the snapshot lock).
+CREATE INDEX snapshot_entries_latest_idx ON goalrt.snapshot_entries (path) WHERE valid_to IS NULL;
+CREATE INDEX snapshot_entries_valid_idx ON goalrt.snapshot_entries USING gist (int8range(valid_from, valid_to));
+
+COMMENT ON TABLE goalrt.snapshot_entries IS
+    'Snapshot contents as intervals: the entry is the path''s value in every snapshot with valid_from <= pos < valid_to.';
+
+CREATE TRIGGER snapshot_entries_guard
+    BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON goalrt.snapshot_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.refuse_direct_write();
+
+-- The position the log starts from: 0, or the fork point in a fork.
+CREATE FUNCTION goalrt.base_pos() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT base_pos FROM goalrt.clock
+$$;
+
+-- Raise GR005 unless base_pos <= pos <= head.
+CREATE FUNCTION goalrt.check_pos(at_pos bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    c goalrt.clock;
+BEGIN
+    SELECT * INTO c FROM goalrt.clock;
+    IF at_pos IS NULL OR at_pos < c.base_pos THEN
+        RAISE EXCEPTION 'position % is before the start of this log (%)', coalesce(at_pos::text, 'NULL'), c.base_pos
+            USING ERRCODE = 'GR005';
+    END IF;
+    IF at_pos > c.head THEN
+        RAISE EXCEPTION 'position % is after the head of the log (%)', at_pos, c.head USING ERRCODE = 'GR005';
+    END IF;
+    RETURN at_pos;
+END
+$$;
+
+-- Take a snapshot at at_pos. The caller holds the snapshot lock.
+CREATE FUNCTION goalrt.snapshot_locked(at_pos bigint, snap_name text, snap_tags text[], snap_note text)
+RETURNS goalrt.snapshots
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    prev    goalrt.snapshots;
+    delta   bigint := 0;
+    n       bigint := 0;
+    result  goalrt.snapshots;
+BEGIN
+    SELECT * INTO prev FROM goalrt.snapshots ORDER BY pos DESC, id DESC LIMIT 1;
+    IF prev.pos > at_pos THEN
+        RAISE EXCEPTION 'snapshots are taken in log order: one exists at position %, after %', prev.pos, at_pos
+            USING ERRCODE = 'GR005';
+    END IF;
+    IF at_pos > coalesce(prev.pos, goalrt.base_pos()) THEN
+        PERFORM set_config('goalrt.applying', 'on', true);
+        -- Every sub-statement sees the entries as they were before this
+        -- statement, so closing the old entries and adding the new ones
+        -- cannot see each other's rows.
+        WITH f AS MATERIALIZED (
+            SELECT * FROM goalrt.fold_changes(coalesce(prev.pos, goalrt.base_pos()), at_pos)
+        ), old AS MATERIALIZED (
+            SELECT e.path, e.value, e.version
+              FROM goalrt.snapshot_entries e JOIN f ON e.path = f.path
+             WHERE e.valid_to IS NULL
+        ), closed AS (
+            UPDATE goalrt.snapshot_entries e SET valid_to = at_pos
+              FROM old WHERE e.path = old.path AND e.valid_to IS NULL
+        ), added AS (
+            INSERT INTO goalrt.snapshot_entries (path, valid_from, valid_to, value, version, pos)
+            SELECT f.path, at_pos, NULL, goalrt.fold_value(o.value, f.reset, f.reset_value, f.inc),
+                   coalesce(o.version, 0) + f.changes, f.last_pos
+              FROM f LEFT JOIN old o ON o.path = f.path
+            RETURNING path, value
+        )
+        SELECT coalesce(sum(CASE WHEN a.value IS NOT NULL THEN 1 ELSE 0 END
+                          - CASE WHEN o.value IS NOT NULL THEN 1 ELSE 0 END), 0),
+               count(*)
+          INTO delta, n
+          FROM added a LEFT JOIN old o ON o.path = a.path;
+        PERFORM set_config('goalrt.applying', 'off', true);
+    END IF;
+    INSERT INTO goalrt.snapshots (pos, name, auto, tags, note, paths, written)
+    VALUES (at_pos, snap_name, snap_name IS NULL, coalesce(snap_tags, '{}'), snap_note,
+            CASE WHEN prev.id IS NULL
+                 THEN (SELECT count(*) FROM goalrt.snapshot_entries WHERE valid_to IS NULL AND value IS NOT NULL)
+                 ELSE prev.paths + delta END, n)
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+
+-- Take the automatic snapshots due up to min(up_to, head), at multiples of
+-- snapshot_every, each from the one before (so each costs at most that many
+-- events). Returns how many it took. Does nothing in a read-only
+-- transaction or when another session is already taking snapshots.
+CREATE FUNCTION goalrt.auto_snapshot(up_to bigint DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    every  bigint;
+    target bigint;
+    last   bigint;
+    nxt    bigint;
+    taken  integer := 0;
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN 0;
+    END IF;
+    SELECT (value #>> '{}')::bigint INTO every FROM goalrt.settings WHERE key = 'snapshot_every';
+    IF every IS NULL OR every <= 0 THEN
+        RETURN 0;
+    END IF;
+    target := (SELECT head FROM goalrt.clock);
+    target := least(coalesce(up_to, target), target);
+    last := coalesce((SELECT max(pos) FROM goalrt.snapshots), goalrt.base_pos());
+    IF (last / every + 1) * every > target THEN
+        RETURN 0;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock('goalrt.snapshots'::regclass::oid::integer, 1) THEN
+        RETURN 0;
+    END IF;
+    last := coalesce((SELECT max(pos) FROM goalrt.snapshots), goalrt.base_pos());
+    LOOP
+        nxt := (last / every + 1) * every;
+        EXIT WHEN nxt > target;
+        PERFORM goalrt.snapshot_locked(nxt, NULL, NULL, NULL);
+        last := nxt;
+        taken := taken + 1;
+    END LOOP;
+    RETURN taken;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.auto_snapshot(bigint) IS
+    'Take the automatic snapshots that are due (every snapshot_every positions); returns how many.';
+
+-- Take a named snapshot of the state at the head of the log.
+CREATE FUNCTION goalrt.create_snapshot(name text, tags text[] DEFAULT '{}', note text DEFAULT NULL)
+RETURNS goalrt.snapshots
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    head bigint;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$' THEN
+        RAISE EXCEPTION 'invalid snapshot name %: letters, digits and _ . : @ -, starting with a letter or digit',
+            coalesce(quote_literal(name), 'NULL') USING ERRCODE = 'GR003';
+    END IF;
+    IF EXISTS (SELECT 1 FROM goalrt.snapshots s WHERE s.name = create_snapshot.name) THEN
+        RAISE EXCEPTION 'a snapshot named % already exists', name USING ERRCODE = 'GR003';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(tags) t WHERE t IS NULL OR t = '') THEN
+        RAISE EXCEPTION 'snapshot tags must be non-empty strings' USING ERRCODE = 'GR003';
+    END IF;
+    head := goalrt.tick();
+    PERFORM pg_advisory_xact_lock('goalrt.snapshots'::regclass::oid::integer, 1);
+    -- Automatic snapshots due before this one come first, so the spacing
+    -- bound holds on both sides of it.
+    PERFORM goalrt.auto_snapshot(head);
+    RETURN goalrt.snapshot_locked(head, name, tags, note);
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.create_snapshot(text, text[], text) IS
+    'Take a named, tagged snapshot of the state at the head of the log.';
+
+-- The state at at_pos, with tombstones: the nearest snapshot at or before
+-- it plus the changes after it. With use_snapshots => false, only the log
+-- itself (from the start, or a fork's base) is folded: that is replay.
+CREATE FUNCTION goalrt.state_fold(at_pos bigint, pattern text DEFAULT NULL, use_snapshots boolean DEFAULT true)
+RETURNS TABLE (path text, value jsonb, version bigint, pos bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    snap   bigint;
+    regex  text;
+    prefix text;
+BEGIN
+    PERFORM goalrt.check_pos(at_pos);
+    IF pattern IS NOT NULL THEN
+        regex := goalrt.path_pattern_regex(pattern);
+        prefix := goalrt.path_pattern_prefix(pattern);
+    END IF;
+    IF use_snapshots THEN
+        SELECT max(s.pos) INTO snap FROM goalrt.snapshots s WHERE s.pos <= at_pos;
+    ELSIF goalrt.base_pos() > 0 THEN
+        snap := goalrt.base_pos();   -- a fork's log starts from its base snapshot
+    END IF;
+    RETURN QUERY
+    WITH base AS (
+        SELECT e.path, e.value, e.version, e.pos
+          FROM goalrt.snapshot_entries e
+         WHERE snap IS NOT NULL AND int8range(e.valid_from, e.valid_to) @> snap
+           AND (prefix IS NULL OR (e.path >= prefix COLLATE "C" AND e.path < (prefix || '/') COLLATE "C"))
+           AND (regex IS NULL OR e.path ~ regex)
+    ), f AS (
+        SELECT * FROM goalrt.fold_changes(coalesce(snap, goalrt.base_pos()), at_pos, regex)
+    )
+    SELECT coalesce(f.path, b.path)::text,
+           CASE WHEN f.path IS NULL THEN b.value ELSE goalrt.fold_value(b.value, f.reset, f.reset_value, f.inc) END,
+           coalesce(b.version, 0) + coalesce(f.changes, 0),
+           coalesce(f.last_pos, b.pos)
+      FROM base b FULL JOIN f ON f.path = b.path;
+END
+$$;
+
+-- The state as it was at position at_pos (live paths only), for psql users
+-- and the APIs. Takes any automatic snapshots that are due first.
+CREATE FUNCTION goalrt.state_at(at_pos bigint, pattern text DEFAULT NULL)
+RETURNS TABLE (path text, value jsonb, version bigint, pos bigint, changed_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+BEGIN
+    PERFORM goalrt.check_pos(at_pos);
+    PERFORM goalrt.auto_snapshot(at_pos);
+    RETURN QUERY
+    SELECT s.path, s.value, s.version, s.pos, e.recorded_at
+      FROM goalrt.state_fold(at_pos, pattern) s
+      LEFT JOIN goalrt.event_order o ON o.pos = s.pos
+      LEFT JOIN goalrt.event_data e ON e.id = o.event_id
+     WHERE s.value IS NOT NULL
+     ORDER BY s.path;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.state_at(bigint, text) IS
+    'The state at a past position: nearest snapshot at or before it plus the events after it.';
+
+-- The position of the log at a time: the end of the longest prefix of the
+-- log whose events were all recorded at or before at_time (event_order's
+-- log_time is the running maximum of recorded_at, so a binary search works).
+CREATE FUNCTION goalrt.pos_at(at_time timestamptz) RETURNS bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    lo  bigint;
+    hi  bigint;
+    mid bigint;
+BEGIN
+    IF at_time IS NULL THEN
+        RAISE EXCEPTION 'a time is required' USING ERRCODE = 'GR005';
+    END IF;
+    SELECT base_pos, head INTO lo, hi FROM goalrt.clock;
+    WHILE lo < hi LOOP
+        mid := (lo + hi + 1) / 2;
+        IF (SELECT o.log_time FROM goalrt.event_order o WHERE o.pos = mid) <= at_time THEN
+            lo := mid;
+        ELSE
+            hi := mid - 1;
+        END IF;
+    END LOOP;
+    RETURN lo;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.pos_at(timestamptz) IS
+    'The last position whose events (and all before it) were recorded at or before the given time.';
+
+CREATE FUNCTION goalrt.state_at_time(at_time timestamptz, pattern text DEFAULT NULL)
+RETURNS TABLE (path text, value jsonb, version bigint, pos bigint, changed_at timestamptz)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+    SELECT * FROM goalrt.state_at(goalrt.pos_at(at_time), pattern)
+$$;
+
+COMMENT ON FUNCTION goalrt.state_at_time(timestamptz, text) IS
+    'The state as it was at a time: goalrt.state_at(goalrt.pos_at(at_time)).';
+
+-- Every value a path has held, oldest first, from the log (in a fork: from
+-- its base, as op 'base'). deleted is true where the change deleted it.
+CREATE FUNCTION goalrt.state_history(path text)
+RETURNS TABLE (pos bigint, op text, value jsonb, deleted boolean, version bigint, recorded_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    r     record;
+    cur   jsonb;
+    ver   bigint := 0;
+    start bigint := goalrt.base_pos();
+BEGIN
+    IF NOT goalrt.valid_path(state_history.path) THEN
+        RAISE EXCEPTION 'invalid path %: use dot-separated segments of letters, digits, _ - : @',
+            coalesce(quote_literal(state_history.path), 'NULL') USING ERRCODE = 'GR003';
+    END IF;
+    IF start > 0 THEN
+        SELECT e.value, e.version INTO cur, ver
+          FROM goalrt.snapshot_entries e
+         WHERE e.path = state_history.path AND int8range(e.valid_from, e.valid_to) @> start;
+        ver := coalesce(ver, 0);
+        IF ver > 0 THEN
+            pos := start; op := 'base'; value := cur; deleted := cur IS NULL; version := ver;
+            recorded_at := NULL;
+            RETURN NEXT;
+        END IF;
+    END IF;
+    FOR r IN
+        SELECT o.pos, c.x ->> 'op' AS op, c.x -> 'value' AS v, (c.x -> 'by')::numeric AS amount, e.recorded_at
+          FROM goalrt.event_data e
+          JOIN goalrt.event_order o ON o.event_id = e.id
+         CROSS JOIN LATERAL jsonb_array_elements(e.data -> 'changes') AS c(x)
+         WHERE e.type = 'state.changed'
+           AND (e.data -> 'changes') @> jsonb_build_array(jsonb_build_object('path', state_history.path))
+           AND c.x ->> 'path' = state_history.path
+           AND o.pos > start
+         ORDER BY o.pos
+    LOOP
+        cur := CASE r.op WHEN 'set' THEN r.v WHEN 'delete' THEN NULL
+                         ELSE to_jsonb(coalesce(cur::numeric, 0) + r.amount) END;
+        ver := ver + 1;
+        pos := r.pos; op := r.op; value := cur; deleted := cur IS NULL; version := ver;
+        recorded_at := r.recorded_at;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.state_history(text) IS
+    'Every value a path has held, with positions, versions and times (value NULL where deleted).';
+
+-- For replay: wait for in-flight state writers, block new ones until the
+-- caller's transaction ends, and tick until every change in state_data has
+-- a position. Returns the head: state_data is then exactly the fold of the
+-- log up to it. Call it first in a READ COMMITTED transaction.
+CREATE FUNCTION goalrt.state_freeze() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+DECLARE
+    head bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'goalrt.state_freeze() needs a READ COMMITTED transaction' USING ERRCODE = '25000';
+    END IF;
+    LOCK TABLE goalrt.state_data IN SHARE MODE;
+    FOR attempt IN 1 .. 100 LOOP
+        head := goalrt.tick(1000);
+        IF NOT EXISTS (SELECT 1 FROM goalrt.state_data s
+                         LEFT JOIN goalrt.event_order o ON o.event_id = s.event_id
+                        WHERE s.event_id IS NOT NULL AND (o.pos IS NULL OR o.pos > head)) THEN
+            RETURN head;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not position every state change (is another session holding the clock?)'
+        USING ERRCODE = '55P03';
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.state_freeze() IS
+    'Block state writers for the rest of the transaction and return the head at which state_data equals the log''s fold.';
+
+-------------------------------------------------------------------------------
+-- Forks
+--
+-- A fork is a schema (goalrt_fork_<name>) built from this file, holding the
+-- state at a position of the main line and a log of its own that continues
+-- from that position. goalrt's Python code creates and drops them; this
+-- table in the main schema lists them.
+-------------------------------------------------------------------------------
+
+CREATE TABLE goalrt.forks (
+    name        text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
+    schema_name text NOT NULL UNIQUE,
+    base_pos    bigint NOT NULL,
+    base_hash   bytea NOT NULL,
+    revision    text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE goalrt.forks IS
+    'Forks of the main line: isolated copies of the state at base_pos, each in its own schema.';
 
 -------------------------------------------------------------------------------
 -- Roles and privileges
@@ -508,5 +1225,31 @@ BEGIN
         goalrt.append_event(text, text, jsonb, jsonb),
         goalrt.append_events(jsonb)
         TO goalrt_writer, goalrt_admin;
+    -- State: readers read it (and may take the automatic snapshots that
+    -- state_at needs); writers change it and take named snapshots.
+    GRANT SELECT ON goalrt.state, goalrt.state_data, goalrt.snapshots, goalrt.snapshot_entries,
+                    goalrt.settings, goalrt.forks
+        TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION
+        goalrt.valid_path(text),
+        goalrt.path_pattern_regex(text),
+        goalrt.path_pattern_prefix(text),
+        goalrt.fold_value(jsonb, boolean, jsonb, numeric),
+        goalrt.fold_changes(bigint, bigint, text),
+        goalrt.base_pos(),
+        goalrt.check_pos(bigint),
+        goalrt.state_fold(bigint, text, boolean),
+        goalrt.state_at(bigint, text),
+        goalrt.state_at_time(timestamptz, text),
+        goalrt.pos_at(timestamptz),
+        goalrt.state_history(text),
+        goalrt.auto_snapshot(bigint)
+        TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION
+        goalrt.change_state(jsonb, text, jsonb),
+        goalrt.create_snapshot(text, text[], text),
+        goalrt.state_freeze()
+        TO goalrt_writer, goalrt_admin;
+    GRANT ALL ON goalrt.settings, goalrt.forks TO goalrt_admin;
 END
 $$;

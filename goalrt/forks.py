@@ -1,0 +1,179 @@
+"""Forks: isolated branches of the state for simulation and tests.
+
+A fork is a PostgreSQL schema (``goalrt_fork_<name>``) built from
+``sql/schema.sql``, holding the main line's state at a position and an event
+log of its own that continues from that position (its hash chain links to
+the main line's hash there). Anything done with ``--fork NAME`` (or
+``fork=`` in Python) reads and writes only that schema.
+
+What a fork copies: the state (values, versions, tombstones) as it was at
+the fork point. What it does not: the main line's events before that point
+(read them on the main line), its snapshots, goals or settings other than
+``snapshot_every``. A fork keeps the schema of the goalrt version that made
+it; after ``goalrt migrate``, drop and re-create forks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from goalrt.errors import InvalidStateChangeError, OutOfRangeError, translated
+from goalrt.resources import MAIN_SCHEMA, in_schema, queries, read_sql
+
+if TYPE_CHECKING:
+    import asyncpg
+
+FORK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SCHEMA_PREFIX = "goalrt_fork_"
+Q = queries("forks")
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    name: str
+    schema: str
+    base_pos: int
+    revision: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Fork:
+        name, schema, base_pos, revision, created_at = row
+        return cls(name, schema, int(base_pos), revision, created_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "schema": self.schema,
+            "base_pos": self.base_pos,
+            "revision": self.revision,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def schema_name(name: str) -> str:
+    """Return the schema of fork ``name``, refusing a name that could not be one."""
+    if not isinstance(name, str) or not FORK_NAME.match(name):
+        raise InvalidStateChangeError(
+            f"invalid fork name {name!r}: lowercase letters, digits and _, starting with a letter (at most 40)"
+        )
+    return SCHEMA_PREFIX + name
+
+
+def _unknown(name: str) -> OutOfRangeError:
+    return OutOfRangeError(f"no fork named {name!r} (`goalrt fork list` shows the forks)")
+
+
+def schema_for(conn: psycopg.Connection[Any], fork: str | None) -> str:
+    """Return the schema to act on: the main one, or fork ``fork`` (which must exist)."""
+    if fork is None:
+        return MAIN_SCHEMA
+    schema_name(fork)
+    with translated(), psycopg.RawCursor(conn) as cur:
+        row = cur.execute(Q["fork_lookup"], (fork,)).fetchone()
+    if row is None:
+        raise _unknown(fork)
+    return str(row[0])
+
+
+async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
+    """Async ``schema_for``."""
+    if fork is None:
+        return MAIN_SCHEMA
+    schema_name(fork)
+    with translated():
+        value = await conn.fetchval(Q["fork_lookup"], fork)
+    if value is None:
+        raise _unknown(fork)
+    return str(value)
+
+
+def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -> Fork:
+    """Create fork ``name`` holding the main line's state at ``at`` (default: the head).
+
+    Atomic: on any error nothing of the fork remains. ``conn`` must be in
+    autocommit mode (the fork is built in one transaction of its own).
+    """
+    schema = schema_name(name)
+    with translated(), psycopg.RawCursor(conn) as cur:
+        if cur.execute(Q["fork_lookup"], (name,)).fetchone() is not None:
+            raise InvalidStateChangeError(f"a fork named {name!r} already exists")
+        # Tick outside the fork's transaction: a tick holds the clock's lock
+        # until its transaction ends.
+        head = int(cur.execute("SELECT goalrt.tick()").fetchone()[0])  # type: ignore[index]
+        pos = head if at is None else at
+        cur.execute(Q["fork_check_pos"], (pos,))
+        with conn.transaction():
+            base_hash = bytes(cur.execute(Q["fork_base_hash"], (pos,)).fetchone()[0])  # type: ignore[index]
+            cur.execute(in_schema(read_sql("schema.sql"), schema))
+            s = sql.Identifier(schema)
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {}.clock SET head = $1, head_hash = $2, base_pos = $1, base_hash = $2,"
+                    " snapshot = pg_current_snapshot()"
+                ).format(s),
+                (pos, base_hash),
+            )
+            cur.execute("SELECT set_config($1, 'on', true)", (f"{schema}.applying",))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {}.state_data (path, value, version, inherited_pos)"
+                    " SELECT path, value, version, pos FROM goalrt.state_fold($1, NULL, true)"
+                ).format(s),
+                (pos,),
+            )
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {0}.snapshot_entries (path, valid_from, valid_to, value, version, pos)"
+                    " SELECT path, $1, NULL, value, version, inherited_pos FROM {0}.state_data;"
+                ).format(s),
+                (pos,),
+            )
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {0}.snapshots (pos, name, auto, note, paths, written)"
+                    " SELECT $1, NULL, true, 'fork base', count(*) FILTER (WHERE value IS NOT NULL), count(*)"
+                    " FROM {0}.state_data"
+                ).format(s),
+                (pos,),
+            )
+            cur.execute("SELECT set_config($1, 'off', true)", (f"{schema}.applying",))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {}.settings f SET value = m.value FROM goalrt.settings m"
+                    " WHERE m.key = f.key AND m.key = 'snapshot_every'"
+                ).format(s)
+            )
+            row = cur.execute(Q["fork_register"], (name, schema, pos, base_hash)).fetchone()
+    return Fork.from_row(row)
+
+
+def list_forks(conn: psycopg.Connection[Any]) -> list[Fork]:
+    with translated(), psycopg.RawCursor(conn) as cur:
+        return [Fork.from_row(r) for r in cur.execute(Q["forks_list"]).fetchall()]
+
+
+def get(conn: psycopg.Connection[Any], name: str) -> Fork:
+    schema_name(name)
+    with translated(), psycopg.RawCursor(conn) as cur:
+        row = cur.execute(Q["fork_get"], (name,)).fetchone()
+    if row is None:
+        raise _unknown(name)
+    return Fork.from_row(row)
+
+
+def drop(conn: psycopg.Connection[Any], name: str) -> None:
+    """Drop fork ``name``: its schema and everything in it."""
+    fork = get(conn, name)
+    with translated(), conn.transaction(), psycopg.RawCursor(conn) as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(fork.schema)))
+        cur.execute(Q["fork_unregister"], (name,))
+
+
+__all__ = ["Fork", "create", "drop", "get", "list_forks", "schema_for", "schema_for_async", "schema_name"]

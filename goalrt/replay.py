@@ -1,0 +1,87 @@
+"""Replay: rebuild the state from the log alone and compare it with the rows.
+
+``verify`` waits for in-flight state writers and holds new ones back only
+for as long as it takes to tick the clock and copy the materialized rows
+(``goalrt.state_freeze``); the fold of the whole log then runs with no lock
+held, and the copy is compared with it path by path: value, version and the
+position of the last change, deleted paths included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from goalrt.errors import DatabaseError, translated
+from goalrt.state import State
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    identical: bool
+    pos: int
+    paths: int
+    path: str | None = None
+    problem: str | None = None
+    materialized: dict[str, Any] | None = None
+    replayed: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        if self.identical:
+            return f"identical at position {self.pos} ({self.paths} path{'' if self.paths == 1 else 's'})"
+        return f"differs at position {self.pos}: path {self.path}: {self.problem}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "identical": self.identical,
+            "pos": self.pos,
+            "paths": self.paths,
+            "path": self.path,
+            "problem": self.problem,
+            "materialized": self.materialized,
+            "replayed": self.replayed,
+        }
+
+
+def verify(state: State) -> ReplayReport:
+    """Rebuild the state from the log and compare it with the materialized rows."""
+    conn = state.connection
+    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise DatabaseError("replay verify needs an autocommit connection outside any transaction")
+    try:
+        with translated(), conn.transaction():
+            pos = int(state._run("state_freeze")[0][0])
+            state._run("materialized_drop")
+            state._run("materialized_copy")
+        paths = int(state._run("replay_count")[0][0])
+        rows = state._run("replay_compare", (pos,))
+    finally:
+        if not conn.closed:
+            state._run("materialized_drop")
+    if not rows:
+        return ReplayReport(True, pos, paths)
+    path, m_value, m_version, m_pos, r_value, r_version, r_pos, in_m, in_r = rows[0]
+    materialized = {"value": m_value, "version": m_version, "pos": m_pos} if in_m else None
+    replayed = {"value": r_value, "version": r_version, "pos": r_pos} if in_r else None
+    if not in_m:
+        problem = f"the log has it (version {r_version}) but the materialized state does not"
+    elif not in_r:
+        problem = f"the materialized state has it (version {m_version}) but the log never set it"
+    elif m_version != r_version:
+        problem = f"version {m_version} materialized, {r_version} replayed"
+    elif m_pos != r_pos:
+        problem = f"last changed at pos {m_pos} materialized, {r_pos} replayed"
+    else:
+        problem = f"value {_show(m_value)} materialized, {_show(r_value)} replayed"
+    return ReplayReport(False, pos, paths, path, problem, materialized, replayed)
+
+
+def _show(value: Any) -> str:
+    from goalrt.database import dumps
+
+    return "(deleted)" if value is None else dumps(value)
+
+
+__all__ = ["ReplayReport", "verify"]
