@@ -111,8 +111,10 @@ def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -
         cur.execute(Q["fork_check_pos"], (pos,))
         with conn.transaction():
             base_hash = bytes(cur.execute(Q["fork_base_hash"], (pos,)).fetchone()[0])  # type: ignore[index]
-            cur.execute(in_schema(read_sql("schema.sql"), schema))
             s = sql.Identifier(schema)
+            # Explicitly, so an existing schema of that name is an error, not reused.
+            cur.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+            cur.execute(in_schema(read_sql("schema.sql"), schema))
             cur.execute(
                 sql.SQL(
                     "UPDATE {}.clock SET head = $1, head_hash = $2, base_pos = $1, base_hash = $2,"

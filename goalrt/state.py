@@ -278,6 +278,7 @@ class State:
         point = parse_at(at)
         if isinstance(point, int):
             return point
+        self._fresh()
         return int(self._run("pos_at_time", (point,))[0][0])
 
     def list(self, pattern: str | None = None, *, at: At | None = None) -> builtins.list[StateEntry]:
@@ -286,10 +287,10 @@ class State:
         ``orders.o1`` is that path and everything beneath it; ``*`` is one
         segment (``orders.*.status``), a trailing ``*`` any depth beneath.
         """
+        self._fresh()
         if at is not None:
             rows = self._run("state_at", (self.position(at), pattern))
         else:
-            self._fresh()
             prefix = None
             if pattern is not None:
                 prefix = self._run("pattern_check", (pattern,))[0][1]
@@ -323,6 +324,7 @@ class State:
 
     def replayed(self, to: int, pattern: str | None = None) -> builtins.list[StateEntry]:
         """Return the state at ``to`` computed from the events alone (no snapshots)."""
+        self._fresh()
         return [StateEntry(r[0], r[1], int(r[2]), int(r[3]), None) for r in self._run("state_replayed", (to, pattern))]
 
     def __iter__(self) -> Iterator[StateEntry]:

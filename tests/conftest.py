@@ -20,9 +20,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from goalrt import migrate
+from goalrt import migrate, replay
 from goalrt.embedded import EmbeddedServer
 from goalrt.eventlog import EventLog
+from goalrt.state import State
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_TEST_URL = "GOALRT_TEST_DATABASE_URL"
@@ -86,11 +87,32 @@ def template_db(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database of its own."""
+def db_url(server_url: str, template_db: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated database of its own.
+
+    After the test, the state rebuilt from the log alone must equal the
+    materialized state, whatever the test did (unless it is marked
+    ``tampers_state``).
+    """
     name = create_database(server_url, template_db)
-    yield with_dbname(server_url, name)
-    drop_database(server_url, name)
+    url = with_dbname(server_url, name)
+    yield url
+    try:
+        if request.node.get_closest_marker("tampers_state") is None:
+            assert_replay_identical(url)
+    finally:
+        drop_database(server_url, name)
+
+
+def assert_replay_identical(url: str) -> None:
+    """Fail unless `goalrt replay --verify` would say identical (skipped if state is not migrated)."""
+    with psycopg.connect(url, autocommit=True) as c:
+        present = c.execute("SELECT to_regclass('goalrt.state_data') IS NOT NULL").fetchone()
+    if not present or not present[0]:
+        return
+    with State.connect(url) as state:
+        report = replay.verify(state)
+    assert report.identical, f"after the test, replay {report.describe()}"
 
 
 @pytest.fixture
@@ -105,6 +127,12 @@ def empty_db_url(server_url: str) -> Iterator[str]:
 def log(db_url: str) -> Iterator[EventLog]:
     with EventLog.connect(db_url) as event_log:
         yield event_log
+
+
+@pytest.fixture
+def state(db_url: str) -> Iterator[State]:
+    with State.connect(db_url) as st:
+        yield st
 
 
 @pytest.fixture

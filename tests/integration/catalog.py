@@ -15,7 +15,10 @@ CATALOG_QUERIES: dict[str, str] = {
          WHERE n.nspname = 'goalrt' AND c.relname <> 'alembic_version' AND c.relname <> 'alembic_version_pkc'
          ORDER BY 1""",
     "columns": """
-        SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+        SELECT c.relname,
+               -- the column's place, not attnum: a dropped and re-added column leaves a gap in attnum
+               row_number() OVER (PARTITION BY c.relname ORDER BY a.attnum), a.attname,
+               format_type(a.atttypid, a.atttypmod), a.attnotnull,
                pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, a.attacl::text
           FROM pg_attribute a
           JOIN pg_class c ON c.oid = a.attrelid

@@ -102,3 +102,31 @@ def test_vector_extension_is_used_only_where_available(db_url: str) -> None:
         available = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'").fetchone()
         installed = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'vector'").fetchone()
     assert available == installed
+
+
+def test_upgrade_from_0001_keeps_the_log_and_downgrade_restores_it(empty_db_url: str, db_url: str) -> None:
+    # A database at 0001 with events in it, as a user of the previous release has.
+    migrate.upgrade(empty_db_url, "0001")
+    at_0001 = describe(empty_db_url)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        for i in range(5):
+            conn.execute("SELECT goalrt.append_event('s', 't', %s::jsonb)", (f'{{"i": {i}}}',))
+        conn.execute("SELECT goalrt.tick()")
+    assert migrate.upgrade(empty_db_url).up_to_date
+    with EventLog.connect(empty_db_url) as log:
+        assert [e.pos for e in log.read()] == [1, 2, 3, 4, 5]
+        assert log.verify().ok
+        log.append("s", "after")
+        assert log.read(after=5)[0].pos == 6
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        times = [r[0] for r in conn.execute("SELECT log_time FROM goalrt.event_order ORDER BY pos")]
+        assert times == sorted(times) and None not in times
+        conn.execute("""SELECT * FROM goalrt.change_state('[{"op": "set", "path": "a", "value": 1}]')""")
+    # Down to 0001: the catalog is 0001's again, and the log still verifies.
+    migrate.downgrade(empty_db_url, "0001")
+    assert describe(empty_db_url) == at_0001
+    with EventLog.connect(empty_db_url) as log:
+        assert log.verify().ok
+        assert len(log.read()) == 7
+    migrate.upgrade(empty_db_url)
+    assert describe(empty_db_url) == describe(db_url)
