@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from goalrt import __version__, cli_state, config, demo, migrate
-from goalrt.cli_support import AppContext, JsonParam, clip, emit_json, fork_option, pass_app, print_table
+from goalrt.cli_support import ENV_FORK, AppContext, JsonParam, clip, emit_json, fork_option, pass_app, print_table
 from goalrt.database import connect, describe_target
 from goalrt.errors import ChainBrokenError, ConfigError, GoalrtError
 from goalrt.event import Event
@@ -28,11 +28,18 @@ from goalrt.event import Event
     metavar="URL",
     help="PostgreSQL URL (default: $GOALRT_DATABASE_URL, else the embedded server under ./.goalrt).",
 )
+@click.option(
+    "--fork",
+    envvar=ENV_FORK,
+    metavar="NAME",
+    help="Act on this fork instead of the main line (default: $GOALRT_FORK); also accepted after the command.",
+)
 @click.version_option(__version__, prog_name="goalrt")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None) -> None:
+def cli(ctx: click.Context, database_url: str | None, fork: str | None) -> None:
     """goalrt: a Postgres-native goal runtime."""
     ctx.obj = AppContext(database_url)
+    ctx.obj.fork = fork or None
 
 
 # -- database --------------------------------------------------------------------

@@ -123,6 +123,7 @@ def test_fork_commands(db_url: str) -> None:
     assert ok(db_url, "replay", "--verify", "--fork", "sim") == "identical at position 4 (1 path)\n"
     result = goalrt(db_url, "state", "get", "f.x", "--json", env={"GOALRT_FORK": "sim"})
     assert json.loads(result.stdout)["value"] == 3
+    assert json.loads(ok(db_url, "--fork", "sim", "state", "get", "f.x", "--json"))["value"] == 3
     names = [json.loads(x)["name"] for x in ok(db_url, "fork", "list", "--json").splitlines()]
     assert names == ["old", "sim"]
     assert "already exists" in fails(db_url, "fork", "create", "sim")
