@@ -9,7 +9,7 @@ import click
 from goalrt import forks, replay, snapshots
 from goalrt.cli_support import AppContext, JsonParam, clip, emit_json, fork_option, pass_app, print_table, show_json
 from goalrt.errors import ConfigError, GoalrtError, OutOfRangeError
-from goalrt.state import Change, HistoryEntry, StateEntry, check_path
+from goalrt.state import Change, HistoryEntry, State, StateEntry, check_path
 
 AT_HELP = "A past position (e.g. 120) or time (ISO 8601, e.g. 2026-11-21T10:00:00Z; no zone means UTC)."
 
@@ -311,7 +311,7 @@ def fork() -> None:
 @pass_app
 def fork_create(app: AppContext, name: str, at: str | None, as_json: bool) -> None:
     """Create fork NAME from the main line's state (now, or --at a past point)."""
-    with app.state() as st:
+    with State.connect(app.url) as st:
         pos = None if at is None else st.position(at)
         created = forks.create(st.connection, name, at=pos)
     if as_json:
@@ -325,7 +325,7 @@ def fork_create(app: AppContext, name: str, at: str | None, as_json: bool) -> No
 @pass_app
 def fork_list(app: AppContext, as_json: bool) -> None:
     """List the forks."""
-    with app.state() as st:
+    with State.connect(app.url) as st:
         rows = forks.list_forks(st.connection)
     if as_json:
         for f in rows:
@@ -342,7 +342,7 @@ def fork_list(app: AppContext, as_json: bool) -> None:
 @pass_app
 def fork_drop(app: AppContext, name: str) -> None:
     """Drop fork NAME and everything in it."""
-    with app.state() as st:
+    with State.connect(app.url) as st:
         forks.drop(st.connection, name)
     click.echo(f"fork {name} dropped")
 

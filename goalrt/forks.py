@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from goalrt.errors import InvalidStateChangeError, OutOfRangeError, translated
+from goalrt.errors import DatabaseError, InvalidStateChangeError, OutOfRangeError, translated
 from goalrt.resources import MAIN_SCHEMA, in_schema, queries, read_sql
 
 if TYPE_CHECKING:
@@ -70,6 +70,18 @@ def _unknown(name: str) -> OutOfRangeError:
     return OutOfRangeError(f"no fork named {name!r} (`goalrt fork list` shows the forks)")
 
 
+def _checked(fork: str, stored: object) -> str:
+    # The schema name goes into SQL text: use the one derived from the
+    # validated fork name, never the stored one, and refuse a registry row
+    # that disagrees with it.
+    schema = schema_name(fork)
+    if stored is None:
+        raise _unknown(fork)
+    if stored != schema:
+        raise OutOfRangeError(f"fork {fork!r} is registered with schema {stored!r}, not {schema!r}; refusing it")
+    return schema
+
+
 def schema_for(conn: psycopg.Connection[Any], fork: str | None) -> str:
     """Return the schema to act on: the main one, or fork ``fork`` (which must exist)."""
     if fork is None:
@@ -77,9 +89,7 @@ def schema_for(conn: psycopg.Connection[Any], fork: str | None) -> str:
     schema_name(fork)
     with translated(), psycopg.RawCursor(conn) as cur:
         row = cur.execute(Q["fork_lookup"], (fork,)).fetchone()
-    if row is None:
-        raise _unknown(fork)
-    return str(row[0])
+    return _checked(fork, None if row is None else row[0])
 
 
 async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
@@ -89,9 +99,7 @@ async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
     schema_name(fork)
     with translated():
         value = await conn.fetchval(Q["fork_lookup"], fork)
-    if value is None:
-        raise _unknown(fork)
-    return str(value)
+    return _checked(fork, value)
 
 
 def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -> Fork:
@@ -101,6 +109,8 @@ def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -
     autocommit mode (the fork is built in one transaction of its own).
     """
     schema = schema_name(name)
+    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise DatabaseError("creating a fork needs an autocommit connection outside any transaction")
     with translated(), psycopg.RawCursor(conn) as cur:
         if cur.execute(Q["fork_lookup"], (name,)).fetchone() is not None:
             raise InvalidStateChangeError(f"a fork named {name!r} already exists")
@@ -114,7 +124,7 @@ def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -
             s = sql.Identifier(schema)
             # Explicitly, so an existing schema of that name is an error, not reused.
             cur.execute(sql.SQL("CREATE SCHEMA {}").format(s))
-            cur.execute(in_schema(read_sql("schema.sql"), schema))
+            cur.execute(fork_schema_sql(schema))
             cur.execute(
                 sql.SQL(
                     "UPDATE {}.clock SET head = $1, head_hash = $2, base_pos = $1, base_hash = $2,"
@@ -156,6 +166,16 @@ def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -
     return Fork.from_row(row)
 
 
+_EXTENSION_BLOCK = re.compile(r"^-- pgvector is optional.*?^\$\$;\n", re.MULTILINE | re.DOTALL)
+
+
+def fork_schema_sql(schema: str) -> str:
+    """Return sql/schema.sql for a fork: every object in ``schema``, no extension created."""
+    text, found = _EXTENSION_BLOCK.subn("", read_sql("schema.sql"))
+    assert found == 1, "sql/schema.sql no longer has the pgvector block forks skip"
+    return in_schema(text, schema)
+
+
 def list_forks(conn: psycopg.Connection[Any]) -> list[Fork]:
     with translated(), psycopg.RawCursor(conn) as cur:
         return [Fork.from_row(r) for r in cur.execute(Q["forks_list"]).fetchall()]
@@ -173,8 +193,9 @@ def get(conn: psycopg.Connection[Any], name: str) -> Fork:
 def drop(conn: psycopg.Connection[Any], name: str) -> None:
     """Drop fork ``name``: its schema and everything in it."""
     fork = get(conn, name)
+    schema = _checked(name, fork.schema)
     with translated(), conn.transaction(), psycopg.RawCursor(conn) as cur:
-        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(fork.schema)))
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         cur.execute(Q["fork_unregister"], (name,))
 
 

@@ -15,7 +15,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from goalrt.database import connect
-from goalrt.errors import MigrationError, translated
+from goalrt.errors import DatabaseError, MigrationError, translated
 from goalrt.resources import migrations_dir
 
 VERSION_TABLE = "alembic_version"
@@ -78,6 +78,9 @@ def _run(fn: Callable[[Config, str], None], url: str, revision: str) -> Migratio
     try:
         with translated():
             fn(config, revision)
+    except DatabaseError as exc:
+        # An error raised by a migration's SQL (through the raw psycopg connection).
+        raise MigrationError(f"migration failed: {exc}") from exc
     except Exception as exc:
         if exc.__class__.__module__.startswith(("alembic", "sqlalchemy")):
             raise MigrationError(f"migration failed: {str(exc).splitlines()[0]}") from exc

@@ -4,18 +4,25 @@
 for as long as it takes to tick the clock and copy the materialized rows
 (``goalrt.state_freeze``); the fold of the whole log then runs with no lock
 held, and the copy is compared with it path by path: value, version and the
-position of the last change, deleted paths included.
+position of the last change, deleted paths included. If writers or the
+clock are busy, the freeze gives up after ``FREEZE_WAIT_MS`` and is retried
+with nothing held in between, so state writers never wait long.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from goalrt.errors import DatabaseError, translated
+from goalrt.errors import DatabaseError, GoalrtError, translated
 from goalrt.state import State
+
+FREEZE_WAIT_MS = 500
+FREEZE_ATTEMPTS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +58,7 @@ def verify(state: State) -> ReplayReport:
     if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise DatabaseError("replay verify needs an autocommit connection outside any transaction")
     try:
-        with translated(), conn.transaction():
-            pos = int(state._run("state_freeze")[0][0])
-            state._run("materialized_drop")
-            state._run("materialized_copy")
+        pos = _freeze_and_copy(state)
         paths = int(state._run("replay_count")[0][0])
         rows = state._run("replay_compare", (pos,))
     finally:
@@ -76,6 +80,23 @@ def verify(state: State) -> ReplayReport:
     else:
         problem = f"value {_show(m_value)} materialized, {_show(r_value)} replayed"
     return ReplayReport(False, pos, paths, path, problem, materialized, replayed)
+
+
+def _freeze_and_copy(state: State) -> int:
+    """Copy the materialized rows at a position where they equal the log's fold; return it."""
+    for attempt in range(FREEZE_ATTEMPTS):
+        try:
+            with translated(), state.connection.transaction():
+                pos = int(state._run("state_freeze", (FREEZE_WAIT_MS,))[0][0])
+                state._run("materialized_drop")
+                state._run("materialized_copy")
+            return pos
+        except GoalrtError as exc:
+            cause = exc.__cause__
+            if getattr(cause, "sqlstate", None) != "55P03":
+                raise
+        time.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
+    raise DatabaseError("replay: state writers or the clock stayed busy; try again later")
 
 
 def _show(value: Any) -> str:

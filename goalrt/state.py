@@ -43,7 +43,7 @@ At = int | datetime | str
 
 def check_path(path: object) -> str:
     """Return ``path`` if it is a valid state path, else raise naming it."""
-    if not isinstance(path, str) or len(path) > MAX_PATH or not PATH.match(path):
+    if not isinstance(path, str) or len(path) > MAX_PATH or not PATH.fullmatch(path):
         raise InvalidStateChangeError(
             f"invalid path {path!r}: use dot-separated segments of letters, digits, _ - : @ (e.g. orders.o1.status)"
         )

@@ -66,7 +66,8 @@ CREATE TABLE goalrt.event_order (
     event_id  bigint NOT NULL UNIQUE,
     prev_hash bytea  NOT NULL,
     hash      bytea  NOT NULL,
-    -- The running maximum of recorded_at up to this position: never
+    -- The running maximum of the events' times up to this position (commit
+    -- time with track_commit_timestamp on, else recorded_at): never
     -- decreases, so goalrt.pos_at(time) is a binary search.
     log_time  timestamptz NOT NULL
 );
@@ -160,7 +161,7 @@ $$;
 CREATE FUNCTION goalrt.append_event(
     stream text, type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}'
 ) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     new_id bigint;
 BEGIN
@@ -194,7 +195,7 @@ COMMENT ON FUNCTION goalrt.append_event(text, text, jsonb, jsonb) IS
 -- {"stream": ..., "type": ..., "data": ..., "metadata": ...}; ids are
 -- returned in the order of the array, which is also their order in the log.
 CREATE FUNCTION goalrt.append_events(events jsonb) RETURNS SETOF bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     bad record;
 BEGIN
@@ -262,7 +263,7 @@ COMMENT ON FUNCTION goalrt.append_events(jsonb) IS
 CREATE FUNCTION goalrt.tick(wait_ms integer DEFAULT 200) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 -- work_mem: a large batch is sorted by id; keep that sort in memory.
-SET search_path = pg_catalog, goalrt SET work_mem = '64MB' AS $$
+SET search_path = pg_catalog, goalrt, pg_temp SET work_mem = '64MB' AS $$
 DECLARE
     c          goalrt.clock;
     cur        pg_snapshot;
@@ -276,6 +277,7 @@ DECLARE
     new_hash   bytea[]  := '{}';
     new_time   timestamptz[] := '{}';
     t          timestamptz;
+    tracked    boolean;
 BEGIN
     SELECT * INTO c FROM goalrt.clock;
     IF current_setting('transaction_isolation') <> 'read committed'
@@ -316,20 +318,23 @@ BEGIN
     p := c.head;
     h := c.head_hash;
     t := coalesce((SELECT o.log_time FROM goalrt.event_order o WHERE o.pos = c.head), '-infinity');
+    -- With track_commit_timestamp on, an event's time is its transaction's
+    -- commit time (exact for time travel); otherwise the time it was recorded.
+    tracked := current_setting('track_commit_timestamp') = 'on';
 
     -- The batch: transactions visible in cur and not visible in the previous
     -- snapshot. A transaction id below the previous xmax is invisible to it
     -- exactly when it is listed in its xip, so the two halves below cover the
     -- batch without rescanning old rows, even behind a long transaction.
     FOR r IN
-        SELECT b.id, b.recorded_at,
+        SELECT b.id, b.recorded_at, b.xid,
                goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at) AS digest
-          FROM (SELECT e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
+          FROM (SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at
                   FROM goalrt.event_data e
                  WHERE e.xid >= pg_snapshot_xmax(c.snapshot) AND e.xid < pg_snapshot_xmax(cur)
                    AND pg_visible_in_snapshot(e.xid, cur)
                 UNION ALL
-                SELECT e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
+                SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at
                   FROM goalrt.event_data e
                  WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot)))
                    AND pg_visible_in_snapshot(e.xid, cur)) b
@@ -343,7 +348,8 @@ BEGIN
         new_prev := new_prev || h;
         h := sha256(h || int8send(p) || r.digest);
         new_hash := new_hash || h;
-        t := greatest(t, r.recorded_at);
+        t := greatest(t, CASE WHEN tracked THEN coalesce(pg_xact_commit_timestamp(xid(r.xid)), r.recorded_at)
+                              ELSE r.recorded_at END);
         new_time := new_time || t;
     END LOOP;
 
@@ -385,7 +391,7 @@ CREATE FUNCTION goalrt.read_events(
     stream_name text DEFAULT NULL, type_pattern text DEFAULT NULL,
     advance boolean DEFAULT true
 ) RETURNS SETOF goalrt.events
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 BEGIN
     IF max_count IS NULL OR max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be a positive integer' USING ERRCODE = '22023';
@@ -428,7 +434,7 @@ COMMENT ON FUNCTION goalrt.read_events(bigint, integer, text, text, boolean) IS
 -- the first bad position and why.
 CREATE FUNCTION goalrt.verify_chain()
 RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     c goalrt.clock;
     genesis bytea;
@@ -488,7 +494,9 @@ COMMENT ON FUNCTION goalrt.verify_chain() IS
 
 CREATE TABLE goalrt.settings (
     key   text  PRIMARY KEY,
-    value jsonb NOT NULL
+    value jsonb NOT NULL,
+    CHECK (key <> 'snapshot_every'
+           OR (jsonb_typeof(value) = 'number' AND (value #>> '{}') ~ '^[0-9]{1,18}$'))
 );
 INSERT INTO goalrt.settings (key, value) VALUES ('snapshot_every', '1000');
 
@@ -522,7 +530,7 @@ $$;
 --   orders.o1.*        a trailing `*` is one or more segments
 -- Returns the anchored regular expression, or raises GR003 for a bad pattern.
 CREATE FUNCTION goalrt.path_pattern_regex(pattern text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     segs text[];
     out  text[] := '{}';
@@ -616,7 +624,7 @@ CREATE TRIGGER state_data_guard
 -- and commits later), which is what makes a replay exact.
 CREATE FUNCTION goalrt.change_state(changes jsonb, stream text DEFAULT 'state', metadata jsonb DEFAULT '{}')
 RETURNS TABLE (event_id bigint, path text, version bigint, value jsonb)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     bad    record;
     new_id bigint;
@@ -624,8 +632,8 @@ BEGIN
     IF changes IS NULL OR jsonb_typeof(changes) <> 'array' OR jsonb_array_length(changes) = 0 THEN
         RAISE EXCEPTION 'changes must be a non-empty JSON array of change objects' USING ERRCODE = 'GR003';
     END IF;
-    IF stream IS NULL OR stream = '' THEN
-        RAISE EXCEPTION 'event stream must be a non-empty string' USING ERRCODE = 'GR002';
+    IF stream IS NULL OR stream = '' OR length(stream) > 512 THEN
+        RAISE EXCEPTION 'event stream must be a non-empty string of at most 512 characters' USING ERRCODE = 'GR002';
     END IF;
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata) USING ERRCODE = 'GR002';
@@ -647,8 +655,9 @@ BEGIN
                      WHEN jsonb_typeof(x -> 'path') IS DISTINCT FROM 'string'
                        THEN '.path must be a string'
                      WHEN NOT goalrt.valid_path(x ->> 'path')
-                       THEN '.path ' || quote_literal(x ->> 'path')
-                            || ' is not a valid path (dot-separated segments of letters, digits, _ - : @)'
+                       THEN '.path ' || quote_literal(left(x ->> 'path', 80))
+                            || CASE WHEN length(x ->> 'path') > 512 THEN ' is longer than 512 characters'
+                                    ELSE ' is not a valid path (dot-separated segments of letters, digits, _ - : @)' END
                      WHEN x ->> 'op' = 'set' AND NOT x ? 'value' THEN '.value is required for set'
                      WHEN x ->> 'op' <> 'set' AND x ? 'value' THEN '.value is only for set'
                      WHEN x ->> 'op' = 'inc' AND jsonb_typeof(x -> 'by') IS DISTINCT FROM 'number'
@@ -834,7 +843,7 @@ $$;
 
 -- Raise GR005 unless base_pos <= pos <= head.
 CREATE FUNCTION goalrt.check_pos(at_pos bigint) RETURNS bigint
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     c goalrt.clock;
 BEGIN
@@ -853,7 +862,7 @@ $$;
 -- Take a snapshot at at_pos. The caller holds the snapshot lock.
 CREATE FUNCTION goalrt.snapshot_locked(at_pos bigint, snap_name text, snap_tags text[], snap_note text)
 RETURNS goalrt.snapshots
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     prev    goalrt.snapshots;
     delta   bigint := 0;
@@ -908,7 +917,7 @@ $$;
 -- events). Returns how many it took. Does nothing in a read-only
 -- transaction or when another session is already taking snapshots.
 CREATE FUNCTION goalrt.auto_snapshot(up_to bigint DEFAULT NULL) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     every  bigint;
     target bigint;
@@ -916,7 +925,11 @@ DECLARE
     nxt    bigint;
     taken  integer := 0;
 BEGIN
-    IF current_setting('transaction_read_only') = 'on' THEN
+    -- A snapshot must see the latest snapshots and clock under its lock, which
+    -- only READ COMMITTED gives (a REPEATABLE READ transaction would keep
+    -- reading the state from before the lock).
+    IF current_setting('transaction_read_only') = 'on'
+       OR current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN 0;
     END IF;
     SELECT (value #>> '{}')::bigint INTO every FROM goalrt.settings WHERE key = 'snapshot_every';
@@ -950,7 +963,7 @@ COMMENT ON FUNCTION goalrt.auto_snapshot(bigint) IS
 -- Take a named snapshot of the state at the head of the log.
 CREATE FUNCTION goalrt.create_snapshot(name text, tags text[] DEFAULT '{}', note text DEFAULT NULL)
 RETURNS goalrt.snapshots
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     head bigint;
 BEGIN
@@ -964,8 +977,14 @@ BEGIN
     IF EXISTS (SELECT 1 FROM unnest(tags) t WHERE t IS NULL OR t = '') THEN
         RAISE EXCEPTION 'snapshot tags must be non-empty strings' USING ERRCODE = 'GR003';
     END IF;
-    head := goalrt.tick();
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'goalrt.create_snapshot() needs a READ COMMITTED transaction' USING ERRCODE = '25000';
+    END IF;
+    -- The snapshot lock first, then the clock: never hold the clock's lock
+    -- while waiting (every reader's tick would wait behind us), and read
+    -- the head only once no other snapshot can still be added before it.
     PERFORM pg_advisory_xact_lock('goalrt.snapshots'::regclass::oid::integer, 1);
+    head := goalrt.tick();
     -- Automatic snapshots due before this one come first, so the spacing
     -- bound holds on both sides of it.
     PERFORM goalrt.auto_snapshot(head);
@@ -981,7 +1000,7 @@ COMMENT ON FUNCTION goalrt.create_snapshot(text, text[], text) IS
 -- itself (from the start, or a fork's base) is folded: that is replay.
 CREATE FUNCTION goalrt.state_fold(at_pos bigint, pattern text DEFAULT NULL, use_snapshots boolean DEFAULT true)
 RETURNS TABLE (path text, value jsonb, version bigint, pos bigint)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     snap   bigint;
     regex  text;
@@ -1019,7 +1038,7 @@ $$;
 -- and the APIs. Takes any automatic snapshots that are due first.
 CREATE FUNCTION goalrt.state_at(at_pos bigint, pattern text DEFAULT NULL)
 RETURNS TABLE (path text, value jsonb, version bigint, pos bigint, changed_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 BEGIN
     PERFORM goalrt.check_pos(at_pos);
     PERFORM goalrt.auto_snapshot(at_pos);
@@ -1040,7 +1059,7 @@ COMMENT ON FUNCTION goalrt.state_at(bigint, text) IS
 -- log whose events were all recorded at or before at_time (event_order's
 -- log_time is the running maximum of recorded_at, so a binary search works).
 CREATE FUNCTION goalrt.pos_at(at_time timestamptz) RETURNS bigint
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     lo  bigint;
     hi  bigint;
@@ -1067,7 +1086,7 @@ COMMENT ON FUNCTION goalrt.pos_at(timestamptz) IS
 
 CREATE FUNCTION goalrt.state_at_time(at_time timestamptz, pattern text DEFAULT NULL)
 RETURNS TABLE (path text, value jsonb, version bigint, pos bigint, changed_at timestamptz)
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
     SELECT * FROM goalrt.state_at(goalrt.pos_at(at_time), pattern)
 $$;
 
@@ -1078,7 +1097,7 @@ COMMENT ON FUNCTION goalrt.state_at_time(timestamptz, text) IS
 -- its base, as op 'base'). deleted is true where the change deleted it.
 CREATE FUNCTION goalrt.state_history(path text)
 RETURNS TABLE (pos bigint, op text, value jsonb, deleted boolean, version bigint, recorded_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     r     record;
     cur   jsonb;
@@ -1124,33 +1143,38 @@ $$;
 COMMENT ON FUNCTION goalrt.state_history(text) IS
     'Every value a path has held, with positions, versions and times (value NULL where deleted).';
 
--- For replay: wait for in-flight state writers, block new ones until the
--- caller's transaction ends, and tick until every change in state_data has
--- a position. Returns the head: state_data is then exactly the fold of the
--- log up to it. Call it first in a READ COMMITTED transaction.
-CREATE FUNCTION goalrt.state_freeze() RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+-- For replay: wait (at most wait_ms) for in-flight state writers, block
+-- new ones until the caller's transaction ends, and tick until every change
+-- in state_data has a position. Returns the head: state_data is then exactly
+-- the fold of the log up to it. If the writers or the clock are busy it
+-- gives up with SQLSTATE 55P03 instead of holding writers back; roll back
+-- and try again (goalrt.replay does). Call it first in a READ COMMITTED
+-- transaction.
+CREATE FUNCTION goalrt.state_freeze(wait_ms integer DEFAULT 500) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
-    head bigint;
+    head  bigint;
+    saved text := current_setting('lock_timeout');
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'goalrt.state_freeze() needs a READ COMMITTED transaction' USING ERRCODE = '25000';
     END IF;
+    PERFORM set_config('lock_timeout', greatest(wait_ms, 1) || 'ms', true);
     LOCK TABLE goalrt.state_data IN SHARE MODE;
-    FOR attempt IN 1 .. 100 LOOP
-        head := goalrt.tick(1000);
+    PERFORM set_config('lock_timeout', saved, true);
+    FOR attempt IN 1 .. 3 LOOP
+        head := goalrt.tick(greatest(wait_ms, 1) / 3 + 1);
         IF NOT EXISTS (SELECT 1 FROM goalrt.state_data s
                          LEFT JOIN goalrt.event_order o ON o.event_id = s.event_id
                         WHERE s.event_id IS NOT NULL AND (o.pos IS NULL OR o.pos > head)) THEN
             RETURN head;
         END IF;
     END LOOP;
-    RAISE EXCEPTION 'could not position every state change (is another session holding the clock?)'
-        USING ERRCODE = '55P03';
+    RAISE EXCEPTION 'the clock is busy: could not position every state change' USING ERRCODE = '55P03';
 END
 $$;
 
-COMMENT ON FUNCTION goalrt.state_freeze() IS
+COMMENT ON FUNCTION goalrt.state_freeze(integer) IS
     'Block state writers for the rest of the transaction and return the head at which state_data equals the log''s fold.';
 
 -------------------------------------------------------------------------------
@@ -1164,7 +1188,8 @@ COMMENT ON FUNCTION goalrt.state_freeze() IS
 
 CREATE TABLE goalrt.forks (
     name        text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,39}$'),
-    schema_name text NOT NULL UNIQUE,
+    -- Always derived from the name: code that reads it may trust it.
+    schema_name text NOT NULL UNIQUE CHECK (schema_name = 'goalrt_fork_' || name),
     base_pos    bigint NOT NULL,
     base_hash   bytea NOT NULL,
     revision    text NOT NULL,
@@ -1248,8 +1273,8 @@ BEGIN
     GRANT EXECUTE ON FUNCTION
         goalrt.change_state(jsonb, text, jsonb),
         goalrt.create_snapshot(text, text[], text),
-        goalrt.state_freeze()
+        goalrt.state_freeze(integer)
         TO goalrt_writer, goalrt_admin;
-    GRANT ALL ON goalrt.settings, goalrt.forks TO goalrt_admin;
+    GRANT INSERT, UPDATE, DELETE ON goalrt.settings, goalrt.forks TO goalrt_admin;
 END
 $$;

@@ -14,7 +14,7 @@ END
 $$;
 
 DROP TABLE goalrt.forks;
-DROP FUNCTION goalrt.state_freeze();
+DROP FUNCTION goalrt.state_freeze(integer);
 DROP FUNCTION goalrt.state_history(text);
 DROP FUNCTION goalrt.state_at_time(timestamptz, text);
 DROP FUNCTION goalrt.pos_at(timestamptz);
@@ -41,6 +41,9 @@ DROP TABLE goalrt.settings;
 
 ALTER TABLE goalrt.event_order DROP COLUMN log_time;
 ALTER TABLE goalrt.clock DROP COLUMN base_pos, DROP COLUMN base_hash;
+
+ALTER FUNCTION goalrt.read_events(bigint, integer, text, text, boolean)
+    SET search_path = pg_catalog, goalrt;
 
 -- The functions as revision 0001 defined them.
 

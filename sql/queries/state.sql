@@ -56,7 +56,7 @@ SELECT id, pos, name, auto, tags, note, paths, written, created_at
 SELECT id, pos, name, auto, tags, note, paths, written, created_at FROM goalrt.snapshots WHERE name = $1::text;
 
 -- name: state_freeze
-SELECT goalrt.state_freeze();
+SELECT goalrt.state_freeze($1::integer);
 
 -- name: materialized_copy
 CREATE TEMP TABLE goalrt_replay_materialized ON COMMIT PRESERVE ROWS AS

@@ -153,10 +153,26 @@ def test_state_changed_is_reserved(log: EventLog) -> None:
 def test_python_and_sql_agree_on_valid_paths(conn: psycopg.Connection) -> None:
     from goalrt.state import MAX_PATH, PATH
 
-    samples = ["a", "a.b", "A-b_c:d@e.f", "a.", ".a", "a..b", "a b", "a/b", "é", "a.*", "", "x" * 512, "x" * 513]
+    samples = [
+        "a\n",
+        "a.b\n",
+        "a",
+        "a.b",
+        "A-b_c:d@e.f",
+        "a.",
+        ".a",
+        "a..b",
+        "a b",
+        "a/b",
+        "é",
+        "a.*",
+        "",
+        "x" * 512,
+        "x" * 513,
+    ]
     for sample in samples:
         sql_ok = conn.execute("SELECT goalrt.valid_path(%s)", (sample,)).fetchone()[0]
-        py_ok = bool(PATH.match(sample)) and len(sample) <= MAX_PATH
+        py_ok = bool(PATH.fullmatch(sample)) and len(sample) <= MAX_PATH
         assert sql_ok == py_ok, sample
 
 
