@@ -452,21 +452,11 @@ def print_writes(results: list[WriteResult]) -> None:
 
 
 def check_update_plan(url: str) -> str | None:
-    """The plan of change_state's final UPDATE for a one-path change set (a generic plan, as plpgsql caches it)."""
-    query = """
-        UPDATE goalrt.state_data s
-           SET value = CASE x ->> 'op' WHEN 'set' THEN x -> 'value' WHEN 'delete' THEN NULL
-                         ELSE to_jsonb(coalesce(s.value::numeric, 0) + (x -> 'by')::numeric) END,
-               version = s.version + 1, event_id = $2, inherited_pos = NULL
-          FROM jsonb_array_elements($1) AS t(x)
-         WHERE s.path = x ->> 'path'"""
-    with connect(url) as conn:
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(f"PREPARE bench_update(jsonb, bigint) AS {query}")
-        rows = conn.execute("EXPLAIN EXECUTE bench_update('[]', 0)").fetchall()
-        conn.execute("DEALLOCATE bench_update")
-    plan = "\n".join(r[0] for r in rows)
-    return plan if "Seq Scan on state_data" in plan else None
+    """The plan of change_state's final UPDATE for a one-path change set, if it scans all of state_data."""
+    change = json.dumps([{"op": "set", "path": "p.1", "value": 1}])
+    plans = explain(url, "SELECT count(*) FROM goalrt.change_state(%s::jsonb)", (change,), min_ms=0)
+    update = next((p for p in plans if "Update on state_data" in p), None)
+    return update if update and "Seq Scan on state_data" in update else None
 
 
 # -- 2. state_at as the log grows ------------------------------------------------------------------------------------
@@ -534,6 +524,7 @@ class SizeResult:
     snapshot_count: int = 0
     entries: int = 0
     reads: list[ReadStats] = field(default_factory=list)
+    plans: dict[str, list[str]] = field(default_factory=dict)
 
 
 def time_reads(url: str, head: int, n: int, seed: int) -> list[ReadStats]:
@@ -570,8 +561,44 @@ def snapshot_counts(url: str) -> tuple[int, int]:
     return snaps, entries
 
 
+def explain(url: str, query: str, params: tuple[Any, ...], min_ms: int = 1) -> list[str]:
+    """Run ``query`` once under auto_explain (nested statements, ANALYZE) and return its plans, condensed.
+
+    Only the statements that took at least ``min_ms`` are kept, and of each plan its first line and node lines.
+    Returns an empty list where auto_explain cannot be loaded (it needs a superuser).
+    """
+    notices: list[str] = []
+    with connect(url) as conn:
+        try:
+            conn.execute("LOAD 'auto_explain'")
+        except psycopg.Error:
+            return []
+        for name, value in (
+            ("log_min_duration", str(min_ms)),
+            ("log_nested_statements", "on"),
+            ("log_analyze", "on"),
+            ("log_timing", "on"),
+            ("log_level", "notice"),
+        ):
+            conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier("auto_explain", name), sql.Literal(value)))
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute(query, params).fetchall()
+    plans = []
+    for notice in notices:
+        head, _, body = notice.partition("\n")
+        nodes = [f"  {line[:150]}" for line in body.splitlines() if "(cost=" in line or "Cond:" in line]
+        plans.append("\n".join([head.strip(), *nodes]))
+    return plans
+
+
+def print_plan(title: str, plans: list[str], min_ms: int = 1) -> None:
+    if plans:
+        print(f"    plans of {title} (auto_explain, statements >= {min_ms} ms):")
+        print("\n".join(f"      {line}" for plan in plans for line in plan.splitlines()), flush=True)
+
+
 def run_reads(
-    on_url: str, off_url: str, sizes: tuple[int, ...], off_sizes: tuple[int, ...], reads: int
+    on_url: str, off_url: str, sizes: tuple[int, ...], off_sizes: tuple[int, ...], reads: int, plans: bool
 ) -> list[SizeResult]:
     results = []
     for size in sizes:
@@ -586,11 +613,18 @@ def run_reads(
         print(
             f"  log {size:>9,} events: built in {build_s:,.1f} s ({size / build_s:,.0f}/s overall);"
             f" snapshot catch-up took {res.catchup_taken} snapshots in {res.catchup_s:,.2f} s"
-            f" ({res.snapshot_count} snapshots, {res.entries:,} entries)",
+            f" ({res.catchup_s * 1000 / max(res.catchup_taken, 1):,.0f} ms each;"
+            f" {res.snapshot_count} snapshots, {res.entries:,} entries)",
             flush=True,
         )
         res.reads = time_reads(on_url, size, reads, seed=size)
         print_read_line("snapshots every 1000", size, res.reads)
+        if plans:
+            at = size // 2 + 500
+            res.plans["whole state"] = explain(on_url, "SELECT count(*) FROM goalrt.state_at(%s::bigint)", (at,))
+            print_plan(f"state_at({at})", res.plans["whole state"])
+            res.plans["one path"] = explain(on_url, "SELECT count(*) FROM goalrt.state_at(%s::bigint, 'p.123')", (at,))
+            print_plan(f"state_at({at}, 'p.123')", res.plans["one path"])
         results.append(res)
 
         if size in off_sizes:
@@ -678,6 +712,34 @@ def snapshot_size(url: str) -> SnapshotSize:
     return SnapshotSize(snaps, entries, total, heap, live, snaps * live, exact)
 
 
+@dataclass
+class OneSnapshot:
+    head: int
+    seconds: float
+    plans: list[str]
+
+
+def one_more_snapshot(url: str, plans: bool) -> OneSnapshot:
+    """Append snapshot_every (1000) more change sets, VACUUM, and time the one automatic snapshot then due.
+
+    That is what a state_at reader pays at each snapshot boundary once the catch-up is done.
+    """
+    with connect(url) as conn:
+        head = int(scalar(conn, "SELECT head FROM goalrt.clock"))
+    build_log(url, head + 1000, "one more snapshot")
+    with connect(url) as conn:
+        conn.execute("VACUUM (ANALYZE) goalrt.snapshot_entries")
+    query = "SELECT goalrt.auto_snapshot()"
+    if plans:
+        lines = explain(url, query, (), min_ms=5)
+        return OneSnapshot(head + 1000, float("nan"), lines)
+    with connect(url) as conn, timed() as elapsed:
+        taken = int(scalar(conn, query))
+    if taken != 1:
+        raise RuntimeError(f"expected one automatic snapshot, took {taken}")
+    return OneSnapshot(head + 1000, elapsed(), [])
+
+
 def print_replay_and_size(replay: ReplayResult, size: SnapshotSize) -> None:
     print()
     print(f"Replay at {replay.head:,} events")
@@ -716,6 +778,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 s per pgbench run, logs up to 10^5 events")
     p.add_argument("--sizes", help="log sizes for state_at, comma-separated (default 10000,100000,1000000)")
     p.add_argument("--no-diagnostic", action="store_true", help="skip the enable_seqscan=off goalrt write runs")
+    p.add_argument("--plans", action="store_true", help="print the plans of state_at and auto_snapshot (superuser)")
     p.add_argument("--skip-writes", action="store_true", help="only the state_at, replay and snapshot parts")
     p.add_argument("--skip-reads", action="store_true", help="only the write part")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object at the end")
@@ -795,7 +858,7 @@ def main(argv: list[str] | None = None) -> None:
                 plan = check_update_plan(w_url)
                 if plan:
                     print()
-                    print("note: change_state's final UPDATE (generic plan, 1-path change set) scans state_data:")
+                    print("note: change_state's final UPDATE scans all of state_data (a 1-path change set):")
                     print("\n".join(f"    {line}" for line in plan.splitlines()))
                 print(f"(writes took {elapsed():,.0f} s)", flush=True)
             doc["writes"] = [
@@ -826,7 +889,7 @@ def main(argv: list[str] | None = None) -> None:
                 conn.execute("UPDATE goalrt.settings SET value = '0' WHERE key = 'snapshot_every'")
             with timed() as elapsed:
                 off_sizes = tuple(n for n in args.sizes if n <= OFF_MAX)
-                sizes = run_reads(on_url, off_url, args.sizes, off_sizes, args.reads)
+                sizes = run_reads(on_url, off_url, args.sizes, off_sizes, args.reads, args.plans)
             print_reads(sizes, args.reads)
             print(f"(state_at part took {elapsed():,.0f} s)", flush=True)
 
@@ -835,6 +898,17 @@ def main(argv: list[str] | None = None) -> None:
             replay = run_replay(on_url)
             size = snapshot_size(on_url)
             print_replay_and_size(replay, size)
+            one = one_more_snapshot(on_url, plans=False)
+            print(
+                f"  one more automatic snapshot (1000 more events, after VACUUM) at {one.head:,}:"
+                f" {one.seconds * 1000:,.0f} ms",
+                flush=True,
+            )
+            if args.plans:
+                one_plans = one_more_snapshot(on_url, plans=True)
+                print_plan(f"auto_snapshot() at {one_plans.head:,}", one_plans.plans, min_ms=5)
+                one.plans = one_plans.plans
+            doc["one_more_snapshot"] = asdict(one)
             doc["state_at"] = [asdict(r) for r in sizes]
             doc["replay"] = asdict(replay)
             doc["snapshot_size"] = asdict(size) | {"bytes_per_entry": size.bytes_per_entry}

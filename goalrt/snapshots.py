@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError
 from goalrt.state import State, StateEntry
 
@@ -87,8 +89,6 @@ def set_interval(state: State, every: int) -> None:
     """Take automatic snapshots every ``every`` positions (0 turns them off)."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
         raise InvalidStateChangeError(f"snapshot interval must be a non-negative integer, got {every!r}")
-    from psycopg.types.json import Jsonb
-
     state._run("settings_set", (SETTING_EVERY, Jsonb(every)))
 
 
