@@ -27,6 +27,7 @@ format:
 
 bench:
 	$(PY) bench/append_bench.py
+	$(PY) bench/state_bench.py --quick
 
 clean-db:
 	$(VENV)/bin/goalrt db stop; rm -rf .goalrt

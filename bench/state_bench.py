@@ -17,20 +17,21 @@ What it measures
    4 clients; (c) one hot path incremented by 4 clients; (d) 100 paths per
    change set, 1 client. Latency percentiles come from pgbench's
    per-transaction logs (all runs of a side pooled); tps is the best run.
-   One extra goalrt run per case with ``enable_seqscan=off`` is shown as a
-   diagnostic (``--no-diagnostic`` skips it): it is what change_state would
-   do if its final UPDATE used the primary key (see the note it prints).
+   If change_state's final UPDATE is planned as a scan of all of state_data
+   (it was, before change_state ran with enable_seqscan off), the bench
+   prints that plan after the table.
 
 2. **state_at as the log grows.** A log of state.changed events (each change
    set sets one and increments two of 10,000 paths, every 50th deletes one) is
    built to 10^4, 10^5 and 10^6 events (``--quick``: 10^5) by a server-side
    loop over ``goalrt.change_state``, 10,000 per transaction, each followed by
-   ``goalrt.tick()``. The build is not what is measured; its session sets
-   ``enable_seqscan=off`` only to make it fast. At each size the bench calls
-   ``goalrt.auto_snapshot()`` once (the snapshot catch-up, timed and printed,
-   so the reads do not pay for it), then times ``--reads`` calls each of
-   ``SELECT count(*) FROM goalrt.state_at(<random pos>)`` (the whole state)
-   and ``goalrt.state_at(<random pos>, 'p.<random n>')`` (one path), with the
+   ``goalrt.tick()`` (the build itself is not what is measured). At each size
+   the bench calls ``goalrt.auto_snapshot()`` once (the snapshot catch-up,
+   timed and printed, so the reads do not pay for it) and VACUUMs the
+   snapshot tables (the catch-up leaves a dead row per closed entry), then
+   times ``--reads`` calls each of ``SELECT count(*) FROM
+   goalrt.state_at(<random pos>)`` (the whole state) and
+   ``goalrt.state_at(<random pos>, 'p.<random n>')`` (one path), with the
    default snapshot_every (1000). The same reads run against a second
    database built identically with ``snapshot_every = 0`` (no snapshots: every
    read folds the log from position 0) at 10^4 and 10^5.
@@ -40,8 +41,18 @@ What it measures
 
 4. **Snapshot size** at the largest size: ``goalrt.snapshot_entries`` (rows,
    pg_total_relation_size) against a full copy of the state per snapshot.
+   Then 1,000 more change sets are appended and the one automatic snapshot
+   they make due is timed: what a reader pays at each snapshot boundary once
+   the catch-up is done.
 
-The bench prints figures; it never passes or fails.
+``--plans`` also prints, through auto_explain (superuser only), the plans of
+the statements inside one whole-state and one one-path state_at per size and
+of that last auto_snapshot. The plan of change_state's final UPDATE is
+printed (superuser only) whenever it scans all of state_data.
+
+The bench prints figures; it never passes or fails. The full run takes about
+16 minutes on a 2-CPU machine (most of it the 10^6 build and its snapshot
+catch-up); ``--quick`` about 4.
 
 How to run
 ----------
@@ -50,6 +61,7 @@ From the repository root::
     python bench/state_bench.py                 # embedded PostgreSQL 18 (started under ./.goalrt if needed)
     python bench/state_bench.py --quick         # 2 s per pgbench run, logs up to 10^5 events
     GOALRT_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/state_bench.py --quick
+    python bench/state_bench.py --quick --plans  # and show the query plans behind the figures
 
 The server is taken from ``--database-url``, else ``GOALRT_DATABASE_URL``, else
 the embedded server. The bench creates databases ``goalrt_sbench_<random>_*``
@@ -341,7 +353,6 @@ class WriteResult:
     case: WriteCase
     raw: list[PgbenchRun] = field(default_factory=list)
     goalrt: list[PgbenchRun] = field(default_factory=list)
-    diagnostic: PgbenchRun | None = None
     positioned: int = 0  # events the goalrt runs appended (ticked after each run)
 
     def runs(self, side: str) -> list[PgbenchRun]:
@@ -388,7 +399,7 @@ def settle_writes(url: str) -> None:
             conn.execute("CHECKPOINT")
 
 
-def run_writes(url: str, pgbench: Pgbench, seconds: int, rounds: int, diagnostic: bool) -> list[WriteResult]:
+def run_writes(url: str, pgbench: Pgbench, seconds: int, rounds: int) -> list[WriteResult]:
     results = []
     for case in WRITE_CASES:
         result = WriteResult(case)
@@ -407,15 +418,6 @@ def run_writes(url: str, pgbench: Pgbench, seconds: int, rounds: int, diagnostic
             result.positioned += head1 - head0
             note = "" if head1 - head0 == run.transactions else f"  (positioned {head1 - head0} events)"
             print_write_run("goalrt", case, run, note)
-        if diagnostic:
-            settle_writes(url)
-            run = pgbench.run(
-                f"goalrt_noseq_{case.name}", case.goalrt_script(), case.clients, seconds, "-c enable_seqscan=off"
-            )
-            result.diagnostic = run
-            print_write_run("goalrt*", case, run, "  (diagnostic: enable_seqscan=off)")
-            with connect(url) as conn:
-                conn.execute("SELECT goalrt.tick(%s)", (TICK_WAIT_MS,))
         results.append(result)
     return results
 
@@ -433,22 +435,20 @@ def print_writes(results: list[WriteResult]) -> None:
     print("State writes (tps: best run per side; latency: per-transaction pgbench logs, runs of a side pooled)")
     header = (
         f"{'case':<28} {'c':>2} {'raw tps':>9} {'goalrt tps':>10} {'ratio':>6} {'raw p50':>8} {'raw p99':>8}"
-        f" {'gr p50':>8} {'gr p99':>8} {'raw paths/s':>12} {'gr paths/s':>11} {'gr* tps':>9} {'gr*/raw':>8}"
+        f" {'gr p50':>8} {'gr p99':>8} {'raw paths/s':>12} {'gr paths/s':>11}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         c = r.case
         raw_lat, gr_lat = r.latencies("raw"), r.latencies("goalrt")
-        diag = r.diagnostic.tps if r.diagnostic else float("nan")
         print(
             f"{c.title:<28} {c.clients:>2} {fmt(r.best('raw')):>9} {fmt(r.best('goalrt')):>10} {r.ratio():>6.2f}"
             f" {fmt(percentile(raw_lat, 50), 3):>8} {fmt(percentile(raw_lat, 99), 3):>8}"
             f" {fmt(percentile(gr_lat, 50), 3):>8} {fmt(percentile(gr_lat, 99), 3):>8}"
             f" {fmt(r.best('raw') * c.paths_per_tx, 0):>12} {fmt(r.best('goalrt') * c.paths_per_tx, 0):>11}"
-            f" {fmt(diag):>9} {fmt(diag / r.best('raw'), 2):>8}"
         )
-    print("latency in ms; gr = goalrt.change_state; gr* = goalrt with enable_seqscan=off (diagnostic, one run)")
+    print("latency in ms; gr = goalrt.change_state")
 
 
 def check_update_plan(url: str) -> str | None:
@@ -484,8 +484,6 @@ $build$
 def build_log(url: str, target: int, label: str) -> float:
     """Append state.changed events until the head is ``target``; return the seconds it took."""
     with connect(url) as conn, timed() as elapsed:
-        # Only to build fast: change_state's final UPDATE otherwise scans state_data for every change set.
-        conn.execute("SET enable_seqscan = off")
         head = int(scalar(conn, "SELECT goalrt.tick(%s)", (TICK_WAIT_MS,)))
         start_head = head
         next_report = time.perf_counter() + 30
@@ -521,6 +519,7 @@ class SizeResult:
     build_s: float
     catchup_s: float = 0.0
     catchup_taken: int = 0
+    vacuum_s: float = 0.0
     snapshot_count: int = 0
     entries: int = 0
     reads: list[ReadStats] = field(default_factory=list)
@@ -607,13 +606,16 @@ def run_reads(
         with connect(on_url) as conn, timed() as elapsed:
             res.catchup_taken = int(scalar(conn, "SELECT goalrt.auto_snapshot()"))
         res.catchup_s = elapsed()
-        with connect(on_url) as conn:
-            conn.execute("ANALYZE goalrt.snapshots, goalrt.snapshot_entries")
+        # The catch-up closed (updated) an entry per changed path per snapshot: vacuum those dead rows now, so
+        # that the reads neither wade through them nor race autovacuum.
+        with connect(on_url) as conn, timed() as elapsed:
+            conn.execute("VACUUM (ANALYZE) goalrt.snapshots, goalrt.snapshot_entries")
+        res.vacuum_s = elapsed()
         res.snapshot_count, res.entries = snapshot_counts(on_url)
         print(
             f"  log {size:>9,} events: built in {build_s:,.1f} s ({size / build_s:,.0f}/s overall);"
             f" snapshot catch-up took {res.catchup_taken} snapshots in {res.catchup_s:,.2f} s"
-            f" ({res.catchup_s * 1000 / max(res.catchup_taken, 1):,.0f} ms each;"
+            f" ({res.catchup_s * 1000 / max(res.catchup_taken, 1):,.0f} ms each; then VACUUM {res.vacuum_s:,.1f} s;"
             f" {res.snapshot_count} snapshots, {res.entries:,} entries)",
             flush=True,
         )
@@ -777,7 +779,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reads", type=int, default=200, help="state_at calls of each kind per log size (default 200)")
     p.add_argument("--quick", action="store_true", help="2 s per pgbench run, logs up to 10^5 events")
     p.add_argument("--sizes", help="log sizes for state_at, comma-separated (default 10000,100000,1000000)")
-    p.add_argument("--no-diagnostic", action="store_true", help="skip the enable_seqscan=off goalrt write runs")
     p.add_argument("--plans", action="store_true", help="print the plans of state_at and auto_snapshot (superuser)")
     p.add_argument("--skip-writes", action="store_true", help="only the state_at, replay and snapshot parts")
     p.add_argument("--skip-reads", action="store_true", help="only the write part")
@@ -853,7 +854,7 @@ def main(argv: list[str] | None = None) -> None:
                 print("1. State writes (raw then goalrt per round)", flush=True)
                 with timed() as elapsed:
                     prepare_write_db(w_url)
-                    writes = run_writes(w_url, pgbench, args.seconds, args.rounds, not args.no_diagnostic)
+                    writes = run_writes(w_url, pgbench, args.seconds, args.rounds)
                 print_writes(writes)
                 plan = check_update_plan(w_url)
                 if plan:
@@ -869,7 +870,6 @@ def main(argv: list[str] | None = None) -> None:
                     "paths_per_tx": r.case.paths_per_tx,
                     "raw": [x.summary() for x in r.raw],
                     "goalrt": [x.summary() for x in r.goalrt],
-                    "goalrt_seqscan_off": r.diagnostic.summary() if r.diagnostic else None,
                     "raw_tps_best": r.best("raw"),
                     "goalrt_tps_best": r.best("goalrt"),
                     "ratio_best": r.ratio(),
