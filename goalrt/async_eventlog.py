@@ -13,8 +13,6 @@ from typing import Any
 import asyncpg
 
 from goalrt import bus, forks
-from goalrt.config import database_url
-from goalrt.database import connect_async
 from goalrt.errors import ChainBrokenError, translated
 from goalrt.event import ChainReport, Event, NewEvent, coerce_events, new_event
 from goalrt.resources import MAIN_SCHEMA, queries
@@ -37,12 +35,7 @@ class AsyncEventLog:
 
         With ``fork``, the log of that fork instead of the main line.
         """
-        conn = await connect_async(database_url(url))
-        try:
-            schema = await forks.schema_for_async(conn, fork)
-        except BaseException:
-            await conn.close()
-            raise
+        conn, schema = await forks.open_connection_async(url, fork)
         return cls(conn, schema=schema, owns_connection=True)
 
     @property

@@ -15,8 +15,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from goalrt import forks
-from goalrt.config import database_url
-from goalrt.database import connect_async
 from goalrt.errors import translated
 from goalrt.resources import MAIN_SCHEMA, queries
 from goalrt.state import At, Change, ChangeResult, HistoryEntry, StateEntry, changes_json, check_path, parse_at
@@ -36,12 +34,7 @@ class AsyncState:
 
     @classmethod
     async def connect(cls, url: str | None = None, *, fork: str | None = None) -> AsyncState:
-        conn = await connect_async(database_url(url))
-        try:
-            schema = await forks.schema_for_async(conn, fork)
-        except BaseException:
-            await conn.close()
-            raise
+        conn, schema = await forks.open_connection_async(url, fork)
         return cls(conn, schema=schema, owns_connection=True)
 
     @property
@@ -95,16 +88,20 @@ class AsyncState:
         return int((await self._fetch("clock_tick"))[0][0])
 
     async def position(self, at: At) -> int:
+        return await self._position(at, fresh=True)
+
+    async def _position(self, at: At, *, fresh: bool = False) -> int:
         point = parse_at(at)
         if isinstance(point, int):
             return point
-        await self._fresh()
+        if fresh:
+            await self._fresh()
         return int((await self._fetch("pos_at_time", point))[0][0])
 
     async def list(self, pattern: str | None = None, *, at: At | None = None) -> builtins.list[StateEntry]:
         await self._fresh()
         if at is not None:
-            rows = await self._fetch("state_at", await self.position(at), pattern)
+            rows = await self._fetch("state_at", await self._position(at), pattern)
         else:
             prefix = None
             if pattern is not None:

@@ -21,8 +21,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from goalrt import bus, forks
-from goalrt.config import database_url
-from goalrt.database import connect, dumps
+from goalrt.database import dumps
 from goalrt.errors import ChainBrokenError, translated
 from goalrt.event import ChainReport, Event, NewEvent, coerce_events, new_event
 from goalrt.resources import MAIN_SCHEMA, queries
@@ -52,12 +51,7 @@ class EventLog:
 
         With ``fork``, the log of that fork instead of the main line.
         """
-        conn = connect(database_url(url))
-        try:
-            schema = forks.schema_for(conn, fork)
-        except BaseException:
-            conn.close()
-            raise
+        conn, schema = forks.open_connection(url, fork)
         return cls(conn, schema=schema, owns_connection=True)
 
     @property

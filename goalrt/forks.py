@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from goalrt.config import database_url
+from goalrt.database import connect, connect_async
 from goalrt.errors import DatabaseError, InvalidStateChangeError, OutOfRangeError, translated
 from goalrt.resources import MAIN_SCHEMA, in_schema, queries, read_sql
 
@@ -100,6 +102,30 @@ async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
     with translated():
         value = await conn.fetchval(Q["fork_lookup"], fork)
     return _checked(fork, value)
+
+
+def open_connection(url: str | None, fork: str | None) -> tuple[psycopg.Connection[Any], str]:
+    """Connect to ``url`` (default: GOALRT_DATABASE_URL or the embedded server) and resolve ``fork``.
+
+    Returns the connection and the schema to act on; the connection is
+    closed again if the fork does not exist.
+    """
+    conn = connect(database_url(url))
+    try:
+        return conn, schema_for(conn, fork)
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def open_connection_async(url: str | None, fork: str | None) -> tuple[asyncpg.Connection, str]:
+    """Async ``open_connection``."""
+    conn = await connect_async(database_url(url))
+    try:
+        return conn, await schema_for_async(conn, fork)
+    except BaseException:
+        await conn.close()
+        raise
 
 
 def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -> Fork:
@@ -199,4 +225,15 @@ def drop(conn: psycopg.Connection[Any], name: str) -> None:
         cur.execute(Q["fork_unregister"], (name,))
 
 
-__all__ = ["Fork", "create", "drop", "get", "list_forks", "schema_for", "schema_for_async", "schema_name"]
+__all__ = [
+    "Fork",
+    "create",
+    "drop",
+    "get",
+    "list_forks",
+    "open_connection",
+    "open_connection_async",
+    "schema_for",
+    "schema_for_async",
+    "schema_name",
+]

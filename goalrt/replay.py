@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from goalrt.database import dumps
 from goalrt.errors import DatabaseError, GoalrtError, translated
 from goalrt.state import State
 
@@ -100,8 +101,6 @@ def _freeze_and_copy(state: State) -> int:
 
 
 def _show(value: Any) -> str:
-    from goalrt.database import dumps
-
     return "(deleted)" if value is None else dumps(value)
 
 

@@ -26,8 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from goalrt import forks
-from goalrt.config import database_url
-from goalrt.database import connect, dumps
+from goalrt.database import dumps
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError, translated
 from goalrt.resources import MAIN_SCHEMA, queries
 
@@ -205,12 +204,7 @@ class State:
     @classmethod
     def connect(cls, url: str | None = None, *, fork: str | None = None) -> State:
         """Open the state at ``url`` (default: GOALRT_DATABASE_URL or the embedded server)."""
-        conn = connect(database_url(url))
-        try:
-            schema = forks.schema_for(conn, fork)
-        except BaseException:
-            conn.close()
-            raise
+        conn, schema = forks.open_connection(url, fork)
         return cls(conn, schema=schema, owns_connection=True)
 
     @property
@@ -275,10 +269,14 @@ class State:
 
     def position(self, at: At) -> int:
         """Return the log position ``at`` names (a time maps to the last position recorded by then)."""
+        return self._position(at, fresh=True)
+
+    def _position(self, at: At, *, fresh: bool = False) -> int:
         point = parse_at(at)
         if isinstance(point, int):
             return point
-        self._fresh()
+        if fresh:
+            self._fresh()
         return int(self._run("pos_at_time", (point,))[0][0])
 
     def list(self, pattern: str | None = None, *, at: At | None = None) -> builtins.list[StateEntry]:
@@ -289,7 +287,7 @@ class State:
         """
         self._fresh()
         if at is not None:
-            rows = self._run("state_at", (self.position(at), pattern))
+            rows = self._run("state_at", (self._position(at), pattern))
         else:
             prefix = None
             if pattern is not None:
