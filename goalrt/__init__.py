@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from goalrt.async_eventlog import AsyncEventLog
+from goalrt.async_goals import AsyncGoals
 from goalrt.async_state import AsyncState
+from goalrt.dispatcher import ActionContext
 from goalrt.errors import (
     AppendOnlyError,
     ChainBrokenError,
@@ -12,26 +14,36 @@ from goalrt.errors import (
     DatabaseUnavailableError,
     DirectWriteError,
     EmbeddedServerError,
+    GoalNotFoundError,
     GoalrtError,
     InvalidEventError,
+    InvalidGoalError,
     InvalidStateChangeError,
+    InvalidTransitionError,
     MigrationError,
     NotMigratedError,
     OutOfRangeError,
+    PermanentError,
     VersionConflictError,
 )
 from goalrt.event import ChainReport, Event, NewEvent
 from goalrt.eventlog import EventLog
 from goalrt.forks import Fork
+from goalrt.goals import GoalInfo, Goals, GoalStatus, StepInfo, StepStatus, Submitted
+from goalrt.registry import Registry, Result, Step, action, default_registry, goal
 from goalrt.replay import ReplayReport
+from goalrt.retry import Retry
 from goalrt.snapshots import Snapshot
 from goalrt.state import Change, ChangeResult, HistoryEntry, State, StateEntry
+from goalrt.worker import Worker
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
+    "ActionContext",
     "AppendOnlyError",
     "AsyncEventLog",
+    "AsyncGoals",
     "AsyncState",
     "ChainBrokenError",
     "ChainReport",
@@ -45,18 +57,36 @@ __all__ = [
     "Event",
     "EventLog",
     "Fork",
+    "GoalInfo",
+    "GoalNotFoundError",
+    "GoalStatus",
     "GoalrtError",
+    "Goals",
     "HistoryEntry",
     "InvalidEventError",
+    "InvalidGoalError",
     "InvalidStateChangeError",
+    "InvalidTransitionError",
     "MigrationError",
     "NewEvent",
     "NotMigratedError",
     "OutOfRangeError",
+    "PermanentError",
+    "Registry",
     "ReplayReport",
+    "Result",
+    "Retry",
     "Snapshot",
     "State",
     "StateEntry",
+    "Step",
+    "StepInfo",
+    "StepStatus",
+    "Submitted",
     "VersionConflictError",
+    "Worker",
     "__version__",
+    "action",
+    "default_registry",
+    "goal",
 ]

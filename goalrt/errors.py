@@ -19,6 +19,9 @@ SQLSTATE_INVALID_STATE_CHANGE = "GR003"
 SQLSTATE_VERSION_CONFLICT = "GR004"
 SQLSTATE_OUT_OF_RANGE = "GR005"
 SQLSTATE_DIRECT_WRITE = "GR006"
+SQLSTATE_INVALID_TRANSITION = "GR007"
+SQLSTATE_INVALID_GOAL = "GR008"
+SQLSTATE_GOAL_NOT_FOUND = "GR009"
 
 
 class GoalrtError(Exception):
@@ -69,6 +72,26 @@ class DirectWriteError(GoalrtError):
     """Something tried to write a table that only goalrt's functions may write."""
 
 
+class InvalidTransitionError(GoalrtError):
+    """A goal was asked to move where its lifecycle does not allow (e.g. cancel a finished goal)."""
+
+
+class InvalidGoalError(GoalrtError, ValueError):
+    """A goal submission is malformed: unknown goal type, bad params or options; the message names the field."""
+
+
+class GoalNotFoundError(GoalrtError, LookupError):
+    """No goal has this id."""
+
+
+class ActionError(GoalrtError):
+    """An action handler is misdeclared or misbehaved (e.g. returned something that is not JSON)."""
+
+
+class PermanentError(GoalrtError):
+    """Raise from an action handler to fail the step at once, without retrying."""
+
+
 class ChainBrokenError(GoalrtError):
     """The hash chain over the log does not verify."""
 
@@ -87,6 +110,9 @@ _STATE_ERRORS: dict[str, type[GoalrtError]] = {
     SQLSTATE_VERSION_CONFLICT: VersionConflictError,
     SQLSTATE_OUT_OF_RANGE: OutOfRangeError,
     SQLSTATE_DIRECT_WRITE: DirectWriteError,
+    SQLSTATE_INVALID_TRANSITION: InvalidTransitionError,
+    SQLSTATE_INVALID_GOAL: InvalidGoalError,
+    SQLSTATE_GOAL_NOT_FOUND: GoalNotFoundError,
 }
 
 _MISSING_OBJECT_STATES = {"3F000", "42P01", "42883"}  # schema, table, function

@@ -1,0 +1,72 @@
+"""Group concurrent calls of one database function into one round trip.
+
+Each goal's task submits one item and awaits its answer. While a flush is
+in flight, new items queue up; the next flush takes them all (up to
+``max_batch``). So an idle worker sends a lone item at once, with no timer
+adding latency, and a busy one commits many results per transaction (River's
+job completer works the same way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Flush = Callable[[list[dict[str, Any]]], Awaitable[dict[int, Any]]]
+
+
+class Batcher:
+    """Queue items keyed by ``goal_id``; a background task flushes them in batches."""
+
+    def __init__(self, flush: Flush, *, max_batch: int = 100) -> None:
+        self._flush = flush
+        self.max_batch = max_batch
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="goalrt-batcher")
+
+    async def submit(self, item: dict[str, Any]) -> Any:
+        """Queue ``item`` and return its answer (what the flush returned for its goal_id)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._idle.clear()
+        self._wake.set()
+        return await future
+
+    async def drained(self) -> None:
+        """Wait until every queued item has been flushed."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        await self.drained()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                try:
+                    answers = await self._flush([item for item, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                else:
+                    for item, future in batch:
+                        if not future.done():
+                            future.set_result(answers.get(item["goal_id"]))
+            self._idle.set()
+
+
+__all__ = ["Batcher"]

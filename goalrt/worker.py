@@ -1,0 +1,554 @@
+"""The worker: a long-running asyncio process that claims goals and runs their steps.
+
+    worker = Worker(url, registry, concurrency=10)
+    await worker.run()          # until worker.request_stop() (SIGTERM in the CLI)
+
+What it does, and what it promises (details in docs/goals.md):
+
+- Claims runnable goals in batches (``claim_goals_v1``: FOR UPDATE SKIP
+  LOCKED, ordered by priority, run_at, id), each under a lease with a fresh
+  epoch, and keeps the leases alive with a heartbeat while their steps run.
+- Plans a goal the first time it takes it (the goal type's steps), then runs
+  the steps one after another. Each result, with its state changes and
+  events, and the advance to the next step are committed in one
+  transaction, only if the lease is still held at that epoch.
+- Wakes on a NOTIFY when goals are submitted or released; polls as a fallback.
+- On a lost connection (PostgreSQL restart, pg_terminate_backend), retries
+  with backoff; a completion whose commit may or may not have happened is
+  sent again and recognised (``already_applied``).
+- ``request_stop()`` drains: no new claims; running steps get ``grace``
+  seconds; what is still running then is cancelled and its leases released,
+  so other workers take those goals at once.
+
+A killed worker needs nobody: its leases expire and any worker's next claim
+takes the goals over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from goalrt.batcher import Batcher
+from goalrt.bus import channels
+from goalrt.config import database_url
+from goalrt.database import _asyncpg_dsn, dumps, setup_async_connection
+from goalrt.dispatcher import (
+    ActionContext,
+    StateReader,
+    StepRun,
+    SyncStateReader,
+    failure_item,
+    idempotency_key,
+    run_step,
+)
+from goalrt.errors import ConfigError, DatabaseError, GoalrtError, translate
+from goalrt.registry import Registry, default_registry
+from goalrt.resources import MAIN_SCHEMA, queries
+
+log = logging.getLogger("goalrt.worker")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection (or the server) went away, so retrying later can succeed."""
+    if isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower():
+        return True
+    return isinstance(exc, asyncpg.exceptions.InternalClientError) and "closed" in str(exc).lower()
+
+
+@dataclass(slots=True)
+class Lease:
+    """A goal this worker holds, the epoch it holds it at, and the task running it."""
+
+    goal_id: int
+    epoch: int
+    task: asyncio.Task[None] | None = None
+    ctx: ActionContext | None = None
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    claimed: int = 0
+    steps: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    refused: int = 0
+    released: int = 0
+    reconnects: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Claim goals and run their steps until asked to stop."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        registry: Registry | None = None,
+        *,
+        concurrency: int = 10,
+        name: str | None = None,
+        lease: float = 30.0,
+        poll: float = 1.0,
+        grace: float = 30.0,
+        batch: int = 100,
+        schema: str = MAIN_SCHEMA,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError("concurrency must be >= 1")
+        if lease <= 0 or poll <= 0 or grace < 0:
+            raise ConfigError("lease and poll must be > 0 seconds, grace >= 0")
+        self.url = database_url(url)
+        self.registry = registry or default_registry
+        if not self.registry.goal_types:
+            raise ConfigError("no goal types are registered: give --handlers MODULE (a module that registers them)")
+        self.concurrency = concurrency
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{self.name}:{uuid.uuid4().hex[:8]}"
+        self.lease = lease
+        self.poll = poll
+        self.grace = grace
+        self.batch = batch
+        self.schema = schema
+        self.stats = WorkerStats()
+        self._q = queries("goals", schema)
+        self._goals_channel, self._cancel_channel = f"{schema}_goals", f"{schema}_cancel"
+        self._held: dict[int, Lease] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._pool: asyncpg.Pool | None = None
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="goalrt-action")
+        self._semaphores = {
+            name: asyncio.Semaphore(a.concurrency) for name, a in self.registry.actions.items() if a.concurrency
+        }
+        self._planner = Batcher(self._flush_plans, max_batch=batch)
+        self._completer = Batcher(self._flush_completions, max_batch=batch)
+        self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        assert channels(schema)  # the log's channels live beside these
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming and drain (safe to call from a signal handler on the loop)."""
+        if not self._stopping.is_set():
+            log.info("worker %s: stopping, draining %d goal(s) (grace %gs)", self.id, len(self._held), self.grace)
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def held(self) -> dict[int, int]:
+        """Goal id -> epoch of the leases held now."""
+        return {g: lease.epoch for g, lease in self._held.items()}
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def run(self) -> None:
+        """Run until ``request_stop()``; then drain and return."""
+        self._loop = asyncio.get_running_loop()
+        self._pool = await self._connect_pool()
+        background: list[asyncio.Task[Any]] = []
+        try:
+            await self._register()
+            self._planner.start()
+            self._completer.start()
+            background = [
+                asyncio.create_task(self._listen(), name="goalrt-listen"),
+                asyncio.create_task(self._heartbeat(), name="goalrt-heartbeat"),
+            ]
+            self._ready.set()
+            log.info(
+                "worker %s started: concurrency %d, goal types %s, actions %s",
+                self.id,
+                self.concurrency,
+                ", ".join(sorted(self.registry.goal_types)),
+                ", ".join(sorted(self.registry.actions)) or "none",
+            )
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._completer.stop()
+            await self._planner.stop()
+            try:
+                await asyncio.wait_for(self._db("worker_deregister", self.id, retry=False), 5)
+            except Exception as exc:  # leaving a stale row is harmless; say so and go on
+                log.warning("worker %s: could not deregister: %s", self.id, exc)
+            await self._pool.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped", self.id)
+
+    async def _connect_pool(self) -> asyncpg.Pool:
+        delay = 0.1
+        while True:
+            try:
+                pool = await asyncpg.create_pool(
+                    _asyncpg_dsn(self.url),
+                    min_size=1,
+                    max_size=3 + min(self.concurrency, 8),
+                    init=setup_async_connection,
+                    timeout=10,
+                )
+                assert pool is not None
+                return pool
+            except Exception as exc:
+                if not is_connection_error(exc) or self._stopping.is_set():
+                    raise translate(exc) from exc
+                log.warning("worker: cannot connect (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _register(self) -> None:
+        for name, goal_type in sorted(self.registry.goal_types.items()):
+            await self._db("goal_type_register", name, goal_type.params_schema())
+        await self._db(
+            "worker_register",
+            self.id,
+            self.name,
+            socket.gethostname(),
+            os.getpid(),
+            self.concurrency,
+            sorted(self.registry.goal_types),
+            sorted(self.registry.actions),
+        )
+
+    # -- database access -----------------------------------------------------------
+
+    async def _db(self, name: str, *args: Any, retry: bool = True) -> list[asyncpg.Record]:
+        """Run a named query; on a lost connection wait and try again (until stopped hard)."""
+        assert self._pool is not None
+        delay = 0.05
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    rows: list[asyncpg.Record] = await conn.fetch(self._q[name], *args)
+                    return rows
+            except Exception as exc:
+                if not retry or not is_connection_error(exc):
+                    raise translate(exc) from exc
+                self.stats.reconnects += 1
+                log.warning(
+                    "worker %s: database unavailable during %s (%s); retrying in %.2fs", self.id, name, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -- claiming ------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        goal_types = sorted(self.registry.goal_types)
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._held)
+            if free <= 0:
+                await self._sleep(self.poll)
+                continue
+            asked = min(free, self.batch)
+            self._wake.clear()
+            try:
+                rows = await self._db("goals_claim", self.id, asked, self.lease, goal_types)
+            except GoalrtError as exc:
+                log.error("worker %s: claim failed: %s", self.id, exc)
+                await self._sleep(self.poll)
+                continue
+            for row in rows:
+                self._start(row)
+            if len(rows) < asked:
+                await self._sleep(self.poll)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep until woken (a notification, a free slot, a retry due, stop) or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _start(self, row: asyncpg.Record) -> None:
+        self.stats.claimed += 1
+        lease = Lease(row["goal_id"], row["epoch"])
+        self._held[lease.goal_id] = lease
+        lease.task = asyncio.create_task(self._run_goal(row, lease), name=f"goalrt-goal-{lease.goal_id}")
+
+    # -- running a goal ---------------------------------------------------------------
+
+    async def _run_goal(self, row: asyncpg.Record, lease: Lease) -> None:
+        drained = False
+        try:
+            run: StepRun | None
+            if row["step_seq"] is None:
+                run = await self._plan(row, lease)
+            else:
+                run = StepRun(
+                    row["goal_id"],
+                    row["name"],
+                    row["params"],
+                    lease.epoch,
+                    row["step_seq"],
+                    row["action"],
+                    row["args"],
+                    row["attempt"],
+                )
+            while run is not None:
+                item = await self._execute(run, lease)
+                # While draining, finish this step but leave the next one to other workers.
+                item["continue"] = not self._stopping.is_set()
+                run = await self._complete(run, item)
+        except asyncio.CancelledError:
+            # Cancelled by the drain: the lease stays listed so the drain releases it.
+            drained = self._stopping.is_set()
+            raise
+        except Exception:
+            log.exception("worker %s: goal %s: unexpected error; releasing its lease", self.id, lease.goal_id)
+            try:
+                await self._release([lease])
+            except GoalrtError as exc:
+                log.warning("worker %s: could not release goal %s (%s)", self.id, lease.goal_id, exc)
+        finally:
+            if not drained:
+                self._forget(lease)
+
+    def _forget(self, lease: Lease) -> None:
+        if self._held.get(lease.goal_id) is lease:
+            del self._held[lease.goal_id]
+            self._wake.set()
+
+    async def _plan(self, row: asyncpg.Record, lease: Lease) -> StepRun | None:
+        goal_type = self.registry.goal_types.get(row["name"])
+        error = None
+        steps: list[dict[str, Any]] = []
+        if goal_type is None:
+            error = f"unknown goal type {row['name']!r} in this worker"
+        else:
+            try:
+                planned = goal_type.plan(row["params"])
+                steps = [step.as_json() for step in planned]
+                dumps(steps)
+                unknown = [s["action"] for s in steps if s["action"] not in self.registry.actions]
+                if unknown:
+                    known = ", ".join(sorted(self.registry.actions)) or "none"
+                    error = f"step uses unknown action {unknown[0]!r} (this worker has: {known})"
+            except GoalrtError as exc:
+                error = str(exc)
+            except Exception as exc:  # the goal type's own code failed
+                error = f"planning goal {row['name']} failed: {type(exc).__name__}: {exc}"
+        if error is not None:
+            await self._db("goals_fail", self.id, [{"goal_id": lease.goal_id, "epoch": lease.epoch, "error": error}])
+            self.stats.failed += 1
+            self._forget(lease)
+            return None
+        answer = await self._planner.submit({"goal_id": lease.goal_id, "epoch": lease.epoch, "steps": steps})
+        if answer is None or answer["outcome"] != "planned":
+            self._forget(lease)
+            return None
+        return StepRun(
+            lease.goal_id,
+            row["name"],
+            row["params"],
+            lease.epoch,
+            answer["step_seq"],
+            answer["action"],
+            answer["args"],
+            answer["attempt"],
+        )
+
+    async def _execute(self, run: StepRun, lease: Lease) -> dict[str, Any]:
+        assert self._pool is not None and self._loop is not None
+        action = self.registry.actions.get(run.action)
+        reader = StateReader(self._pool, self.schema)
+        ctx = ActionContext(
+            goal_id=run.goal_id,
+            goal_name=run.goal_name,
+            params=run.params,
+            step=run.seq,
+            action=run.action,
+            attempt=run.attempt,
+            idempotency_key=idempotency_key(run.goal_id, run.seq),
+            worker=self.id,
+            state=reader if action is None or action.is_async else SyncStateReader(reader, self._loop),
+            log=logging.LoggerAdapter(
+                logging.getLogger(f"goalrt.action.{run.action}"), {"goal_id": run.goal_id, "step": run.seq}
+            ),
+        )
+        lease.ctx = ctx
+        self.stats.steps += 1
+        return await run_step(
+            run, self.registry, ctx, executor=self._executor, semaphore=self._semaphores.get(run.action)
+        )
+
+    async def _complete(self, run: StepRun, item: dict[str, Any]) -> StepRun | None:
+        """Send a step's outcome; return the next step when the lease continues with it."""
+        answer = await self._completer.submit(item) or {"outcome": "refused", "error": "no answer"}
+        if answer["outcome"] in ("change_refused", "error"):
+            # The state change (or the item) was refused: a failed attempt like
+            # any other; an invalid change (GR003) or a refused item cannot succeed later.
+            action = self.registry.actions.get(run.action)
+            permanent = answer["outcome"] == "error" or "(GR003)" in str(answer.get("error"))
+            retry = failure_item(run, action, f"{run.action}: {answer['error']}", permanent=permanent)
+            retry["continue"] = False
+            item = retry
+            answer = await self._completer.submit(retry) or {"outcome": "refused", "error": "no answer"}
+        outcome = answer["outcome"]
+        if outcome in ("continue", "already_applied") and answer.get("action") is not None:
+            return StepRun(
+                run.goal_id,
+                run.goal_name,
+                run.params,
+                run.epoch,
+                answer["step_seq"],
+                answer["action"],
+                answer["args"],
+                answer["attempt"],
+            )
+        counter = {"complete": "completed", "failed": "failed", "retry": "retried", "refused": "refused"}.get(outcome)
+        if counter:
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if outcome == "retry":
+            assert self._loop is not None
+            self._loop.call_later(float(item.get("retry_in") or 0), self._wake.set)
+        elif outcome == "refused":
+            log.warning(
+                "worker %s: goal %s step %s: result refused (%s)", self.id, run.goal_id, run.seq, answer.get("error")
+            )
+        return None
+
+    # -- batched calls -------------------------------------------------------------------
+
+    async def _flush_plans(self, items: list[dict[str, Any]]) -> dict[int, Any]:
+        rows = await self._db("goals_plan", self.id, items, self.lease)
+        return {r["goal_id"]: dict(r) for r in rows}
+
+    async def _flush_completions(self, items: list[dict[str, Any]]) -> dict[int, Any]:
+        try:
+            rows = await self._db("steps_complete", self.id, items, self.lease)
+        except DatabaseError as exc:
+            if len(items) == 1:
+                # An item the database refuses outright: answer it, so its goal fails clearly.
+                return {items[0]["goal_id"]: {"outcome": "error", "error": str(exc)}}
+            answers: dict[int, Any] = {}
+            for item in items:  # find the bad one; the others go through
+                answers.update(await self._flush_completions([item]))
+            return answers
+        return {r["goal_id"]: dict(r) for r in rows}
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = max(self.lease / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            snapshot = list(self._held.values())
+            try:
+                rows = await self._db(
+                    "leases_heartbeat",
+                    self.id,
+                    [lease.goal_id for lease in snapshot],
+                    [lease.epoch for lease in snapshot],
+                    self.lease,
+                )
+            except GoalrtError as exc:
+                log.error("worker %s: heartbeat failed: %s", self.id, exc)
+                continue
+            held = {r["goal_id"] for r in rows}
+            for lease in snapshot:
+                if lease.goal_id not in held and self._held.get(lease.goal_id) is lease:
+                    self._lost(lease, "lease lost")
+
+    def _lost(self, lease: Lease, why: str) -> None:
+        """Stop running a goal whose lease is gone (cancelled, expired, taken over)."""
+        log.warning("worker %s: goal %s: %s; stopping its step", self.id, lease.goal_id, why)
+        if lease.ctx is not None:
+            lease.ctx.cancelled.set()
+        if lease.task is not None and not lease.task.done():
+            lease.task.cancel()
+        self._forget(lease)
+
+    async def _release(self, leases: Sequence[Lease]) -> None:
+        if not leases:
+            return
+        rows = await self._db(
+            "leases_release", self.id, [lease.goal_id for lease in leases], [lease.epoch for lease in leases]
+        )
+        self.stats.released += len(rows)
+
+    async def _drain(self) -> None:
+        tasks = [lease.task for lease in self._held.values() if lease.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._completer.drained()
+        leftover = list(self._held.values())
+        if leftover:
+            try:
+                await asyncio.wait_for(self._release(leftover), 10)
+                log.info("worker %s: released %d goal(s) it could not finish", self.id, len(leftover))
+            except Exception as exc:
+                log.warning("worker %s: could not release leases (%s); they expire in %gs", self.id, exc, self.lease)
+        self._held.clear()
+
+    # -- notifications -------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(_asyncpg_dsn(self.url), timeout=10)
+                lost = asyncio.Event()
+                conn.add_termination_listener(functools.partial(_set_event, lost))
+                await conn.add_listener(self._goals_channel, self._on_goals)
+                await conn.add_listener(self._cancel_channel, self._on_cancel)
+                delay = 0.1
+                self._wake.set()  # anything submitted while we were not listening
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), 5)
+                    except TimeoutError:
+                        if conn.is_closed():
+                            break
+                        await conn.execute("SELECT 1")  # notices a dead socket
+            except asyncio.CancelledError:
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+                raise
+            except Exception as exc:
+                log.warning("worker %s: listener: %s; reconnecting in %.1fs", self.id, exc, delay)
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _on_goals(self, *_args: Any) -> None:
+        self._wake.set()
+
+    def _on_cancel(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            goal_id = int(payload)
+        except ValueError:
+            return
+        lease = self._held.get(goal_id)
+        if lease is not None:
+            self._lost(lease, "goal cancelled")
+
+
+def _set_event(event: asyncio.Event, *_args: Any) -> None:
+    event.set()
+
+
+__all__ = ["Lease", "Worker", "WorkerStats", "is_connection_error"]

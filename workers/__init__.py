@@ -1,0 +1,1 @@
+"""Example action handlers and goal types (what a goalrt user writes)."""
