@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from goalrt import forks
 from goalrt.errors import GoalNotFoundError, InvalidGoalError, translated
-from goalrt.goals import GoalInfo, GoalSpec, GoalStatus, GoalSummary, Submitted, prepared_params, submit_options
+from goalrt.goals import (
+    GoalInfo,
+    GoalSpec,
+    GoalStatus,
+    GoalSummary,
+    Submitted,
+    prepared_items,
+    prepared_params,
+    submit_options,
+)
 from goalrt.registry import Registry
 from goalrt.resources import MAIN_SCHEMA, queries
 
@@ -95,11 +104,7 @@ class AsyncGoals:
         return Submitted(int(rows[0][0]), bool(rows[0][1]))
 
     async def submit_many(self, goals: Iterable[GoalSpec]) -> builtins.list[Submitted]:
-        items = [
-            {"name": name, "params": prepared_params(self.registry, name, params), "options": dict(options or {})}
-            for name, params, options in goals
-        ]
-        rows = await self._fetch("goals_submit", items)
+        rows = await self._fetch("goals_submit", prepared_items(self.registry, goals))
         return [Submitted(int(r[0]), bool(r[1])) for r in rows]
 
     async def get(self, goal_id: int) -> GoalInfo:

@@ -246,6 +246,19 @@ def prepared_params(registry: Registry | None, name: str, params: Mapping[str, A
     return out
 
 
+def prepared_items(registry: Registry | None, goals: Iterable[GoalSpec]) -> builtins.list[dict[str, Any]]:
+    """Return the JSON array goalrt.submit_goals takes; an error names the element (``goals[3]: ...``)."""
+    items = []
+    for i, (name, params, options) in enumerate(goals):
+        try:
+            items.append(
+                {"name": name, "params": prepared_params(registry, name, params), "options": dict(options or {})}
+            )
+        except InvalidGoalError as exc:
+            raise InvalidGoalError(f"goals[{i}]: {exc}") from None
+    return items
+
+
 def _jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=dumps)
 
@@ -329,11 +342,7 @@ class Goals:
         self, goals: Iterable[tuple[str, Mapping[str, Any] | None, Mapping[str, Any] | None]]
     ) -> builtins.list[Submitted]:
         """Submit ``(name, params, options)`` triples in one transaction (options as in ``submit_options``)."""
-        items = [
-            {"name": name, "params": prepared_params(self.registry, name, params), "options": dict(options or {})}
-            for name, params, options in goals
-        ]
-        rows = self._run("goals_submit", (_jsonb(items),))
+        rows = self._run("goals_submit", (_jsonb(prepared_items(self.registry, goals)),))
         return [Submitted(int(r[0]), bool(r[1])) for r in rows]
 
     def get(self, goal_id: int) -> GoalInfo:
