@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import signal
+import sys
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -281,6 +283,15 @@ def worker(
         f"completed, {s.failed} failed, {s.retried} retries, {s.refused} refused, {s.released} released",
         err=True,
     )
+    stuck = [t.name for t in threading.enumerate() if t.name.startswith("goalrt-action") and t.is_alive()]
+    if stuck:
+        # A sync handler still running past the grace period cannot be
+        # stopped (threads cannot be killed), and its goal has been released:
+        # exit without waiting for it, as a drained worker should.
+        click.echo(f"worker {w.id}: leaving {len(stuck)} handler thread(s) still running", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @click.command("workers")

@@ -61,13 +61,27 @@ from goalrt.resources import MAIN_SCHEMA, queries
 log = logging.getLogger("goalrt.worker")
 
 
+# SQLSTATE classes after which the same call can succeed later: connection
+# exceptions, operator intervention (shutdown, restart, terminated backend),
+# insufficient resources (too many connections), transaction rollback
+# (serialization failure, deadlock).
+_TRANSIENT_SQLSTATES = ("08", "57", "53", "40")
+
+
 def is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc`` means the connection (or the server) went away, so retrying later can succeed."""
-    if isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError):
-        return True
-    if isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc).lower():
-        return True
-    return isinstance(exc, asyncpg.exceptions.InternalClientError) and "closed" in str(exc).lower()
+    """Whether retrying the same call later can succeed: the connection, the server or the client state broke.
+
+    Errors the database raised on purpose (goalrt's GR codes, bad data) and
+    bad arguments from our side are not: retrying them would loop forever.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "").startswith(_TRANSIENT_SQLSTATES)
+    if isinstance(exc, asyncpg.exceptions._base.DataError | asyncpg.exceptions._base.ClientConfigurationError):
+        return False
+    return isinstance(
+        exc,
+        OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.exceptions._base.InternalClientError,
+    )
 
 
 @dataclass(slots=True)
@@ -465,12 +479,18 @@ class Worker:
                 continue
             held = {r["goal_id"] for r in rows}
             for lease in snapshot:
-                if lease.goal_id not in held and self._held.get(lease.goal_id) is lease:
-                    self._lost(lease, "lease lost")
+                if lease.goal_id not in held and self._held.get(lease.goal_id) is lease and lease.ctx is not None:
+                    # Tell the handler (ctx.cancelled) but let it finish: its
+                    # late result is then refused and recorded, never applied.
+                    if not lease.ctx.cancelled.is_set():
+                        log.warning(
+                            "worker %s: goal %s: lease lost; its result will be refused", self.id, lease.goal_id
+                        )
+                    lease.ctx.cancelled.set()
 
-    def _lost(self, lease: Lease, why: str) -> None:
-        """Stop running a goal whose lease is gone (cancelled, expired, taken over)."""
-        log.warning("worker %s: goal %s: %s; stopping its step", self.id, lease.goal_id, why)
+    def _cancel(self, lease: Lease) -> None:
+        """Stop running a cancelled goal: the handler is cancelled and its result discarded."""
+        log.info("worker %s: goal %s cancelled; stopping its step", self.id, lease.goal_id)
         if lease.ctx is not None:
             lease.ctx.cancelled.set()
         if lease.task is not None and not lease.task.done():
@@ -544,7 +564,7 @@ class Worker:
             return
         lease = self._held.get(goal_id)
         if lease is not None:
-            self._lost(lease, "goal cancelled")
+            self._cancel(lease)
 
 
 def _set_event(event: asyncio.Event, *_args: Any) -> None:

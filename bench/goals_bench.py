@@ -1,0 +1,1094 @@
+"""Goals end to end: one-step no-op goals through goalrt's workers against the same jobs through PgQueuer.
+
+What it measures
+----------------
+Both systems run on the same PostgreSQL server in the same run, each in a
+scratch database of its own (``goalrt_gbench_<random>`` migrated with
+``goalrt.migrate.upgrade``; ``goalrt_gbench_<random>_pgq`` with PgQueuer's
+``Queries.install()``), both dropped at the end. Every client and worker is a
+separate OS process started by this script, so neither side shares an event
+loop or the GIL with the bench itself.
+
+* goalrt: a goal type ``bench.noop`` whose plan is one step, the async no-op
+  action ``bench.noop``, registered in a ``goalrt.Registry`` built by the
+  worker process and passed to ``goalrt.Worker(url, registry, concurrency=...)``
+  (default lease, poll and claim batch). Goals are submitted with
+  ``AsyncGoals.submit`` (one ``goalrt.submit_goal`` per call) or
+  ``AsyncGoals.submit_many`` (one ``goalrt.submit_goals`` per batch).
+* PgQueuer (installed from PyPI into a virtualenv of its own, never into
+  goalrt's; see ``--pgqueuer-python``): an async no-op entrypoint on
+  ``QueueManager(Queries(AsyncpgDriver(conn)))``, jobs enqueued with
+  ``Queries.enqueue`` one per call or as lists (one statement per batch).
+
+Both handlers do nothing but, for the latency probes only, send their start
+time (``time.monotonic()``, which is system-wide on Linux) to the probing
+process over a loopback UDP socket.
+
+1. Tuning: a backlog of ``--goals`` is drained by one worker process for each
+   goalrt ``--concurrency`` and each PgQueuer consumer setting (dequeue batch
+   size x QueueManagers per process, each with its own connection, as
+   PgQueuer's own benchmark runs them). The best setting of each system is used
+   for everything that follows.
+2. Throughput, for each submit mode (single, batches of ``--batch``):
+   submit (no worker running; ``--submitters`` connections in one process),
+   then drain that backlog with 1 worker process, again with 2; then end to
+   end: workers running, the same number of goals submitted while they work,
+   timed from the first submit until the last goal is finished. A run ends
+   when no unfinished goal (PgQueuer: no queued or picked job) is left; the
+   bench polls for that every 20 ms. Tables are VACUUMed between runs.
+3. Latency from just before the submit call to the start of the handler, with
+   one worker process: idle (one goal at a time, waiting for its start, then a
+   pause of ``--probe-gap`` ms so the worker is idle again) and under load (the
+   same probes while another process submits a background stream in batches of
+   10 at ``--load-rate`` goals/s; by default half the slower system's best
+   one-worker drain rate, so both systems see the same absolute load).
+4. A table of the figures with the ratios goalrt / PgQueuer's best (target
+   >= 2x) and the idle latency targets (p50 <= 5 ms, p99 <= 25 ms).
+
+The bench prints figures; it never passes or fails. The full run takes about
+8 minutes on a 2-CPU machine, ``--quick`` about 2.5 (plus a one-off minute to
+build PgQueuer's virtualenv).
+
+How to run
+----------
+From the repository root::
+
+    python bench/goals_bench.py                  # embedded PostgreSQL 18 (started under ./.goalrt if needed)
+    python bench/goals_bench.py --quick          # fewer goals, fewer settings, fewer probes
+    python bench/goals_bench.py --url postgresql://postgres@127.0.0.1:5432/postgres --quick --json
+
+The server is taken from ``--url``, else ``GOALRT_DATABASE_URL``, else the
+embedded server (the role must be allowed to create databases). PgQueuer runs
+from ``--pgqueuer-python`` if given, else from a virtualenv the bench makes
+once under ``$GOALRT_HOME/bench/pgqueuer-venv`` (``./.goalrt/...``) with
+``pip install pgqueuer``. ``--json`` prints the results as one JSON object at
+the end (or writes them to ``--out FILE``).
+
+Internally the script is also each of its client processes: ``--role NAME
+--spec JSON`` (not for direct use). Those roles import nothing from goalrt or
+PgQueuer but what they need, so the PgQueuer roles run in PgQueuer's
+virtualenv from this same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+HERE = Path(__file__).resolve()
+REPO = HERE.parent.parent
+NOOP = "bench.noop"  # goalrt goal type and action
+PGQ_ENTRYPOINT = "bench_noop"
+LOAD_BATCH = 10  # goals per submit call of the background stream
+WARMUP_PROBES = 5  # first probes of a series, not counted
+POLL_S = 0.02  # how often the bench checks whether a run is finished
+RUN_TIMEOUT_S = 240.0
+TARGET_RATIO = 2.0
+TARGET_P50_MS = 5.0
+TARGET_P99_MS = 25.0
+
+
+# == Client processes (roles) ========================================================================================
+#
+# Each role prints "ready" once it is connected, waits for "go" on stdin, works, and prints one JSON line.
+# Workers and the background stream run until SIGTERM.
+
+
+def _emit(obj: Any) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+async def _ready_then_go() -> None:
+    print("ready", flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if line.strip() != "go":
+        raise SystemExit("no go")
+
+
+class _CpuUntilStop:
+    """Calls ``stop`` on SIGTERM/SIGINT and keeps this process's CPU seconds from ``start()`` until then."""
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        self._began = time.process_time()
+        self.seconds = 0.0
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._signalled)
+
+    def start(self) -> None:
+        self._began = time.process_time()
+
+    def _signalled(self) -> None:
+        if not self.seconds:
+            self.seconds = time.process_time() - self._began
+        self._stop()
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+class _StartReports(asyncio.DatagramProtocol):
+    """The probing side: resolves the future of a probe tag when its handler reports its start time."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, asyncio.Future[float]] = {}
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        tag, _, when = data.decode().partition(" ")
+        future = self.waiting.pop(tag, None)
+        if future is not None and not future.done():
+            future.set_result(float(when))
+
+
+def _report_start(sock: socket.socket, tag: str, port: int) -> None:
+    started = time.monotonic()
+    sock.sendto(f"{tag} {started:.9f}".encode(), ("127.0.0.1", port))
+
+
+async def _paced(rate: float, batch: int, stop: asyncio.Event, send: Callable[[int], Any]) -> int:
+    """Call ``send(batch)`` ``rate / batch`` times a second until ``stop``; return how many were sent."""
+    interval = batch / rate
+    began = time.monotonic()
+    sent = 0
+    i = 0
+    while not stop.is_set():
+        due = began + i * interval
+        delay = due - time.monotonic()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                break
+        await send(batch)
+        sent += batch
+        i += 1
+    return sent
+
+
+async def _probe_series(spec: dict[str, Any], submit: Callable[[str, int], Any]) -> dict[str, Any]:
+    """Submit ``count`` probes one at a time; each waits for its handler's start report."""
+    loop = asyncio.get_running_loop()
+    transport, reports = await loop.create_datagram_endpoint(_StartReports, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        await _ready_then_go()
+        latencies: list[float] = []
+        lost = 0
+        for i in range(spec["count"] + WARMUP_PROBES):
+            tag = f"p{i}"
+            future: asyncio.Future[float] = loop.create_future()
+            reports.waiting[tag] = future
+            before = time.monotonic()
+            await submit(tag, port)
+            try:
+                started = await asyncio.wait_for(future, spec["timeout"])
+            except TimeoutError:
+                lost += 1
+                reports.waiting.pop(tag, None)
+                continue
+            if i >= WARMUP_PROBES:
+                latencies.append((started - before) * 1000.0)
+            await asyncio.sleep(spec["gap_ms"] / 1000.0)
+        return {"latencies_ms": latencies, "lost": lost}
+    finally:
+        transport.close()
+
+
+# -- goalrt roles ----------------------------------------------------------------------------------------------------
+
+
+def make_registry() -> Any:
+    """The bench's goal type: one step, a no-op async action (that reports its start for probes)."""
+    import goalrt
+
+    registry = goalrt.Registry()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    @registry.action(NOOP)
+    async def noop(args: dict[str, Any], ctx: Any) -> None:
+        port = args.get("port")
+        if port:
+            _report_start(sock, args["probe"], port)
+
+    @registry.goal(NOOP)
+    def plan(params: dict[str, Any]) -> list[Any]:
+        return [goalrt.Step(NOOP, params)]
+
+    return registry
+
+
+async def role_goalrt_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import goalrt
+
+    worker = goalrt.Worker(spec["url"], make_registry(), concurrency=spec["concurrency"])
+    cpu = _CpuUntilStop(worker.request_stop)
+    await _ready_then_go()
+    cpu.start()
+    await worker.run()
+    return {k: v for k, v in asdict(worker.stats).items() if k != "started"} | {"cpu_s": cpu.seconds}
+
+
+async def _goalrt_clients(spec: dict[str, Any]) -> list[Any]:
+    from goalrt import AsyncGoals
+
+    return [await AsyncGoals.connect(spec["url"]) for _ in range(spec.get("conns", 1))]
+
+
+async def role_goalrt_submit(spec: dict[str, Any]) -> dict[str, Any]:
+    clients = await _goalrt_clients(spec)
+    n, batch = spec["n"], spec["batch"]
+    shares = [n // len(clients) + (1 if i < n % len(clients) else 0) for i in range(len(clients))]
+
+    async def one_by_one(goals: Any, count: int) -> None:
+        for _ in range(count):
+            await goals.submit(NOOP, {})
+
+    async def batched(goals: Any, count: int) -> None:
+        while count > 0:
+            k = min(batch, count)
+            await goals.submit_many([(NOOP, {}, None)] * k)
+            count -= k
+
+    run = one_by_one if spec["mode"] == "single" else batched
+    await _ready_then_go()
+    began = time.monotonic()
+    await asyncio.gather(*(run(g, share) for g, share in zip(clients, shares, strict=True)))
+    elapsed = time.monotonic() - began
+    for g in clients:
+        await g.close()
+    return {"n": n, "elapsed": elapsed}
+
+
+async def role_goalrt_load(spec: dict[str, Any]) -> dict[str, Any]:
+    (goals,) = await _goalrt_clients(spec)
+    stop = _stop_event()
+
+    async def send(k: int) -> None:
+        await goals.submit_many([(NOOP, {}, None)] * k)
+
+    await _ready_then_go()
+    sent = await _paced(spec["rate"], LOAD_BATCH, stop, send)
+    await goals.close()
+    return {"n": sent}
+
+
+async def role_goalrt_probe(spec: dict[str, Any]) -> dict[str, Any]:
+    (goals,) = await _goalrt_clients(spec)
+
+    async def submit(tag: str, port: int) -> None:
+        await goals.submit(NOOP, {"probe": tag, "port": port})
+
+    try:
+        return await _probe_series(spec, submit)
+    finally:
+        await goals.close()
+
+
+# -- PgQueuer roles (run by PgQueuer's own interpreter) --------------------------------------------------------------
+
+
+async def _pgq_queries(dsn: str) -> Any:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    return Queries(AsyncpgDriver(await asyncpg.connect(dsn)))
+
+
+async def role_pgq_install(spec: dict[str, Any]) -> dict[str, Any]:
+    import pgqueuer
+
+    queries = await _pgq_queries(spec["dsn"])
+    await queries.install()
+    return {"version": pgqueuer.__version__}
+
+
+async def role_pgq_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from pgqueuer.qm import QueueManager
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    done = [0]
+
+    async def noop(job: Any) -> None:
+        if job.payload:
+            tag, _, port = job.payload.decode().partition(" ")
+            _report_start(sock, tag, int(port))
+        done[0] += 1
+
+    managers = []
+    for _ in range(spec["managers"]):
+        qm = QueueManager(await _pgq_queries(spec["dsn"]))
+        qm.entrypoint(PGQ_ENTRYPOINT)(noop)
+        managers.append(qm)
+
+    def stop() -> None:
+        for qm in managers:
+            qm.shutdown.set()
+
+    cpu = _CpuUntilStop(stop)
+    await _ready_then_go()
+    cpu.start()
+    await asyncio.gather(
+        *(
+            qm.run(batch_size=spec["batch_size"], dequeue_timeout=timedelta(seconds=spec.get("dequeue_timeout", 30)))
+            for qm in managers
+        )
+    )
+    return {"completed": done[0], "cpu_s": cpu.seconds}
+
+
+async def role_pgq_submit(spec: dict[str, Any]) -> dict[str, Any]:
+    clients = [await _pgq_queries(spec["dsn"]) for _ in range(spec.get("conns", 1))]
+    n, batch = spec["n"], spec["batch"]
+    shares = [n // len(clients) + (1 if i < n % len(clients) else 0) for i in range(len(clients))]
+
+    async def one_by_one(q: Any, count: int) -> None:
+        for _ in range(count):
+            await q.enqueue(PGQ_ENTRYPOINT, None)
+
+    async def batched(q: Any, count: int) -> None:
+        while count > 0:
+            k = min(batch, count)
+            await q.enqueue([PGQ_ENTRYPOINT] * k, [None] * k, [0] * k)
+            count -= k
+
+    run = one_by_one if spec["mode"] == "single" else batched
+    await _ready_then_go()
+    began = time.monotonic()
+    await asyncio.gather(*(run(q, share) for q, share in zip(clients, shares, strict=True)))
+    return {"n": n, "elapsed": time.monotonic() - began}
+
+
+async def role_pgq_load(spec: dict[str, Any]) -> dict[str, Any]:
+    queries = await _pgq_queries(spec["dsn"])
+    stop = _stop_event()
+
+    async def send(k: int) -> None:
+        await queries.enqueue([PGQ_ENTRYPOINT] * k, [None] * k, [0] * k)
+
+    await _ready_then_go()
+    return {"n": await _paced(spec["rate"], LOAD_BATCH, stop, send)}
+
+
+async def role_pgq_probe(spec: dict[str, Any]) -> dict[str, Any]:
+    queries = await _pgq_queries(spec["dsn"])
+
+    async def submit(tag: str, port: int) -> None:
+        await queries.enqueue(PGQ_ENTRYPOINT, f"{tag} {port}".encode())
+
+    return await _probe_series(spec, submit)
+
+
+ROLES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "goalrt-worker": role_goalrt_worker,
+    "goalrt-submit": role_goalrt_submit,
+    "goalrt-load": role_goalrt_load,
+    "goalrt-probe": role_goalrt_probe,
+    "pgq-install": role_pgq_install,
+    "pgq-worker": role_pgq_worker,
+    "pgq-submit": role_pgq_submit,
+    "pgq-load": role_pgq_load,
+    "pgq-probe": role_pgq_probe,
+}
+
+
+def run_role(name: str, spec: dict[str, Any]) -> None:
+    _emit(asyncio.run(ROLES[name](spec)))
+
+
+# == The orchestrator ================================================================================================
+
+
+class Proc:
+    """A client process: started, told to go, stopped, and its one JSON line read."""
+
+    def __init__(self, name: str, python: str, role: str, spec: dict[str, Any], logdir: Path) -> None:
+        self.name = name
+        self.log_path = logdir / f"{name}-{secrets.token_hex(3)}.log"
+        self._log = self.log_path.open("w")
+        cmd = [python, str(HERE), "--role", role, "--spec", json.dumps(spec)]
+        self.p = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=REPO
+        )
+
+    def tail(self) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text().splitlines()[-30:])
+
+    def ready(self, timeout: float = 120.0) -> None:
+        assert self.p.stdout is not None
+        ready, _, _ = select.select([self.p.stdout], [], [], timeout)
+        line = self.p.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            self.kill()
+            raise RuntimeError(f"{self.name} did not start ({line.strip()!r}):\n{self.tail()}")
+
+    def go(self) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+
+    def running(self) -> bool:
+        return self.p.poll() is None
+
+    def stop(self) -> None:
+        if self.running():
+            self.p.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.running():
+            self.p.kill()
+            self.p.wait(10)
+
+    def result(self, timeout: float = 120.0) -> dict[str, Any]:
+        try:
+            out, _ = self.p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"{self.name} did not finish:\n{self.tail()}") from None
+        lines = out.strip().splitlines()
+        if self.p.returncode != 0 or not lines:
+            raise RuntimeError(f"{self.name} exited {self.p.returncode}:\n{self.tail()}")
+        self._log.close()
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+
+def asyncpg_dsn(url: str) -> str:
+    """``url`` as the postgresql:// URL asyncpg takes (host may be a socket folder, passed as a query argument)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(url)
+    user = quote(str(params.pop("user", "")), safe="")
+    password = params.pop("password", None)
+    userinfo = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
+    dbname = quote(str(params.pop("dbname", "")), safe="")
+    query = urlencode({k: str(v) for k, v in params.items() if v not in (None, "")})
+    return f"postgresql://{userinfo}/{dbname}" + (f"?{query}" if query else "")
+
+
+@dataclass
+class System:
+    """One side of the comparison: how to start its processes and how to tell that its queue is empty."""
+
+    name: str  # "goalrt" | "pgqueuer"
+    python: str
+    url: str  # libpq conninfo for the bench's own checks
+    dsn: str  # what the client processes connect to
+    unfinished_sql: str  # true while anything submitted is not finished
+    count_sql: str  # (finished ok, finished otherwise) so far
+    vacuum_sql: list[str]
+    logdir: Path
+    worker_setting: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return "goalrt" if self.name == "goalrt" else "pgq"
+
+    def spec(self, **kw: Any) -> dict[str, Any]:
+        return {"url": self.dsn, "dsn": self.dsn, **kw}
+
+    def start(self, role: str, name: str, **kw: Any) -> Proc:
+        return Proc(f"{self.prefix}-{name}", self.python, f"{self.prefix}-{role}", self.spec(**kw), self.logdir)
+
+    def workers(self, count: int, setting: dict[str, Any] | None = None) -> list[Proc]:
+        procs = [self.start("worker", f"worker{i}", **(setting or self.worker_setting)) for i in range(count)]
+        for p in procs:
+            p.ready()
+        return procs
+
+    def scalar(self, query: str) -> Any:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute(query).fetchone()
+            return None if row is None else (row[0] if len(row) == 1 else tuple(row))
+
+    def vacuum(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            for stmt in self.vacuum_sql:
+                conn.execute(stmt)
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("CHECKPOINT")
+
+    def wait_finished(self, began: float, producer: Proc | None = None) -> float:
+        """Poll until nothing is unfinished (and ``producer`` is done); return the seconds since ``began``."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                producing = producer is not None and producer.running()
+                row = conn.execute(self.unfinished_sql).fetchone()
+                if not producing and row is not None and not row[0]:
+                    return time.monotonic() - began
+                if time.monotonic() - began > RUN_TIMEOUT_S:
+                    raise RuntimeError(f"{self.name}: run not finished after {RUN_TIMEOUT_S:.0f} s")
+                time.sleep(POLL_S)
+
+
+def stop_all(procs: list[Proc]) -> list[dict[str, Any]]:
+    for p in procs:
+        p.stop()
+    return [p.result() for p in procs]
+
+
+@contextlib.contextmanager
+def cleanup(procs: list[Proc]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+
+
+# -- the runs --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Totals:
+    """Goals submitted to one system so far (to check that all of them finished well)."""
+
+    submitted: int = 0
+
+
+def submit_backlog(sys_: System, mode: str, n: int, batch: int, submitters: int) -> float:
+    """Submit ``n`` goals with no worker running; return goals/s."""
+    p = sys_.start("submit", f"submit-{mode}", mode=mode, n=n, batch=batch, conns=submitters if mode == "single" else 1)
+    with cleanup([p]):
+        p.ready()
+        p.go()
+        out = p.result(RUN_TIMEOUT_S)
+    return float(out["n"] / out["elapsed"])
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores; /proc/stat), NaN where unknown."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return float("nan")
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    """A timed run: goals/s, and where the CPU went meanwhile (in cores: CPU seconds per second)."""
+
+    rate: float
+    seconds: float
+    worker_cores: float
+    machine_cores: float
+
+    def note(self) -> str:
+        return f"(workers {self.worker_cores:.2f} cores, whole machine {self.machine_cores:.2f})"
+
+
+def drain(sys_: System, workers: int, n: int, setting: dict[str, Any] | None = None) -> Run:
+    """Start ``workers`` worker processes on the backlog; time them until it is empty."""
+    procs = sys_.workers(workers, setting)
+    with cleanup(procs):
+        busy = machine_busy_seconds()
+        began = time.monotonic()
+        for p in procs:
+            p.go()
+        seconds = sys_.wait_finished(began)
+        busy = machine_busy_seconds() - busy
+        cpu = sum(r["cpu_s"] for r in stop_all(procs))
+    return Run(n / seconds, seconds, cpu / seconds, busy / seconds)
+
+
+def end_to_end(sys_: System, mode: str, workers: int, n: int, batch: int, submitters: int) -> Run:
+    """Workers running, ``n`` goals submitted meanwhile; time from the first submit to the last finish."""
+    procs = sys_.workers(workers)
+    conns = submitters if mode == "single" else 1
+    producer = sys_.start("submit", f"e2e-{mode}", mode=mode, n=n, batch=batch, conns=conns)
+    with cleanup([*procs, producer]):
+        for p in procs:
+            p.go()
+        producer.ready()
+        time.sleep(0.5)  # the workers connect and listen
+        busy = machine_busy_seconds()
+        began = time.monotonic()
+        producer.go()
+        seconds = sys_.wait_finished(began, producer)
+        busy = machine_busy_seconds() - busy
+        producer.result()
+        cpu = sum(r["cpu_s"] for r in stop_all(procs))
+    return Run(n / seconds, seconds, cpu / seconds, busy / seconds)
+
+
+def latency(sys_: System, count: int, gap_ms: float, load_rate: float | None) -> dict[str, Any]:
+    """Probe submit -> handler start with one worker, idle or under a background stream."""
+    from pgbench_support import percentile
+
+    procs = sys_.workers(1)
+    load = sys_.start("load", "load", rate=load_rate) if load_rate else None
+    probe = sys_.start("probe", "probe", count=count, gap_ms=gap_ms, timeout=30.0)
+    with cleanup([*procs, probe, *([load] if load else [])]):
+        procs[0].go()
+        time.sleep(1.0)  # connected and listening: no probe waits for the poll fallback
+        loaded = 0
+        if load is not None:
+            load.ready()
+            load.go()
+            time.sleep(1.0)  # the stream reaches its steady state
+        probe.ready()
+        began = time.monotonic()
+        probe.go()
+        out = probe.result(RUN_TIMEOUT_S)
+        seconds = time.monotonic() - began
+        if load is not None:
+            load.stop()
+            loaded = int(load.result()["n"])
+        sys_.wait_finished(time.monotonic())
+        stop_all(procs)
+    lat = out["latencies_ms"]
+    return {
+        "n": len(lat),
+        "lost": out["lost"],
+        "p50_ms": percentile(lat, 50),
+        "p90_ms": percentile(lat, 90),
+        "p99_ms": percentile(lat, 99),
+        "max_ms": max(lat, default=float("nan")),
+        "mean_ms": sum(lat) / len(lat) if lat else float("nan"),
+        "load_rate": load_rate or 0.0,
+        "load_goals": loaded,
+        "seconds": seconds,
+    }
+
+
+def check_all_finished(sys_: System, totals: Totals) -> str | None:
+    ok, other = sys_.scalar(sys_.count_sql)
+    if ok != totals.submitted or other:
+        return f"{sys_.name}: {ok} finished well, {other} otherwise, of {totals.submitted} submitted"
+    return None
+
+
+def setting_label(sys_: System, setting: dict[str, Any]) -> str:
+    if sys_.name == "goalrt":
+        return f"concurrency {setting['concurrency']}"
+    return f"batch_size {setting['batch_size']} x {setting['managers']} QueueManager(s)"
+
+
+def run_system(sys_: System, args: argparse.Namespace, settings: list[dict[str, Any]], out: dict[str, Any]) -> None:
+    """Tuning and throughput for one system; fills ``out``."""
+    totals = Totals()
+    n = args.goals
+
+    def step(what: str, value: float, run: Run | None = None) -> None:
+        print(f"  {sys_.name:<8} {what:<58} {value:>8,.0f} /s  {run.note() if run else ''}", flush=True)
+
+    # Warm up: the first run on a fresh database pays for caches and plans.
+    submit_backlog(sys_, "batch", min(n, 1000), args.batch, args.submitters)
+    totals.submitted += min(n, 1000)
+    drain(sys_, 1, min(n, 1000), settings[0])
+
+    print(f"\n{sys_.name}: tuning (backlog of {n:,} submitted in batches, drained by 1 worker process)", flush=True)
+    tuning = []
+    for setting in settings:
+        sys_.vacuum()
+        submit_backlog(sys_, "batch", n, args.batch, args.submitters)
+        totals.submitted += n
+        sys_.vacuum()
+        run = drain(sys_, 1, n, setting)
+        tuning.append(
+            {"setting": setting, "label": setting_label(sys_, setting), "drain_1w": run.rate, "run": asdict(run)}
+        )
+        step(f"drain 1 worker, {setting_label(sys_, setting)}", run.rate, run)
+    best = max(tuning, key=lambda t: t["drain_1w"])
+    sys_.worker_setting = best["setting"]
+    out["tuning"] = tuning
+    out["best_setting"] = best["setting"]
+    out["best_setting_label"] = best["label"]
+    print(f"  -> {sys_.name} uses {best['label']}", flush=True)
+
+    print(f"{sys_.name}: throughput ({n:,} goals per run)", flush=True)
+    runs: dict[str, dict[str, Any]] = {}
+    for mode in ("single", "batch"):
+        row: dict[str, Any] = {"submit": [], "runs": {}}
+        for workers in (1, 2):
+            sys_.vacuum()
+            rate = submit_backlog(sys_, mode, n, args.batch, args.submitters)
+            totals.submitted += n
+            row["submit"].append(rate)
+            step(f"submit {mode_label(mode, args)}", rate)
+            sys_.vacuum()
+            run = drain(sys_, workers, n)
+            row[f"drain_{workers}w"] = run.rate
+            row["runs"][f"drain_{workers}w"] = asdict(run)
+            step(f"drain, {workers} worker process(es)", run.rate, run)
+        for workers in (1, 2):
+            sys_.vacuum()
+            run = end_to_end(sys_, mode, workers, n, args.batch, args.submitters)
+            totals.submitted += n
+            row[f"e2e_{workers}w"] = run.rate
+            row["runs"][f"e2e_{workers}w"] = asdict(run)
+            step(f"end to end, submit {mode_label(mode, args)}, {workers} worker(s)", run.rate, run)
+        row["submit_best"] = max(row["submit"])
+        runs[mode] = row
+    out["throughput"] = runs
+    out["submitted"] = totals.submitted
+    out["_totals"] = totals
+    problem = check_all_finished(sys_, totals)
+    if problem:
+        print(f"  WARNING: {problem}", flush=True)
+    out["problem"] = problem
+
+
+def mode_label(mode: str, args: argparse.Namespace) -> str:
+    return f"singly ({args.submitters} conns)" if mode == "single" else f"in batches of {args.batch}"
+
+
+def run_latency(sys_: System, args: argparse.Namespace, load_rate: float, out: dict[str, Any]) -> None:
+    totals: Totals = out["_totals"]
+    sys_.vacuum()
+    idle = latency(sys_, args.probes, args.probe_gap, None)
+    totals.submitted += idle["n"] + idle["lost"] + WARMUP_PROBES
+    print(
+        f"  {sys_.name:<8} idle        p50 {idle['p50_ms']:7.2f} ms  p99 {idle['p99_ms']:7.2f} ms"
+        f"  max {idle['max_ms']:7.2f} ms  ({idle['n']} probes, {idle['lost']} lost)",
+        flush=True,
+    )
+    sys_.vacuum()
+    loaded = latency(sys_, args.probes, args.probe_gap, load_rate)
+    totals.submitted += loaded["n"] + loaded["lost"] + WARMUP_PROBES + loaded["load_goals"]
+    print(
+        f"  {sys_.name:<8} under load  p50 {loaded['p50_ms']:7.2f} ms  p99 {loaded['p99_ms']:7.2f} ms"
+        f"  max {loaded['max_ms']:7.2f} ms  ({loaded['n']} probes, {loaded['lost']} lost,"
+        f" {loaded['load_goals']:,} background goals at {load_rate:,.0f}/s)",
+        flush=True,
+    )
+    out["latency"] = {"idle": idle, "load": loaded}
+    problem = check_all_finished(sys_, totals)
+    if problem:
+        print(f"  WARNING: {problem}", flush=True)
+        out["problem"] = (out.get("problem") or "") + problem
+
+
+# -- PgQueuer's interpreter ------------------------------------------------------------------------------------------
+
+
+def pgqueuer_python(explicit: str | None) -> str:
+    """Return an interpreter that has pgqueuer; build the bench's own virtualenv the first time."""
+    if explicit:
+        return explicit
+    from goalrt.config import home_dir
+
+    venv = home_dir() / "bench" / "pgqueuer-venv"
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import pgqueuer, asyncpg"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return str(python)
+    print(f"building PgQueuer's virtualenv in {venv} (pip install pgqueuer asyncpg) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pgqueuer", "asyncpg"],
+        check=True,
+    )
+    subprocess.run(check, check=True)
+    return str(python)
+
+
+# -- reporting -------------------------------------------------------------------------------------------------------
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    g, q = doc["goalrt"]["throughput"], doc["pgqueuer"]["throughput"]
+    cells = ("submit_best", "drain_1w", "drain_2w", "e2e_1w", "e2e_2w")
+    per_cell = {
+        f"{mode}.{cell}": {
+            "goalrt": g[mode][cell],
+            "pgqueuer": q[mode][cell],
+            "ratio": ratio(g[mode][cell], q[mode][cell]),
+        }
+        for mode in ("single", "batch")
+        for cell in cells
+    }
+
+    def best(side: dict[str, Any], kind: str) -> float:
+        return max(side[m][c] for m in ("single", "batch") for c in cells if c.startswith(kind))
+
+    heads = {}
+    for kind in ("drain", "e2e"):
+        gb, qb = best(g, kind), best(q, kind)
+        heads[kind] = {"goalrt_best": gb, "pgqueuer_best": qb, "ratio": ratio(gb, qb)}
+    idle = doc["goalrt"]["latency"]["idle"]
+    return {
+        "cells": per_cell,
+        "best": heads,
+        "targets": {
+            "ratio": TARGET_RATIO,
+            "idle_p50_ms": TARGET_P50_MS,
+            "idle_p99_ms": TARGET_P99_MS,
+            "drain_ratio_met": heads["drain"]["ratio"] >= TARGET_RATIO,
+            "e2e_ratio_met": heads["e2e"]["ratio"] >= TARGET_RATIO,
+            "idle_p50_met": idle["p50_ms"] <= TARGET_P50_MS,
+            "idle_p99_met": idle["p99_ms"] <= TARGET_P99_MS,
+        },
+    }
+
+
+def print_report(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    from pgbench_support import fmt
+
+    g, q = doc["goalrt"], doc["pgqueuer"]
+    s = doc["summary"]
+    print()
+    print(
+        f"Throughput, goals (jobs) per second; {args.goals:,} per run; goalrt {g['best_setting_label']},"
+        f" PgQueuer {q['best_setting_label']}"
+    )
+    header = (
+        f"{'submit mode':<26} {'system':<9} {'submit':>9} {'drain 1w':>9} {'drain 2w':>9} {'e2e 1w':>9} {'e2e 2w':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    cells = ("submit_best", "drain_1w", "drain_2w", "e2e_1w", "e2e_2w")
+    for mode in ("single", "batch"):
+        label = mode_label(mode, args)
+        for name, side in (("goalrt", g), ("pgqueuer", q)):
+            vals = " ".join(f"{fmt(side['throughput'][mode][c], 0):>9}" for c in cells)
+            print(f"{label:<26} {name:<9} {vals}")
+            label = ""
+        ratios = " ".join(f"{s['cells'][f'{mode}.{c}']['ratio']:>8.2f}x" for c in cells)
+        print(f"{'':<26} {'ratio':<9} {ratios}")
+    print("(submit: no worker running, best of 2 runs; drain: that backlog; e2e: submitted while the workers run)")
+
+    print()
+    print("Tuning (drain by 1 worker process, backlog submitted in batches)")
+    for name, side in (("goalrt", g), ("pgqueuer", q)):
+        for t in side["tuning"]:
+            print(f"  {name:<9} {t['label']:<40} {fmt(t['drain_1w'], 0):>9} /s")
+
+    print()
+    print("Latency, submit call -> handler start, one worker process (ms)")
+    header = (
+        f"{'system':<9} {'idle p50':>9} {'idle p99':>9} {'idle max':>9} {'load p50':>9} {'load p99':>9}"
+        f" {'load max':>9}  load"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, side in (("goalrt", g), ("pgqueuer", q)):
+        i, ld = side["latency"]["idle"], side["latency"]["load"]
+        print(
+            f"{name:<9} {fmt(i['p50_ms'], 2):>9} {fmt(i['p99_ms'], 2):>9} {fmt(i['max_ms'], 2):>9}"
+            f" {fmt(ld['p50_ms'], 2):>9} {fmt(ld['p99_ms'], 2):>9} {fmt(ld['max_ms'], 2):>9}"
+            f"  {ld['load_rate']:,.0f}/s"
+        )
+
+    print()
+    print("Summary")
+    for kind, title in (("drain", "drain"), ("e2e", "end to end")):
+        h = s["best"][kind]
+        print(
+            f"  {title}: goalrt best {h['goalrt_best']:,.0f} goals/s, PgQueuer best {h['pgqueuer_best']:,.0f} jobs/s,"
+            f" ratio {h['ratio']:.2f}x (target >= {TARGET_RATIO:.0f}x)"
+        )
+    i = g["latency"]["idle"]
+    print(
+        f"  goalrt idle latency: p50 {i['p50_ms']:.2f} ms (target <= {TARGET_P50_MS:g}),"
+        f" p99 {i['p99_ms']:.2f} ms (target <= {TARGET_P99_MS:g})"
+    )
+    for side in (g, q):
+        if side.get("problem"):
+            print(f"  WARNING: {side['problem']}")
+
+
+# -- main ------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--url", "--database-url", dest="url", help="server (default: GOALRT_DATABASE_URL, else embedded)")
+    p.add_argument("--quick", action="store_true", help="fewer goals, settings and probes (about 2.5 minutes)")
+    p.add_argument("--goals", type=int, help="goals per throughput run (default 10000; --quick 3000)")
+    p.add_argument("--batch", type=int, default=500, help="goals per batch submit (default 500)")
+    p.add_argument("--submitters", type=int, default=4, help="connections submitting singly (default 4)")
+    p.add_argument("--concurrency", help="goalrt worker --concurrency values to try (default 50,100; --quick 100)")
+    p.add_argument(
+        "--pgq-settings",
+        help="PgQueuer settings to try: BATCHxMANAGERS, comma-separated (default 10x1,100x1,10x4,100x4;"
+        " --quick 100x1,10x4)",
+    )
+    p.add_argument("--probes", type=int, help="latency probes per series (default 200; --quick 100)")
+    p.add_argument("--probe-gap", type=float, default=20.0, help="ms between probes (default 20)")
+    p.add_argument("--load-rate", type=float, help="background goals/s for latency under load (default: see above)")
+    p.add_argument("--pgqueuer-python", help="a Python that has pgqueuer and asyncpg (default: the bench's venv)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object at the end")
+    p.add_argument("--out", type=Path, help="write the JSON results to this file (implies --json)")
+    p.add_argument("--role", help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.role:
+        return args
+    args.goals = args.goals or (3000 if args.quick else 10_000)
+    args.probes = args.probes or (100 if args.quick else 200)
+    try:
+        args.concurrency_values = [int(x) for x in (args.concurrency or ("100" if args.quick else "50,100")).split(",")]
+        pgq = args.pgq_settings or ("100x1,10x4" if args.quick else "10x1,100x1,10x4,100x4")
+        args.pgq_values = [tuple(int(v) for v in item.split("x")) for item in pgq.split(",")]
+    except ValueError:
+        p.error("--concurrency is a comma-separated list of integers, --pgq-settings of BATCHxMANAGERS")
+    if min(args.goals, args.batch, args.submitters, args.probes, *args.concurrency_values) < 1:
+        p.error("counts must be positive")
+    return args
+
+
+@contextlib.contextmanager
+def scratch_databases(base_url: str, names: list[str]) -> Iterator[list[str]]:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    created: list[str] = []
+    try:
+        with psycopg.connect(base_url, autocommit=True) as admin:
+            for name in names:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                created.append(name)
+        yield [make_conninfo(base_url, dbname=name) for name in names]
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as admin:
+            for name in created:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.role:
+        run_role(args.role, json.loads(args.spec))
+        return
+
+    from pgbench_support import server_info
+    from psycopg.conninfo import conninfo_to_dict
+
+    from goalrt.config import database_url
+    from goalrt.goals import Goals
+    from goalrt.migrate import upgrade
+
+    began = time.monotonic()
+    base_url = database_url(args.url)
+    pgq_python = pgqueuer_python(args.pgqueuer_python)
+    prefix = f"goalrt_gbench_{secrets.token_hex(4)}"
+    doc: dict[str, Any] = {
+        "config": {
+            "goals": args.goals,
+            "batch": args.batch,
+            "submitters": args.submitters,
+            "concurrency": args.concurrency_values,
+            "pgq_settings": [f"{b}x{m}" for b, m in args.pgq_values],
+            "probes": args.probes,
+            "probe_gap_ms": args.probe_gap,
+            "quick": args.quick,
+        }
+    }
+    with (
+        scratch_databases(base_url, [prefix, f"{prefix}_pgq"]) as (g_url, q_url),
+        tempfile.TemporaryDirectory(prefix="goalrt-gbench-") as tmp,
+    ):
+        upgrade(g_url)
+        with Goals.connect(g_url, registry=make_registry()) as goals:
+            goals.register()
+        server = server_info(
+            g_url, ("server_version", "fsync", "synchronous_commit", "shared_buffers", "max_connections")
+        )
+        doc["server"] = server
+        print(
+            f"server: PostgreSQL {server['server_version']}; fsync={server['fsync']},"
+            f" synchronous_commit={server['synchronous_commit']}, shared_buffers={server['shared_buffers']}"
+        )
+        print(
+            f"target: {conninfo_to_dict(base_url).get('host') or 'localhost'}, scratch databases {prefix}, {prefix}_pgq"
+        )
+        goalrt_side = System(
+            "goalrt",
+            sys.executable,
+            g_url,
+            asyncpg_dsn(g_url),
+            "SELECT EXISTS (SELECT 1 FROM goalrt.goals WHERE status IN ('pending', 'active', 'waiting'))",
+            "SELECT count(*) FILTER (WHERE status = 'complete'), count(*) FILTER (WHERE status <> 'complete')"
+            " FROM goalrt.goals",
+            ["VACUUM (ANALYZE) goalrt.goals", "VACUUM (ANALYZE) goalrt.goal_steps"],
+            Path(tmp),
+        )
+        doc["goalrt"] = {}
+        run_system(goalrt_side, args, [{"concurrency": c} for c in args.concurrency_values], doc["goalrt"])
+
+        pgq_side = System(
+            "pgqueuer",
+            pgq_python,
+            q_url,
+            asyncpg_dsn(q_url),
+            "SELECT EXISTS (SELECT 1 FROM pgqueuer)",
+            "SELECT count(*) FILTER (WHERE status = 'successful'), count(*) FILTER (WHERE status NOT IN"
+            " ('successful', 'queued', 'picked')) FROM pgqueuer_log",
+            ["VACUUM (ANALYZE) pgqueuer", "VACUUM (ANALYZE) pgqueuer_log"],
+            Path(tmp),
+        )
+        version = pgq_side.start("install", "install").result()["version"]
+        doc["pgqueuer"] = {"version": version}
+        print(f"PgQueuer {version} ({pgq_python})", flush=True)
+        run_system(
+            pgq_side,
+            args,
+            [{"batch_size": b, "managers": m} for b, m in args.pgq_values],
+            doc["pgqueuer"],
+        )
+
+        load_rate = args.load_rate or round(
+            0.5 * min(max(t["drain_1w"] for t in doc[s]["tuning"]) for s in ("goalrt", "pgqueuer")), -1
+        )
+        print(
+            f"\nlatency: {args.probes} probes per series, {args.probe_gap:g} ms apart, one worker process", flush=True
+        )
+        for side, key in ((goalrt_side, "goalrt"), (pgq_side, "pgqueuer")):
+            run_latency(side, args, load_rate, doc[key])
+
+    for key in ("goalrt", "pgqueuer"):
+        doc[key].pop("_totals", None)
+    doc["summary"] = summary(doc)
+    doc["seconds"] = time.monotonic() - began
+    print_report(doc, args)
+    print(f"\ntotal: {doc['seconds']:,.0f} s")
+    if args.json or args.out:
+        text = json.dumps(doc, indent=2, default=str)
+        if args.out:
+            args.out.write_text(text + "\n")
+            print(f"results written to {args.out}")
+        else:
+            print(text)
+
+
+if __name__ == "__main__":
+    main()
