@@ -4,18 +4,29 @@ Until goal workspaces exist this is a self-check of what is built: migrate,
 append events and read them back in order from the gap-free log, change
 state and read it back now and as it was, take a snapshot, try a change in
 a fork without touching the main line, rebuild the state from the log and
-compare, and verify the hash chain.
+compare, run goals through a worker (with a retry and an idempotent
+resubmit), and verify the hash chain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
 
 from goalrt import forks, migrate, replay, snapshots
+from goalrt.dispatcher import ActionContext
 from goalrt.errors import GoalrtError
 from goalrt.eventlog import EventLog
+from goalrt.goals import Goals
+from goalrt.registry import Registry, Result, Step
+from goalrt.retry import Retry
 from goalrt.state import Change, State
+from goalrt.worker import Worker
 
 
 def run(url: str, say: Callable[[str], None]) -> None:
@@ -44,6 +55,7 @@ def run(url: str, say: Callable[[str], None]) -> None:
         say(f"read them back in order at positions {positions[0]}..{positions[-1]}")
 
     run_state(url, say, stream.split(":", 1)[1])
+    run_goals(url, say, stream.split(":", 1)[1])
 
     with EventLog.connect(url) as log:
         report = log.verify_or_raise()
@@ -85,3 +97,74 @@ def run_state(url: str, say: Callable[[str], None], tag: str) -> None:
         if not result.identical:
             raise GoalrtError(f"demo: replay {result.describe()}")
         say(f"replay from the log alone: {result.describe()}")
+
+
+class _Order(BaseModel):
+    order: str
+    amount: float
+    tag: str
+
+
+def _demo_registry() -> Registry:
+    registry = Registry()
+
+    @registry.goal("demo.checkout", params=_Order)
+    def checkout(p: _Order) -> list[Step]:
+        return [
+            Step("demo.charge", {"order": p.order, "amount": p.amount, "tag": p.tag}),
+            Step("demo.ship", {"order": p.order, "tag": p.tag}),
+        ]
+
+    @registry.action("demo.charge", retry=Retry(max_attempts=3, backoff=0.05))
+    async def charge(args: dict[str, Any], ctx: ActionContext) -> Result:
+        if args["order"].endswith("-flaky") and ctx.attempt == 1:
+            raise ConnectionError("payment API timed out")  # retried with backoff
+        return Result({"charged": args["amount"]}, changes=[Change.inc(f"demo.revenue_{args['tag']}", args["amount"])])
+
+    @registry.action("demo.ship")
+    async def ship(args: dict[str, Any], ctx: ActionContext) -> Result:
+        shipped = Change.set(f"demo.shipped_{args['tag']}.{args['order']}", True)
+        return Result({"tracking": f"trk-{args['order']}"}, changes=[shipped])
+
+    return registry
+
+
+def run_goals(url: str, say: Callable[[str], None], tag: str) -> None:
+    """Goals: submit (one twice with the same key), a worker runs them, one step retries."""
+    registry = _demo_registry()
+    name = "demo.checkout"
+    with Goals.connect(url, registry=registry) as goals:
+        goals.register()
+        ids = [
+            goals.submit(name, {"order": "o1", "amount": 20, "tag": tag}, key=f"demo-{tag}-o1").id,
+            goals.submit(name, {"order": "o2-flaky", "amount": 5, "tag": tag}, priority=5).id,
+        ]
+        again = goals.submit(name, {"order": "o1", "amount": 20, "tag": tag}, key=f"demo-{tag}-o1")
+        _expect("the resubmitted goal", (again.id, again.created), (ids[0], False))
+        say(f"goals: submitted {ids} (a second submit with the same key returned goal {again.id})")
+
+        async def work() -> None:
+            worker = Worker(url, registry, concurrency=4, poll=0.05, lease=10, name="demo")
+            task = asyncio.create_task(worker.run())
+            deadline = time.monotonic() + 30
+            while any(goals_status(url, i) not in ("complete", "failed") for i in ids):
+                if time.monotonic() > deadline:
+                    raise GoalrtError("demo: goals did not finish in 30 s")
+                await asyncio.sleep(0.05)
+            worker.request_stop()
+            await task
+
+        asyncio.run(work())
+        for gid in ids:
+            info = goals.get(gid)
+            _expect(f"goal {gid}", info.status, "complete")
+            attempts = ", ".join(f"{s.action} x{s.attempts}" for s in info.steps)
+            say(f"goal {gid} complete: {attempts}; result {info.result}; {len(info.events)} events")
+    with State.connect(url) as state:
+        _expect("the revenue", state.value(f"demo.revenue_{tag}"), 25)
+        say(f"state after the goals: demo.revenue_{tag} = 25 (each charge applied exactly once)")
+
+
+def goals_status(url: str, goal_id: int) -> str:
+    with Goals.connect(url) as goals:
+        return goals.get(goal_id).status
