@@ -10,6 +10,7 @@ job completer works the same way).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,8 +44,10 @@ class Batcher:
         """Wait until every queued item has been flushed."""
         await self._idle.wait()
 
-    async def stop(self) -> None:
-        await self.drained()
+    async def stop(self, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` seconds) for queued items to be flushed, then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drained(), timeout)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

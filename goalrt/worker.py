@@ -200,8 +200,8 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._completer.stop()
-            await self._planner.stop()
+            await self._completer.stop(timeout=5)
+            await self._planner.stop(timeout=5)
             try:
                 await asyncio.wait_for(self._db("worker_deregister", self.id, retry=False), 5)
             except Exception as exc:  # leaving a stale row is harmless; say so and go on
@@ -270,12 +270,12 @@ class Worker:
     async def _claim_loop(self) -> None:
         goal_types = sorted(self.registry.goal_types)
         while not self._stopping.is_set():
+            self._wake.clear()  # before counting: a slot freed after this wakes the sleep below
             free = self.concurrency - len(self._held)
             if free <= 0:
                 await self._sleep(self.poll)
                 continue
             asked = min(free, self.batch)
-            self._wake.clear()
             try:
                 rows = await self._db("goals_claim", self.id, asked, self.lease, goal_types)
             except GoalrtError as exc:
@@ -512,7 +512,10 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._completer.drained()
+        try:
+            await asyncio.wait_for(self._completer.drained(), 10)
+        except TimeoutError:
+            log.warning("worker %s: results still unsent after 10s (database down?); leaving them", self.id)
         leftover = list(self._held.values())
         if leftover:
             try:

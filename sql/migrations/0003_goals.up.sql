@@ -589,8 +589,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
 $$;
 
 -- Store the plans a worker computed for goals it holds: a JSON array of
--- {"goal_id", "epoch", "steps": [{"action", "args"}, ...]}. Steps left of
--- an earlier plan are superseded. The first step of the new plan starts
+-- {"goal_id", "epoch", "steps": [{"action", "args"}, ...], "replan": bool}.
+-- A goal already planned keeps its plan unless replan is true; then the
+-- steps left of the earlier plan are superseded. The first step of the new plan starts
 -- (attempt 1) at once; an empty plan completes the goal. Returns per goal
 -- the outcome: 'planned' (with the step to run), 'complete', or 'refused'
 -- (the lease was lost; recorded as an event).
@@ -603,6 +604,7 @@ DECLARE
     ep     bigint;
     first  integer;
     n      integer;
+    cur    goalrt.goal_steps;
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
@@ -629,8 +631,17 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
-        UPDATE goalrt.goal_steps s SET status = 'superseded'
-         WHERE s.goal_id = g.id AND s.status IN ('pending', 'running');
+        IF g.plan_no > 0 AND NOT coalesce((x ->> 'replan')::boolean, false) THEN
+            -- Already planned under this lease: a worker re-sending a plan
+            -- whose commit it did not see gets the plan that was stored.
+            SELECT * INTO cur FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+            outcome := CASE WHEN g.step_seq IS NULL THEN 'complete' ELSE 'planned' END;
+            step_seq := cur.seq; action := cur.action; args := cur.args; attempt := cur.attempts;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        UPDATE goalrt.goal_steps st SET status = 'superseded'
+         WHERE st.goal_id = g.id AND st.status IN ('pending', 'running');
         first := coalesce((SELECT max(s.seq) FROM goalrt.goal_steps s WHERE s.goal_id = g.id), 0) + 1;
         n := jsonb_array_length(x -> 'steps');
         INSERT INTO goalrt.goal_steps (goal_id, seq, plan_no, action, args, status, attempts, started_at)

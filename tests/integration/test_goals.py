@@ -358,3 +358,19 @@ def test_empty_plan_completes_the_goal(goals: Goals, conn: psycopg.Connection) -
     claim(conn)
     assert plan(conn, gid, 1, [])[1] == "complete"
     assert goals.get(gid).status == "complete"
+
+
+def test_a_resent_plan_keeps_the_stored_one(goals: Goals, conn: psycopg.Connection) -> None:
+    gid = goals.submit("noop", {}).id
+    claim(conn)
+    first = plan(conn, gid, 1, [{"action": "a"}, {"action": "b"}])
+    again = plan(conn, gid, 1, [{"action": "x"}])
+    assert first[1:] == again[1:] == ("planned", 1, "a", {}, 1)
+    info = goals.get(gid)
+    assert [s.action for s in info.steps] == ["a", "b"] and info.plan_no == 1
+    assert [e.type for e in info.events].count("goal.planned") == 1
+    # an explicit re-plan supersedes what is left
+    items = json.dumps([{"goal_id": gid, "epoch": 1, "steps": [{"action": "c"}], "replan": True}])
+    row = conn.execute("SELECT * FROM goalrt.plan_goals_v1('w1', %s, 30)", (items,)).fetchone()
+    assert row is not None and row[1:4] == ("planned", 3, "c")
+    assert [(s.seq, s.status) for s in goals.get(gid).steps] == [(1, "superseded"), (2, "superseded"), (3, "running")]
