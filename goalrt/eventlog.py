@@ -11,6 +11,7 @@ committed as they are made, or together inside ``with log.transaction():``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from goalrt import bus, forks
@@ -203,9 +205,12 @@ class EventLog:
                 elif wait > 0:
                     time.sleep(wait)
         finally:
-            if not self._conn.closed:
-                for channel in bus.channels(self.schema):
-                    self._conn.execute(f"UNLISTEN {channel}")
+            # Interrupted mid-query (Ctrl-C, SIGTERM), the connection may still
+            # be busy or broken: then there is nothing to unlisten on.
+            if not self._conn.closed and self._conn.info.transaction_status == TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    for channel in bus.channels(self.schema):
+                        self._conn.execute(f"UNLISTEN {channel}")
 
     # -- integrity -------------------------------------------------------------------
 

@@ -1,0 +1,116 @@
+"""The goal commands in a subprocess: the flow the issue names, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.acceptance.test_cli import REPO, goalrt
+
+HANDLERS = "workers.checkout"
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("goalrt: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_worker_submit_get_completes_a_multi_step_goal(db_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOALRT_")}
+    env["GOALRT_DATABASE_URL"] = db_url
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "goalrt", "worker", "--handlers", HANDLERS, "--poll", "0.2s"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        submitted = goalrt(db_url, "submit", "checkout", "order=o7", "amount=20", "--handlers", HANDLERS, "--json")
+        assert submitted.returncode == 0, submitted.stderr
+        gid = json.loads(submitted.stdout)["id"]
+        deadline = time.monotonic() + 60
+        while True:
+            got = goalrt(db_url, "get", str(gid), "--json")
+            assert got.returncode == 0, got.stderr
+            info = json.loads(got.stdout)
+            if info["status"] in ("complete", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert info["status"] == "complete", info
+        assert [(s["action"], s["status"], s["attempts"]) for s in info["steps"]] == [
+            ("payment.charge", "complete", 1),
+            ("order.ship", "complete", 1),
+            ("order.notify", "complete", 1),
+        ]
+        assert info["events"][0]["type"] == "goal.submitted" and info["events"][-1]["type"] == "goal.completed"
+        state = goalrt(db_url, "state", "get", "orders.o7.status", "--json")
+        assert json.loads(state.stdout)["value"] == "shipped"
+        text = goalrt(db_url, "get", str(gid))
+        assert "payment.charge" in text.stdout and "goal.completed" in text.stdout
+        listed = goalrt(db_url, "list", "--status", "complete", "--json")
+        assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [gid]
+        workers = goalrt(db_url, "workers", "--json")
+        assert len(workers.stdout.splitlines()) == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, out
+    assert "1 goals completed" in out
+
+
+def test_submit_twice_with_a_key_prints_the_same_id(db_url: str) -> None:
+    first = goalrt(db_url, "submit", "checkout", "order=o1", "amount=5", "--key", "k-1", "--handlers", HANDLERS)
+    again = goalrt(db_url, "submit", "checkout", "--params", '{"order": "o1", "amount": 5}', "--key", "k-1")
+    assert first.returncode == again.returncode == 0, (first.stderr, again.stderr)
+    assert first.stdout == again.stdout and first.stdout.strip().isdigit()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragments"),
+    [
+        (["submit", "checkout", "order=o1"], 1, ["params.amount", "required"]),
+        (["submit", "checkout", "order=o1", "amount=lots"], 1, ["params.amount"]),
+        (["submit", "checkout", "order=o1", "amount=-5"], 1, ["params.amount", "greater than 0"]),
+        (["submit", "checkout", "order=o1", "amount=5", "colour=red"], 1, ["params.colour is not a parameter"]),
+        (["submit", "nope"], 1, ["unknown goal type 'nope'"]),
+        (["submit", "checkout", "order=o1", "amount=5", "--delay", "5 parsecs"], 1, ["invalid --delay"]),
+        (["submit", "checkout", "order=o1", "amount=5", "--at", "soon"], 1, ["invalid --at"]),
+        (["submit", "checkout", "order=o1", "amount=5", "--at", "2030-01-01", "--delay", "1s"], 2, ["not both"]),
+        (["submit", "checkout", "justtext"], 2, ["not key=value"]),
+        (["submit", "checkout", "--params", "[1]"], 1, ["--params must be a JSON object"]),
+        (["get", "999"], 1, ["goal 999 does not exist"]),
+        (["cancel", "999"], 1, ["goal 999 does not exist"]),
+        (["list", "--status", "done"], 2, ["'done' is not one of"]),
+        (["submit", "checkout", "order=o1", "amount=5", "--handlers", "no.such.module"], 1, ["cannot import"]),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    db_url: str, args: list[str], code: int, fragments: list[str]
+) -> None:
+    registered = goalrt(db_url, "submit", "checkout", "order=o0", "amount=1", "--handlers", HANDLERS)
+    assert registered.returncode == 0, registered.stderr
+    handlers = ["--handlers", HANDLERS] if "amount=-5" in args else []
+    one_line_error(goalrt(db_url, *args, *handlers), code, *fragments)
+    listed = goalrt(db_url, "list", "--json")
+    assert len(listed.stdout.splitlines()) == 1  # only the goal submitted above
+
+
+def test_cancel_of_a_finished_goal_is_refused(db_url: str) -> None:
+    gid = goalrt(db_url, "submit", "checkout", "order=o1", "amount=5", "--handlers", HANDLERS).stdout.strip()
+    assert goalrt(db_url, "cancel", gid, "--reason", "test").returncode == 0
+    one_line_error(goalrt(db_url, "cancel", gid), 1, f"cannot cancel goal {gid}: it is already cancelled")
+
+
+def test_worker_without_handlers_says_what_to_do(db_url: str) -> None:
+    one_line_error(goalrt(db_url, "worker"), 1, "no goal types registered", "--handlers")
