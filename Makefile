@@ -28,6 +28,7 @@ format:
 bench:
 	$(PY) bench/append_bench.py
 	$(PY) bench/state_bench.py --quick
+	$(PY) bench/goals_bench.py --quick
 
 clean-db:
 	$(VENV)/bin/goalrt db stop; rm -rf .goalrt

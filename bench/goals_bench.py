@@ -24,37 +24,54 @@ Both handlers do nothing but, for the latency probes only, send their start
 time (``time.monotonic()``, which is system-wide on Linux) to the probing
 process over a loopback UDP socket.
 
-1. Tuning: a backlog of ``--goals`` is drained by one worker process for each
-   goalrt ``--concurrency`` and each PgQueuer consumer setting (dequeue batch
-   size x QueueManagers per process, each with its own connection, as
-   PgQueuer's own benchmark runs them). The best setting of each system is used
-   for everything that follows.
-2. Throughput, for each submit mode (single, batches of ``--batch``):
-   submit (no worker running; ``--submitters`` connections in one process),
-   then drain that backlog with 1 worker process, again with 2; then end to
-   end: workers running, the same number of goals submitted while they work,
-   timed from the first submit until the last goal is finished. A run ends
-   when no unfinished goal (PgQueuer: no queued or picked job) is left; the
-   bench polls for that every 20 ms. Tables are VACUUMed between runs.
+1. Tuning: after a warm-up run, a backlog of ``--goals`` is drained by one
+   worker process for each goalrt ``--concurrency`` (default 50, 100, 200) and
+   each PgQueuer consumer setting (``--pgq-settings``: dequeue ``batch_size``
+   x QueueManagers per process, each on its own connection, as PgQueuer's own
+   benchmark runs them; no ``max_concurrent_tasks`` cap, the fastest for no-op
+   jobs). The best setting of each system is used for everything after.
+2. Throughput, for each submit mode (singly, in batches of ``--batch``):
+   submit with no worker running (``--submitters`` connections in one process
+   for single submits, one connection for batches), then drain that backlog
+   with 1 worker process, and again with 2; then end to end: the workers run
+   while the same number of goals is submitted, timed from the first submit
+   until the last goal is finished. A run ends when no unfinished goal
+   (PgQueuer: no queued or picked job) is left; the bench polls for that every
+   20 ms. Each figure is run for goalrt, then at once for PgQueuer, so a noisy
+   neighbour hits both alike; with ``--rounds`` (default 2) each figure is the
+   best round. goalrt.goals, goalrt.goal_steps and PgQueuer's tables are VACUUMed
+   (ANALYZE) before every run. Beside each drain and end-to-end figure the
+   bench prints the CPU the worker processes used and the whole machine's
+   busy CPU, in cores (the machine is shared: its idle load is printed first).
+   The end-to-end figures with single submits are bound by the one submitting
+   process on a 2-CPU machine, on both sides.
 3. Latency from just before the submit call to the start of the handler, with
    one worker process: idle (one goal at a time, waiting for its start, then a
    pause of ``--probe-gap`` ms so the worker is idle again) and under load (the
    same probes while another process submits a background stream in batches of
    10 at ``--load-rate`` goals/s; by default half the slower system's best
-   one-worker drain rate, so both systems see the same absolute load).
-4. A table of the figures with the ratios goalrt / PgQueuer's best (target
-   >= 2x) and the idle latency targets (p50 <= 5 ms, p99 <= 25 ms).
+   one-worker drain rate, so both systems see the same absolute load). The
+   first 5 probes of a series are not counted.
+4. A table of the figures with the ratios goalrt / PgQueuer (target >= 2x)
+   and the idle latency targets (p50 <= 5 ms, p99 <= 25 ms).
+
+``--functions`` also turns on ``track_functions`` for goalrt's scratch
+database (superuser) and prints, for one batch submit + 1-worker drain, the
+database time per goal in each of goalrt's SQL functions (submit_goals,
+claim_goals_v1, plan_goals_v1, complete_steps_v1): where a goal's cost goes.
 
 The bench prints figures; it never passes or fails. The full run takes about
-8 minutes on a 2-CPU machine, ``--quick`` about 2.5 (plus a one-off minute to
-build PgQueuer's virtualenv).
+5.5 minutes on a 2-CPU machine, ``--quick`` (3,000 goals, 1 round, fewer
+settings and probes) about 1.5, plus a minute once to build PgQueuer's
+virtualenv.
 
 How to run
 ----------
 From the repository root::
 
     python bench/goals_bench.py                  # embedded PostgreSQL 18 (started under ./.goalrt if needed)
-    python bench/goals_bench.py --quick          # fewer goals, fewer settings, fewer probes
+    python bench/goals_bench.py --quick          # fewer goals, settings, rounds and probes
+    python bench/goals_bench.py --quick --functions   # and where goalrt's database time goes
     python bench/goals_bench.py --url postgresql://postgres@127.0.0.1:5432/postgres --quick --json
 
 The server is taken from ``--url``, else ``GOALRT_DATABASE_URL``, else the
@@ -162,8 +179,7 @@ class _StartReports(asyncio.DatagramProtocol):
             future.set_result(float(when))
 
 
-def _report_start(sock: socket.socket, tag: str, port: int) -> None:
-    started = time.monotonic()
+def _report_start(sock: socket.socket, tag: str, port: int, started: float) -> None:
     sock.sendto(f"{tag} {started:.9f}".encode(), ("127.0.0.1", port))
 
 
@@ -228,9 +244,10 @@ def make_registry() -> Any:
 
     @registry.action(NOOP)
     async def noop(args: dict[str, Any], ctx: Any) -> None:
+        started = time.monotonic()
         port = args.get("port")
         if port:
-            _report_start(sock, args["probe"], port)
+            _report_start(sock, args["probe"], port, started)
 
     @registry.goal(NOOP)
     def plan(params: dict[str, Any]) -> list[Any]:
@@ -334,9 +351,10 @@ async def role_pgq_worker(spec: dict[str, Any]) -> dict[str, Any]:
     done = [0]
 
     async def noop(job: Any) -> None:
+        started = time.monotonic()
         if job.payload:
             tag, _, port = job.payload.decode().partition(" ")
-            _report_start(sock, tag, int(port))
+            _report_start(sock, tag, int(port), started)
         done[0] += 1
 
     managers = []
@@ -500,7 +518,7 @@ class System:
     url: str  # libpq conninfo for the bench's own checks
     dsn: str  # what the client processes connect to
     unfinished_sql: str  # true while anything submitted is not finished
-    count_sql: str  # (finished ok, finished otherwise) so far
+    count_sql: str  # (goals submitted, goals finished well) so far
     vacuum_sql: list[str]
     logdir: Path
     worker_setting: dict[str, Any] = field(default_factory=dict)
@@ -570,13 +588,6 @@ def cleanup(procs: list[Proc]) -> Iterator[None]:
 # -- the runs --------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Totals:
-    """Goals submitted to one system so far (to check that all of them finished well)."""
-
-    submitted: int = 0
-
-
 def submit_backlog(sys_: System, mode: str, n: int, batch: int, submitters: int) -> float:
     """Submit ``n`` goals with no worker running; return goals/s."""
     p = sys_.start("submit", f"submit-{mode}", mode=mode, n=n, batch=batch, conns=submitters if mode == "single" else 1)
@@ -607,7 +618,7 @@ class Run:
     machine_cores: float
 
     def note(self) -> str:
-        return f"(workers {self.worker_cores:.2f} cores, whole machine {self.machine_cores:.2f})"
+        return f"(worker processes {self.worker_cores:.2f} cores, machine {self.machine_cores:.2f})"
 
 
 def drain(sys_: System, workers: int, n: int, setting: dict[str, Any] | None = None) -> Run:
@@ -684,11 +695,13 @@ def latency(sys_: System, count: int, gap_ms: float, load_rate: float | None) ->
     }
 
 
-def check_all_finished(sys_: System, totals: Totals) -> str | None:
-    ok, other = sys_.scalar(sys_.count_sql)
-    if ok != totals.submitted or other:
-        return f"{sys_.name}: {ok} finished well, {other} otherwise, of {totals.submitted} submitted"
-    return None
+def check_all_finished(sys_: System, out: dict[str, Any]) -> None:
+    """Record how many goals were submitted in all and warn unless every one of them finished well."""
+    submitted, ok = sys_.scalar(sys_.count_sql)
+    out["submitted"], out["finished_ok"] = submitted, ok
+    if ok != submitted:
+        out["problem"] = f"{sys_.name}: only {ok:,} of the {submitted:,} goals submitted finished well"
+        print(f"  WARNING: {out['problem']}", flush=True)
 
 
 def setting_label(sys_: System, setting: dict[str, Any]) -> str:
@@ -697,31 +710,27 @@ def setting_label(sys_: System, setting: dict[str, Any]) -> str:
     return f"batch_size {setting['batch_size']} x {setting['managers']} QueueManager(s)"
 
 
-def run_system(sys_: System, args: argparse.Namespace, settings: list[dict[str, Any]], out: dict[str, Any]) -> None:
-    """Tuning and throughput for one system; fills ``out``."""
-    totals = Totals()
+def step(sys_: System, what: str, value: float, run: Run | None = None) -> None:
+    print(f"  {sys_.name:<8} {what:<58} {value:>8,.0f} /s  {run.note() if run else ''}", flush=True)
+
+
+def tune(sys_: System, args: argparse.Namespace, settings: list[dict[str, Any]], out: dict[str, Any]) -> None:
+    """Warm up, then drain a backlog with one worker per setting; keep the best setting."""
     n = args.goals
-
-    def step(what: str, value: float, run: Run | None = None) -> None:
-        print(f"  {sys_.name:<8} {what:<58} {value:>8,.0f} /s  {run.note() if run else ''}", flush=True)
-
-    # Warm up: the first run on a fresh database pays for caches and plans.
-    submit_backlog(sys_, "batch", min(n, 1000), args.batch, args.submitters)
-    totals.submitted += min(n, 1000)
-    drain(sys_, 1, min(n, 1000), settings[0])
-
-    print(f"\n{sys_.name}: tuning (backlog of {n:,} submitted in batches, drained by 1 worker process)", flush=True)
+    # The first run on a fresh database pays for caches and plans.
+    warmup = min(n, 1000)
+    submit_backlog(sys_, "batch", warmup, args.batch, args.submitters)
+    drain(sys_, 1, warmup, settings[0])
     tuning = []
     for setting in settings:
         sys_.vacuum()
         submit_backlog(sys_, "batch", n, args.batch, args.submitters)
-        totals.submitted += n
         sys_.vacuum()
         run = drain(sys_, 1, n, setting)
         tuning.append(
             {"setting": setting, "label": setting_label(sys_, setting), "drain_1w": run.rate, "run": asdict(run)}
         )
-        step(f"drain 1 worker, {setting_label(sys_, setting)}", run.rate, run)
+        step(sys_, f"drain 1 worker, {setting_label(sys_, setting)}", run.rate, run)
     best = max(tuning, key=lambda t: t["drain_1w"])
     sys_.worker_setting = best["setting"]
     out["tuning"] = tuning
@@ -729,37 +738,71 @@ def run_system(sys_: System, args: argparse.Namespace, settings: list[dict[str, 
     out["best_setting_label"] = best["label"]
     print(f"  -> {sys_.name} uses {best['label']}", flush=True)
 
-    print(f"{sys_.name}: throughput ({n:,} goals per run)", flush=True)
-    runs: dict[str, dict[str, Any]] = {}
-    for mode in ("single", "batch"):
-        row: dict[str, Any] = {"submit": [], "runs": {}}
-        for workers in (1, 2):
-            sys_.vacuum()
-            rate = submit_backlog(sys_, mode, n, args.batch, args.submitters)
-            totals.submitted += n
-            row["submit"].append(rate)
-            step(f"submit {mode_label(mode, args)}", rate)
-            sys_.vacuum()
-            run = drain(sys_, workers, n)
-            row[f"drain_{workers}w"] = run.rate
-            row["runs"][f"drain_{workers}w"] = asdict(run)
-            step(f"drain, {workers} worker process(es)", run.rate, run)
-        for workers in (1, 2):
-            sys_.vacuum()
-            run = end_to_end(sys_, mode, workers, n, args.batch, args.submitters)
-            totals.submitted += n
-            row[f"e2e_{workers}w"] = run.rate
-            row["runs"][f"e2e_{workers}w"] = asdict(run)
-            step(f"end to end, submit {mode_label(mode, args)}, {workers} worker(s)", run.rate, run)
+
+CELLS = (("drain", 1), ("drain", 2), ("e2e", 1), ("e2e", 2))
+
+
+def run_cell(
+    sys_: System, args: argparse.Namespace, mode: str, kind: str, workers: int, profile: bool, out: dict[str, Any]
+) -> None:
+    """One throughput figure (and, for a drain, the submit figure of its backlog); keeps the best of the rounds."""
+    n = args.goals
+    row = out.setdefault("throughput", {}).setdefault(mode, {"submit": [], "runs": {}})
+    key = f"{kind}_{workers}w"
+    sys_.vacuum()
+    if kind == "drain":
+        before = function_times(sys_) if profile else {}
+        rate = submit_backlog(sys_, mode, n, args.batch, args.submitters)
+        row["submit"].append(rate)
         row["submit_best"] = max(row["submit"])
-        runs[mode] = row
-    out["throughput"] = runs
-    out["submitted"] = totals.submitted
-    out["_totals"] = totals
-    problem = check_all_finished(sys_, totals)
-    if problem:
-        print(f"  WARNING: {problem}", flush=True)
-    out["problem"] = problem
+        step(sys_, f"submit {mode_label(mode, args)}", rate)
+        sys_.vacuum()
+        run = drain(sys_, workers, n)
+        step(sys_, f"drain, {workers} worker process(es)", run.rate, run)
+        if profile:
+            out["functions"] = print_function_times(before, function_times(sys_), n, run)
+    else:
+        run = end_to_end(sys_, mode, workers, n, args.batch, args.submitters)
+        step(sys_, f"end to end, submit {mode_label(mode, args)}, {workers} worker(s)", run.rate, run)
+    row["runs"].setdefault(key, []).append(asdict(run))
+    row[key] = max(r["rate"] for r in row["runs"][key])
+
+
+def function_times(sys_: System) -> dict[str, tuple[int, float]]:
+    """goalrt's SQL functions: calls and total ms so far (pg_stat_user_functions; needs track_functions)."""
+    import psycopg
+
+    with psycopg.connect(sys_.url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT funcname, calls, total_time FROM pg_stat_user_functions WHERE schemaname = 'goalrt'"
+        ).fetchall()
+    return {name: (int(calls), float(total)) for name, calls, total in rows}
+
+
+def print_function_times(
+    before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]], n: int, run: Run
+) -> list[dict[str, Any]]:
+    """Print where the database time of one batch submit + 1-worker drain went, per goal."""
+    out = []
+    for name, (calls, total) in after.items():
+        calls0, total0 = before.get(name, (0, 0.0))
+        if calls > calls0:
+            out.append(
+                {
+                    "function": name,
+                    "calls": calls - calls0,
+                    "ms": total - total0,
+                    "us_per_goal": (total - total0) * 1000 / n,
+                }
+            )
+    out.sort(key=lambda f: -f["ms"])
+    print(
+        "    database time per goal in goalrt's functions"
+        f" (submit in batches, then drain with 1 worker in {run.seconds:.1f} s):"
+    )
+    for f in out[:6]:
+        print(f"      {f['function']:<24} {f['calls']:>7,} calls {f['ms']:>9,.0f} ms {f['us_per_goal']:>8,.1f} us/goal")
+    return out
 
 
 def mode_label(mode: str, args: argparse.Namespace) -> str:
@@ -767,10 +810,8 @@ def mode_label(mode: str, args: argparse.Namespace) -> str:
 
 
 def run_latency(sys_: System, args: argparse.Namespace, load_rate: float, out: dict[str, Any]) -> None:
-    totals: Totals = out["_totals"]
     sys_.vacuum()
     idle = latency(sys_, args.probes, args.probe_gap, None)
-    totals.submitted += idle["n"] + idle["lost"] + WARMUP_PROBES
     print(
         f"  {sys_.name:<8} idle        p50 {idle['p50_ms']:7.2f} ms  p99 {idle['p99_ms']:7.2f} ms"
         f"  max {idle['max_ms']:7.2f} ms  ({idle['n']} probes, {idle['lost']} lost)",
@@ -778,7 +819,6 @@ def run_latency(sys_: System, args: argparse.Namespace, load_rate: float, out: d
     )
     sys_.vacuum()
     loaded = latency(sys_, args.probes, args.probe_gap, load_rate)
-    totals.submitted += loaded["n"] + loaded["lost"] + WARMUP_PROBES + loaded["load_goals"]
     print(
         f"  {sys_.name:<8} under load  p50 {loaded['p50_ms']:7.2f} ms  p99 {loaded['p99_ms']:7.2f} ms"
         f"  max {loaded['max_ms']:7.2f} ms  ({loaded['n']} probes, {loaded['lost']} lost,"
@@ -786,10 +826,6 @@ def run_latency(sys_: System, args: argparse.Namespace, load_rate: float, out: d
         flush=True,
     )
     out["latency"] = {"idle": idle, "load": loaded}
-    problem = check_all_finished(sys_, totals)
-    if problem:
-        print(f"  WARNING: {problem}", flush=True)
-        out["problem"] = (out.get("problem") or "") + problem
 
 
 # -- PgQueuer's interpreter ------------------------------------------------------------------------------------------
@@ -808,10 +844,10 @@ def pgqueuer_python(explicit: str | None) -> str:
         return str(python)
     print(f"building PgQueuer's virtualenv in {venv} (pip install pgqueuer asyncpg) ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pgqueuer", "asyncpg"],
-        check=True,
-    )
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pgqueuer", "asyncpg"]
+    done = subprocess.run(pip, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"could not install PgQueuer (give --pgqueuer-python?):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     subprocess.run(check, check=True)
     return str(python)
 
@@ -883,7 +919,10 @@ def print_report(doc: dict[str, Any], args: argparse.Namespace) -> None:
             label = ""
         ratios = " ".join(f"{s['cells'][f'{mode}.{c}']['ratio']:>8.2f}x" for c in cells)
         print(f"{'':<26} {'ratio':<9} {ratios}")
-    print("(submit: no worker running, best of 2 runs; drain: that backlog; e2e: submitted while the workers run)")
+    print(
+        f"(submit: no worker running, best of {2 * args.rounds} runs; drain: that backlog; e2e: submitted while the"
+        f" workers run; each the best of {args.rounds} round(s))"
+    )
 
     print()
     print("Tuning (drain by 1 worker process, backlog submitted in batches)")
@@ -901,10 +940,11 @@ def print_report(doc: dict[str, Any], args: argparse.Namespace) -> None:
     print("-" * len(header))
     for name, side in (("goalrt", g), ("pgqueuer", q)):
         i, ld = side["latency"]["idle"], side["latency"]["load"]
+        share = 100 * ratio(ld["load_rate"], max(t["drain_1w"] for t in side["tuning"]))
         print(
             f"{name:<9} {fmt(i['p50_ms'], 2):>9} {fmt(i['p99_ms'], 2):>9} {fmt(i['max_ms'], 2):>9}"
             f" {fmt(ld['p50_ms'], 2):>9} {fmt(ld['p99_ms'], 2):>9} {fmt(ld['max_ms'], 2):>9}"
-            f"  {ld['load_rate']:,.0f}/s"
+            f"  {ld['load_rate']:,.0f}/s, {share:.0f}% of its best 1-worker drain"
         )
 
     print()
@@ -934,17 +974,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="fewer goals, settings and probes (about 2.5 minutes)")
     p.add_argument("--goals", type=int, help="goals per throughput run (default 10000; --quick 3000)")
     p.add_argument("--batch", type=int, default=500, help="goals per batch submit (default 500)")
+    p.add_argument("--rounds", type=int, help="throughput rounds; each figure is the best (default 2; --quick 1)")
     p.add_argument("--submitters", type=int, default=4, help="connections submitting singly (default 4)")
-    p.add_argument("--concurrency", help="goalrt worker --concurrency values to try (default 50,100; --quick 100)")
+    p.add_argument("--concurrency", help="goalrt worker concurrency values to try (default 50,100,200; --quick 100)")
     p.add_argument(
         "--pgq-settings",
-        help="PgQueuer settings to try: BATCHxMANAGERS, comma-separated (default 10x1,100x1,10x4,100x4;"
-        " --quick 100x1,10x4)",
+        help="PgQueuer settings to try: BATCHxMANAGERS, comma-separated (default 10x1,100x1,100x4,200x4;"
+        " --quick 100x1,100x4)",
     )
     p.add_argument("--probes", type=int, help="latency probes per series (default 200; --quick 100)")
     p.add_argument("--probe-gap", type=float, default=20.0, help="ms between probes (default 20)")
     p.add_argument("--load-rate", type=float, help="background goals/s for latency under load (default: see above)")
     p.add_argument("--pgqueuer-python", help="a Python that has pgqueuer and asyncpg (default: the bench's venv)")
+    p.add_argument(
+        "--functions",
+        action="store_true",
+        help="time goalrt's SQL functions (track_functions = pl on its scratch database; superuser) and print them",
+    )
     p.add_argument("--json", action="store_true", help="print the results as one JSON object at the end")
     p.add_argument("--out", type=Path, help="write the JSON results to this file (implies --json)")
     p.add_argument("--role", help=argparse.SUPPRESS)
@@ -953,14 +999,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.role:
         return args
     args.goals = args.goals or (3000 if args.quick else 10_000)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     args.probes = args.probes or (100 if args.quick else 200)
     try:
-        args.concurrency_values = [int(x) for x in (args.concurrency or ("100" if args.quick else "50,100")).split(",")]
-        pgq = args.pgq_settings or ("100x1,10x4" if args.quick else "10x1,100x1,10x4,100x4")
+        args.concurrency_values = [
+            int(x) for x in (args.concurrency or ("100" if args.quick else "50,100,200")).split(",")
+        ]
+        pgq = args.pgq_settings or ("100x1,100x4" if args.quick else "10x1,100x1,100x4,200x4")
         args.pgq_values = [tuple(int(v) for v in item.split("x")) for item in pgq.split(",")]
     except ValueError:
         p.error("--concurrency is a comma-separated list of integers, --pgq-settings of BATCHxMANAGERS")
-    if min(args.goals, args.batch, args.submitters, args.probes, *args.concurrency_values) < 1:
+    if min(args.goals, args.batch, args.submitters, args.probes, args.rounds, *args.concurrency_values) < 1:
         p.error("counts must be positive")
     return args
 
@@ -990,7 +1039,9 @@ def main(argv: list[str] | None = None) -> None:
         run_role(args.role, json.loads(args.spec))
         return
 
+    import psycopg
     from pgbench_support import server_info
+    from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
 
     from goalrt.config import database_url
@@ -998,6 +1049,9 @@ def main(argv: list[str] | None = None) -> None:
     from goalrt.migrate import upgrade
 
     began = time.monotonic()
+    busy = machine_busy_seconds()
+    time.sleep(1.0)
+    baseline = machine_busy_seconds() - busy
     base_url = database_url(args.url)
     pgq_python = pgqueuer_python(args.pgqueuer_python)
     prefix = f"goalrt_gbench_{secrets.token_hex(4)}"
@@ -1010,13 +1064,18 @@ def main(argv: list[str] | None = None) -> None:
             "pgq_settings": [f"{b}x{m}" for b, m in args.pgq_values],
             "probes": args.probes,
             "probe_gap_ms": args.probe_gap,
+            "rounds": args.rounds,
             "quick": args.quick,
-        }
+        },
+        "machine_busy_before_cores": baseline,
     }
     with (
         scratch_databases(base_url, [prefix, f"{prefix}_pgq"]) as (g_url, q_url),
         tempfile.TemporaryDirectory(prefix="goalrt-gbench-") as tmp,
     ):
+        if args.functions:
+            with psycopg.connect(base_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("ALTER DATABASE {} SET track_functions = 'pl'").format(sql.Identifier(prefix)))
         upgrade(g_url)
         with Goals.connect(g_url, registry=make_registry()) as goals:
             goals.register()
@@ -1031,52 +1090,73 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"target: {conninfo_to_dict(base_url).get('host') or 'localhost'}, scratch databases {prefix}, {prefix}_pgq"
         )
+        print(
+            f"machine: {os.cpu_count()} CPUs, {baseline:.2f} of them busy in the second before the run"
+            " (other processes; the figures below share the machine with them)",
+            flush=True,
+        )
         goalrt_side = System(
             "goalrt",
             sys.executable,
             g_url,
             asyncpg_dsn(g_url),
             "SELECT EXISTS (SELECT 1 FROM goalrt.goals WHERE status IN ('pending', 'active', 'waiting'))",
-            "SELECT count(*) FILTER (WHERE status = 'complete'), count(*) FILTER (WHERE status <> 'complete')"
-            " FROM goalrt.goals",
+            "SELECT count(*), count(*) FILTER (WHERE status = 'complete') FROM goalrt.goals",
             ["VACUUM (ANALYZE) goalrt.goals", "VACUUM (ANALYZE) goalrt.goal_steps"],
             Path(tmp),
         )
-        doc["goalrt"] = {}
-        run_system(goalrt_side, args, [{"concurrency": c} for c in args.concurrency_values], doc["goalrt"])
-
         pgq_side = System(
             "pgqueuer",
             pgq_python,
             q_url,
             asyncpg_dsn(q_url),
             "SELECT EXISTS (SELECT 1 FROM pgqueuer)",
-            "SELECT count(*) FILTER (WHERE status = 'successful'), count(*) FILTER (WHERE status NOT IN"
-            " ('successful', 'queued', 'picked')) FROM pgqueuer_log",
+            "SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'successful')"
+            " FROM pgqueuer_log",
             ["VACUUM (ANALYZE) pgqueuer", "VACUUM (ANALYZE) pgqueuer_log"],
             Path(tmp),
         )
         version = pgq_side.start("install", "install").result()["version"]
-        doc["pgqueuer"] = {"version": version}
         print(f"PgQueuer {version} ({pgq_python})", flush=True)
-        run_system(
-            pgq_side,
-            args,
-            [{"batch_size": b, "managers": m} for b, m in args.pgq_values],
-            doc["pgqueuer"],
+        doc["goalrt"], doc["pgqueuer"] = {}, {"version": version}
+        sides = ((goalrt_side, doc["goalrt"]), (pgq_side, doc["pgqueuer"]))
+        settings: dict[str, list[dict[str, Any]]] = {
+            "goalrt": [{"concurrency": c} for c in args.concurrency_values],
+            "pgqueuer": [{"batch_size": b, "managers": m} for b, m in args.pgq_values],
+        }
+
+        print(f"\n1. Tuning: backlog of {args.goals:,} submitted in batches, drained by 1 worker process", flush=True)
+        for side, out in sides:
+            tune(side, args, settings[side.name], out)
+
+        print(
+            f"\n2. Throughput: {args.goals:,} goals per run, {args.rounds} round(s), goalrt then PgQueuer per figure",
+            flush=True,
         )
+        for rnd in range(args.rounds):
+            for mode in ("single", "batch"):
+                for kind, workers in CELLS:
+                    for side, out in sides:
+                        profile = (
+                            args.functions
+                            and side.name == "goalrt"
+                            and rnd == 0
+                            and (mode, kind, workers) == ("batch", "drain", 1)
+                        )
+                        run_cell(side, args, mode, kind, workers, profile, out)
 
         load_rate = args.load_rate or round(
-            0.5 * min(max(t["drain_1w"] for t in doc[s]["tuning"]) for s in ("goalrt", "pgqueuer")), -1
+            0.5 * min(max(t["drain_1w"] for t in out["tuning"]) for _, out in sides), -1
         )
         print(
-            f"\nlatency: {args.probes} probes per series, {args.probe_gap:g} ms apart, one worker process", flush=True
+            f"\n3. Latency: {args.probes} probes per series, {args.probe_gap:g} ms apart, one worker process",
+            flush=True,
         )
-        for side, key in ((goalrt_side, "goalrt"), (pgq_side, "pgqueuer")):
-            run_latency(side, args, load_rate, doc[key])
+        for side, out in sides:
+            run_latency(side, args, load_rate, out)
+        for side, out in sides:
+            check_all_finished(side, out)
 
-    for key in ("goalrt", "pgqueuer"):
-        doc[key].pop("_totals", None)
     doc["summary"] = summary(doc)
     doc["seconds"] = time.monotonic() - began
     print_report(doc, args)
