@@ -106,7 +106,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
@@ -494,19 +493,6 @@ class Proc:
         self._log.close()
         result: dict[str, Any] = json.loads(lines[-1])
         return result
-
-
-def asyncpg_dsn(url: str) -> str:
-    """``url`` as the postgresql:// URL asyncpg takes (host may be a socket folder, passed as a query argument)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    params = conninfo_to_dict(url)
-    user = quote(str(params.pop("user", "")), safe="")
-    password = params.pop("password", None)
-    userinfo = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
-    dbname = quote(str(params.pop("dbname", "")), safe="")
-    query = urlencode({k: str(v) for k, v in params.items() if v not in (None, "")})
-    return f"postgresql://{userinfo}/{dbname}" + (f"?{query}" if query else "")
 
 
 @dataclass
@@ -1014,25 +1000,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def scratch_databases(base_url: str, names: list[str]) -> Iterator[list[str]]:
-    import psycopg
-    from psycopg import sql
-    from psycopg.conninfo import make_conninfo
-
-    created: list[str] = []
-    try:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            for name in names:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                created.append(name)
-        yield [make_conninfo(base_url, dbname=name) for name in names]
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            for name in created:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.role:
@@ -1040,11 +1007,12 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     import psycopg
-    from pgbench_support import server_info
+    from pgbench_support import scratch_databases, server_info
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
 
     from goalrt.config import database_url
+    from goalrt.database import asyncpg_dsn
     from goalrt.goals import Goals
     from goalrt.migrate import upgrade
 

@@ -1,17 +1,19 @@
-"""What the benchmarks share: finding pgbench, pointing it at a database, reading its output, percentiles."""
+"""What the benchmarks share: scratch databases, finding pgbench, pointing it at a database, reading its output,
+percentiles."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 TPS_RE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.M)
 LAT_RE = re.compile(r"^latency average = ([0-9.]+) ms", re.M)
@@ -73,3 +75,19 @@ def server_info(url: str, settings: Iterable[str]) -> dict[str, str]:
             row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting))).fetchone()
             info[setting] = str(row[0]) if row else "?"
         return info
+
+
+@contextlib.contextmanager
+def scratch_databases(base_url: str, names: list[str]) -> Iterator[list[str]]:
+    """Create one empty database per name on the server and yield their URLs; drop them all at the end."""
+    created: list[str] = []
+    try:
+        with psycopg.connect(base_url, autocommit=True) as admin:
+            for name in names:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                created.append(name)
+        yield [make_conninfo(base_url, dbname=name) for name in names]
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as admin:
+            for name in created:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

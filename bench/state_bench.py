@@ -88,9 +88,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pgbench_support import TPS_RE, TX_RE, find_pgbench, fmt, libpq_env, percentile, server_info
+from pgbench_support import (
+    TPS_RE,
+    TX_RE,
+    find_pgbench,
+    fmt,
+    libpq_env,
+    percentile,
+    scratch_databases,
+    server_info,
+)
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from goalrt.migrate import upgrade
 from goalrt.replay import verify
@@ -746,25 +755,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def scratch_databases(base_url: str, names: list[str]) -> Iterator[list[str]]:
-    """Create (and migrate) one database per name on the server; drop them all at the end."""
-    created: list[str] = []
-    try:
-        with connect(base_url) as admin:
-            for name in names:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                created.append(name)
-        urls = [make_conninfo(base_url, dbname=name) for name in names]
-        for url in urls:
-            upgrade(url)
-        yield urls
-    finally:
-        with connect(base_url) as admin:
-            for name in created:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def main(argv: list[str] | None = None) -> None:
     from goalrt.config import database_url
 
@@ -775,6 +765,8 @@ def main(argv: list[str] | None = None) -> None:
     doc: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)}}
 
     with scratch_databases(base_url, [f"{prefix}_w", f"{prefix}_on", f"{prefix}_off"]) as (w_url, on_url, off_url):
+        for url in (w_url, on_url, off_url):
+            upgrade(url)
         server = server_info(w_url, ("server_version", "fsync", "synchronous_commit", "shared_buffers", "work_mem"))
         doc["server"] = server
         print(

@@ -49,7 +49,6 @@ class AsyncGoals:
         self.registry = registry
         self._owns = owns_connection
         self._q = queries("goals", schema)
-        self._events_q = queries("eventlog", schema)
 
     @classmethod
     async def connect(
@@ -112,8 +111,7 @@ class AsyncGoals:
         if not row:
             raise GoalNotFoundError(f"goal {goal_id} does not exist")
         if not self._conn.is_in_transaction():
-            with translated():
-                await self._conn.fetchval(self._events_q["clock_tick"], 200)
+            await self._fetch("clock_tick")
         return GoalInfo.from_rows(
             tuple(row[0]),
             [tuple(s) for s in await self._fetch("goal_steps", goal_id)],

@@ -25,6 +25,11 @@ def channels(schema: str = "goalrt") -> tuple[str, str]:
     return (f"{schema}_append", f"{schema}_events")
 
 
+def goal_channels(schema: str = "goalrt") -> tuple[str, str]:
+    """Return the (goals, cancel) channels workers listen on: submits and releases, and cancels of leased goals."""
+    return (f"{schema}_goals", f"{schema}_cancel")
+
+
 class AppendNotifier:
     """Decide when an appender should notify: at most once per ``interval`` seconds.
 

@@ -66,7 +66,7 @@ async def connect_async(url: str) -> asyncpg.Connection:
 
     target = describe_target(url)
     try:
-        conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=CONNECT_TIMEOUT_S)
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=CONNECT_TIMEOUT_S)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {target}: {_first_line(exc)}") from exc
     except (ValueError, asyncpg.InterfaceError) as exc:
@@ -81,7 +81,7 @@ async def setup_async_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=dumps, decoder=json.loads, schema="pg_catalog")
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
     """Return ``url`` as a postgresql:// URL, the only form asyncpg accepts.
 
     libpq's ``key=value`` strings and SQLAlchemy's ``postgresql+driver://``

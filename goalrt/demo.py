@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from goalrt import forks, migrate, replay, snapshots
+from goalrt.async_goals import AsyncGoals
 from goalrt.dispatcher import ActionContext
 from goalrt.errors import GoalrtError
 from goalrt.eventlog import EventLog
@@ -147,10 +148,11 @@ def run_goals(url: str, say: Callable[[str], None], tag: str) -> None:
             worker = Worker(url, registry, concurrency=4, poll=0.05, lease=10, name="demo")
             task = asyncio.create_task(worker.run())
             deadline = time.monotonic() + 30
-            while any(goals_status(url, i) not in ("complete", "failed") for i in ids):
-                if time.monotonic() > deadline:
-                    raise GoalrtError("demo: goals did not finish in 30 s")
-                await asyncio.sleep(0.05)
+            async with await AsyncGoals.connect(url) as watch:
+                while any(s not in ("complete", "failed") for s in [(await watch.get(i)).status for i in ids]):
+                    if time.monotonic() > deadline:
+                        raise GoalrtError("demo: goals did not finish in 30 s")
+                    await asyncio.sleep(0.05)
             worker.request_stop()
             await task
 
@@ -163,8 +165,3 @@ def run_goals(url: str, say: Callable[[str], None], tag: str) -> None:
     with State.connect(url) as state:
         _expect("the revenue", state.value(f"demo.revenue_{tag}"), 25)
         say(f"state after the goals: demo.revenue_{tag} = 25 (each charge applied exactly once)")
-
-
-def goals_status(url: str, goal_id: int) -> str:
-    with Goals.connect(url) as goals:
-        return goals.get(goal_id).status

@@ -25,6 +25,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from goalrt.async_state import AsyncState
 from goalrt.errors import InvalidEventError, InvalidStateChangeError, PermanentError
 from goalrt.registry import Action, Registry, Result, check_json
 from goalrt.state import StateEntry, changes_json
@@ -53,6 +54,11 @@ class StepRun:
     args: Any
     attempt: int
 
+    @classmethod
+    def of(cls, goal_id: int, goal_name: str, params: Any, epoch: int, step: Mapping[str, Any]) -> StepRun:
+        """Return the run of ``step``: a claim row or a plan/complete answer (step_seq, action, args, attempt)."""
+        return cls(goal_id, goal_name, params, epoch, step["step_seq"], step["action"], step["args"], step["attempt"])
+
 
 class StateReader:
     """Read access to the state for async handlers: ``await ctx.state.get("orders.o1.status")``."""
@@ -62,8 +68,6 @@ class StateReader:
         self._schema = schema
 
     async def get(self, path: str) -> StateEntry | None:
-        from goalrt.async_state import AsyncState
-
         async with self._pool.acquire() as conn:
             return await AsyncState(conn, schema=self._schema).get(path)
 
@@ -72,8 +76,6 @@ class StateReader:
         return default if entry is None else entry.value
 
     async def list(self, pattern: str | None = None) -> list[StateEntry]:
-        from goalrt.async_state import AsyncState
-
         async with self._pool.acquire() as conn:
             return await AsyncState(conn, schema=self._schema).list(pattern)
 

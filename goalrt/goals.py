@@ -279,7 +279,6 @@ class Goals:
         self.registry = registry
         self._owns = owns_connection
         self._q = queries("goals", schema)
-        self._events_q = queries("eventlog", schema)
 
     @classmethod
     def connect(cls, url: str | None = None, *, fork: str | None = None, registry: Registry | None = None) -> Goals:
@@ -351,12 +350,8 @@ class Goals:
         if not row:
             raise GoalNotFoundError(f"goal {goal_id} does not exist")
         if not self._conn.info.transaction_status:
-            self._run_events("clock_tick", (200,))
+            self._run("clock_tick")
         return GoalInfo.from_rows(row[0], self._run("goal_steps", (goal_id,)), self._run("goal_events", (goal_id,)))
-
-    def _run_events(self, name: str, params: tuple[Any, ...]) -> None:
-        with translated(), psycopg.RawCursor(self._conn) as cur:
-            cur.execute(self._events_q[name], params)
 
     def list(
         self, *, status: str | None = None, name: str | None = None, limit: int = 50

@@ -32,19 +32,18 @@ import functools
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from goalrt.batcher import Batcher
-from goalrt.bus import channels
+from goalrt.bus import goal_channels
 from goalrt.config import database_url
-from goalrt.database import _asyncpg_dsn, dumps, setup_async_connection
+from goalrt.database import asyncpg_dsn, dumps, setup_async_connection
 from goalrt.dispatcher import (
     ActionContext,
     StateReader,
@@ -104,7 +103,6 @@ class WorkerStats:
     refused: int = 0
     released: int = 0
     reconnects: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -141,7 +139,7 @@ class Worker:
         self.schema = schema
         self.stats = WorkerStats()
         self._q = queries("goals", schema)
-        self._goals_channel, self._cancel_channel = f"{schema}_goals", f"{schema}_cancel"
+        self._goals_channel, self._cancel_channel = goal_channels(schema)
         self._held: dict[int, Lease] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -154,7 +152,6 @@ class Worker:
         self._completer = Batcher(self._flush_completions, max_batch=batch)
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        assert channels(schema)  # the log's channels live beside these
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -215,7 +212,7 @@ class Worker:
         while True:
             try:
                 pool = await asyncpg.create_pool(
-                    _asyncpg_dsn(self.url),
+                    asyncpg_dsn(self.url),
                     min_size=1,
                     max_size=3 + min(self.concurrency, 8),
                     init=setup_async_connection,
@@ -307,16 +304,7 @@ class Worker:
             if row["step_seq"] is None:
                 run = await self._plan(row, lease)
             else:
-                run = StepRun(
-                    row["goal_id"],
-                    row["name"],
-                    row["params"],
-                    lease.epoch,
-                    row["step_seq"],
-                    row["action"],
-                    row["args"],
-                    row["attempt"],
-                )
+                run = StepRun.of(lease.goal_id, row["name"], row["params"], lease.epoch, row)
             while run is not None:
                 item = await self._execute(run, lease)
                 # While draining, finish this step but leave the next one to other workers.
@@ -369,16 +357,7 @@ class Worker:
         if answer is None or answer["outcome"] != "planned":
             self._forget(lease)
             return None
-        return StepRun(
-            lease.goal_id,
-            row["name"],
-            row["params"],
-            lease.epoch,
-            answer["step_seq"],
-            answer["action"],
-            answer["args"],
-            answer["attempt"],
-        )
+        return StepRun.of(lease.goal_id, row["name"], row["params"], lease.epoch, answer)
 
     async def _execute(self, run: StepRun, lease: Lease) -> dict[str, Any]:
         assert self._pool is not None and self._loop is not None
@@ -418,16 +397,7 @@ class Worker:
             answer = await self._completer.submit(retry) or {"outcome": "refused", "error": "no answer"}
         outcome = answer["outcome"]
         if outcome in ("continue", "already_applied") and answer.get("action") is not None:
-            return StepRun(
-                run.goal_id,
-                run.goal_name,
-                run.params,
-                run.epoch,
-                answer["step_seq"],
-                answer["action"],
-                answer["args"],
-                answer["attempt"],
-            )
+            return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer)
         counter = {"complete": "completed", "failed": "failed", "retry": "retried", "refused": "refused"}.get(outcome)
         if counter:
             setattr(self.stats, counter, getattr(self.stats, counter) + 1)
@@ -532,7 +502,7 @@ class Worker:
         while True:
             conn = None
             try:
-                conn = await asyncpg.connect(_asyncpg_dsn(self.url), timeout=10)
+                conn = await asyncpg.connect(asyncpg_dsn(self.url), timeout=10)
                 lost = asyncio.Event()
                 conn.add_termination_listener(functools.partial(_set_event, lost))
                 await conn.add_listener(self._goals_channel, self._on_goals)

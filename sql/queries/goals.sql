@@ -25,6 +25,10 @@ SELECT id, name, params, status, priority, run_at, idempotency_key, parent_id, p
 SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at
   FROM goalrt.goal_steps WHERE goal_id = $1::bigint ORDER BY seq;
 
+-- name: clock_tick
+-- Position what has committed, so a goal's newest events are listed.
+SELECT goalrt.tick();
+
 -- name: goal_events
 SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash
   FROM goalrt.events WHERE stream = 'goal:' || $1::bigint ORDER BY pos;

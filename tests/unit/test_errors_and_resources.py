@@ -78,6 +78,6 @@ def test_named_queries_load_with_native_placeholders() -> None:
     ],
 )
 def test_asyncpg_dsn_conversion(given: str, expected: str) -> None:
-    from goalrt.database import _asyncpg_dsn
+    from goalrt.database import asyncpg_dsn
 
-    assert _asyncpg_dsn(given) == expected
+    assert asyncpg_dsn(given) == expected
