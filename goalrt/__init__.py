@@ -29,13 +29,14 @@ from goalrt.errors import (
 from goalrt.event import ChainReport, Event, NewEvent
 from goalrt.eventlog import EventLog
 from goalrt.forks import Fork
-from goalrt.goals import GoalInfo, Goals, GoalStatus, StepInfo, StepStatus, Submitted
+from goalrt.goals import GoalInfo, Goals, GoalStatus, Limit, StepInfo, StepStatus, Submitted, TreeNode, Waiting
 from goalrt.registry import Registry, Result, Step, action, default_registry, goal
 from goalrt.replay import ReplayReport
 from goalrt.retry import Retry
 from goalrt.snapshots import Snapshot
 from goalrt.state import Change, ChangeResult, HistoryEntry, State, StateEntry
-from goalrt.worker import Worker
+from goalrt.waits import Child, ask, children, sleep, wait_event
+from goalrt.worker import Partitions, Worker
 
 __version__ = "0.3.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "ChainReport",
     "Change",
     "ChangeResult",
+    "Child",
     "ConfigError",
     "DatabaseError",
     "DatabaseUnavailableError",
@@ -67,10 +69,12 @@ __all__ = [
     "InvalidGoalError",
     "InvalidStateChangeError",
     "InvalidTransitionError",
+    "Limit",
     "MigrationError",
     "NewEvent",
     "NotMigratedError",
     "OutOfRangeError",
+    "Partitions",
     "PermanentError",
     "Registry",
     "ReplayReport",
@@ -83,10 +87,16 @@ __all__ = [
     "StepInfo",
     "StepStatus",
     "Submitted",
+    "TreeNode",
     "VersionConflictError",
+    "Waiting",
     "Worker",
     "__version__",
     "action",
+    "ask",
+    "children",
     "default_registry",
     "goal",
+    "sleep",
+    "wait_event",
 ]

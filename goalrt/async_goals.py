@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from goalrt import forks
@@ -95,9 +95,16 @@ class AsyncGoals:
         key: str | None = None,
         parent: int | None = None,
         partition_key: str | None = None,
+        deadline: datetime | str | float | timedelta | None = None,
     ) -> Submitted:
         options = submit_options(
-            priority=priority, at=at, delay=delay, key=key, parent=parent, partition_key=partition_key
+            priority=priority,
+            at=at,
+            delay=delay,
+            key=key,
+            parent=parent,
+            partition_key=partition_key,
+            deadline=deadline,
         )
         rows = await self._fetch("goal_submit", name, prepared_params(self.registry, name, params), options)
         return Submitted(int(rows[0][0]), bool(rows[0][1]))
@@ -127,6 +134,11 @@ class AsyncGoals:
 
     async def cancel(self, goal_id: int, reason: str | None = None) -> None:
         await self._fetch("goal_cancel", goal_id, reason)
+
+    async def resume(self, goal_id: int, data: Mapping[str, Any], *, actor: str | None = None) -> str:
+        """Answer a goal waiting at an ``ask`` step (see ``Goals.resume``)."""
+        rows = await self._fetch("goal_resume", goal_id, dict(data), actor)
+        return str(rows[0][1])
 
 
 __all__ = ["AsyncGoals"]

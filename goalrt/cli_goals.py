@@ -95,6 +95,13 @@ def parse_params(pairs: tuple[str, ...], base: Any, schema: dict[str, Any] | Non
 @click.option("--at", "at", default=None, metavar="TIME", help="Not before this time (ISO 8601; no zone means UTC).")
 @click.option("--delay", default=None, metavar="DURATION", help="Not before this long from now (e.g. 30s, 5m).")
 @click.option("--key", default=None, metavar="KEY", help="Idempotency key: the same key returns the same goal.")
+@click.option(
+    "--deadline",
+    default=None,
+    metavar="TIME|DURATION",
+    help="Fail with deadline_exceeded if not done by then (ISO 8601 time, or e.g. 1h from now).",
+)
+@click.option("--partition-key", default=None, metavar="KEY", help="Place the goal (workers serve partitions).")
 @click.option("--json", "as_json", is_flag=True, help="Print {id, created} as JSON.")
 @_handlers_option
 @fork_option
@@ -108,6 +115,8 @@ def submit(
     at: str | None,
     delay: str | None,
     key: str | None,
+    deadline: str | None,
+    partition_key: str | None,
     as_json: bool,
     handlers: tuple[str, ...],
 ) -> None:
@@ -121,27 +130,52 @@ def submit(
         except ValueError:
             raise ConfigError(f"invalid --at {at!r}: use an ISO 8601 time, e.g. 2026-11-21T10:00:00Z") from None
     seconds = parse_duration(delay, what="--delay") if delay is not None else None
+    due = _deadline(deadline)
     _load_handlers(handlers)
     with Goals.connect(app.url, fork=app.fork, registry=default_registry) as goals:
         if name in default_registry.goal_types:
             goals.register()
         params = parse_params(pairs, params_json, goals.params_schema(name))
-        submitted = goals.submit(name, params, priority=priority, at=when, delay=seconds, key=key)
+        submitted = goals.submit(
+            name,
+            params,
+            priority=priority,
+            at=when,
+            delay=seconds,
+            key=key,
+            deadline=due,
+            partition_key=partition_key,
+        )
     if as_json:
         emit_json({"id": submitted.id, "created": submitted.created})
     else:
         click.echo(str(submitted.id))
 
 
+def _deadline(text: str | None) -> datetime | float | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return parse_duration(text, what="--deadline")
+
+
 @click.command("list")
 @click.option("--status", type=click.Choice([s.value for s in GoalStatus]), default=None, help="Only this status.")
 @click.option("--name", default=None, help="Only goals of this type.")
+@click.option("--waiting", is_flag=True, help="Only waiting goals, with what each waits for.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 @fork_option
 @pass_app
-def list_cmd(app: AppContext, status: str | None, name: str | None, limit: int, as_json: bool) -> None:
+def list_cmd(app: AppContext, status: str | None, name: str | None, waiting: bool, limit: int, as_json: bool) -> None:
     """List goals, newest first."""
+    if waiting:
+        if status is not None or name is not None:
+            raise click.UsageError("--waiting lists every waiting goal: leave out --status and --name")
+        _list_waiting(app, limit, as_json)
+        return
     with Goals.connect(app.url, fork=app.fork) as goals:
         rows = goals.list(status=status, name=name, limit=limit)
     if as_json:
@@ -166,13 +200,47 @@ def list_cmd(app: AppContext, status: str | None, name: str | None, limit: int, 
     )
 
 
+def _list_waiting(app: AppContext, limit: int, as_json: bool) -> None:
+    with Goals.connect(app.url, fork=app.fork) as goals:
+        rows = goals.waiting(limit=limit)
+    if as_json:
+        for row in rows:
+            emit_json(row.to_json())
+        return
+    print_table(
+        ("id", "name", "step", "waits for", "since", "timeout"),
+        [
+            (
+                str(w.id),
+                w.name,
+                str(w.seq),
+                clip(w.describe(), 60),
+                "" if w.waiting_since is None else w.waiting_since.strftime("%Y-%m-%d %H:%M:%S"),
+                "" if w.timeout_at is None or w.kind == "sleep" else w.timeout_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            for w in rows
+        ],
+    )
+
+
 @click.command("get")
 @click.argument("goal_id", type=int)
+@click.option("--tree", is_flag=True, help="Show the goal's tree of child goals instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the goal, its steps and its events as JSON.")
 @fork_option
 @pass_app
-def get(app: AppContext, goal_id: int, as_json: bool) -> None:
+def get(app: AppContext, goal_id: int, tree: bool, as_json: bool) -> None:
     """Show goal ID: params, status, steps with attempts, result or error, and its events."""
+    if tree:
+        with Goals.connect(app.url, fork=app.fork) as goals:
+            nodes = goals.tree(goal_id)
+        if as_json:
+            emit_json([n.to_json() for n in nodes])
+            return
+        for n in nodes:
+            detail = n.last_error if n.status in ("failed", "cancelled") else None
+            click.echo(f"{'  ' * n.depth}{n.id} {n.name} [{n.status}]" + (f"  {clip(detail, 60)}" if detail else ""))
+        return
     with Goals.connect(app.url, fork=app.fork) as goals:
         info = goals.get(goal_id)
     if as_json:
@@ -188,6 +256,14 @@ def _print_goal(info: GoalInfo) -> None:
         click.echo(f"key: {info.key}")
     if info.lease_owner:
         click.echo(f"lease: {info.lease_owner}, epoch {info.lease_epoch}, until {info.lease_expires_at}")
+    if info.parent_id:
+        click.echo(f"parent: goal {info.parent_id} (step {info.parent_step})")
+    if info.deadline_at:
+        click.echo(f"deadline: {info.deadline_at}")
+    if info.blocked_on:
+        click.echo(f"blocked by limit {info.blocked_on} until a slot frees (at the latest {info.wake_at})")
+    elif info.wake_at and info.status in ("pending", "active"):
+        click.echo(f"not before: {info.wake_at}")
     if info.status == "complete":
         click.echo(f"result: {show_json(info.result)}")
     elif info.last_error:
@@ -199,7 +275,7 @@ def _print_goal(info: GoalInfo) -> None:
             [
                 (
                     str(s.seq),
-                    s.action,
+                    s.action if s.kind in ("action", "children") else f"{s.kind}: {s.action}".replace("wait ", ""),
                     clip(show_json(s.args), 40),
                     s.status,
                     str(s.attempts),
@@ -236,6 +312,19 @@ def cancel(app: AppContext, goal_id: int, reason: str | None) -> None:
 @click.option("--lease", default="30s", show_default=True, help="Lease length; heartbeats renew it every third.")
 @click.option("--poll", default="1s", show_default=True, help="Poll interval when no notification arrives.")
 @click.option("--grace", default="30s", show_default=True, help="On SIGTERM, how long running steps may finish.")
+@click.option(
+    "--partitions",
+    default=None,
+    metavar="B,B/N",
+    help="Serve only these buckets of N partitions (e.g. 0,1/4 or 0-3/16), and goals without a partition key.",
+)
+@click.option(
+    "--takeover",
+    default="10s",
+    show_default=True,
+    help="A worker without --partitions takes goals of a served partition after they wait this long.",
+)
+@click.option("--only", multiple=True, metavar="NAME", help="Claim only goals of this type (repeatable).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @fork_option
 @pass_app
@@ -247,10 +336,13 @@ def worker(
     lease: str,
     poll: str,
     grace: str,
+    partitions: str | None,
+    takeover: str,
+    only: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run a worker: claim goals and run their steps until SIGTERM/SIGINT (then drain and exit 0)."""
-    from goalrt.worker import Worker
+    from goalrt.worker import Partitions, Worker
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _load_handlers(handlers)
@@ -268,6 +360,9 @@ def worker(
         poll=parse_duration(poll, what="--poll"),
         grace=parse_duration(grace, what="--grace"),
         schema=schema,
+        partitions=None if partitions is None else Partitions.parse(partitions),
+        only=[n for item in only for n in item.split(",") if n] or None,
+        takeover=parse_duration(takeover, what="--takeover"),
     )
 
     async def main() -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from goalrt.async_state import AsyncState
 from goalrt.errors import InvalidEventError, InvalidStateChangeError, PermanentError
 from goalrt.registry import Action, Registry, Result, check_json
+from goalrt.resources import queries
 from goalrt.state import StateEntry, changes_json
 
 if TYPE_CHECKING:
@@ -79,6 +80,12 @@ class StateReader:
         async with self._pool.acquire() as conn:
             return await AsyncState(conn, schema=self._schema).list(pattern)
 
+    async def step_results(self, goal_id: int) -> dict[str, Any]:
+        """Return the results of a goal's completed, labelled steps (waits and actions) by label."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(queries("goals", self._schema)["goal_results"], goal_id)
+        return {row["label"]: row["result"] for row in rows}
+
 
 class SyncStateReader:
     """The same reads for sync handlers (they run in a thread; the reads run on the worker's loop)."""
@@ -96,6 +103,9 @@ class SyncStateReader:
 
     def list(self, pattern: str | None = None) -> list[StateEntry]:
         return asyncio.run_coroutine_threadsafe(self._reader.list(pattern), self._loop).result(self._timeout)
+
+    def step_results(self, goal_id: int) -> dict[str, Any]:
+        return asyncio.run_coroutine_threadsafe(self._reader.step_results(goal_id), self._loop).result(self._timeout)
 
 
 @dataclass(slots=True)
@@ -115,6 +125,14 @@ class ActionContext:
     # Set when the goal is cancelled or its lease is lost: a sync handler
     # may check it and stop early (an async one is cancelled instead).
     cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def results(self) -> Any:
+        """Return the results of the goal's completed, labelled steps by label.
+
+        What a wait returned (the event, the answer, the children) is here.
+        An async handler awaits it (``await ctx.results()``); a sync one calls it.
+        """
+        return self.state.step_results(self.goal_id)
 
 
 def outcome_item(run: StepRun, outcome: str, **fields: Any) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import enum
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -79,6 +80,8 @@ class StepInfo:
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    kind: str = "action"
+    label: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StepInfo:
@@ -96,6 +99,8 @@ class StepInfo:
             "error": self.error,
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "kind": self.kind,
+            "label": self.label,
         }
 
 
@@ -123,6 +128,10 @@ class GoalInfo:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    wake_at: datetime | None
+    deadline_at: datetime | None
+    blocked_on: str | None
+    parent_step: int | None
     steps: tuple[StepInfo, ...] = ()
     events: tuple[Event, ...] = ()
 
@@ -156,6 +165,10 @@ class GoalInfo:
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "finished_at": _iso(self.finished_at),
+            "wake_at": _iso(self.wake_at),
+            "deadline_at": _iso(self.deadline_at),
+            "blocked_on": self.blocked_on,
+            "parent_step": self.parent_step,
             "steps": [s.to_json() for s in self.steps],
             "events": [e.to_json() for e in self.events],
         }
@@ -195,6 +208,73 @@ class GoalSummary:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TreeNode:
+    """A goal in a tree of goals (``Goals.tree``): depth 0 is the goal asked for."""
+
+    id: int
+    parent_id: int | None
+    depth: int
+    name: str
+    status: str
+    step_seq: int | None
+    result: Any
+    last_error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A waiting goal and what it waits for: kind event, sleep, ask or children, and the step's args."""
+
+    id: int
+    name: str
+    seq: int
+    kind: str
+    action: str
+    args: Any
+    timeout_at: datetime | None
+    waiting_since: datetime | None
+    open_children: int
+
+    def describe(self) -> str:
+        a = self.args or {}
+        if self.kind == "event":
+            where = a.get("where") or {}
+            return f"event {a.get('event')}" + (f" where {json.dumps(where, sort_keys=True)}" if where else "")
+        if self.kind == "sleep":
+            return f"time {_iso(self.timeout_at)}"
+        if self.kind == "ask":
+            return f"answer to {a.get('prompt')!r}"
+        return f"{a.get('mode', 'all')} of {len(a.get('goals') or [])} children ({self.open_children} open)"
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["timeout_at"] = _iso(self.timeout_at)
+        out["waiting_since"] = _iso(self.waiting_since)
+        out["waits_for"] = self.describe()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A cluster-wide limit on an action; ``key_arg`` '' is one limit for all calls."""
+
+    action: str
+    key_arg: str
+    max_concurrent: int | None
+    rate: int | None
+    per_seconds: float | None
+    burst: int | None
+    running: int = 0
+    parked: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 GoalSpec = tuple[str, Mapping[str, Any] | None, Mapping[str, Any] | None]
 """(name, params, options) for ``submit_many``."""
 
@@ -211,8 +291,12 @@ def submit_options(
     key: str | None = None,
     parent: int | None = None,
     partition_key: str | None = None,
+    deadline: datetime | str | float | timedelta | None = None,
 ) -> dict[str, Any]:
-    """Return the ``options`` object of goalrt.submit_goal (only what is set)."""
+    """Return the ``options`` object of goalrt.submit_goal (only what is set).
+
+    ``deadline`` is a time, or seconds (a number or a timedelta) from the submit.
+    """
     if at is not None and delay is not None:
         raise InvalidGoalError("give at or delay, not both")
     options: dict[str, Any] = {}
@@ -229,6 +313,13 @@ def submit_options(
         options["parent_id"] = parent
     if partition_key is not None:
         options["partition_key"] = partition_key
+    if isinstance(deadline, timedelta):
+        options["deadline"] = deadline.total_seconds()
+    elif isinstance(deadline, datetime | str):
+        when = deadline if isinstance(deadline, datetime) else datetime.fromisoformat(str(deadline))
+        options["deadline"] = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+    elif deadline is not None:
+        options["deadline"] = float(deadline)
     return options
 
 
@@ -329,10 +420,17 @@ class Goals:
         key: str | None = None,
         parent: int | None = None,
         partition_key: str | None = None,
+        deadline: datetime | str | float | timedelta | None = None,
     ) -> Submitted:
         """Submit a goal; with ``key``, a second submit returns the first goal (``created`` False)."""
         options = submit_options(
-            priority=priority, at=at, delay=delay, key=key, parent=parent, partition_key=partition_key
+            priority=priority,
+            at=at,
+            delay=delay,
+            key=key,
+            parent=parent,
+            partition_key=partition_key,
+            deadline=deadline,
         )
         rows = self._run("goal_submit", (name, _jsonb(prepared_params(self.registry, name, params)), _jsonb(options)))
         return Submitted(int(rows[0][0]), bool(rows[0][1]))
@@ -372,6 +470,7 @@ class Goals:
         for row in self._run("workers_list"):
             item = dict(zip(keys, row[:9], strict=True))
             item["seconds_since_seen"] = row[9].total_seconds()
+            item["partitions"] = None if row[10] is None else {"buckets": list(row[10]), "of": row[11]}
             item["started_at"] = _iso(item["started_at"])
             item["last_seen"] = _iso(item["last_seen"])
             out.append(item)
@@ -381,5 +480,66 @@ class Goals:
         """Cancel a goal that has not finished (a finished one is refused with InvalidTransitionError)."""
         self._run("goal_cancel", (goal_id, reason))
 
+    def resume(self, goal_id: int, data: Mapping[str, Any], *, actor: str | None = None) -> str:
+        """Answer a goal waiting at an ``ask`` step; return what the goal did next.
 
-__all__ = ["GoalInfo", "GoalStatus", "GoalSummary", "Goals", "StepInfo", "StepStatus", "Submitted", "submit_options"]
+        A wrong answer raises ``InvalidGoalError`` naming the field, and the goal keeps waiting.
+        """
+        rows = self._run("goal_resume", (goal_id, _jsonb(dict(data)), actor))
+        return str(rows[0][1])
+
+    def tree(self, goal_id: int) -> builtins.list[TreeNode]:
+        """Return the goal and its descendants, depth first."""
+        rows = self._run("goal_tree", (goal_id,))
+        if not rows:
+            raise GoalNotFoundError(f"goal {goal_id} does not exist")
+        return [TreeNode(*row) for row in rows]
+
+    def waiting(self, *, limit: int = 50) -> builtins.list[Waiting]:
+        """Return the waiting goals, newest first, with what each waits for."""
+        return [Waiting(*row) for row in self._run("goals_waiting", (limit,))]
+
+    def set_limit(
+        self,
+        action: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+        burst: int | None = None,
+        key: str | None = None,
+    ) -> Limit:
+        """Set a cluster-wide limit on an action (per value of the argument ``key`` when given)."""
+        options = {
+            k: v
+            for k, v in {"concurrency": concurrency, "rate": rate, "per": per, "burst": burst, "key": key}.items()
+            if v is not None
+        }
+        return Limit(*self._run("limit_set", (action, _jsonb(options)))[0])
+
+    def drop_limit(self, action: str, key: str | None = None) -> bool:
+        """Remove a limit; return whether there was one."""
+        return bool(self._run("limit_drop", (action, key or ""))[0][0])
+
+    def limits(self) -> builtins.list[Limit]:
+        """Return the limits, with how many steps hold a slot and how many goals are parked on each."""
+        return [Limit(*row) for row in self._run("limits_list")]
+
+    def wake_due(self, max_count: int = 1000) -> int:
+        """Act on what is due now (timers, timeouts, deadlines); workers do this on every claim."""
+        return int(self._run("timers_wake", (max_count,))[0][0])
+
+
+__all__ = [
+    "GoalInfo",
+    "GoalStatus",
+    "GoalSummary",
+    "Goals",
+    "Limit",
+    "StepInfo",
+    "StepStatus",
+    "Submitted",
+    "TreeNode",
+    "Waiting",
+    "submit_options",
+]

@@ -52,13 +52,32 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One step of a goal's plan: an action and its arguments (JSON)."""
+    """One step of a goal's plan: an action and its arguments (JSON).
+
+    ``kind`` is "action" for a handler to run; the waits of ``goalrt.waits``
+    (event, sleep, ask, children) are steps too, run by the database.
+    ``label`` names the step's result for later steps (``ctx.results()``).
+    """
 
     action: str
     args: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "action"
+    label: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"action": self.action, "args": dict(self.args)}
+        out: dict[str, Any] = {"action": self.action, "args": dict(self.args)}
+        if self.kind != "action":
+            out["kind"] = self.kind
+        if self.label is not None:
+            out["label"] = self.label
+        return out
+
+    def actions(self) -> list[str]:
+        """Return the action names this step may run (itself, or its on_timeout fallback)."""
+        if self.kind == "action":
+            return [self.action]
+        fallback = self.args.get("on_timeout") or []
+        return [s["action"] for s in fallback if s.get("kind", "action") == "action"]
 
 
 @dataclass(frozen=True, slots=True)

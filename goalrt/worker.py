@@ -103,6 +103,32 @@ class WorkerStats:
     refused: int = 0
     released: int = 0
     reconnects: int = 0
+    waiting: int = 0
+    blocked: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Partitions:
+    """The partitions a worker serves: some buckets of ``count`` (``goalrt worker --partitions 0,1/4``)."""
+
+    buckets: tuple[int, ...]
+    count: int
+
+    @classmethod
+    def parse(cls, spec: str) -> Partitions:
+        """Parse ``"B,B,.../N"`` (buckets of N; ranges like ``0-3/16`` too)."""
+        try:
+            left, count_text = spec.split("/")
+            count = int(count_text)
+            buckets: set[int] = set()
+            for part in left.split(","):
+                lo, _, hi = part.strip().partition("-")
+                buckets.update(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ConfigError(f"--partitions {spec!r}: expected buckets/count, e.g. 0,1/4 or 0-3/16") from None
+        if count < 1 or not buckets or min(buckets) < 0 or max(buckets) >= count:
+            raise ConfigError(f"--partitions {spec!r}: buckets must be within 0..count-1 (count >= 1)")
+        return cls(tuple(sorted(buckets)), count)
 
 
 class Worker:
@@ -120,15 +146,26 @@ class Worker:
         grace: float = 30.0,
         batch: int = 100,
         schema: str = MAIN_SCHEMA,
+        partitions: Partitions | None = None,
+        only: Sequence[str] | None = None,
+        takeover: float = 10.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
-        if lease <= 0 or poll <= 0 or grace < 0:
-            raise ConfigError("lease and poll must be > 0 seconds, grace >= 0")
+        if lease <= 0 or poll <= 0 or grace < 0 or takeover < 0:
+            raise ConfigError("lease and poll must be > 0 seconds, grace and takeover >= 0")
         self.url = database_url(url)
         self.registry = registry or default_registry
         if not self.registry.goal_types:
             raise ConfigError("no goal types are registered: give --handlers MODULE (a module that registers them)")
+        unknown = sorted(set(only or ()) - set(self.registry.goal_types))
+        if unknown:
+            known = ", ".join(sorted(self.registry.goal_types))
+            raise ConfigError(f"--only {unknown[0]}: not a goal type of these handlers (they have: {known})")
+        # The goal types this worker claims (--only narrows what it could run).
+        self.goal_types = sorted(only) if only else sorted(self.registry.goal_types)
+        self.partitions = partitions
+        self.takeover = takeover
         self.concurrency = concurrency
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.id = f"{self.name}:{uuid.uuid4().hex[:8]}"
@@ -237,8 +274,10 @@ class Worker:
             socket.gethostname(),
             os.getpid(),
             self.concurrency,
-            sorted(self.registry.goal_types),
+            self.goal_types,
             sorted(self.registry.actions),
+            None if self.partitions is None else list(self.partitions.buckets),
+            None if self.partitions is None else self.partitions.count,
         )
 
     # -- database access -----------------------------------------------------------
@@ -265,16 +304,22 @@ class Worker:
     # -- claiming ------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        goal_types = sorted(self.registry.goal_types)
+        buckets = None if self.partitions is None else list(self.partitions.buckets)
+        count = None if self.partitions is None else self.partitions.count
         while not self._stopping.is_set():
             self._wake.clear()  # before counting: a slot freed after this wakes the sleep below
             free = self.concurrency - len(self._held)
             if free <= 0:
+                # Busy: still act on due timers and deadlines (a claim would).
+                with contextlib.suppress(GoalrtError):
+                    await self._db("timers_wake", self.batch)
                 await self._sleep(self.poll)
                 continue
             asked = min(free, self.batch)
             try:
-                rows = await self._db("goals_claim", self.id, asked, self.lease, goal_types)
+                rows = await self._db(
+                    "goals_claim", self.id, asked, self.lease, self.goal_types, buckets, count, self.takeover
+                )
             except GoalrtError as exc:
                 log.error("worker %s: claim failed: %s", self.id, exc)
                 await self._sleep(self.poll)
@@ -340,7 +385,7 @@ class Worker:
                 planned = goal_type.plan(row["params"])
                 steps = [step.as_json() for step in planned]
                 dumps(steps)
-                unknown = [s["action"] for s in steps if s["action"] not in self.registry.actions]
+                unknown = [a for step in planned for a in step.actions() if a not in self.registry.actions]
                 if unknown:
                     known = ", ".join(sorted(self.registry.actions)) or "none"
                     error = f"step uses unknown action {unknown[0]!r} (this worker has: {known})"
@@ -398,7 +443,14 @@ class Worker:
         outcome = answer["outcome"]
         if outcome in ("continue", "already_applied") and answer.get("action") is not None:
             return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer)
-        counter = {"complete": "completed", "failed": "failed", "retry": "retried", "refused": "refused"}.get(outcome)
+        counter = {
+            "complete": "completed",
+            "failed": "failed",
+            "retry": "retried",
+            "refused": "refused",
+            "waiting": "waiting",
+            "blocked": "blocked",
+        }.get(outcome)
         if counter:
             setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         if outcome == "retry":
@@ -544,4 +596,4 @@ def _set_event(event: asyncio.Event, *_args: Any) -> None:
     event.set()
 
 
-__all__ = ["Lease", "Worker", "WorkerStats", "is_connection_error"]
+__all__ = ["Lease", "Partitions", "Worker", "WorkerStats", "is_connection_error"]

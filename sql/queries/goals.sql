@@ -18,12 +18,43 @@ SELECT id, status FROM goalrt.cancel_goal($1::bigint, $2::text);
 
 -- name: goal_get
 SELECT id, name, params, status, priority, run_at, idempotency_key, parent_id, partition_key, plan_no, step_seq,
-       lease_owner, lease_epoch, lease_expires_at, claims, result, last_error, created_at, updated_at, finished_at
+       lease_owner, lease_epoch, lease_expires_at, claims, result, last_error, created_at, updated_at, finished_at,
+       wake_at, deadline_at, blocked_on, parent_step
   FROM goalrt.goals WHERE id = $1::bigint;
 
 -- name: goal_steps
-SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at
+SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at, kind, label
   FROM goalrt.goal_steps WHERE goal_id = $1::bigint ORDER BY seq;
+
+-- name: goal_results
+-- The results of a goal's completed, labelled steps (for ctx.results()).
+SELECT label, result FROM goalrt.goal_steps
+ WHERE goal_id = $1::bigint AND status = 'complete' AND label IS NOT NULL ORDER BY seq;
+
+-- name: goal_resume
+SELECT id, outcome FROM goalrt.resume_goal($1::bigint, $2::jsonb, $3::text);
+
+-- name: goal_tree
+SELECT id, parent_id, depth, name, status, step_seq, result, last_error FROM goalrt.goal_tree($1::bigint);
+
+-- name: goals_waiting
+SELECT id, name, seq, kind, action, args, timeout_at, waiting_since, open_children
+  FROM goalrt.waiting_goals ORDER BY id DESC LIMIT $1::integer;
+
+-- name: limit_set
+SELECT action, key_arg, max_concurrent, rate, per_seconds, burst FROM goalrt.set_limit($1::text, $2::jsonb);
+
+-- name: limit_drop
+SELECT goalrt.drop_limit($1::text, $2::text);
+
+-- name: limits_list
+SELECT l.action, l.key_arg, l.max_concurrent, l.rate, l.per_seconds, l.burst,
+       (SELECT count(*) FROM goalrt.limit_holders h WHERE h.action = l.action AND h.key_arg = l.key_arg),
+       (SELECT count(*) FROM goalrt.goals g WHERE g.blocked_on LIKE l.action || '|' || l.key_arg || '|%')
+  FROM goalrt.limits l ORDER BY l.action, l.key_arg;
+
+-- name: timers_wake
+SELECT goalrt.wake_due_v1($1::integer);
 
 -- name: clock_tick
 -- Position what has committed, so a goal's newest events are listed.
@@ -45,18 +76,21 @@ SELECT id, name, status, priority, run_at, step_seq, claims, last_error, created
 SELECT status, count(*) FROM goalrt.goals GROUP BY status ORDER BY status;
 
 -- name: workers_list
-SELECT id, name, hostname, pid, concurrency, goal_types, actions, started_at, last_seen, now() - last_seen
+SELECT id, name, hostname, pid, concurrency, goal_types, actions, started_at, last_seen, now() - last_seen,
+       partitions, partition_count
   FROM goalrt.workers ORDER BY started_at, id;
 
 -- name: worker_register
-SELECT goalrt.register_worker_v1($1::text, $2::text, $3::text, $4::integer, $5::integer, $6::text[], $7::text[]);
+SELECT goalrt.register_worker_v2($1::text, $2::text, $3::text, $4::integer, $5::integer, $6::text[], $7::text[],
+                                 $8::integer[], $9::integer);
 
 -- name: worker_deregister
 SELECT goalrt.deregister_worker_v1($1::text);
 
 -- name: goals_claim
 SELECT goal_id, name, params, epoch, plan_no, step_seq, action, args, attempt
-  FROM goalrt.claim_goals_v1($1::text, $2::integer, $3::double precision, $4::text[]);
+  FROM goalrt.claim_goals_v2($1::text, $2::integer, $3::double precision, $4::text[], $5::integer[], $6::integer,
+                              $7::double precision);
 
 -- name: goals_plan
 SELECT goal_id, outcome, step_seq, action, args, attempt

@@ -167,7 +167,8 @@ def test_submit_many_is_all_or_nothing(goals: Goals) -> None:
 
 def test_illegal_transitions_are_refused_by_the_database(goals: Goals, conn: psycopg.Connection) -> None:
     gid = goals.submit("noop", {}).id
-    for target in ("complete", "failed", "waiting"):
+    # pending -> failed is allowed: a deadline may pass before any worker took the goal.
+    for target in ("complete", "waiting"):
         with pytest.raises(psycopg.Error, match=f"pending -> {target}"):
             conn.execute("UPDATE goalrt.goals SET status = %s WHERE id = %s", (target, gid))
     goals.cancel(gid, "no longer needed")

@@ -1,0 +1,1614 @@
+-- goalrt migration 0004 (up): coordination.
+--
+-- Waits (for an event, a time, a person, child goals), deadlines,
+-- cluster-wide limits on actions, partitions. sql/schema.sql ends with the
+-- same text; a test checks the two agree.
+
+-------------------------------------------------------------------------------
+-- Coordination
+--
+-- A step of a goal's plan is an action (run by a worker) or a wait, which
+-- the database runs by itself:
+--
+--   kind      args                                          resumes when
+--   event     {"event": TYPE, "where": {...}, "since"}      an event of TYPE whose data contains "where" is appended
+--   sleep     {"seconds": N} or {"until": TIME}             the time comes
+--   ask       {"prompt": TEXT, "schema": {...}}             goalrt.resume_goal supplies a valid answer
+--   children  {"goals": [...], "mode": "all"|"any",         all (or the first of) its child goals end
+--              "on_failure": "fail"|"continue"}
+--
+-- and any wait may carry {"timeout": SECONDS, "on_timeout": [steps]}: when
+-- the time passes, the steps of on_timeout replace the rest of the plan, or
+-- without them the goal fails with 'wait_timeout'.
+--
+-- A waiting goal has status 'waiting' and holds no lease and no worker slot.
+-- What it waits for is matched in the transaction that makes it true: the
+-- event's append (a trigger on event_data), the answer's resume_goal, the
+-- last child's end. Times (sleeps, timeouts, delayed starts, retry
+-- backoffs, limits' waits) are kept in goals.wake_at, outside the claim
+-- index, and goalrt.wake_due_v1 (called by every claim) acts on those due.
+--
+-- Goals may have a deadline; when it passes the goal fails with
+-- 'deadline_exceeded', its running action is told to stop (NOTIFY
+-- goalrt_cancel) and its child goals are cancelled. Ending a goal in any
+-- way cancels what is left of its subtree.
+--
+-- Limits (goalrt.limits) cap an action across the cluster: at most N running
+-- at once and/or a token bucket of R per P seconds, for all calls or per
+-- value of one argument (e.g. per customer). A step is admitted when it
+-- starts; a goal whose step is not admitted is parked (goals.blocked_on,
+-- wake_at) without a lease, and woken when a slot frees or a token is due.
+-------------------------------------------------------------------------------
+
+ALTER TABLE goalrt.goals
+    -- When something is due: a delayed start or a retry's backoff (pending or
+    -- active goals: not claimable before it), a sleep's end or a wait's
+    -- timeout (waiting goals), the next try of a goal parked by a limit.
+    ADD COLUMN wake_at     timestamptz,
+    -- The limit that parked the goal: 'action|key_arg|key'.
+    ADD COLUMN blocked_on  text,
+    ADD COLUMN deadline_at timestamptz,
+    -- The parent's step that started this goal (a children wait).
+    ADD COLUMN parent_step integer;
+
+ALTER TABLE goalrt.goal_steps
+    ADD COLUMN kind  text NOT NULL DEFAULT 'action' CHECK (kind IN ('action', 'event', 'sleep', 'ask', 'children')),
+    -- A name the step's result is known by (ctx.results in later steps).
+    ADD COLUMN label text CHECK (label <> '' AND length(label) <= 200);
+
+ALTER TABLE goalrt.workers
+    -- The partitions a worker serves: buckets of partition_count (NULL: all).
+    ADD COLUMN partitions      integer[],
+    ADD COLUMN partition_count integer CHECK (partition_count > 0);
+
+-- Runnable goals only: a goal with a wake_at is not due yet, however many
+-- there are (10^6 timers do not lengthen the claim's walk).
+DROP INDEX goalrt.goals_runnable_idx;
+CREATE INDEX goals_runnable_idx ON goalrt.goals (priority DESC, run_at, id)
+    WHERE status IN ('pending', 'active') AND wake_at IS NULL;
+CREATE INDEX goals_wake_idx ON goalrt.goals (wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX goals_deadline_idx ON goalrt.goals (deadline_at)
+    WHERE deadline_at IS NOT NULL AND status IN ('pending', 'active', 'waiting');
+CREATE INDEX goals_blocked_idx ON goalrt.goals (blocked_on, priority DESC, id) WHERE blocked_on IS NOT NULL;
+-- A wait for an event looks back for one appended since its goal started.
+CREATE INDEX event_data_type_idx ON goalrt.event_data (type, id);
+
+-- Goals waiting for an event: what they wait for, matched by a trigger on
+-- every append.
+CREATE TABLE goalrt.goal_waits (
+    goal_id    bigint      PRIMARY KEY REFERENCES goalrt.goals (id),
+    seq        integer     NOT NULL,
+    event_type text        NOT NULL,
+    -- The event's data must contain this (jsonb @>).
+    filter     jsonb       NOT NULL DEFAULT '{}',
+    -- Only events with a larger id match (0: any).
+    since_id   bigint      NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX goal_waits_type_idx ON goalrt.goal_waits (event_type, goal_id);
+
+COMMENT ON TABLE goalrt.goal_waits IS 'Goals waiting for an event: its type and what its data must contain.';
+
+-- Cluster-wide limits on actions. key_arg '' is one limit for all calls;
+-- otherwise each value of the step's argument key_arg has its own.
+CREATE TABLE goalrt.limits (
+    action         text             NOT NULL CHECK (action <> '' AND length(action) <= 200),
+    key_arg        text             NOT NULL DEFAULT '' CHECK (length(key_arg) <= 200),
+    max_concurrent integer          CHECK (max_concurrent > 0),
+    -- A token bucket: `rate` tokens every `per_seconds`, at most `burst`.
+    rate           integer          CHECK (rate > 0),
+    per_seconds    double precision CHECK (per_seconds > 0),
+    burst          integer          CHECK (burst > 0),
+    updated_at     timestamptz      NOT NULL DEFAULT now(),
+    PRIMARY KEY (action, key_arg),
+    CONSTRAINT limits_something CHECK (max_concurrent IS NOT NULL OR rate IS NOT NULL),
+    CONSTRAINT limits_rate_whole CHECK ((rate IS NULL) = (per_seconds IS NULL))
+);
+
+COMMENT ON TABLE goalrt.limits IS
+    'Cluster-wide limits per action (and per value of one argument): concurrency and a token bucket.';
+
+-- One row per limit and key in use: its lock (admissions of one key are
+-- serialized on it) and its token bucket.
+CREATE TABLE goalrt.limit_buckets (
+    action      text             NOT NULL,
+    key_arg     text             NOT NULL,
+    key         text             NOT NULL,
+    tokens      double precision NOT NULL,
+    refilled_at timestamptz      NOT NULL,
+    PRIMARY KEY (action, key_arg, key)
+);
+
+-- The steps holding a concurrency slot. A holder whose goal no longer runs
+-- that step under that epoch (its worker died) is stale and is cleared by
+-- the next admission of the same key.
+CREATE TABLE goalrt.limit_holders (
+    goal_id     bigint      NOT NULL,
+    action      text        NOT NULL,
+    key_arg     text        NOT NULL,
+    key         text        NOT NULL,
+    seq         integer     NOT NULL,
+    epoch       bigint      NOT NULL,
+    xid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    acquired_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (goal_id, action, key_arg)
+);
+CREATE INDEX limit_holders_key_idx ON goalrt.limit_holders (action, key_arg, key);
+
+-- pending -> failed too: a deadline can pass before any worker took the goal.
+CREATE OR REPLACE FUNCTION goalrt.check_goal_transition() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    allowed text[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'pending' THEN
+            RAISE EXCEPTION 'invalid goal transition: a new goal starts pending, not %', NEW.status
+                USING ERRCODE = 'GR007';
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF NEW.status = OLD.status THEN
+        RETURN NEW;
+    END IF;
+    allowed := CASE OLD.status
+                 WHEN 'pending' THEN ARRAY['active', 'failed', 'cancelled']
+                 WHEN 'active'  THEN ARRAY['waiting', 'complete', 'failed', 'cancelled']
+                 WHEN 'waiting' THEN ARRAY['active', 'failed', 'cancelled']
+                 ELSE '{}'::text[]
+               END;
+    IF NOT NEW.status = ANY (allowed) THEN
+        RAISE EXCEPTION 'invalid goal transition for goal %: % -> % (%)', OLD.id, OLD.status, NEW.status,
+            CASE WHEN cardinality(allowed) = 0 THEN OLD.status || ' is final'
+                 ELSE 'from ' || OLD.status || ' only to ' || array_to_string(allowed, ', ') END
+            USING ERRCODE = 'GR007';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- The first problem of a JSON value against a (small) JSON Schema, naming
+-- the field as `label.field`, or NULL. params_problem is this for params.
+CREATE FUNCTION goalrt.json_problem(spec jsonb, value jsonb, label text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    field text;
+    item  jsonb;
+    want  text[];
+    got   text;
+BEGIN
+    IF value IS NULL OR jsonb_typeof(value) <> 'object' THEN
+        RETURN label || ' must be a JSON object';
+    END IF;
+    FOR field IN
+        SELECT r FROM jsonb_array_elements_text(
+                        CASE WHEN jsonb_typeof(spec -> 'required') = 'array' THEN spec -> 'required' ELSE '[]' END) AS r
+         ORDER BY 1
+    LOOP
+        IF NOT value ? field THEN
+            RETURN format('%s.%s is required', label, field);
+        END IF;
+    END LOOP;
+    FOR field, item IN SELECT e.key, e.value FROM jsonb_each(value) AS e ORDER BY 1 LOOP
+        IF NOT coalesce(spec -> 'properties', '{}') ? field THEN
+            IF spec -> 'additionalProperties' = 'false'::jsonb THEN
+                RETURN format('%s.%s is not a field (expected: %s)', label, field,
+                              coalesce((SELECT string_agg(k, ', ' ORDER BY k)
+                                          FROM jsonb_object_keys(spec -> 'properties') k), 'none'));
+            END IF;
+            CONTINUE;
+        END IF;
+        want := goalrt.schema_types(spec -> 'properties' -> field);
+        got := jsonb_typeof(item);
+        IF want IS NULL OR got = ANY (want)
+           OR (got = 'number' AND 'integer' = ANY (want) AND item::numeric = trunc(item::numeric)) THEN
+            CONTINUE;
+        END IF;
+        RETURN format('%s.%s must be %s, got %s', label, field, array_to_string(want, ' or '), got);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.params_problem(params_schema jsonb, params jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT replace(goalrt.json_problem(params_schema, params, 'params'), 'is not a field', 'is not a parameter')
+$$;
+
+-- The bucket (0..n-1) of a partition key among n: a stable hash, the one
+-- PostgreSQL's hash partitioning uses.
+CREATE FUNCTION goalrt.partition_of(partition_key text, n integer) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT ((hashtextextended(partition_key, 0) & 9223372036854775807) % n)::integer
+$$;
+
+-- Which of 64 advisory locks guards the waits for an event type.
+CREATE FUNCTION goalrt.wait_lock_key(event_type text) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT (hashtext(event_type) & 63)
+$$;
+
+-- The first problem of a step as a plan gives it, or NULL.
+CREATE FUNCTION goalrt.step_problem(step jsonb, label text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    kind text := coalesce(step ->> 'kind', 'action');
+    a    jsonb := coalesce(step -> 'args', '{}');
+    t    timestamptz;
+    i    integer := 0;
+    sub  jsonb;
+    p    text;
+BEGIN
+    IF jsonb_typeof(step) IS DISTINCT FROM 'object' THEN
+        RETURN label || ' must be an object {"action", "args"}';
+    ELSIF kind NOT IN ('action', 'event', 'sleep', 'ask', 'children') THEN
+        RETURN format('%s.kind %s is not a step kind (action, event, sleep, ask, children)', label, kind);
+    ELSIF jsonb_typeof(step -> 'action') IS DISTINCT FROM 'string' OR step ->> 'action' = ''
+          OR length(step ->> 'action') > 200 THEN
+        RETURN label || '.action must be a non-empty string';
+    ELSIF jsonb_typeof(a) <> 'object' AND kind <> 'action' THEN
+        RETURN label || '.args must be an object';
+    ELSIF step ? 'label' AND jsonb_typeof(step -> 'label') NOT IN ('string', 'null') THEN
+        RETURN label || '.label must be a string';
+    END IF;
+    IF kind = 'action' THEN
+        RETURN NULL;
+    END IF;
+    IF a ? 'timeout' AND (jsonb_typeof(a -> 'timeout') <> 'number' OR (a ->> 'timeout')::numeric < 0) THEN
+        RETURN label || '.args.timeout must be a number of seconds >= 0';
+    END IF;
+    IF a ? 'on_timeout' THEN
+        IF jsonb_typeof(a -> 'on_timeout') <> 'array' THEN
+            RETURN label || '.args.on_timeout must be an array of steps';
+        END IF;
+        FOR sub IN SELECT e FROM jsonb_array_elements(a -> 'on_timeout') AS e LOOP
+            p := goalrt.step_problem(sub, format('%s.args.on_timeout[%s]', label, i));
+            IF p IS NOT NULL THEN
+                RETURN p;
+            END IF;
+            i := i + 1;
+        END LOOP;
+    END IF;
+    IF kind = 'event' THEN
+        IF jsonb_typeof(a -> 'event') IS DISTINCT FROM 'string' OR a ->> 'event' = '' THEN
+            RETURN label || '.args.event must be an event type';
+        ELSIF a ? 'where' AND jsonb_typeof(a -> 'where') <> 'object' THEN
+            RETURN label || '.args.where must be an object (the event data must contain it)';
+        ELSIF a ? 'since' AND coalesce(a ->> 'since', '') NOT IN ('submit', 'wait') THEN
+            RETURN label || '.args.since must be "submit" or "wait"';
+        END IF;
+    ELSIF kind = 'sleep' THEN
+        IF a ? 'seconds' = a ? 'until' THEN
+            RETURN label || '.args: give seconds or until (one of them)';
+        ELSIF a ? 'seconds' AND (jsonb_typeof(a -> 'seconds') <> 'number' OR (a ->> 'seconds')::numeric < 0) THEN
+            RETURN label || '.args.seconds must be a number >= 0';
+        ELSIF a ? 'until' THEN
+            BEGIN
+                t := (a ->> 'until')::timestamptz;
+            EXCEPTION WHEN OTHERS THEN
+                t := NULL;
+            END;
+            IF jsonb_typeof(a -> 'until') <> 'string' OR t IS NULL OR NOT isfinite(t) THEN
+                RETURN label || '.args.until must be a time (ISO 8601)';
+            END IF;
+        END IF;
+    ELSIF kind = 'ask' THEN
+        IF jsonb_typeof(a -> 'prompt') IS DISTINCT FROM 'string' THEN
+            RETURN label || '.args.prompt must be a string';
+        ELSIF a ? 'schema' AND jsonb_typeof(a -> 'schema') <> 'object' THEN
+            RETURN label || '.args.schema must be a JSON Schema object';
+        END IF;
+    ELSIF kind = 'children' THEN
+        IF jsonb_typeof(a -> 'goals') IS DISTINCT FROM 'array' THEN
+            RETURN label || '.args.goals must be an array of {"name", "params", "options"}';
+        ELSIF coalesce(a ->> 'mode', 'all') NOT IN ('all', 'any') THEN
+            RETURN label || '.args.mode must be "all" or "any"';
+        ELSIF coalesce(a ->> 'on_failure', 'fail') NOT IN ('fail', 'continue') THEN
+            RETURN label || '.args.on_failure must be "fail" or "continue"';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Free the concurrency slots a goal holds, and wake one goal parked on each.
+CREATE FUNCTION goalrt.release_limits(p_goal bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    h record;
+    woken bigint;
+BEGIN
+    FOR h IN DELETE FROM goalrt.limit_holders lh WHERE lh.goal_id = p_goal
+             RETURNING lh.action, lh.key_arg, lh.key
+    LOOP
+        UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
+         WHERE g.id = (SELECT b.id FROM goalrt.goals b
+                        WHERE b.blocked_on = h.action || '|' || h.key_arg || '|' || h.key
+                        ORDER BY b.priority DESC, b.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING g.id INTO woken;
+        IF woken IS NOT NULL THEN
+            PERFORM pg_notify('goalrt_goals', '');
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Admit the start of step p_seq (an action) of goal p_goal under lease epoch
+-- p_epoch: take a slot and a token of every limit on the action. Returns NULL
+-- when admitted; otherwise parks the goal (no lease, woken when a slot frees
+-- or a token is due) and returns the blocking limit. The caller holds the
+-- goal's row lock.
+CREATE FUNCTION goalrt.admit_step(p_goal bigint, p_seq integer, p_action text, p_args jsonb, p_epoch bigint)
+RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    l       goalrt.limits;
+    b       goalrt.limit_buckets;
+    k       text;
+    n       integer;
+    tokens  double precision;
+    now_at  timestamptz;
+    wait_s  double precision;
+    blocked text;
+    taken   text[] := '{}';
+BEGIN
+    FOR l IN SELECT * FROM goalrt.limits li WHERE li.action = p_action ORDER BY li.key_arg LOOP
+        k := CASE WHEN l.key_arg = '' THEN '' ELSE coalesce(p_args ->> l.key_arg, '') END;
+        INSERT INTO goalrt.limit_buckets (action, key_arg, key, tokens, refilled_at)
+        VALUES (l.action, l.key_arg, k, coalesce(l.burst, l.rate, 0), clock_timestamp())
+        ON CONFLICT DO NOTHING;
+        SELECT * INTO b FROM goalrt.limit_buckets lb
+         WHERE lb.action = l.action AND lb.key_arg = l.key_arg AND lb.key = k FOR UPDATE;
+        now_at := clock_timestamp();
+        IF l.max_concurrent IS NOT NULL THEN
+            -- Clear holders whose goal no longer runs that step under that
+            -- lease (a killed worker's), except this transaction's own.
+            DELETE FROM goalrt.limit_holders h
+             WHERE h.action = l.action AND h.key_arg = l.key_arg AND h.key = k
+               AND h.xid <> pg_current_xact_id()
+               AND NOT EXISTS (SELECT 1 FROM goalrt.goals g
+                                WHERE g.id = h.goal_id AND g.status = 'active' AND g.lease_epoch = h.epoch
+                                  AND g.step_seq = h.seq AND g.lease_expires_at > now());
+            SELECT count(*) INTO n FROM goalrt.limit_holders h
+             WHERE h.action = l.action AND h.key_arg = l.key_arg AND h.key = k AND h.goal_id <> p_goal;
+            IF n >= l.max_concurrent THEN
+                blocked := l.action || '|' || l.key_arg || '|' || k;
+                -- Woken by the release of a slot; the timer is the fallback
+                -- for slots held by a worker that died.
+                wait_s := 30;
+                EXIT;
+            END IF;
+        END IF;
+        IF l.rate IS NOT NULL THEN
+            tokens := least(coalesce(l.burst, l.rate)::double precision,
+                            b.tokens + greatest(extract(epoch FROM now_at - b.refilled_at), 0)
+                                       * l.rate / l.per_seconds);
+            IF tokens < 1 THEN
+                UPDATE goalrt.limit_buckets lb SET tokens = tokens, refilled_at = now_at
+                 WHERE lb.action = l.action AND lb.key_arg = l.key_arg AND lb.key = k;
+                blocked := l.action || '|' || l.key_arg || '|' || k;
+                wait_s := (1 - tokens) * l.per_seconds / l.rate;
+                EXIT;
+            END IF;
+            UPDATE goalrt.limit_buckets lb SET tokens = tokens - 1, refilled_at = now_at
+             WHERE lb.action = l.action AND lb.key_arg = l.key_arg AND lb.key = k;
+            taken := taken || (l.key_arg || '|' || k);
+        END IF;
+        IF l.max_concurrent IS NOT NULL THEN
+            INSERT INTO goalrt.limit_holders AS h (goal_id, action, key_arg, key, seq, epoch)
+            VALUES (p_goal, l.action, l.key_arg, k, p_seq, p_epoch)
+            ON CONFLICT (goal_id, action, key_arg) DO UPDATE
+               SET key = excluded.key, seq = excluded.seq, epoch = excluded.epoch, xid = excluded.xid,
+                   acquired_at = excluded.acquired_at;
+        END IF;
+    END LOOP;
+    IF blocked IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Not admitted: give back what the limits before the blocking one gave.
+    UPDATE goalrt.limit_buckets lb SET tokens = lb.tokens + 1
+     WHERE lb.action = p_action AND (lb.key_arg || '|' || lb.key) = ANY (taken);
+    DELETE FROM goalrt.limit_holders h WHERE h.goal_id = p_goal AND h.action = p_action;
+    UPDATE goalrt.goals g
+       SET step_seq = p_seq, lease_owner = NULL, lease_expires_at = NULL, blocked_on = blocked,
+           wake_at = clock_timestamp() + make_interval(secs => wait_s), updated_at = now()
+     WHERE g.id = p_goal;
+    RETURN blocked;
+END
+$$;
+
+-- The next step to run after step p_seq of plan p_plan, or NULL.
+CREATE FUNCTION goalrt.next_step(p_goal bigint, p_seq integer, p_plan integer) RETURNS integer
+LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT min(s.seq) FROM goalrt.goal_steps s
+     WHERE s.goal_id = p_goal AND s.seq > p_seq AND s.status = 'pending' AND s.plan_no = p_plan
+$$;
+
+-- Replace what is left of a goal's plan with `steps` (a new plan) and
+-- record goal.planned. Returns the first new step, NULL for an empty plan.
+-- The caller holds the goal's row lock.
+CREATE FUNCTION goalrt.insert_plan(p_goal bigint, steps jsonb, reason text) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    g     goalrt.goals;
+    first integer;
+BEGIN
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal;
+    UPDATE goalrt.goal_steps st SET status = 'superseded'
+     WHERE st.goal_id = g.id AND st.status IN ('pending', 'running');
+    first := coalesce((SELECT max(s.seq) FROM goalrt.goal_steps s WHERE s.goal_id = g.id), 0) + 1;
+    INSERT INTO goalrt.goal_steps (goal_id, seq, plan_no, kind, action, args, label)
+    SELECT g.id, first + i::integer - 1, g.plan_no + 1, coalesce(s ->> 'kind', 'action'), s ->> 'action',
+           coalesce(s -> 'args', '{}'), s ->> 'label'
+      FROM jsonb_array_elements(steps) WITH ORDINALITY AS t(s, i);
+    UPDATE goalrt.goals SET plan_no = g.plan_no + 1, step_seq = NULL, updated_at = now() WHERE goals.id = g.id;
+    INSERT INTO goalrt.event_data (stream, type, data)
+    VALUES ('goal:' || g.id, 'goal.planned',
+            jsonb_strip_nulls(jsonb_build_object('goal_id', g.id, 'plan_no', g.plan_no + 1, 'first_seq', first,
+                                                 'steps', steps, 'reason', reason)));
+    RETURN CASE WHEN jsonb_array_length(steps) > 0 THEN first END;
+END
+$$;
+
+-- End a goal: complete, failed or cancelled. Cancels its open steps, frees
+-- its limits, records goal.<status>, tells a worker running it to stop,
+-- cancels its unfinished child goals, and lets its parent know. Does
+-- nothing to a goal already ended.
+CREATE FUNCTION goalrt.end_goal(p_goal bigint, p_status text, p_result jsonb, p_error text, detail jsonb)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    g goalrt.goals;
+    c bigint;
+BEGIN
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal FOR UPDATE;
+    IF NOT FOUND OR g.status IN ('complete', 'failed', 'cancelled') THEN
+        RETURN;
+    END IF;
+    UPDATE goalrt.goal_steps st SET status = 'cancelled', finished_at = now()
+     WHERE st.goal_id = g.id AND st.status IN ('pending', 'running');
+    DELETE FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
+    PERFORM goalrt.release_limits(g.id);
+    IF p_status = 'complete' AND g.status = 'waiting' THEN
+        UPDATE goalrt.goals SET status = 'active' WHERE goals.id = g.id;
+    END IF;
+    UPDATE goalrt.goals
+       SET status = p_status, result = p_result, last_error = p_error, step_seq = NULL, lease_owner = NULL,
+           lease_expires_at = NULL, wake_at = NULL, blocked_on = NULL, updated_at = now(), finished_at = now()
+     WHERE goals.id = g.id;
+    INSERT INTO goalrt.event_data (stream, type, data)
+    VALUES ('goal:' || g.id,
+            CASE p_status WHEN 'complete' THEN 'goal.completed' ELSE 'goal.' || p_status END,
+            CASE p_status
+              WHEN 'complete' THEN jsonb_build_object('goal_id', g.id, 'result', p_result)
+              ELSE jsonb_strip_nulls(jsonb_build_object('goal_id', g.id, 'error', p_error))
+            END || coalesce(detail, '{}'));
+    IF g.lease_owner IS NOT NULL AND p_status <> 'complete' THEN
+        PERFORM pg_notify('goalrt_cancel', g.id::text);
+    END IF;
+    FOR c IN SELECT k.id FROM goalrt.goals k
+              WHERE k.parent_id = g.id AND k.status IN ('pending', 'active', 'waiting') ORDER BY k.id
+    LOOP
+        PERFORM goalrt.end_goal(c, 'cancelled', NULL, format('parent goal %s %s', g.id, p_status),
+                                jsonb_build_object('reason', format('parent goal %s %s', g.id, p_status)));
+    END LOOP;
+    IF g.parent_id IS NOT NULL THEN
+        PERFORM goalrt.child_ended(g.parent_id, g.id);
+    END IF;
+END
+$$;
+
+-- Move goal p_goal on to step p_next (NULL: none left, the goal completes
+-- with p_result). An action step starts at once under the lease of
+-- p_worker when given (and admitted by its limits), else it is left for
+-- any worker to claim. A wait starts here: the goal waits without a lease,
+-- or moves on at once when what it waits for is already there. Returns
+-- 'continue', 'released', 'blocked', 'waiting' or 'complete'. The caller
+-- holds the goal's row lock.
+CREATE FUNCTION goalrt.advance_goal(
+    p_goal bigint, p_next integer, p_worker text, lease_seconds double precision, p_result jsonb
+) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    g        goalrt.goals;
+    s        goalrt.goal_steps;
+    nxt      integer := p_next;
+    res      jsonb := p_result;
+    due      timestamptz;
+    since    bigint;
+    ev       record;
+    kids     jsonb := '[]';
+    child    jsonb;
+    i        integer := 0;
+    made     record;
+BEGIN
+    LOOP
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal;
+        IF nxt IS NULL THEN
+            PERFORM goalrt.end_goal(g.id, 'complete', res, NULL, NULL);
+            RETURN 'complete';
+        END IF;
+        SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = nxt;
+        IF s.kind = 'action' THEN
+            IF p_worker IS NOT NULL AND g.lease_owner = p_worker THEN
+                IF goalrt.admit_step(g.id, s.seq, s.action, s.args, g.lease_epoch) IS NOT NULL THEN
+                    RETURN 'blocked';
+                END IF;
+                UPDATE goalrt.goal_steps st SET status = 'running', attempts = st.attempts + 1, started_at = now()
+                 WHERE st.goal_id = g.id AND st.seq = s.seq;
+                UPDATE goalrt.goals
+                   SET step_seq = s.seq, updated_at = now(),
+                       lease_expires_at = greatest(g.lease_expires_at, now() + make_interval(secs => lease_seconds))
+                 WHERE goals.id = g.id;
+                RETURN 'continue';
+            END IF;
+            UPDATE goalrt.goals
+               SET status = 'active', step_seq = s.seq, lease_owner = NULL, lease_expires_at = NULL,
+                   wake_at = NULL, blocked_on = NULL, updated_at = now()
+             WHERE goals.id = g.id;
+            IF g.status = 'waiting' THEN
+                PERFORM pg_notify('goalrt_goals', '');
+            END IF;
+            RETURN 'released';
+        END IF;
+
+        -- A wait. It may be over before it starts; then go on to the next step.
+        UPDATE goalrt.goal_steps st SET status = 'running', attempts = st.attempts + 1, started_at = now()
+         WHERE st.goal_id = g.id AND st.seq = s.seq;
+        due := CASE WHEN s.args ? 'timeout' THEN now() + make_interval(secs => (s.args ->> 'timeout')::float8) END;
+        res := NULL;
+        IF s.kind = 'sleep' THEN
+            due := coalesce((s.args ->> 'until')::timestamptz,
+                            now() + make_interval(secs => (s.args ->> 'seconds')::float8));
+            IF due <= now() THEN
+                res := jsonb_build_object('slept_until', due);
+            END IF;
+        ELSIF s.kind = 'event' THEN
+            -- Appenders of this event type hold this lock (shared) while they
+            -- match waits; taking it exclusively waits for those in flight to
+            -- commit, so an event is either seen here or sees this wait.
+            PERFORM pg_advisory_xact_lock('goalrt.goal_waits'::regclass::oid::integer,
+                                          goalrt.wait_lock_key(s.args ->> 'event'));
+            since := 0;
+            IF coalesce(s.args ->> 'since', 'submit') = 'submit' THEN
+                SELECT min(e.id) INTO since FROM goalrt.event_data e
+                 WHERE e.stream = 'goal:' || g.id AND e.type = 'goal.submitted';
+                SELECT e.id, e.stream, e.type, e.data INTO ev FROM goalrt.event_data e
+                 WHERE e.type = s.args ->> 'event' AND e.id > coalesce(since, 0)
+                   AND e.data @> coalesce(s.args -> 'where', '{}')
+                 ORDER BY e.id LIMIT 1;
+                IF FOUND THEN
+                    res := jsonb_build_object('event', jsonb_build_object(
+                               'id', ev.id, 'stream', ev.stream, 'type', ev.type, 'data', ev.data));
+                END IF;
+            END IF;
+            IF res IS NULL THEN
+                INSERT INTO goalrt.goal_waits (goal_id, seq, event_type, filter, since_id)
+                VALUES (g.id, s.seq, s.args ->> 'event', coalesce(s.args -> 'where', '{}'), coalesce(since, 0))
+                ON CONFLICT (goal_id) DO UPDATE
+                   SET seq = excluded.seq, event_type = excluded.event_type, filter = excluded.filter,
+                       since_id = excluded.since_id, created_at = now();
+            END IF;
+        ELSIF s.kind = 'children' THEN
+            kids := '[]';
+            i := 0;
+            FOR child IN SELECT e FROM jsonb_array_elements(s.args -> 'goals') WITH ORDINALITY AS t(e, n) ORDER BY n LOOP
+                SELECT * INTO made FROM goalrt.submit_one(
+                    child ->> 'name', child -> 'params',
+                    coalesce(child -> 'options', '{}') || jsonb_build_object('parent_id', g.id),
+                    format('goal %s step %s: goals[%s]: ', g.id, s.seq, i));
+                UPDATE goalrt.goals k SET parent_step = s.seq WHERE k.id = made.id AND k.parent_id = g.id;
+                kids := kids || to_jsonb(made.id);
+                i := i + 1;
+            END LOOP;
+            IF jsonb_array_length(kids) = 0 THEN
+                res := jsonb_build_object('children', '[]'::jsonb);
+            ELSE
+                PERFORM pg_notify('goalrt_goals', '');
+            END IF;
+        END IF;
+
+        IF res IS NOT NULL THEN
+            UPDATE goalrt.goal_steps st SET status = 'complete', result = res, finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = s.seq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES ('goal:' || g.id, 'goal.resumed',
+                    jsonb_build_object('goal_id', g.id, 'seq', s.seq, 'kind', s.kind, 'result', res, 'waited', false));
+            nxt := goalrt.next_step(g.id, s.seq, g.plan_no);
+            CONTINUE;
+        END IF;
+        UPDATE goalrt.goals
+           SET status = 'waiting', step_seq = s.seq, lease_owner = NULL, lease_expires_at = NULL, wake_at = due,
+               blocked_on = NULL, updated_at = now()
+         WHERE goals.id = g.id;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        VALUES ('goal:' || g.id, 'goal.waiting',
+                jsonb_strip_nulls(jsonb_build_object(
+                    'goal_id', g.id, 'seq', s.seq, 'kind', s.kind, 'for', s.args, 'until', due,
+                    'children', CASE WHEN s.kind = 'children' THEN kids END)));
+        RETURN 'waiting';
+    END LOOP;
+END
+$$;
+
+-- End the wait of a waiting goal: with p_result (what it waited for), or
+-- timed out. Then the goal moves on (see advance_goal). Returns the outcome,
+-- or NULL when the goal was not waiting. Locks the goal.
+CREATE FUNCTION goalrt.finish_wait(p_goal bigint, p_result jsonb, timed_out boolean, detail jsonb)
+RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    g     goalrt.goals;
+    s     goalrt.goal_steps;
+    c     bigint;
+    first integer;
+BEGIN
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal FOR UPDATE;
+    IF NOT FOUND OR g.status <> 'waiting' THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+    DELETE FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
+    UPDATE goalrt.goals SET status = 'active', wake_at = NULL, updated_at = now() WHERE goals.id = g.id;
+    IF NOT timed_out THEN
+        UPDATE goalrt.goal_steps st SET status = 'complete', result = p_result, finished_at = now()
+         WHERE st.goal_id = g.id AND st.seq = s.seq;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        VALUES ('goal:' || g.id, 'goal.resumed',
+                jsonb_build_object('goal_id', g.id, 'seq', s.seq, 'kind', s.kind, 'result', p_result, 'waited', true)
+                || coalesce(detail, '{}'));
+        RETURN goalrt.advance_goal(g.id, goalrt.next_step(g.id, s.seq, g.plan_no), NULL, NULL, p_result);
+    END IF;
+
+    UPDATE goalrt.goal_steps st SET status = 'failed', error = 'wait_timeout', finished_at = now()
+     WHERE st.goal_id = g.id AND st.seq = s.seq;
+    INSERT INTO goalrt.event_data (stream, type, data)
+    VALUES ('goal:' || g.id, 'goal.wait_timeout',
+            jsonb_build_object('goal_id', g.id, 'seq', s.seq, 'kind', s.kind, 'for', s.args));
+    -- Child goals of a children wait that timed out are no longer wanted.
+    FOR c IN SELECT k.id FROM goalrt.goals k
+              WHERE k.parent_id = g.id AND k.parent_step = s.seq AND k.status IN ('pending', 'active', 'waiting')
+              ORDER BY k.id
+    LOOP
+        PERFORM goalrt.end_goal(c, 'cancelled', NULL, 'the parent''s wait timed out',
+                                jsonb_build_object('reason', 'the parent''s wait timed out'));
+    END LOOP;
+    IF jsonb_typeof(s.args -> 'on_timeout') = 'array' AND jsonb_array_length(s.args -> 'on_timeout') > 0 THEN
+        first := goalrt.insert_plan(g.id, s.args -> 'on_timeout', 'wait_timeout');
+        RETURN goalrt.advance_goal(g.id, first, NULL, NULL, NULL);
+    END IF;
+    PERFORM goalrt.end_goal(
+        g.id, 'failed', NULL,
+        format('wait_timeout: step %s (%s %s) timed out after %ss', s.seq, s.kind, s.action, s.args ->> 'timeout'),
+        jsonb_build_object('seq', s.seq));
+    RETURN 'failed';
+END
+$$;
+
+-- A child goal ended: the parent waiting for its children moves on when
+-- all of them (mode all) or the first to complete (mode any) have ended; a
+-- failed or cancelled child fails the parent unless on_failure is
+-- 'continue'. Locks the parent.
+CREATE FUNCTION goalrt.child_ended(p_parent bigint, p_child bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    p        goalrt.goals;
+    s        goalrt.goal_steps;
+    c        goalrt.goals;
+    mode     text;
+    open_n   integer;
+    done_n   integer;
+    kids     jsonb;
+    sib      bigint;
+BEGIN
+    SELECT * INTO p FROM goalrt.goals WHERE goals.id = p_parent FOR UPDATE;
+    IF NOT FOUND OR p.status <> 'waiting' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = p.id AND st.seq = p.step_seq;
+    SELECT * INTO c FROM goalrt.goals WHERE goals.id = p_child;
+    IF s.kind <> 'children' OR c.parent_step IS DISTINCT FROM s.seq THEN
+        RETURN;
+    END IF;
+    mode := coalesce(s.args ->> 'mode', 'all');
+    SELECT count(*) FILTER (WHERE k.status IN ('pending', 'active', 'waiting')),
+           count(*) FILTER (WHERE k.status = 'complete')
+      INTO open_n, done_n
+      FROM goalrt.goals k WHERE k.parent_id = p.id AND k.parent_step = s.seq;
+    IF c.status <> 'complete' AND coalesce(s.args ->> 'on_failure', 'fail') = 'fail'
+       AND (mode = 'all' OR (open_n = 0 AND done_n = 0)) THEN
+        PERFORM goalrt.end_goal(
+            p.id, 'failed', NULL,
+            format('child goal %s (%s) %s: %s', c.id, c.name, c.status, coalesce(c.last_error, c.status)),
+            jsonb_build_object('seq', s.seq, 'child', c.id));
+        RETURN;
+    END IF;
+    IF open_n = 0 OR (mode = 'any' AND c.status = 'complete') THEN
+        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'id', k.id, 'name', k.name, 'status', k.status, 'result', k.result, 'error', k.last_error))
+                   ORDER BY k.id)
+          INTO kids
+          FROM goalrt.goals k WHERE k.parent_id = p.id AND k.parent_step = s.seq;
+        PERFORM goalrt.finish_wait(p.id, jsonb_build_object('children', kids, 'first', c.id), false,
+                                   jsonb_build_object('child', c.id));
+        FOR sib IN SELECT k.id FROM goalrt.goals k
+                    WHERE k.parent_id = p.id AND k.parent_step = s.seq AND k.status IN ('pending', 'active', 'waiting')
+                    ORDER BY k.id
+        LOOP
+            PERFORM goalrt.end_goal(sib, 'cancelled', NULL, format('child goal %s completed first', c.id),
+                                    jsonb_build_object('reason', format('child goal %s completed first', c.id)));
+        END LOOP;
+    END IF;
+END
+$$;
+
+-- Match the events a statement appended against the goals waiting for
+-- them (the trigger below). Runs in the appending transaction, so a wakeup
+-- is never lost: no notification is involved.
+CREATE FUNCTION goalrt.match_waits() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    k integer;
+    m record;
+BEGIN
+    FOR k IN SELECT DISTINCT goalrt.wait_lock_key(n.type) FROM new_events n ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock_shared('goalrt.goal_waits'::regclass::oid::integer, k);
+    END LOOP;
+    FOR m IN
+        SELECT DISTINCT ON (w.goal_id) w.goal_id, n.id, n.stream, n.type, n.data
+          FROM new_events n
+          JOIN goalrt.goal_waits w ON w.event_type = n.type AND n.id > w.since_id AND n.data @> w.filter
+         ORDER BY w.goal_id, n.id
+    LOOP
+        PERFORM goalrt.finish_wait(
+            m.goal_id,
+            jsonb_build_object('event', jsonb_build_object('id', m.id, 'stream', m.stream, 'type', m.type,
+                                                           'data', m.data)),
+            false, NULL);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER event_data_match_waits
+    AFTER INSERT ON goalrt.event_data
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.match_waits();
+
+-- Act on what is due, at most max_count of each kind: delayed goals and
+-- parked ones become claimable, sleeps end, waits time out, deadlines fail
+-- their goals. Every claim calls this first; returns how many it handled.
+CREATE FUNCTION goalrt.wake_due_v1(max_count integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    r     record;
+    n     integer := 0;
+    woken integer;
+BEGIN
+    WITH due AS (
+        SELECT g.id FROM goalrt.goals g
+         WHERE g.wake_at <= now() AND g.status IN ('pending', 'active')
+         ORDER BY g.wake_at LIMIT max_count
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL FROM due WHERE g.id = due.id;
+    GET DIAGNOSTICS woken = ROW_COUNT;
+    n := n + woken;
+    FOR r IN SELECT g.id, g.wake_at, s.kind
+               FROM goalrt.goals g
+               JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+              WHERE g.wake_at <= now() AND g.status = 'waiting'
+              ORDER BY g.wake_at LIMIT max_count
+                FOR UPDATE OF g SKIP LOCKED
+    LOOP
+        IF r.kind = 'sleep' THEN
+            PERFORM goalrt.finish_wait(r.id, jsonb_build_object('slept_until', r.wake_at), false, NULL);
+        ELSE
+            PERFORM goalrt.finish_wait(r.id, NULL, true, NULL);
+        END IF;
+        n := n + 1;
+    END LOOP;
+    FOR r IN SELECT g.id, g.deadline_at FROM goalrt.goals g
+              WHERE g.deadline_at <= now() AND g.status IN ('pending', 'active', 'waiting')
+              ORDER BY g.deadline_at LIMIT max_count
+                FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM goalrt.end_goal(r.id, 'failed', NULL, 'deadline_exceeded: the deadline ' || r.deadline_at || ' passed',
+                                jsonb_build_object('deadline', r.deadline_at));
+        n := n + 1;
+    END LOOP;
+    IF n > 0 THEN
+        PERFORM pg_notify('goalrt_goals', '');
+    END IF;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.wake_due_v1(integer) IS
+    'Act on due times: delayed and parked goals become claimable, sleeps end, waits time out, deadlines fail goals.';
+
+-- Answer a goal waiting at an ask step: data must satisfy the step's
+-- schema (else GR008 naming the field, and the goal keeps waiting).
+CREATE FUNCTION goalrt.resume_goal(goal_id bigint, data jsonb, actor text DEFAULT NULL)
+RETURNS TABLE (id bigint, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    g       goalrt.goals;
+    s       goalrt.goal_steps;
+    problem text;
+BEGIN
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = resume_goal.goal_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'goal % does not exist', coalesce(resume_goal.goal_id::text, 'NULL') USING ERRCODE = 'GR009';
+    END IF;
+    SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+    IF g.status <> 'waiting' OR s.kind IS DISTINCT FROM 'ask' THEN
+        RAISE EXCEPTION 'goal % is not waiting for an answer (%)', g.id,
+            CASE WHEN g.status <> 'waiting' THEN 'it is ' || g.status
+                 ELSE format('it waits for %s %s', s.kind, s.action) END
+            USING ERRCODE = 'GR007';
+    END IF;
+    problem := goalrt.json_problem(coalesce(s.args -> 'schema', '{}'), data, 'data');
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid answer for goal %: %', g.id, problem USING ERRCODE = 'GR008';
+    END IF;
+    RETURN QUERY SELECT g.id, goalrt.finish_wait(g.id, data, false, jsonb_strip_nulls(jsonb_build_object('by', actor)));
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.resume_goal(bigint, jsonb, text) IS
+    'Answer a goal waiting at an ask step; the answer is checked against the step''s schema.';
+
+-- Set (or replace) a cluster-wide limit on an action. options:
+--   concurrency  at most this many steps of the action running at once
+--   rate, per    a token bucket: rate starts every per seconds (per: 1)
+--   burst        the bucket's size (default rate)
+--   key          the argument whose values each get their own limit
+CREATE FUNCTION goalrt.set_limit(action text, options jsonb)
+RETURNS SETOF goalrt.limits
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    o   jsonb := coalesce(options, '{}');
+    bad text;
+    f   text;
+BEGIN
+    IF action IS NULL OR action !~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$' THEN
+        RAISE EXCEPTION 'invalid action name %', coalesce(quote_literal(action), 'NULL') USING ERRCODE = 'GR008';
+    END IF;
+    IF jsonb_typeof(o) <> 'object' THEN
+        RAISE EXCEPTION 'limit options must be a JSON object' USING ERRCODE = 'GR008';
+    END IF;
+    SELECT min(k) INTO bad FROM jsonb_object_keys(o) k WHERE k NOT IN ('concurrency', 'rate', 'per', 'burst', 'key');
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'limit option % is not an option (concurrency, rate, per, burst, key)', bad
+            USING ERRCODE = 'GR008';
+    END IF;
+    FOREACH f IN ARRAY ARRAY['concurrency', 'rate', 'burst'] LOOP
+        IF o ? f AND (jsonb_typeof(o -> f) <> 'number' OR (o ->> f) !~ '^[0-9]{1,9}$' OR (o ->> f)::integer < 1) THEN
+            RAISE EXCEPTION 'limit option % must be an integer >= 1', f USING ERRCODE = 'GR008';
+        END IF;
+    END LOOP;
+    IF o ? 'per' AND (jsonb_typeof(o -> 'per') <> 'number' OR (o ->> 'per')::numeric <= 0) THEN
+        RAISE EXCEPTION 'limit option per must be a number of seconds > 0' USING ERRCODE = 'GR008';
+    END IF;
+    IF (o ? 'per' OR o ? 'burst') AND NOT o ? 'rate' THEN
+        RAISE EXCEPTION 'limit options per and burst need rate' USING ERRCODE = 'GR008';
+    END IF;
+    IF NOT (o ? 'concurrency' OR o ? 'rate') THEN
+        RAISE EXCEPTION 'a limit needs concurrency or rate' USING ERRCODE = 'GR008';
+    END IF;
+    IF o ? 'key' AND (jsonb_typeof(o -> 'key') <> 'string' OR o ->> 'key' = '') THEN
+        RAISE EXCEPTION 'limit option key must be the name of an argument of the action' USING ERRCODE = 'GR008';
+    END IF;
+    RETURN QUERY
+    INSERT INTO goalrt.limits AS l (action, key_arg, max_concurrent, rate, per_seconds, burst)
+    VALUES (set_limit.action, coalesce(o ->> 'key', ''), (o ->> 'concurrency')::integer, (o ->> 'rate')::integer,
+            CASE WHEN o ? 'rate' THEN coalesce((o ->> 'per')::double precision, 1) END, (o ->> 'burst')::integer)
+    ON CONFLICT ON CONSTRAINT limits_pkey DO UPDATE
+       SET max_concurrent = excluded.max_concurrent, rate = excluded.rate, per_seconds = excluded.per_seconds,
+           burst = excluded.burst, updated_at = now()
+    RETURNING l.*;
+    -- A changed bucket starts full again.
+    DELETE FROM goalrt.limit_buckets b WHERE b.action = set_limit.action AND b.key_arg = coalesce(o ->> 'key', '');
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.set_limit(text, jsonb) IS
+    'Set a cluster-wide limit on an action: {"concurrency", "rate", "per", "burst", "key"}.';
+
+CREATE FUNCTION goalrt.drop_limit(action text, key_arg text DEFAULT '') RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    b text;
+BEGIN
+    DELETE FROM goalrt.limits l WHERE l.action = drop_limit.action AND l.key_arg = coalesce(drop_limit.key_arg, '');
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM goalrt.limit_buckets lb WHERE lb.action = drop_limit.action AND lb.key_arg = coalesce(drop_limit.key_arg, '');
+    DELETE FROM goalrt.limit_holders h WHERE h.action = drop_limit.action AND h.key_arg = coalesce(drop_limit.key_arg, '');
+    -- Goals it parked may run now.
+    b := drop_limit.action || '|' || coalesce(drop_limit.key_arg, '') || '|';
+    UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
+     WHERE g.blocked_on LIKE replace(replace(b, '%', '\%'), '_', '\_') || '%';
+    PERFORM pg_notify('goalrt_goals', '');
+    RETURN true;
+END
+$$;
+
+-- The goal and its descendants, depth first in id order.
+CREATE FUNCTION goalrt.goal_tree(goal_id bigint)
+RETURNS TABLE (id bigint, parent_id bigint, depth integer, name text, status text, step_seq integer,
+               result jsonb, last_error text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    WITH RECURSIVE tree AS (
+        SELECT g.id, g.parent_id, 0 AS depth, ARRAY[g.id] AS path
+          FROM goalrt.goals g WHERE g.id = goal_tree.goal_id
+        UNION ALL
+        SELECT k.id, k.parent_id, t.depth + 1, t.path || k.id
+          FROM goalrt.goals k JOIN tree t ON k.parent_id = t.id
+    )
+    SELECT t.id, t.parent_id, t.depth, g.name, g.status, g.step_seq, g.result, g.last_error
+      FROM tree t JOIN goalrt.goals g ON g.id = t.id
+     ORDER BY t.path
+$$;
+
+-- Goals that wait, with what for.
+CREATE VIEW goalrt.waiting_goals AS
+SELECT g.id, g.name, s.seq, s.kind, s.action, s.args, g.wake_at AS timeout_at, s.started_at AS waiting_since,
+       (SELECT count(*) FROM goalrt.goals k WHERE k.parent_id = g.id AND k.parent_step = s.seq
+           AND k.status IN ('pending', 'active', 'waiting')) AS open_children
+  FROM goalrt.goals g
+  JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+ WHERE g.status = 'waiting';
+
+COMMENT ON VIEW goalrt.waiting_goals IS 'Each waiting goal and what it waits for (an event, a time, an answer, children).';
+
+-- Submit one goal; options as in 0003, and deadline: a time (ISO 8601) or
+-- seconds from now after which the goal fails with deadline_exceeded.
+CREATE OR REPLACE FUNCTION goalrt.submit_one(name text, params jsonb, options jsonb, label text)
+RETURNS TABLE (id bigint, created boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    gt       goalrt.goal_types;
+    problem  text;
+    bad_key  text;
+    o        jsonb := coalesce(options, '{}');
+    prio     integer;
+    start_at timestamptz := now();
+    gkey     text;
+    parent   bigint;
+    deadline timestamptz;
+    new_id   bigint;
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION '%name must be a goal type name', label USING ERRCODE = 'GR008';
+    END IF;
+    SELECT * INTO gt FROM goalrt.goal_types t WHERE t.name = submit_one.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '%unknown goal type %: %', label, quote_literal(name),
+            coalesce('registered: ' || (SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM goalrt.goal_types t),
+                     'no goal types are registered (start a worker with --handlers, or submit with --handlers)')
+            USING ERRCODE = 'GR008';
+    END IF;
+    problem := goalrt.params_problem(gt.params_schema, coalesce(params, '{}'));
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%invalid params for goal %: %', label, name, problem USING ERRCODE = 'GR008';
+    END IF;
+
+    IF jsonb_typeof(o) <> 'object' THEN
+        RAISE EXCEPTION '%options must be a JSON object', label USING ERRCODE = 'GR008';
+    END IF;
+    SELECT min(k) INTO bad_key FROM jsonb_object_keys(o) k
+     WHERE k NOT IN ('priority', 'run_at', 'delay', 'key', 'parent_id', 'partition_key', 'deadline');
+    IF bad_key IS NOT NULL THEN
+        RAISE EXCEPTION '%options.% is not an option (priority, run_at, delay, key, parent_id, partition_key, deadline)',
+            label, bad_key USING ERRCODE = 'GR008';
+    END IF;
+    IF o ? 'priority' THEN
+        IF jsonb_typeof(o -> 'priority') <> 'number' OR (o ->> 'priority') !~ '^-?[0-9]{1,9}$' THEN
+            RAISE EXCEPTION '%options.priority must be an integer', label USING ERRCODE = 'GR008';
+        END IF;
+        prio := (o ->> 'priority')::integer;
+    END IF;
+    IF o ? 'run_at' AND o ? 'delay' THEN
+        RAISE EXCEPTION '%options: give run_at or delay, not both', label USING ERRCODE = 'GR008';
+    END IF;
+    IF o ? 'run_at' THEN
+        BEGIN
+            start_at := (o ->> 'run_at')::timestamptz;
+        EXCEPTION WHEN OTHERS THEN
+            start_at := NULL;
+        END;
+        IF jsonb_typeof(o -> 'run_at') <> 'string' OR start_at IS NULL OR NOT isfinite(start_at) THEN
+            RAISE EXCEPTION '%options.run_at must be a time (ISO 8601, e.g. 2026-11-21T10:00:00Z)', label
+                USING ERRCODE = 'GR008';
+        END IF;
+    END IF;
+    IF o ? 'delay' THEN
+        IF jsonb_typeof(o -> 'delay') <> 'number' OR (o ->> 'delay')::numeric < 0
+           OR (o ->> 'delay')::numeric > 3153600000 THEN
+            RAISE EXCEPTION '%options.delay must be a number of seconds >= 0', label USING ERRCODE = 'GR008';
+        END IF;
+        start_at := now() + make_interval(secs => (o ->> 'delay')::double precision);
+    END IF;
+    IF o ? 'key' AND jsonb_typeof(o -> 'key') <> 'null' THEN
+        IF jsonb_typeof(o -> 'key') <> 'string' OR o ->> 'key' = '' OR length(o ->> 'key') > 512 THEN
+            RAISE EXCEPTION '%options.key must be a non-empty string of at most 512 characters', label
+                USING ERRCODE = 'GR008';
+        END IF;
+        gkey := o ->> 'key';
+    END IF;
+    IF o ? 'parent_id' AND jsonb_typeof(o -> 'parent_id') <> 'null' THEN
+        IF jsonb_typeof(o -> 'parent_id') <> 'number' OR (o ->> 'parent_id') !~ '^[0-9]{1,18}$' THEN
+            RAISE EXCEPTION '%options.parent_id must be a goal id', label USING ERRCODE = 'GR008';
+        END IF;
+        parent := (o ->> 'parent_id')::bigint;
+        IF NOT EXISTS (SELECT 1 FROM goalrt.goals g WHERE g.id = parent) THEN
+            RAISE EXCEPTION '%options.parent_id: goal % does not exist', label, parent USING ERRCODE = 'GR009';
+        END IF;
+    END IF;
+    IF o ? 'deadline' AND jsonb_typeof(o -> 'deadline') <> 'null' THEN
+        IF jsonb_typeof(o -> 'deadline') = 'number' AND (o ->> 'deadline')::numeric > 0
+           AND (o ->> 'deadline')::numeric <= 3153600000 THEN
+            deadline := now() + make_interval(secs => (o ->> 'deadline')::double precision);
+        ELSIF jsonb_typeof(o -> 'deadline') = 'string' THEN
+            BEGIN
+                deadline := (o ->> 'deadline')::timestamptz;
+            EXCEPTION WHEN OTHERS THEN
+                deadline := NULL;
+            END;
+        END IF;
+        IF deadline IS NULL OR NOT isfinite(deadline) THEN
+            RAISE EXCEPTION '%options.deadline must be a time (ISO 8601) or a number of seconds > 0 from now', label
+                USING ERRCODE = 'GR008';
+        END IF;
+    END IF;
+    IF o ? 'partition_key' AND jsonb_typeof(o -> 'partition_key') NOT IN ('string', 'null') THEN
+        RAISE EXCEPTION '%options.partition_key must be a string', label USING ERRCODE = 'GR008';
+    END IF;
+
+    IF gkey IS NOT NULL THEN
+        SELECT g.id INTO new_id FROM goalrt.goals g WHERE g.idempotency_key = gkey;
+        IF FOUND THEN
+            RETURN QUERY SELECT new_id, false;
+            RETURN;
+        END IF;
+    END IF;
+    -- A concurrent submit with the same key: ON CONFLICT waits for it and
+    -- then inserts nothing; the next statement sees its goal.
+    INSERT INTO goalrt.goals AS g (name, params, priority, run_at, idempotency_key, parent_id, partition_key,
+                                   wake_at, deadline_at)
+    VALUES (submit_one.name, coalesce(params, '{}'), coalesce(prio, 0), start_at, gkey, parent,
+            o ->> 'partition_key', CASE WHEN start_at > now() THEN start_at END, deadline)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING g.id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT g.id INTO new_id FROM goalrt.goals g WHERE g.idempotency_key = gkey;
+        RETURN QUERY SELECT new_id, false;
+        RETURN;
+    END IF;
+    INSERT INTO goalrt.event_data (stream, type, data)
+    VALUES ('goal:' || new_id, 'goal.submitted',
+            jsonb_strip_nulls(jsonb_build_object(
+                'goal_id', new_id, 'name', name, 'params', coalesce(params, '{}'), 'priority', coalesce(prio, 0),
+                'run_at', start_at, 'key', gkey, 'parent_id', parent, 'partition_key', o ->> 'partition_key',
+                'deadline', deadline)));
+    RETURN QUERY SELECT new_id, true;
+END
+$$;
+
+-- Cancel a goal that has not finished, and its unfinished child goals. A
+-- worker running one of their steps learns it from the goalrt_cancel
+-- notification (or its next heartbeat), and its result is refused.
+CREATE OR REPLACE FUNCTION goalrt.cancel_goal(goal_id bigint, reason text DEFAULT NULL)
+RETURNS TABLE (id bigint, status text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    g goalrt.goals;
+BEGIN
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = cancel_goal.goal_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'goal % does not exist', coalesce(goal_id::text, 'NULL') USING ERRCODE = 'GR009';
+    END IF;
+    IF g.status IN ('complete', 'failed', 'cancelled') THEN
+        RAISE EXCEPTION 'cannot cancel goal %: it is already %', g.id, g.status USING ERRCODE = 'GR007';
+    END IF;
+    PERFORM goalrt.end_goal(g.id, 'cancelled', NULL, coalesce(reason, 'cancelled'),
+                            jsonb_strip_nulls(jsonb_build_object('reason', reason, 'from', g.status,
+                                                                 'step', g.step_seq, 'worker', g.lease_owner)));
+    RETURN QUERY SELECT g.id, 'cancelled'::text;
+END
+$$;
+
+-- Record a worker process and the partitions it serves (NULL: all), and
+-- clear rows of workers unseen for a day.
+CREATE FUNCTION goalrt.register_worker_v2(
+    worker_id text, name text, hostname text, pid integer, concurrency integer, goal_types text[], actions text[],
+    partitions integer[], partition_count integer
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+BEGIN
+    IF (partitions IS NULL) <> (partition_count IS NULL) OR partition_count < 1
+       OR EXISTS (SELECT 1 FROM unnest(partitions) p WHERE p IS NULL OR p < 0 OR p >= partition_count) THEN
+        RAISE EXCEPTION 'partitions must be buckets 0..% of partition_count', coalesce(partition_count - 1, 0)
+            USING ERRCODE = 'GR008';
+    END IF;
+    DELETE FROM goalrt.workers w WHERE w.last_seen < now() - interval '1 day';
+    INSERT INTO goalrt.workers AS w (id, name, hostname, pid, concurrency, goal_types, actions, partitions,
+                                     partition_count)
+    VALUES (worker_id, register_worker_v2.name, register_worker_v2.hostname, register_worker_v2.pid,
+            register_worker_v2.concurrency, coalesce(register_worker_v2.goal_types, '{}'),
+            coalesce(register_worker_v2.actions, '{}'), register_worker_v2.partitions,
+            register_worker_v2.partition_count)
+    ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE
+       SET name = excluded.name, hostname = excluded.hostname, pid = excluded.pid,
+           concurrency = excluded.concurrency, goal_types = excluded.goal_types, actions = excluded.actions,
+           partitions = excluded.partitions, partition_count = excluded.partition_count,
+           started_at = now(), last_seen = now();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.register_worker_v1(
+    worker_id text, name text, hostname text, pid integer, concurrency integer, goal_types text[], actions text[]
+) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT goalrt.register_worker_v2(worker_id, name, hostname, pid, concurrency, goal_types, actions, NULL, NULL);
+$$;
+
+-- Claim up to max_count runnable goals for a worker, in claim order
+-- (priority DESC, run_at, id), skipping rows other claimers hold. A
+-- runnable goal is pending or active, due (no wake_at), and not leased (or
+-- its lease expired: its worker died or stalled, and this claim takes it
+-- over). Each claim increments the lease epoch, counts an attempt of the
+-- goal's current step and marks it running. Returns the claimed goals with
+-- the step to run (step_seq NULL: the goal has no plan yet).
+--
+-- First acts on what is due (wake_due_v1). A step of a limited action must
+-- be admitted (admit_step); a goal that is not is parked instead of
+-- claimed. A worker given partitions (buckets of partition_count) takes
+-- goals of those partitions and goals without a partition key; a worker
+-- without takes the rest, and a served partition's goals too once they
+-- have waited takeover_seconds (so nothing starves if its worker is gone).
+CREATE FUNCTION goalrt.claim_goals_v2(
+    worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL,
+    partitions integer[] DEFAULT NULL, partition_count integer DEFAULT NULL,
+    takeover_seconds double precision DEFAULT 10
+) RETURNS TABLE (
+    goal_id bigint, name text, params jsonb, epoch bigint, plan_no integer, step_seq integer,
+    action text, args jsonb, attempt integer
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    ids      bigint[];
+    served_n integer[];
+    served_b integer[];
+    cand     record;
+BEGIN
+    IF worker_id IS NULL OR worker_id = '' THEN
+        RAISE EXCEPTION 'worker_id must be a non-empty string' USING ERRCODE = 'GR008';
+    END IF;
+    IF lease_seconds IS NULL OR lease_seconds <= 0 THEN
+        RAISE EXCEPTION 'lease_seconds must be > 0' USING ERRCODE = 'GR008';
+    END IF;
+    IF (partitions IS NULL) <> (partition_count IS NULL) OR partition_count < 1 THEN
+        RAISE EXCEPTION 'give partitions and partition_count together' USING ERRCODE = 'GR008';
+    END IF;
+    PERFORM goalrt.wake_due_v1(greatest(max_count, 1));
+    IF partitions IS NULL THEN
+        -- The partitions live workers serve (their goals are left to them).
+        SELECT array_agg(w.partition_count ORDER BY w.id, b), array_agg(b ORDER BY w.id, b)
+          INTO served_n, served_b
+          FROM goalrt.workers w, unnest(w.partitions) AS b
+         WHERE w.partition_count IS NOT NULL AND w.id <> worker_id
+           AND w.last_seen > now() - make_interval(secs => greatest(lease_seconds, 1));
+    END IF;
+    SELECT array_agg(p.id) INTO ids FROM (
+        SELECT g.id
+          FROM goalrt.goals g
+         WHERE g.status IN ('pending', 'active')
+           AND g.wake_at IS NULL
+           AND g.run_at <= now()
+           AND (g.lease_expires_at IS NULL OR g.lease_expires_at <= now())
+           AND (claim_goals_v2.goal_types IS NULL OR g.name = ANY (claim_goals_v2.goal_types))
+           AND (g.partition_key IS NULL
+                OR (claim_goals_v2.partitions IS NOT NULL
+                    AND goalrt.partition_of(g.partition_key, claim_goals_v2.partition_count)
+                        = ANY (claim_goals_v2.partitions))
+                OR (claim_goals_v2.partitions IS NULL
+                    AND (served_n IS NULL
+                         OR g.updated_at <= now() - make_interval(secs => takeover_seconds)
+                         OR NOT EXISTS (SELECT 1 FROM unnest(served_n, served_b) AS sv(n, b)
+                                         WHERE goalrt.partition_of(g.partition_key, sv.n) = sv.b))))
+         ORDER BY g.priority DESC, g.run_at, g.id
+         LIMIT greatest(max_count, 0)
+           FOR UPDATE SKIP LOCKED
+    ) p;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- Steps of limited actions start only when admitted.
+    FOR cand IN SELECT g.id, g.step_seq, s.action, s.args, g.lease_epoch
+               FROM goalrt.goals g
+               JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+              WHERE g.id = ANY (ids) AND s.kind = 'action'
+                AND EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = s.action)
+              ORDER BY g.priority DESC, g.run_at, g.id
+    LOOP
+        IF goalrt.admit_step(cand.id, cand.step_seq, cand.action, cand.args, cand.lease_epoch + 1) IS NOT NULL THEN
+            ids := array_remove(ids, cand.id);
+        END IF;
+    END LOOP;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT g.id, g.status AS was, g.lease_owner AS prev_owner, g.lease_epoch AS prev_epoch
+          FROM goalrt.goals g
+         WHERE g.id = ANY (ids)
+    ), claimed AS (
+        UPDATE goalrt.goals g
+           SET status = 'active', lease_owner = worker_id, lease_epoch = g.lease_epoch + 1,
+               lease_expires_at = now() + make_interval(secs => lease_seconds),
+               claims = g.claims + 1, updated_at = now()
+          FROM picked p
+         WHERE g.id = p.id
+        RETURNING g.id, g.name, g.params, g.lease_epoch, g.plan_no, g.step_seq, g.priority, g.run_at,
+                  p.was, p.prev_owner, p.prev_epoch
+    ), started AS (
+        UPDATE goalrt.goal_steps s
+           SET status = 'running', attempts = s.attempts + 1, started_at = now()
+          FROM claimed c
+         WHERE s.goal_id = c.id AND s.seq = c.step_seq
+        RETURNING s.goal_id, s.action, s.args, s.attempts
+    ), recorded AS (
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || c.id,
+               CASE WHEN c.was = 'pending' THEN 'goal.started' ELSE 'goal.lease_expired' END,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'goal_id', c.id, 'worker', worker_id, 'epoch', c.lease_epoch,
+                   'previous_worker', c.prev_owner, 'previous_epoch',
+                   CASE WHEN c.prev_owner IS NOT NULL THEN c.prev_epoch END, 'step', c.step_seq))
+          FROM claimed c
+         WHERE c.was = 'pending' OR c.prev_owner IS NOT NULL
+         ORDER BY c.id
+    )
+    -- (Data-modifying CTEs run to completion whether or not they are read.)
+    SELECT c.id, c.name, c.params, c.lease_epoch, c.plan_no, c.step_seq, s.action, s.args, s.attempts
+      FROM claimed c
+      LEFT JOIN started s ON s.goal_id = c.id
+     ORDER BY c.priority DESC, c.run_at, c.id;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.claim_goals_v2(text, integer, double precision, text[], integer[], integer, double precision) IS
+    'Claim runnable goals in (priority DESC, run_at, id) order with SKIP LOCKED, honouring limits and partitions.';
+
+CREATE OR REPLACE FUNCTION goalrt.claim_goals_v1(
+    worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL
+) RETURNS TABLE (
+    goal_id bigint, name text, params jsonb, epoch bigint, plan_no integer, step_seq integer,
+    action text, args jsonb, attempt integer
+)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT * FROM goalrt.claim_goals_v2(worker_id, max_count, lease_seconds, goal_types, NULL, NULL, 10);
+$$;
+
+-- Store the plans a worker computed for goals it holds: a JSON array of
+-- {"goal_id", "epoch", "steps": [{"action", "args", "kind", "label"}, ...],
+-- "replan": bool}. A goal already planned keeps its plan unless replan is
+-- true; then the steps left of the earlier plan are superseded. The first
+-- step of the new plan starts at once (see advance_goal). Returns per goal
+-- the outcome: 'planned' (with the step to run), 'complete', 'waiting',
+-- 'blocked' (a limit parked it), or 'refused' (the lease was lost;
+-- recorded as an event).
+CREATE OR REPLACE FUNCTION goalrt.plan_goals_v1(worker_id text, items jsonb, lease_seconds double precision)
+RETURNS TABLE (goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    x       jsonb;
+    g       goalrt.goals;
+    ep      bigint;
+    first   integer;
+    cur     goalrt.goal_steps;
+    problem text;
+BEGIN
+    IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, i) ORDER BY (e ->> 'goal_id')::bigint
+    LOOP
+        IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'plan for goal %: steps must be an array of {"action", "args"}', x ->> 'goal_id'
+                USING ERRCODE = 'GR008';
+        END IF;
+        SELECT p INTO problem FROM (
+            SELECT goalrt.step_problem(s, format('plan for goal %s: steps[%s]', x ->> 'goal_id', i - 1)) AS p
+              FROM jsonb_array_elements(x -> 'steps') WITH ORDINALITY AS t(s, i) ORDER BY i) q
+         WHERE p IS NOT NULL LIMIT 1;
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION '%', problem USING ERRCODE = 'GR008';
+        END IF;
+        goal_id := (x ->> 'goal_id')::bigint;
+        ep := (x ->> 'epoch')::bigint;
+        outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
+        IF g.id IS NULL OR NOT goalrt.holds_lease(g, worker_id, ep) THEN
+            IF g.id IS NOT NULL THEN
+                INSERT INTO goalrt.event_data (stream, type, data)
+                VALUES ('goal:' || g.id, 'goal.plan_refused',
+                        jsonb_build_object('goal_id', g.id, 'worker', worker_id, 'epoch', ep,
+                                           'reason', goalrt.lease_lost_reason(g, worker_id, ep)));
+            END IF;
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF g.plan_no > 0 AND NOT coalesce((x ->> 'replan')::boolean, false) THEN
+            -- Already planned under this lease: a worker re-sending a plan
+            -- whose commit it did not see gets the plan that was stored.
+            SELECT * INTO cur FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+            outcome := CASE WHEN g.step_seq IS NULL THEN 'complete' ELSE 'planned' END;
+            step_seq := cur.seq; action := cur.action; args := cur.args; attempt := cur.attempts;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        PERFORM goalrt.release_limits(g.id);
+        first := goalrt.insert_plan(g.id, x -> 'steps', CASE WHEN g.plan_no > 0 THEN 'replan' END);
+        outcome := goalrt.advance_goal(g.id, first, worker_id, lease_seconds, NULL);
+        IF outcome = 'continue' THEN
+            SELECT * INTO cur FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = first;
+            outcome := 'planned'; step_seq := cur.seq; action := cur.action; args := cur.args;
+            attempt := cur.attempts;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Record the outcome of steps run by a worker, each in its own right and
+-- only while the worker still holds the goal's lease at that epoch. items is
+-- a JSON array of
+--   {"goal_id", "epoch", "seq", "outcome": "complete" | "retry" | "fail",
+--    "result", "changes" (a change set for goalrt.change_state), "events"
+--    ([{"type", "data"}] appended to the goal's stream), "error",
+--    "retry_in" (seconds), "continue" (start the next step at once)}
+-- For each item it returns what happened:
+--   'continue'        next step started under the same lease (step_seq, action, args, attempt)
+--   'complete'        the goal completed
+--   'waiting'         the goal waits (its next step is a wait), lease released
+--   'blocked'         the next step's action is at a limit: the goal is parked, lease released
+--   'retry'           the goal waits until its retry time, lease released
+--   'failed'          the step and the goal failed
+--   'released'        the next step is left for any worker (continue was false)
+--   'already_applied' this exact result was applied before (a retried commit)
+--   'refused'         the lease was lost: nothing applied, step.result_refused recorded
+--   'change_refused'  the state change was refused (error says why): nothing applied
+CREATE OR REPLACE FUNCTION goalrt.complete_steps_v1(worker_id text, items jsonb, lease_seconds double precision)
+RETURNS TABLE (
+    goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer, error text
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    x       jsonb;
+    g       goalrt.goals;
+    s       goalrt.goal_steps;
+    ep      bigint;
+    sq      integer;
+    nxt     goalrt.goal_steps;
+    stream  text;
+    delay   double precision;
+BEGIN
+    IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
+    END IF;
+    -- Lock goals in id order: two workers' batches never deadlock.
+    FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
+        goal_id := (x ->> 'goal_id')::bigint;
+        ep := (x ->> 'epoch')::bigint;
+        sq := (x ->> 'seq')::integer;
+        outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL; error := NULL;
+        IF x ->> 'outcome' IS NULL OR x ->> 'outcome' NOT IN ('complete', 'retry', 'fail') THEN
+            RAISE EXCEPTION 'items: outcome must be complete, retry or fail (goal %)', goal_id USING ERRCODE = 'GR008';
+        END IF;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
+        IF NOT FOUND THEN
+            outcome := 'refused'; error := format('goal %s does not exist', goal_id);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        stream := 'goal:' || g.id;
+        SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = sq;
+
+        IF NOT goalrt.holds_lease(g, worker_id, ep) OR g.step_seq IS DISTINCT FROM sq
+           OR s.status IS DISTINCT FROM 'running' THEN
+            IF x ->> 'outcome' = 'complete' AND s.status = 'complete' AND s.completed_epoch = ep THEN
+                outcome := 'already_applied';
+                IF goalrt.holds_lease(g, worker_id, ep) AND g.step_seq IS NOT NULL THEN
+                    SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                    step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+                END IF;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            error := CASE WHEN NOT goalrt.holds_lease(g, worker_id, ep) THEN goalrt.lease_lost_reason(g, worker_id, ep)
+                          ELSE format('step %s is not the running step (goal is at step %s)', sq, g.step_seq) END;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.result_refused',
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'goal_id', g.id, 'seq', sq, 'worker', worker_id, 'epoch', ep,
+                        'current_epoch', g.lease_epoch, 'outcome', x ->> 'outcome', 'reason', error)));
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        IF x ->> 'outcome' = 'complete' THEN
+            IF jsonb_typeof(x -> 'changes') = 'array' AND jsonb_array_length(x -> 'changes') > 0 THEN
+                BEGIN
+                    PERFORM goalrt.change_state(
+                        x -> 'changes', stream,
+                        jsonb_build_object('goal_id', g.id, 'seq', sq, 'attempt', s.attempts, 'epoch', ep,
+                                           'worker', worker_id, 'idempotency_key', g.id || ':' || sq));
+                EXCEPTION WHEN SQLSTATE 'GR003' OR SQLSTATE 'GR004' OR SQLSTATE 'GR002' THEN
+                    outcome := 'change_refused';
+                    error := SQLERRM || ' (' || SQLSTATE || ')';
+                    RETURN NEXT;
+                    CONTINUE;
+                END;
+            END IF;
+            IF jsonb_typeof(x -> 'events') = 'array' AND jsonb_array_length(x -> 'events') > 0 THEN
+                IF EXISTS (SELECT 1 FROM jsonb_array_elements(x -> 'events') e
+                            WHERE jsonb_typeof(e -> 'type') IS DISTINCT FROM 'string' OR e ->> 'type' = ''
+                               OR e ->> 'type' = 'state.changed' OR length(e ->> 'type') > 512) THEN
+                    RAISE EXCEPTION 'goal %: events must be {"type", "data"} with a non-empty type (not state.changed)',
+                        g.id USING ERRCODE = 'GR002';
+                END IF;
+                INSERT INTO goalrt.event_data (stream, type, data, metadata)
+                SELECT stream, e ->> 'type', coalesce(e -> 'data', '{}'),
+                       jsonb_build_object('goal_id', g.id, 'seq', sq, 'idempotency_key', g.id || ':' || sq)
+                  FROM jsonb_array_elements(x -> 'events') WITH ORDINALITY AS t(e, i)
+                 ORDER BY i;
+            END IF;
+            UPDATE goalrt.goal_steps st
+               SET status = 'complete', result = x -> 'result', error = NULL, completed_epoch = ep,
+                   finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.completed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'epoch', ep, 'worker', worker_id, 'result', x -> 'result'));
+            PERFORM goalrt.release_limits(g.id);
+            outcome := goalrt.advance_goal(
+                g.id, goalrt.next_step(g.id, sq, g.plan_no),
+                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                lease_seconds, x -> 'result');
+            SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
+            IF outcome = 'continue' THEN
+                SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+            ELSIF outcome IN ('released', 'blocked', 'waiting') THEN
+                step_seq := g.step_seq;
+            END IF;
+        ELSIF x ->> 'outcome' = 'retry' THEN
+            delay := greatest(coalesce((x ->> 'retry_in')::double precision, 0), 0);
+            PERFORM goalrt.release_limits(g.id);
+            UPDATE goalrt.goal_steps st SET status = 'pending', error = x ->> 'error'
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            UPDATE goalrt.goals
+               SET run_at = now() + make_interval(secs => delay), lease_owner = NULL, lease_expires_at = NULL,
+                   wake_at = CASE WHEN delay > 0 THEN now() + make_interval(secs => delay) END,
+                   last_error = x ->> 'error', updated_at = now()
+             WHERE goals.id = g.id;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'retry_in', delay, 'final', false));
+            outcome := 'retry';
+        ELSE
+            UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'final', true));
+            PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', jsonb_build_object('seq', sq));
+            outcome := 'failed';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Fail goals a worker holds before any step runs (invalid params, a plan
+-- that cannot be made): [{"goal_id", "epoch", "error"}]. Returns the goals
+-- failed; others (lease lost) are left alone.
+CREATE OR REPLACE FUNCTION goalrt.fail_goals_v1(worker_id text, items jsonb)
+RETURNS TABLE (goal_id bigint, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    x jsonb;
+    g goalrt.goals;
+BEGIN
+    FOR x IN SELECT e FROM jsonb_array_elements(coalesce(items, '[]')) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = (x ->> 'goal_id')::bigint FOR UPDATE;
+        goal_id := (x ->> 'goal_id')::bigint;
+        IF NOT FOUND OR NOT goalrt.holds_lease(g, worker_id, (x ->> 'epoch')::bigint) THEN
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', NULL);
+        outcome := 'failed';
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Give back leases a worker holds but will not finish (it is shutting
+-- down): the goals become claimable at once, the interrupted step's
+-- attempt does not count, and its limit slots are freed. Returns the goals
+-- released.
+CREATE OR REPLACE FUNCTION goalrt.release_goals_v1(worker_id text, goal_ids bigint[], epochs bigint[])
+RETURNS TABLE (goal_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+DECLARE
+    released bigint[];
+BEGIN
+    WITH held AS (
+        SELECT g.id, g.step_seq
+          FROM goalrt.goals g
+          JOIN unnest(goal_ids, epochs) AS h(id, epoch) ON g.id = h.id AND g.lease_epoch = h.epoch
+         WHERE g.lease_owner = worker_id AND g.status = 'active'
+         ORDER BY g.id
+           FOR UPDATE OF g
+    ), steps AS (
+        UPDATE goalrt.goal_steps s SET status = 'pending', attempts = greatest(s.attempts - 1, 0)
+          FROM held
+         WHERE s.goal_id = held.id AND s.seq = held.step_seq AND s.status = 'running'
+        RETURNING s.goal_id
+    ), done AS (
+        UPDATE goalrt.goals g SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+          FROM held WHERE g.id = held.id
+        RETURNING g.id, g.step_seq
+    ), recorded AS (
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || r.id, 'goal.released',
+               jsonb_strip_nulls(jsonb_build_object('goal_id', r.id, 'worker', worker_id, 'step', r.step_seq))
+          FROM done r ORDER BY r.id
+    )
+    SELECT array_agg(r.id ORDER BY r.id) INTO released FROM done r;
+    IF released IS NOT NULL THEN
+        PERFORM goalrt.release_limits(r) FROM unnest(released) AS r;
+        PERFORM pg_notify('goalrt_goals', '');
+        RETURN QUERY SELECT r FROM unnest(released) AS r;
+    END IF;
+END
+$$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA goalrt FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA goalrt FROM PUBLIC;
+
+DO $$
+BEGIN
+    IF (SELECT count(*) FROM pg_roles
+         WHERE rolname IN ('goalrt_reader', 'goalrt_writer', 'goalrt_admin')) < 3 THEN
+        RETURN;
+    END IF;
+    GRANT SELECT ON goalrt.goal_waits, goalrt.limits, goalrt.limit_buckets, goalrt.limit_holders,
+                    goalrt.waiting_goals
+        TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION
+        goalrt.json_problem(jsonb, jsonb, text),
+        goalrt.partition_of(text, integer),
+        goalrt.step_problem(jsonb, text),
+        goalrt.goal_tree(bigint)
+        TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION
+        goalrt.resume_goal(bigint, jsonb, text),
+        goalrt.set_limit(text, jsonb),
+        goalrt.drop_limit(text, text),
+        goalrt.wake_due_v1(integer),
+        goalrt.register_worker_v2(text, text, text, integer, integer, text[], text[], integer[], integer),
+        goalrt.claim_goals_v2(text, integer, double precision, text[], integer[], integer, double precision)
+        TO goalrt_writer, goalrt_admin;
+END
+$$;
