@@ -346,7 +346,7 @@ DECLARE
     b       goalrt.limit_buckets;
     k       text;
     n       integer;
-    tokens  double precision;
+    avail   double precision;
     now_at  timestamptz;
     wait_s  double precision;
     blocked text;
@@ -380,17 +380,17 @@ BEGIN
             END IF;
         END IF;
         IF l.rate IS NOT NULL THEN
-            tokens := least(coalesce(l.burst, l.rate)::double precision,
+            avail := least(coalesce(l.burst, l.rate)::double precision,
                             b.tokens + greatest(extract(epoch FROM now_at - b.refilled_at), 0)
                                        * l.rate / l.per_seconds);
-            IF tokens < 1 THEN
-                UPDATE goalrt.limit_buckets lb SET tokens = tokens, refilled_at = now_at
+            IF avail < 1 THEN
+                UPDATE goalrt.limit_buckets lb SET tokens = avail, refilled_at = now_at
                  WHERE lb.action = l.action AND lb.key_arg = l.key_arg AND lb.key = k;
                 blocked := l.action || '|' || l.key_arg || '|' || k;
-                wait_s := (1 - tokens) * l.per_seconds / l.rate;
+                wait_s := (1 - avail) * l.per_seconds / l.rate;
                 EXIT;
             END IF;
-            UPDATE goalrt.limit_buckets lb SET tokens = tokens - 1, refilled_at = now_at
+            UPDATE goalrt.limit_buckets lb SET tokens = avail - 1, refilled_at = now_at
              WHERE lb.action = l.action AND lb.key_arg = l.key_arg AND lb.key = k;
             taken := taken || (l.key_arg || '|' || k);
         END IF;
@@ -1355,7 +1355,8 @@ BEGIN
         first := goalrt.insert_plan(g.id, x -> 'steps', CASE WHEN g.plan_no > 0 THEN 'replan' END);
         outcome := goalrt.advance_goal(g.id, first, worker_id, lease_seconds, NULL);
         IF outcome = 'continue' THEN
-            SELECT * INTO cur FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = first;
+            SELECT st.* INTO cur FROM goalrt.goal_steps st JOIN goalrt.goals gg ON gg.id = st.goal_id
+             WHERE st.goal_id = g.id AND st.seq = gg.step_seq;
             outcome := 'planned'; step_seq := cur.seq; action := cur.action; args := cur.args;
             attempt := cur.attempts;
         END IF;
