@@ -27,6 +27,7 @@ from goalrt.goals import Goals
 from goalrt.registry import Registry, Result, Step
 from goalrt.retry import Retry
 from goalrt.state import Change, State
+from goalrt.waits import ask, wait_event
 from goalrt.worker import Worker
 
 
@@ -116,6 +117,15 @@ def _demo_registry() -> Registry:
             Step("demo.ship", {"order": p.order, "tag": p.tag}),
         ]
 
+    @registry.goal("demo.approved_order", params=_Order)
+    def approved_order(p: _Order) -> list[Step]:
+        # Waits the database runs: an answer from a person, then a webhook.
+        return [
+            ask(f"Ship order {p.order}?", {"type": "object", "properties": {"ok": {"type": "boolean"}}}),
+            wait_event("demo.payment_settled", where={"order": p.order, "tag": p.tag}, timeout=60),
+            Step("demo.ship", {"order": p.order, "tag": p.tag}),
+        ]
+
     @registry.action("demo.charge", retry=Retry(max_attempts=3, backoff=0.05))
     async def charge(args: dict[str, Any], ctx: ActionContext) -> Result:
         if args["order"].endswith("-flaky") and ctx.attempt == 1:
@@ -144,11 +154,23 @@ def run_goals(url: str, say: Callable[[str], None], tag: str) -> None:
         _expect("the resubmitted goal", (again.id, again.created), (ids[0], False))
         say(f"goals: submitted {ids} (a second submit with the same key returned goal {again.id})")
 
+        waiting = goals.submit("demo.approved_order", {"order": "o3", "amount": 1, "tag": tag}).id
+        ids.append(waiting)
+
         async def work() -> None:
             worker = Worker(url, registry, concurrency=4, poll=0.05, lease=10, name="demo")
             task = asyncio.create_task(worker.run())
             deadline = time.monotonic() + 30
             async with await AsyncGoals.connect(url) as watch:
+                while (await watch.get(waiting)).status != "waiting":
+                    if time.monotonic() > deadline:
+                        raise GoalrtError("demo: the approval goal did not start waiting in 30 s")
+                    await asyncio.sleep(0.05)
+                say(f"goal {waiting} waits for an answer, holding no worker; answering it (goalrt resume)")
+                await watch.resume(waiting, {"ok": True}, actor="demo")
+                say(f"goal {waiting} now waits for a webhook; appending demo.payment_settled")
+                with EventLog.connect(url) as events:  # as any other application would
+                    events.append("webhooks", "demo.payment_settled", {"order": "o3", "tag": tag})
                 while any(s not in ("complete", "failed") for s in [(await watch.get(i)).status for i in ids]):
                     if time.monotonic() > deadline:
                         raise GoalrtError("demo: goals did not finish in 30 s")
@@ -160,7 +182,7 @@ def run_goals(url: str, say: Callable[[str], None], tag: str) -> None:
         for gid in ids:
             info = goals.get(gid)
             _expect(f"goal {gid}", info.status, "complete")
-            attempts = ", ".join(f"{s.action} x{s.attempts}" for s in info.steps)
+            attempts = ", ".join(f"{s.action} x{s.attempts}" if s.kind == "action" else s.action for s in info.steps)
             say(f"goal {gid} complete: {attempts}; result {info.result}; {len(info.events)} events")
     with State.connect(url) as state:
         _expect("the revenue", state.value(f"demo.revenue_{tag}"), 25)
