@@ -53,7 +53,7 @@ from goalrt.dispatcher import (
     idempotency_key,
     run_step,
 )
-from goalrt.errors import ConfigError, DatabaseError, GoalrtError, translate
+from goalrt.errors import ConfigError, GoalrtError, translate
 from goalrt.registry import Registry, default_registry
 from goalrt.resources import MAIN_SCHEMA, queries
 
@@ -399,6 +399,12 @@ class Worker:
             self._forget(lease)
             return None
         answer = await self._planner.submit({"goal_id": lease.goal_id, "epoch": lease.epoch, "steps": steps})
+        if answer is not None and answer["outcome"] == "error":
+            item = {"goal_id": lease.goal_id, "epoch": lease.epoch, "error": f"plan refused: {answer['error']}"}
+            await self._db("goals_fail", self.id, [item])
+            self.stats.failed += 1
+            self._forget(lease)
+            return None
         if answer is None or answer["outcome"] != "planned":
             self._forget(lease)
             return None
@@ -465,13 +471,23 @@ class Worker:
     # -- batched calls -------------------------------------------------------------------
 
     async def _flush_plans(self, items: list[dict[str, Any]]) -> dict[int, Any]:
-        rows = await self._db("goals_plan", self.id, items, self.lease)
+        try:
+            rows = await self._db("goals_plan", self.id, items, self.lease)
+        except GoalrtError as exc:  # _db retries what is transient; this is not
+            # A plan the database refuses (a child goal of an unknown type, a
+            # bad wait): answer it, so its goal fails clearly; the others go through.
+            if len(items) == 1:
+                return {items[0]["goal_id"]: {"outcome": "error", "error": str(exc)}}
+            answers: dict[int, Any] = {}
+            for item in items:
+                answers.update(await self._flush_plans([item]))
+            return answers
         return {r["goal_id"]: dict(r) for r in rows}
 
     async def _flush_completions(self, items: list[dict[str, Any]]) -> dict[int, Any]:
         try:
             rows = await self._db("steps_complete", self.id, items, self.lease)
-        except DatabaseError as exc:
+        except GoalrtError as exc:  # _db retries what is transient; this is not (e.g. a child of an unknown type)
             if len(items) == 1:
                 # An item the database refuses outright: answer it, so its goal fails clearly.
                 return {items[0]["goal_id"]: {"outcome": "error", "error": str(exc)}}

@@ -181,3 +181,41 @@ def test_only_claims_the_given_goal_types(db_url: str) -> None:
         await goals.cancel(hang)
 
     asyncio.run(with_worker(db_url, registry_with(log), body, only=["nap"]))
+
+
+def test_a_plan_the_database_refuses_fails_the_goal_clearly(db_url: str) -> None:
+    registry = Registry()
+
+    @registry.goal("bad.children")
+    def bad(p: dict[str, Any]) -> list[Step]:
+        return [children([("no.such.type", {})])]
+
+    async def body(goals: AsyncGoals, worker: Worker) -> None:
+        gid = (await goals.submit("bad.children", {})).id
+        other = (await goals.submit("bad.children", {})).id
+        infos = await until_finished(goals, gid, other)
+        assert [i.status for i in infos] == ["failed", "failed"]
+        assert "plan refused" in str(infos[0].last_error)
+        assert "unknown goal type 'no.such.type'" in str(infos[0].last_error)
+
+    asyncio.run(with_worker(db_url, registry, body))
+
+
+def test_a_step_that_starts_bad_children_fails_its_goal(db_url: str) -> None:
+    registry = Registry()
+
+    @registry.goal("later.bad")
+    def later_bad(p: dict[str, Any]) -> list[Step]:
+        return [Step("noop", {}), children([("no.such.type", {})])]
+
+    @registry.action("noop")
+    async def noop(args: dict[str, Any], ctx: ActionContext) -> None:
+        return None
+
+    async def body(goals: AsyncGoals, worker: Worker) -> None:
+        gid = (await goals.submit("later.bad", {})).id
+        (info,) = await until_finished(goals, gid)
+        assert info.status == "failed"
+        assert "unknown goal type 'no.such.type'" in str(info.last_error)
+
+    asyncio.run(with_worker(db_url, registry, body))
