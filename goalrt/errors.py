@@ -92,6 +92,10 @@ class PermanentError(GoalrtError):
     """Raise from an action handler to fail the step at once, without retrying."""
 
 
+class PlanningError(GoalrtError, ValueError):
+    """A planning problem is malformed (unknown type, unbound template variable, bad operator); the message names it."""
+
+
 class ChainBrokenError(GoalrtError):
     """The hash chain over the log does not verify."""
 

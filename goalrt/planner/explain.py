@@ -1,0 +1,136 @@
+"""Why there is no plan: relaxed reachability from the initial state, traced back from the goal.
+
+In the relaxation every action keeps what it makes true forever, so a goal
+condition the relaxation cannot reach is unreachable for real. For each such
+condition we list the actions that would make it true and their preconditions
+that are themselves unreachable, then follow those back to the roots: a
+condition no action can make true, or an action with no ground instance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from goalrt.planner.actions import Delete, Set
+from goalrt.planner.conditions import FALSE, TRUE, And, Condition, Const, Or
+from goalrt.planner.operators import GroundOp
+from goalrt.planner.relaxation import RelaxedGraph, increment_achieves
+from goalrt.planner.results import Blocked
+from goalrt.planner.task import Formula, Task, formula_literals, formula_value
+from goalrt.planner.values import MISSING, encode
+
+# Explanations stay readable (and events small) on large domains.
+MAX_BLOCKED = 25
+MAX_CAUSES = 25
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """The parts of a NoPlan that relaxed reachability can tell."""
+
+    unreachable: tuple[str, ...]
+    blocked: tuple[Blocked, ...]
+    causes: tuple[str, ...]
+    excluded: tuple[str, ...]
+
+
+def formula_condition(task: Task, formula: Formula) -> Condition:
+    """Return the condition a compiled formula stands for."""
+    if isinstance(formula, bool):
+        return TRUE if formula else FALSE
+    if isinstance(formula, int):
+        return task.literals[formula].condition
+    kind, parts = formula
+    args = [formula_condition(task, p) for p in parts]
+    return And(*args) if kind == "and" else Or(*args)
+
+
+def _op_achieves(task: Task, op: GroundOp, literal: int) -> bool:
+    """Return whether a ground op outside the task (pruned or excluded) could make the literal true."""
+    lit = task.literals[literal]
+    reads = {task.paths[i] for i in lit.paths}
+    for effect in op.effects:
+        if effect.path.template not in reads:
+            continue
+        if lit.value_test is None:
+            return True
+        if isinstance(effect, Set):
+            assert isinstance(effect.value, Const)
+            if lit.value_test(encode(effect.value.value)):
+                return True
+        elif isinstance(effect, Delete):
+            if lit.value_test(MISSING):
+                return True
+        elif increment_achieves(lit, effect.by):
+            return True
+    return False
+
+
+def diagnose(task: Task, graph: RelaxedGraph) -> Diagnosis:
+    """Return what relaxed reachability from the initial state says about the goal."""
+    _, dist, _ = graph.explore(task.init, stop_at_goal=False)
+
+    def reachable(lit: int) -> bool:
+        return dist[lit] < math.inf
+
+    def text(formula: Formula) -> str:
+        return str(formula_condition(task, formula))
+
+    achievers: list[list[int]] = [[] for _ in task.literals]
+    for op, made in enumerate(graph.adds):
+        for lit in made:
+            achievers[lit].append(op)
+
+    unreachable: list[str] = []
+    frontier: list[int] = []
+    for part in task.goal:
+        if not formula_value(part, reachable):
+            unreachable.append(text(part))
+            frontier.extend(lit for lit in formula_literals(part) if not reachable(lit) and lit not in frontier)
+
+    blocked: list[Blocked] = []
+    excluded: list[str] = []
+    for lit in frontier:
+        for op in achievers[lit]:
+            missing = tuple(text(p) for p in task.pre[op] if not formula_value(p, reachable))
+            blocked.append(Blocked(task.ops[op].name, text(lit), missing))
+        for ground, failing in task.pruned:
+            if _op_achieves(task, ground, lit):
+                missing = tuple(f"{c} (false, and no action changes it)" for c in failing)
+                blocked.append(Blocked(ground.name, text(lit), missing))
+        for ground in task.excluded:
+            if ground.name not in excluded and _op_achieves(task, ground, lit):
+                excluded.append(ground.name)
+
+    causes: list[str] = []
+    queue = deque(frontier)
+    visited = set(frontier)
+    while queue and len(causes) < MAX_CAUSES:
+        lit = queue.popleft()
+        if not achievers[lit]:
+            others = [g for g, _ in task.pruned] + list(task.excluded)
+            if not any(_op_achieves(task, g, lit) for g in others):
+                causes.append(_nothing_makes(task, lit))
+            continue
+        for op in achievers[lit]:
+            for part in task.pre[op]:
+                for needed in formula_literals(part):
+                    if not reachable(needed) and needed not in visited:
+                        visited.add(needed)
+                        queue.append(needed)
+    causes.extend(f"action {name} has no ground instances: {why}" for name, why in task.empty)
+    if len(blocked) > MAX_BLOCKED:
+        causes.append(f"{len(blocked) - MAX_BLOCKED} more blocked actions are not listed")
+        blocked = blocked[:MAX_BLOCKED]
+    return Diagnosis(tuple(unreachable), tuple(blocked), tuple(causes), tuple(excluded))
+
+
+def _nothing_makes(task: Task, lit: int) -> str:
+    literal = task.literals[lit]
+    paths = [task.paths[i] for i in literal.paths]
+    changed = {e.path.template for op in (*task.ops, *(g for g, _ in task.pruned), *task.excluded) for e in op.effects}
+    if not changed.intersection(paths):
+        return f"nothing can make {literal.condition} true: no action changes {' or '.join(paths)}"
+    return f"nothing can make {literal.condition} true: no action sets {' or '.join(paths)} to a value where it holds"

@@ -1,0 +1,236 @@
+"""A* over states: ``plan(problem, budget) -> Plan | NoPlan``.
+
+The open list is a heap keyed ``(f, h, n)``: least f = g + h first; among
+equal f the least h (the deeper node, closer to the goal); then the order
+nodes were generated in, which is fixed because successors are generated in
+ground-operator name order. Nothing depends on hash order, so the same
+problem gives the same plan under any PYTHONHASHSEED.
+
+A node is goal-tested when it is taken off the open list, not when it is
+generated, so the first goal taken off is a cheapest one: with an admissible
+heuristic every node still on the list has f <= the optimal cost somewhere
+along an optimal path. A state reached again more cheaply is reopened, which
+keeps that true even if a heuristic is admissible but not consistent.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from goalrt.errors import PlanningError
+from goalrt.planner.explain import diagnose
+from goalrt.planner.heuristics import HEURISTICS, Estimator
+from goalrt.planner.problem import Problem
+from goalrt.planner.relaxation import RelaxedGraph
+from goalrt.planner.results import NoPlan, Plan
+from goalrt.planner.task import State, Task, compile_task
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How much search ``plan`` may do: node expansions and wall-clock seconds (None: no limit of that kind).
+
+    ``max_expansions`` makes the outcome deterministic; a ``time_limit`` cut
+    depends on the machine. At least one limit must be set, so that ``plan``
+    always returns.
+    """
+
+    max_expansions: int | None = 100_000
+    time_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_expansions is not None and (
+            not isinstance(self.max_expansions, int) or isinstance(self.max_expansions, bool) or self.max_expansions < 0
+        ):
+            raise PlanningError(f"budget max_expansions must be an integer >= 0, got {self.max_expansions!r}")
+        if self.time_limit is not None and (
+            isinstance(self.time_limit, bool)
+            or not isinstance(self.time_limit, int | float)
+            or not self.time_limit > 0
+            or not math.isfinite(self.time_limit)
+        ):
+            raise PlanningError(f"budget time_limit must be a number of seconds > 0, got {self.time_limit!r}")
+        if self.max_expansions is None and self.time_limit is None:
+            raise PlanningError("a budget needs max_expansions or time_limit (or both)")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    """What A* found: the operator indices of a cheapest plan, or why not."""
+
+    ops: tuple[int, ...] | None
+    cost: float
+    exhausted: bool
+    bound: float | None
+    expanded: int
+    generated: int
+
+
+def astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> SearchOutcome:
+    """Return a minimum-cost plan for ``task`` within ``budget`` (time counted from ``started``)."""
+    heuristic, bound, landmarks = estimator.h, estimator.bound, estimator.landmarks
+    init = task.init
+    h0 = h_init = heuristic(init)
+    # Per state: the landmarks some known path to it has not hit (see goalrt.planner.landmarks).
+    unhit: dict[State, int] = {}
+    if landmarks is not None:
+        unhit[init] = landmarks.full
+        h0 = max(h0, landmarks.value(landmarks.full))
+    if h0 == math.inf:
+        return SearchOutcome(None, math.inf, False, None, 0, 0)
+    costs = task.costs
+    applicable, successor, is_goal = task.applicable, task.successor, task.goal_test
+    heappush, heappop = heapq.heappush, heapq.heappop
+    limit = math.inf if budget.max_expansions is None else budget.max_expansions
+    deadline = math.inf if budget.time_limit is None else started + budget.time_limit
+    clock = time.perf_counter
+    best_g: dict[State, float] = {init: 0.0}
+    closed_g: dict[State, float] = {}
+    # Exact values of the state heuristic; with a bound, a node on the open list may not have one yet.
+    h_of: dict[State, float] = {init: h_init}
+    parent: dict[State, tuple[State, int]] = {}
+    # (f, h, generation counter, g, state): the counter is unique, so states are never compared.
+    heap: list[tuple[float, float, int, float, State]] = [(h0, h0, 0, 0.0, init)]
+    counter = expanded = generated = 0
+    while heap:
+        f, _, _, g, state = heappop(heap)
+        if best_g[state] < g or closed_g.get(state, math.inf) <= g:
+            continue  # stale (reached more cheaply since) or already expanded at this cost
+        if is_goal(state):
+            ops: list[int] = []
+            while state in parent:
+                state, op = parent[state]
+                ops.append(op)
+            return SearchOutcome(tuple(reversed(ops)), g, False, None, expanded, generated)
+        h = h_of.get(state)
+        if h is None:
+            h = h_of[state] = heuristic(state)
+        if landmarks is not None:
+            h = max(h, landmarks.value(unhit[state]))
+        if h == math.inf:
+            continue  # a dead end: no plan passes through it
+        if g + h > f:
+            # Its key was a lower bound (deferred evaluation, or more landmarks found since): requeue.
+            counter += 1
+            heappush(heap, (g + h, h, counter, g, state))
+            continue
+        if expanded >= limit or clock() > deadline:
+            # Every node left has a key >= f, and one on an optimal path has key <= the optimal cost.
+            return SearchOutcome(None, math.inf, True, f, expanded, generated)
+        expanded += 1
+        closed_g[state] = g
+        mask = unhit[state] if landmarks is not None else 0
+        for op in applicable(state):
+            child = successor(state, op)
+            if child is None:
+                continue
+            generated += 1
+            step = costs[op]
+            child_g = g + step
+            if landmarks is not None:
+                old = unhit.get(child, 0)
+                unhit[child] = old | (mask & landmarks.keep[op])
+            known = best_g.get(child)
+            if known is not None and known <= child_g:
+                continue
+            child_h = h_of.get(child)
+            if child_h is None:
+                if bound is None:
+                    child_h = h_of[child] = heuristic(child)
+                else:
+                    child_h = max(bound(child), h - step, 0.0)
+            if landmarks is not None:
+                child_h = max(child_h, landmarks.value(unhit[child]))
+            if child_h == math.inf:
+                continue  # a dead end: no plan passes through it
+            best_g[child] = child_g
+            parent[child] = (state, op)
+            counter += 1
+            heappush(heap, (child_g + child_h, child_h, counter, child_g, child))
+    return SearchOutcome(None, math.inf, False, None, expanded, generated)
+
+
+def plan(
+    problem: Problem,
+    budget: Budget | None = None,
+    *,
+    exclude: Iterable[str] = frozenset(),
+    penalties: Mapping[str, float] | None = None,
+    heuristic: str = "auto",
+) -> Plan | NoPlan:
+    """Return a minimum-cost plan reaching ``problem.goal``, or a NoPlan saying why there is none.
+
+    ``exclude`` names ground actions that must not be used (``payment.charge(o1)``);
+    ``penalties`` adds cost to named ground actions; ``heuristic`` is a key of
+    ``HEURISTICS`` (all admissible; they differ only in speed and, among plans
+    of equal cost, which one is returned).
+    """
+    started = time.perf_counter()
+    if heuristic not in HEURISTICS:
+        raise PlanningError(f"unknown heuristic {heuristic!r}: use one of {', '.join(sorted(HEURISTICS))}")
+    if isinstance(exclude, str):
+        raise PlanningError("exclude takes a collection of ground action names, not one string")
+    task = compile_task(problem, frozenset(exclude), penalties)
+    return solve(task, budget or Budget(), heuristic, started)
+
+
+def solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan | NoPlan:
+    """Return a minimum-cost plan for a compiled task, or a NoPlan saying why there is none."""
+    goal = str(task.goal_condition)
+    if task.goal_test(task.init):
+        return Plan((), 0.0, goal, 0, 0, time.perf_counter() - started)
+    graph = RelaxedGraph.build(task)
+    if not task.ops or graph.hmax(task.init) == math.inf:
+        diagnosis = diagnose(task, graph)
+        if not task.ops:
+            reason, message = "no_actions", "no ground action is available, and the goal does not hold"
+        else:
+            count = len(diagnosis.unreachable)
+            reason, message = "goal_unreachable", f"{count} goal condition(s) can never be made true from this state"
+        return NoPlan(
+            reason,
+            message,
+            unreachable=diagnosis.unreachable,
+            blocked=diagnosis.blocked,
+            causes=diagnosis.causes,
+            excluded=diagnosis.excluded,
+            seconds=time.perf_counter() - started,
+        )
+    outcome = astar(task, HEURISTICS[heuristic](task, graph), budget, started)
+    seconds = time.perf_counter() - started
+    if outcome.ops is not None:
+        steps = tuple(task.ops[i] for i in outcome.ops)
+        return Plan(steps, outcome.cost, goal, outcome.expanded, outcome.generated, seconds)
+    if outcome.exhausted:
+        assert outcome.bound is not None
+        limits = [f"{budget.max_expansions} expansions" if budget.max_expansions is not None else ""]
+        limits.append(f"{budget.time_limit} s" if budget.time_limit is not None else "")
+        message = (
+            f"the budget ({' / '.join(x for x in limits if x)}) ran out before a plan was found; "
+            f"any plan costs at least {outcome.bound:g}"
+        )
+        return NoPlan(
+            "budget_exhausted",
+            message,
+            bound=outcome.bound,
+            excluded=tuple(op.name for op in task.excluded),
+            expanded=outcome.expanded,
+            generated=outcome.generated,
+            seconds=seconds,
+        )
+    message = (
+        f"no sequence of actions reaches the goal: every reachable state was searched ({outcome.expanded}); "
+        "each goal condition can be made true on its own, but not all together"
+    )
+    return NoPlan(
+        "goal_unreachable",
+        message,
+        excluded=tuple(op.name for op in task.excluded),
+        expanded=outcome.expanded,
+        generated=outcome.generated,
+        seconds=seconds,
+    )
