@@ -92,35 +92,33 @@ def diagnose(task: Task, graph: RelaxedGraph) -> Diagnosis:
 
     blocked: list[Blocked] = []
     excluded: list[str] = []
-    for lit in frontier:
-        for op in achievers[lit]:
-            missing = tuple(text(p) for p in task.pre[op] if not formula_value(p, reachable))
-            blocked.append(Blocked(task.ops[op].name, text(lit), missing))
-        for ground, failing in task.pruned:
-            if _op_achieves(task, ground, lit):
-                missing = tuple(f"{c} (false, and no action changes it)" for c in failing)
-                blocked.append(Blocked(ground.name, text(lit), missing))
-        for ground in task.excluded:
-            if ground.name not in excluded and _op_achieves(task, ground, lit):
-                excluded.append(ground.name)
-
     causes: list[str] = []
+    # Breadth-first from the goal through the unreachable preconditions of the actions that would help.
     queue = deque(frontier)
     visited = set(frontier)
-    while queue and len(causes) < MAX_CAUSES:
+    while queue:
         lit = queue.popleft()
-        if not achievers[lit]:
-            others = [g for g, _ in task.pruned] + list(task.excluded)
-            if not any(_op_achieves(task, g, lit) for g in others):
-                causes.append(_nothing_makes(task, lit))
-            continue
         for op in achievers[lit]:
-            for part in task.pre[op]:
-                for needed in formula_literals(part):
-                    if not reachable(needed) and needed not in visited:
-                        visited.add(needed)
-                        queue.append(needed)
+            missing = [p for p in task.pre[op] if not formula_value(p, reachable)]
+            blocked.append(Blocked(task.ops[op].name, text(lit), tuple(text(p) for p in missing)))
+            for needed in (n for p in missing for n in formula_literals(p)):
+                if not reachable(needed) and needed not in visited:
+                    visited.add(needed)
+                    queue.append(needed)
+        pruned = [(g, failing) for g, failing in task.pruned if _op_achieves(task, g, lit)]
+        for ground, failing in pruned:
+            missing_static = tuple(f"{c} (false, and no action changes it)" for c in failing)
+            blocked.append(Blocked(ground.name, text(lit), missing_static))
+        barred = [g.name for g in task.excluded if _op_achieves(task, g, lit)]
+        excluded.extend(name for name in barred if name not in excluded)
+        if not achievers[lit]:
+            if barred:
+                causes.append(f"only excluded actions can make {text(lit)} true: {', '.join(barred)}")
+            elif not pruned:
+                causes.append(_nothing_makes(task, lit))
     causes.extend(f"action {name} has no ground instances: {why}" for name, why in task.empty)
+    if len(causes) > MAX_CAUSES:
+        causes[MAX_CAUSES:] = [f"{len(causes) - MAX_CAUSES} more causes are not listed"]
     if len(blocked) > MAX_BLOCKED:
         causes.append(f"{len(blocked) - MAX_BLOCKED} more blocked actions are not listed")
         blocked = blocked[:MAX_BLOCKED]
