@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from goalrt.errors import PlanningError
-from goalrt.planner.actions import bind_effect, check_cost
+from goalrt.planner.actions import Effect, bind_effect, check_cost, effect_variables
 from goalrt.planner.conditions import (
     FALSE,
     TRUE,
@@ -28,6 +28,7 @@ from goalrt.planner.conditions import (
     Path,
     bind,
     conjuncts,
+    variables,
 )
 from goalrt.planner.operators import GroundOp, ground_name
 from goalrt.planner.problem import Problem
@@ -99,6 +100,19 @@ def _join(conjunction: bool, parts: list[Condition]) -> Condition:
     return ordered[0] if len(ordered) == 1 else kind(*ordered)
 
 
+def _canonical(parts: list[Condition], text: dict[Condition, str]) -> tuple[Condition, ...] | None:
+    """Return conjuncts deduplicated and sorted by their text (None if one is false), as ``normalize`` would."""
+    keyed: dict[str, Condition] = {}
+    for part in parts:
+        if part == FALSE:
+            return None
+        key = text.get(part)
+        if key is None:
+            key = text[part] = str(part)
+        keyed.setdefault(key, part)
+    return tuple(keyed[k] for k in sorted(keyed))
+
+
 @dataclass(frozen=True)
 class Grounding:
     """The ground operators of a problem, and what was left out and why."""
@@ -109,42 +123,90 @@ class Grounding:
     empty: tuple[tuple[str, str], ...]
 
 
+def split(condition: Condition) -> list[Condition]:
+    """Return the top-level conjuncts of a condition, negations pushed through and/or first."""
+    if isinstance(condition, And):
+        return [part for arg in condition.args for part in split(arg)]
+    if isinstance(condition, Not) and isinstance(condition.arg, Or):
+        return [part for arg in condition.arg.args for part in split(Not(arg))]
+    if isinstance(condition, Not) and isinstance(condition.arg, Not):
+        return split(condition.arg.arg)
+    return [condition]
+
+
+class _Part:
+    """One top-level conjunct (or effect) of a schema, bound once per combination of the parameters it uses."""
+
+    def __init__(self, names: list[str], used: frozenset[str]) -> None:
+        self.positions = [i for i, name in enumerate(names) if name in used]
+        self.cache: dict[tuple[str, ...], object] = {}
+
+    def key(self, combo: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(combo[i] for i in self.positions)
+
+
 def ground_actions(
     problem: Problem, exclude: frozenset[str] = frozenset(), penalties: Mapping[str, float] | None = None
 ) -> Grounding:
     """Return every ground operator of ``problem`` sorted by name, minus those named in ``exclude``.
 
-    ``penalties`` adds a cost to the named ground operators.
+    ``penalties`` adds a cost to the named ground operators. Each conjunct of a
+    precondition and each effect is bound and normalized once per combination
+    of the parameters *it* uses, not once per ground action: ``stack(b, c)``
+    binds ``blocks.{b}.on == 'hand'`` once per block, not once per pair.
     """
     extra = {name: check_cost(p, f"penalty of {name}") for name, p in (penalties or {}).items()}
+    objects = {t: problem.objects_of(t) for t in sorted({t for a in problem.actions for _, t in a.params})}
     ops: list[GroundOp] = []
     excluded: list[GroundOp] = []
     empty: list[tuple[str, str]] = []
+    text: dict[Condition, str] = {}
     for schema in problem.actions:
         names = [p for p, _ in schema.params]
-        domains = [problem.objects_of(t) for _, t in schema.params]
+        domains = [objects[t] for _, t in schema.params]
         missing = [t for (_, t), d in zip(schema.params, domains, strict=True) if not d]
         if missing:
             empty.append((schema.name, f"type {missing[0]} has no objects"))
             continue
+        parts = [(part, _Part(names, variables(part))) for part in split(schema.pre)]
+        effects = [(effect, _Part(names, effect_variables(effect))) for effect in schema.effects]
         count = 0
         for combo in itertools.product(*domains):
             bindings = dict(zip(names, combo, strict=True))
             try:
-                pre = normalize(bind(schema.pre, bindings))
-                effects = tuple(
-                    sorted((bind_effect(e, bindings) for e in schema.effects), key=lambda e: e.path.template)
-                )
+                pre: list[Condition] = []
+                for part, memo in parts:
+                    key = memo.key(combo)
+                    bound = memo.cache.get(key)
+                    if bound is None:
+                        bound = memo.cache[key] = conjuncts(normalize(bind(part, bindings)))
+                    if bound == (FALSE,):
+                        break
+                    pre.extend(bound)  # type: ignore[arg-type]
+                else:
+                    bound_effects: list[Effect] = []
+                    for effect, memo in effects:
+                        key = memo.key(combo)
+                        done = memo.cache.get(key)
+                        if done is None:
+                            done = memo.cache[key] = bind_effect(effect, bindings)
+                        bound_effects.append(done)  # type: ignore[arg-type]
+                    pre_sorted = _canonical(pre, text)
+                    if pre_sorted is None:
+                        continue
+                    count += 1
+                    name = ground_name(schema.name, combo)
+                    op = GroundOp(
+                        name,
+                        schema.name,
+                        tuple(bindings.items()),
+                        pre_sorted,
+                        tuple(sorted(bound_effects, key=lambda e: e.path.template)),
+                        schema.cost + extra.get(name, 0),
+                    )
+                    (excluded if name in exclude else ops).append(op)
             except PlanningError as exc:
                 raise PlanningError(f"action {schema.name}: {exc}") from None
-            if pre == FALSE:
-                continue
-            count += 1
-            name = ground_name(schema.name, combo)
-            op = GroundOp(
-                name, schema.name, tuple(bindings.items()), conjuncts(pre), effects, schema.cost + extra.get(name, 0)
-            )
-            (excluded if name in exclude else ops).append(op)
         if not count:
             empty.append((schema.name, "its precondition is false for every combination of parameters"))
     ops.sort(key=lambda op: op.name)

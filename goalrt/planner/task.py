@@ -365,14 +365,15 @@ def _tree(equalities: list[dict[int, Encoded]]) -> Node:
     """
     raw: list[tuple[int, tuple[int, ...], dict[Encoded, int], int]] = [(-1, (), {}, -1)]
     work: list[tuple[int, list[int], int]] = [(0, list(range(len(equalities))), 0)]
+    last = [max(eq, default=-1) for eq in equalities]
     while work:
         node, ops, start = work.pop()
-        here = tuple(o for o in ops if all(v < start for v in equalities[o]))
-        rest = [o for o in ops if any(v >= start for v in equalities[o])]
+        here = tuple(o for o in ops if last[o] < start)
+        rest = [o for o in ops if last[o] >= start]
         if not rest:
             raw[node] = (-1, here, {}, -1)
             continue
-        var = min(v for o in rest for v in equalities[o] if v >= start)
+        var = min(min(v for v in equalities[o] if v >= start) for o in rest)
         groups: dict[Encoded, list[int]] = {}
         dontcare: list[int] = []
         for o in rest:
