@@ -312,15 +312,22 @@ END
 $$;
 
 -- Free the concurrency slots a goal holds, and wake one goal parked on each.
+-- The bucket's row lock comes first: an admission parks goals while holding
+-- it, so a release waits for that parking to commit and then sees the goal
+-- to wake (without it, the parked goal would sleep with the slot free).
 CREATE FUNCTION goalrt.release_limits(p_goal bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
 DECLARE
     h record;
     woken bigint;
 BEGIN
-    FOR h IN DELETE FROM goalrt.limit_holders lh WHERE lh.goal_id = p_goal
-             RETURNING lh.action, lh.key_arg, lh.key
+    FOR h IN SELECT lh.action, lh.key_arg, lh.key FROM goalrt.limit_holders lh
+              WHERE lh.goal_id = p_goal ORDER BY lh.action, lh.key_arg, lh.key
     LOOP
+        PERFORM 1 FROM goalrt.limit_buckets lb
+         WHERE lb.action = h.action AND lb.key_arg = h.key_arg AND lb.key = h.key FOR UPDATE;
+        DELETE FROM goalrt.limit_holders lh
+         WHERE lh.goal_id = p_goal AND lh.action = h.action AND lh.key_arg = h.key_arg;
         UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
          WHERE g.id = (SELECT b.id FROM goalrt.goals b
                         WHERE b.blocked_on = h.action || '|' || h.key_arg || '|' || h.key
