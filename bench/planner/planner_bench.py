@@ -17,7 +17,8 @@ expansions per second (expansions / median).
    robot in 4 zones, stock that restocking increments, packing, gift wrap, a
    truck) with 1, 2 and 3 orders.
 2. **Gripper**, n = 4..8 balls (optimal 2n + 2*ceil(n/2) - 1 steps).
-3. **Blocksworld**, 5, 6 and 7 blocks, random towers from seeds 0..2.
+3. **Blocksworld**, 5, 6 and 7 blocks, random towers from seeds 0..2, and two
+   structured 7-block cases: reverse one tower; one tower into two.
 
 ``--heuristics auto,hmax,blind`` runs every case under each heuristic (default:
 auto). ``--quick`` runs fewer repeats and skips the largest cases. ``--json``
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from goalrt.planner import Budget, Plan, Problem, plan
-from goalrt.planner.domains import fulfillment, gripper, random_blocksworld, soldier
+from goalrt.planner.domains import blocksworld, fulfillment, gripper, random_blocksworld, soldier
 from goalrt.planner.task import compile_task
 
 BUDGET = Budget(max_expansions=2_000_000)
@@ -104,6 +105,12 @@ def cases(quick: bool) -> list[tuple[str, str, Callable[[], Problem], int]]:
     for n in (5, 6) if quick else (5, 6, 7):
         for seed in range(3):
             out.append(("blocksworld", f"blocks n={n} seed={seed}", lambda n=n, s=seed: random_blocksworld(n, s), few))
+    if not quick:
+        blocks = [f"x{i}" for i in range(1, 8)]
+        out.append(("blocksworld", "blocks n=7 reverse a tower", lambda: blocksworld([blocks], [blocks[::-1]]), few))
+        out.append(
+            ("blocksworld", "blocks n=7 tower to two", lambda: blocksworld([blocks], [blocks[0::2], blocks[1::2]]), few)
+        )
     return out
 
 

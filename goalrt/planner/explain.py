@@ -18,7 +18,7 @@ from goalrt.planner.conditions import FALSE, TRUE, And, Condition, Const, Or
 from goalrt.planner.operators import GroundOp
 from goalrt.planner.relaxation import RelaxedGraph, increment_achieves
 from goalrt.planner.results import Blocked
-from goalrt.planner.task import Formula, Task, formula_literals, formula_value
+from goalrt.planner.task import Formula, Task, collect_paths, formula_literals, formula_value
 from goalrt.planner.values import MISSING, encode
 
 # Explanations stay readable (and events small) on large domains.
@@ -107,8 +107,15 @@ def diagnose(task: Task, graph: RelaxedGraph) -> Diagnosis:
                     queue.append(needed)
         pruned = [(g, failing) for g, failing in task.pruned if _op_achieves(task, g, lit)]
         for ground, failing in pruned:
-            missing_static = tuple(f"{c} (false, and no action changes it)" for c in failing)
-            blocked.append(Blocked(ground.name, text(lit), missing_static))
+            missing_static = []
+            for c in failing:
+                reads: set[str] = set()
+                collect_paths(c, reads)
+                changers = [g.name for g in task.excluded if any(e.path.template in reads for e in g.effects)]
+                excluded.extend(name for name in changers if name not in excluded)
+                how = f"only excluded actions change it: {', '.join(changers)}" if changers else "no action changes it"
+                missing_static.append(f"{c} (false, and {how})")
+            blocked.append(Blocked(ground.name, text(lit), tuple(missing_static)))
         barred = [g.name for g in task.excluded if _op_achieves(task, g, lit)]
         excluded.extend(name for name in barred if name not in excluded)
         if not achievers[lit]:

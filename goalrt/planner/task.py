@@ -144,7 +144,7 @@ def _compile(state: Mapping[str, Scalar], grounding: Grounding, goal: Condition)
 
     relevant: set[str] = {e.path.template for op in kept for e in op.effects}
     for part in [*(p for parts in kept_pre for p in parts), *goal_parts]:
-        _collect_paths(part, relevant)
+        collect_paths(part, relevant)
     paths = tuple(sorted(relevant))
     index = {p: i for i, p in enumerate(paths)}
 
@@ -238,18 +238,19 @@ def _fold(condition: Condition, changed: set[str] | None, state: Mapping[str, Sc
             return kind == "and"
         return rest[0] if len(rest) == 1 else (kind, tuple(rest))
     reads: set[str] = set()
-    _collect_paths(condition, reads)
+    collect_paths(condition, reads)
     if changed is not None and reads.isdisjoint(changed):
         return evaluate(condition, state)
     return condition
 
 
-def _collect_paths(part: object, into: set[str]) -> None:
+def collect_paths(part: object, into: set[str]) -> None:
+    """Add the paths a condition (or a pre-formula of conditions) reads to ``into``."""
     if isinstance(part, tuple):
         for p in part[1]:
-            _collect_paths(p, into)
+            collect_paths(p, into)
     elif isinstance(part, Not):
-        _collect_paths(part.arg, into)
+        collect_paths(part.arg, into)
     elif isinstance(part, Compare):
         for term in (part.left, part.right):
             if isinstance(term, Path):

@@ -420,6 +420,12 @@ def test_exclude_and_penalties_reroute() -> None:
     assert "excluded actions that would help: payment.charge(o1), payment.invoice(o1)" in stuck.explain()
     with pytest.raises(PlanningError, match="not one string"):
         plan(shop(), exclude="payment.charge(o1)")
+    # Without its only changer truck.at is static, so shipping is set aside at grounding: still explained.
+    no_truck = plan(shop(), exclude={"truck.call()"})
+    assert isinstance(no_truck, NoPlan) and no_truck.excluded == ("truck.call()",)
+    assert no_truck.blocked[0].missing == (
+        "truck.at == 'dock' (false, and only excluded actions change it: truck.call())",
+    )
 
 
 # Explanations ---------------------------------------------------------------------------------------------
