@@ -223,8 +223,8 @@ def solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan | 
             seconds=seconds,
         )
     message = (
-        f"no sequence of actions reaches the goal: every reachable state was searched ({outcome.expanded}); "
-        "each goal condition can be made true on its own, but not all together"
+        f"no sequence of actions reaches the goal: the search ran out of states ({outcome.expanded} expanded), "
+        "though the relaxation (which ignores what actions undo) reaches every goal condition"
     )
     return NoPlan(
         "goal_unreachable",
