@@ -2,7 +2,7 @@
 
 A state is a tuple of encoded values (see ``values``), one per *relevant*
 path: a path some operator changes, or some remaining precondition or the
-goal reads. Other paths never change and are carried in ``Task.state``.
+goal reads. Other paths never change, so the search leaves them out.
 Preconditions on paths no operator changes (static paths) are decided once,
 here, on the initial state: an operator whose static precondition is false is
 set aside in ``Task.pruned`` (an explanation can still name it).
@@ -25,7 +25,7 @@ from goalrt.planner.grounding import Grounding, ground_actions, normalize
 from goalrt.planner.operators import GroundOp
 from goalrt.planner.problem import Problem
 from goalrt.planner.semantics import evaluate
-from goalrt.planner.values import MISSING, ORDERINGS, Encoded, Scalar, compare, decode, encode
+from goalrt.planner.values import MISSING, ORDERINGS, Encoded, Scalar, compare, encode
 
 State: TypeAlias = tuple[Encoded, ...]
 Formula: TypeAlias = "int | bool | tuple[str, tuple[Formula, ...]]"
@@ -50,7 +50,6 @@ class Literal:
 class Task:
     """A grounded problem ready for search; build it with ``compile_task``."""
 
-    state: Mapping[str, Scalar]
     paths: tuple[str, ...]
     init: State
     ops: tuple[GroundOp, ...]
@@ -102,16 +101,6 @@ class Task:
             else:
                 return None
         return tuple(values)
-
-    def decode(self, state: State) -> dict[str, Scalar]:
-        """Return the full state (relevant and unchanged paths) a search state stands for."""
-        out = dict(self.state)
-        for path, value in zip(self.paths, state, strict=True):
-            if value is MISSING:
-                out.pop(path, None)
-            else:
-                out[path] = decode(value)
-        return out
 
 
 def compile_task(
@@ -196,7 +185,6 @@ def _compile(state: Mapping[str, Scalar], grounding: Grounding, goal: Condition)
         checks.append(formula_test(("and", tuple(rest)), tests) if rest else None)
 
     return Task(
-        state=dict(state),
         paths=paths,
         init=tuple(encode(state[p]) if p in state else MISSING for p in paths),
         ops=tuple(kept),
