@@ -2248,9 +2248,14 @@ CREATE TABLE goalrt.goal_waits (
     filter     jsonb       NOT NULL DEFAULT '{}',
     -- Only events with a larger id match (0: any).
     since_id   bigint      NOT NULL DEFAULT 0,
+    match_key  text,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX goal_waits_type_idx ON goalrt.goal_waits (event_type, goal_id);
+-- The first scalar field of the filter as 'key=value' (NULL: no such
+-- field): an appended event looks up only the waits whose key its data has,
+-- so 10^5 goals waiting for one type of event, each for its own order, cost
+-- an append one index probe, not a scan of them all.
+CREATE INDEX goal_waits_match_idx ON goalrt.goal_waits (event_type, match_key);
 
 COMMENT ON TABLE goalrt.goal_waits IS 'Goals waiting for an event: its type and what its data must contain.';
 
@@ -2387,6 +2392,20 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, goalrt
     SELECT ((hashtextextended(partition_key, 0) & 9223372036854775807) % n)::integer
 $$;
 
+-- The 'key=value' texts of the scalar fields of a JSON object (numbers in
+-- a canonical form, as jsonb @> compares them): what goal_waits.match_key
+-- may be for a filter the object contains.
+CREATE FUNCTION goalrt.match_keys(data jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(data) = 'object' THEN ARRAY(
+        SELECT e.key || '=' || CASE jsonb_typeof(e.value) WHEN 'number' THEN trim_scale(e.value::numeric)::text
+                                                          ELSE e.value::text END
+          FROM jsonb_each(data) AS e
+         WHERE jsonb_typeof(e.value) IN ('string', 'number', 'boolean', 'null')
+         ORDER BY e.key)
+    ELSE '{}'::text[] END
+$$;
+
 -- Which of 64 advisory locks guards the waits for an event type.
 CREATE FUNCTION goalrt.wait_lock_key(event_type text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, goalrt, pg_temp AS $$
@@ -2481,7 +2500,7 @@ $$;
 -- it, so a release waits for that parking to commit and then sees the goal
 -- to wake (without it, the parked goal would sleep with the slot free).
 CREATE FUNCTION goalrt.release_limits(p_goal bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     h record;
     woken bigint;
@@ -2512,7 +2531,7 @@ $$;
 -- goal's row lock.
 CREATE FUNCTION goalrt.admit_step(p_goal bigint, p_seq integer, p_action text, p_args jsonb, p_epoch bigint)
 RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     l       goalrt.limits;
     b       goalrt.limit_buckets;
@@ -2600,7 +2619,7 @@ $$;
 -- record goal.planned. Returns the first new step, NULL for an empty plan.
 -- The caller holds the goal's row lock.
 CREATE FUNCTION goalrt.insert_plan(p_goal bigint, steps jsonb, reason text) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g     goalrt.goals;
     first integer;
@@ -2628,7 +2647,7 @@ $$;
 -- nothing to a goal already ended.
 CREATE FUNCTION goalrt.end_goal(p_goal bigint, p_status text, p_result jsonb, p_error text, detail jsonb)
 RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g goalrt.goals;
     c bigint;
@@ -2680,7 +2699,7 @@ $$;
 CREATE FUNCTION goalrt.advance_goal(
     p_goal bigint, p_next integer, p_worker text, lease_seconds double precision, p_result jsonb
 ) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g        goalrt.goals;
     s        goalrt.goal_steps;
@@ -2718,9 +2737,9 @@ BEGIN
                SET status = 'active', step_seq = s.seq, lease_owner = NULL, lease_expires_at = NULL,
                    wake_at = NULL, blocked_on = NULL, updated_at = now()
              WHERE goals.id = g.id;
-            IF g.status = 'waiting' THEN
-                PERFORM pg_notify('goalrt_goals', '');
-            END IF;
+            -- Claimable now (a wait ended, or a draining worker left it): wake
+            -- an idle worker rather than leave it to the next poll.
+            PERFORM pg_notify('goalrt_goals', '');
             RETURN 'released';
         END IF;
 
@@ -2747,7 +2766,7 @@ BEGIN
                  WHERE e.stream = 'goal:' || g.id AND e.type = 'goal.submitted';
                 SELECT e.id, e.stream, e.type, e.data INTO ev FROM goalrt.event_data e
                  WHERE e.type = s.args ->> 'event' AND e.id > coalesce(since, 0)
-                   AND e.data @> coalesce(s.args -> 'where', '{}')
+                   AND (coalesce(s.args -> 'where', '{}') = '{}' OR e.data @> (s.args -> 'where'))
                  ORDER BY e.id LIMIT 1;
                 IF FOUND THEN
                     res := jsonb_build_object('event', jsonb_build_object(
@@ -2755,11 +2774,12 @@ BEGIN
                 END IF;
             END IF;
             IF res IS NULL THEN
-                INSERT INTO goalrt.goal_waits (goal_id, seq, event_type, filter, since_id)
-                VALUES (g.id, s.seq, s.args ->> 'event', coalesce(s.args -> 'where', '{}'), coalesce(since, 0))
+                INSERT INTO goalrt.goal_waits (goal_id, seq, event_type, filter, since_id, match_key)
+                VALUES (g.id, s.seq, s.args ->> 'event', coalesce(s.args -> 'where', '{}'), coalesce(since, 0),
+                        (goalrt.match_keys(coalesce(s.args -> 'where', '{}')))[1])
                 ON CONFLICT (goal_id) DO UPDATE
                    SET seq = excluded.seq, event_type = excluded.event_type, filter = excluded.filter,
-                       since_id = excluded.since_id, created_at = now();
+                       since_id = excluded.since_id, match_key = excluded.match_key, created_at = now();
             END IF;
         ELSIF s.kind = 'children' THEN
             kids := '[]';
@@ -2808,7 +2828,7 @@ $$;
 -- or NULL when the goal was not waiting. Locks the goal.
 CREATE FUNCTION goalrt.finish_wait(p_goal bigint, p_result jsonb, timed_out boolean, detail jsonb)
 RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g     goalrt.goals;
     s     goalrt.goal_steps;
@@ -2862,7 +2882,7 @@ $$;
 -- failed or cancelled child fails the parent unless on_failure is
 -- 'continue'. Locks the parent.
 CREATE FUNCTION goalrt.child_ended(p_parent bigint, p_child bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     p        goalrt.goals;
     s        goalrt.goal_steps;
@@ -2918,7 +2938,7 @@ $$;
 -- them (the trigger below). Runs in the appending transaction, so a wakeup
 -- is never lost: no notification is involved.
 CREATE FUNCTION goalrt.match_waits() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     k integer;
     m record;
@@ -2929,7 +2949,14 @@ BEGIN
     FOR m IN
         SELECT DISTINCT ON (w.goal_id) w.goal_id, n.id, n.stream, n.type, n.data
           FROM new_events n
-          JOIN goalrt.goal_waits w ON w.event_type = n.type AND n.id > w.since_id AND n.data @> w.filter
+          CROSS JOIN LATERAL (
+              SELECT w0.goal_id, w0.since_id, w0.filter FROM goalrt.goal_waits w0
+               WHERE w0.event_type = n.type AND w0.match_key IS NULL
+              UNION ALL
+              SELECT w1.goal_id, w1.since_id, w1.filter FROM goalrt.goal_waits w1
+               WHERE w1.event_type = n.type AND w1.match_key = ANY (goalrt.match_keys(n.data))
+          ) w
+         WHERE n.id > w.since_id AND (w.filter = '{}' OR n.data @> w.filter)
          ORDER BY w.goal_id, n.id
     LOOP
         PERFORM goalrt.finish_wait(
@@ -2951,7 +2978,7 @@ CREATE TRIGGER event_data_match_waits
 -- parked ones become claimable, sleeps end, waits time out, deadlines fail
 -- their goals. Every claim calls this first; returns how many it handled.
 CREATE FUNCTION goalrt.wake_due_v1(max_count integer DEFAULT 100) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     r     record;
     n     integer := 0;
@@ -2999,11 +3026,17 @@ $$;
 COMMENT ON FUNCTION goalrt.wake_due_v1(integer) IS
     'Act on due times: delayed and parked goals become claimable, sleeps end, waits time out, deadlines fail goals.';
 
+-- Functions that set enable_seqscan = off also turn JIT off: on PostgreSQL
+-- 15 a disabled plan's cost passes jit_above_cost, and compiling it took
+-- ~140 ms per call (found by bench/coordination_bench.py).
+ALTER FUNCTION goalrt.change_state(jsonb, text, jsonb) SET jit = off;
+ALTER FUNCTION goalrt.heartbeat_v1(text, bigint[], bigint[], double precision) SET jit = off;
+
 -- Answer a goal waiting at an ask step: data must satisfy the step's
 -- schema (else GR008 naming the field, and the goal keeps waiting).
 CREATE FUNCTION goalrt.resume_goal(goal_id bigint, data jsonb, actor text DEFAULT NULL)
 RETURNS TABLE (id bigint, outcome text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g       goalrt.goals;
     s       goalrt.goal_steps;
@@ -3080,8 +3113,13 @@ BEGIN
        SET max_concurrent = excluded.max_concurrent, rate = excluded.rate, per_seconds = excluded.per_seconds,
            burst = excluded.burst, updated_at = now()
     RETURNING l.*;
-    -- A changed bucket starts full again.
+    -- A changed bucket starts full again, and goals the old limit parked try again.
     DELETE FROM goalrt.limit_buckets b WHERE b.action = set_limit.action AND b.key_arg = coalesce(o ->> 'key', '');
+    UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
+     WHERE g.blocked_on IS NOT NULL
+       AND left(g.blocked_on, length(set_limit.action || '|' || coalesce(o ->> 'key', '') || '|'))
+           = set_limit.action || '|' || coalesce(o ->> 'key', '') || '|';
+    PERFORM pg_notify('goalrt_goals', '');
 END
 $$;
 
@@ -3102,7 +3140,7 @@ BEGIN
     -- Goals it parked may run now.
     b := drop_limit.action || '|' || coalesce(drop_limit.key_arg, '') || '|';
     UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
-     WHERE g.blocked_on LIKE replace(replace(b, '%', '\%'), '_', '\_') || '%';
+     WHERE g.blocked_on IS NOT NULL AND left(g.blocked_on, length(b)) = b;
     PERFORM pg_notify('goalrt_goals', '');
     RETURN true;
 END
@@ -3275,7 +3313,7 @@ $$;
 -- notification (or its next heartbeat), and its result is refused.
 CREATE OR REPLACE FUNCTION goalrt.cancel_goal(goal_id bigint, reason text DEFAULT NULL)
 RETURNS TABLE (id bigint, status text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g goalrt.goals;
 BEGIN
@@ -3350,7 +3388,7 @@ CREATE FUNCTION goalrt.claim_goals_v2(
     goal_id bigint, name text, params jsonb, epoch bigint, plan_no integer, step_seq integer,
     action text, args jsonb, attempt integer
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     ids      bigint[];
     served_n integer[];
@@ -3474,7 +3512,7 @@ $$;
 -- recorded as an event).
 CREATE OR REPLACE FUNCTION goalrt.plan_goals_v1(worker_id text, items jsonb, lease_seconds double precision)
 RETURNS TABLE (goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     x       jsonb;
     g       goalrt.goals;
@@ -3559,7 +3597,7 @@ CREATE OR REPLACE FUNCTION goalrt.complete_steps_v1(worker_id text, items jsonb,
 RETURNS TABLE (
     goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer, error text
 )
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     x       jsonb;
     g       goalrt.goals;
@@ -3696,7 +3734,7 @@ $$;
 -- failed; others (lease lost) are left alone.
 CREATE OR REPLACE FUNCTION goalrt.fail_goals_v1(worker_id text, items jsonb)
 RETURNS TABLE (goal_id bigint, outcome text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     x jsonb;
     g goalrt.goals;
@@ -3722,7 +3760,7 @@ $$;
 -- released.
 CREATE OR REPLACE FUNCTION goalrt.release_goals_v1(worker_id text, goal_ids bigint[], epochs bigint[])
 RETURNS TABLE (goal_id bigint)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     released bigint[];
 BEGIN

@@ -597,6 +597,8 @@ END
 $$;
 
 
+ALTER FUNCTION goalrt.change_state(jsonb, text, jsonb) RESET jit;
+ALTER FUNCTION goalrt.heartbeat_v1(text, bigint[], bigint[], double precision) RESET jit;
 DROP VIEW goalrt.waiting_goals;
 DROP FUNCTION goalrt.goal_tree(bigint);
 DROP FUNCTION goalrt.drop_limit(text, text);
@@ -617,6 +619,7 @@ DROP FUNCTION goalrt.admit_step(bigint, integer, text, jsonb, bigint);
 DROP FUNCTION goalrt.release_limits(bigint);
 DROP FUNCTION goalrt.step_problem(jsonb, text);
 DROP FUNCTION goalrt.wait_lock_key(text);
+DROP FUNCTION goalrt.match_keys(jsonb);
 DROP FUNCTION goalrt.partition_of(text, integer);
 DROP FUNCTION goalrt.json_problem(jsonb, jsonb, text);
 DROP TABLE goalrt.limit_holders;

@@ -50,7 +50,9 @@ SELECT goalrt.drop_limit($1::text, $2::text);
 -- name: limits_list
 SELECT l.action, l.key_arg, l.max_concurrent, l.rate, l.per_seconds, l.burst,
        (SELECT count(*) FROM goalrt.limit_holders h WHERE h.action = l.action AND h.key_arg = l.key_arg),
-       (SELECT count(*) FROM goalrt.goals g WHERE g.blocked_on LIKE l.action || '|' || l.key_arg || '|%')
+       (SELECT count(*) FROM goalrt.goals g
+         WHERE g.blocked_on IS NOT NULL
+           AND left(g.blocked_on, length(l.action || '|' || l.key_arg || '|')) = l.action || '|' || l.key_arg || '|')
   FROM goalrt.limits l ORDER BY l.action, l.key_arg;
 
 -- name: timers_wake

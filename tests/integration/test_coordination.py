@@ -558,3 +558,36 @@ def test_the_tree_and_waiting_views_read_in_sql(c: psycopg.Connection) -> None:
     row = c.execute("SELECT kind, args FROM goalrt.waiting_goals WHERE id = %s", (gid,)).fetchone()
     assert row is not None and row[0] == "event" and row[1]["where"] == {"a": 1}
     assert json.dumps(row[1], sort_keys=True)
+
+
+def test_a_finished_wait_wakes_idle_workers(c: psycopg.Connection, db_url: str) -> None:
+    gid, _ = start(c, [wait_event("go", where={"n": 1}), Step("after", {})])
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN goalrt_goals")
+        append(db_url, "go", {"n": 1})
+        notes = list(listener.notifies(timeout=5, stop_after=1))
+    assert [n.channel for n in notes] == ["goalrt_goals"]
+    assert goal(c, gid)["step_seq"] == 2
+
+
+def test_filters_match_as_jsonb_containment(c: psycopg.Connection, db_url: str) -> None:
+    number = start(c, [wait_event("m", where={"n": 1}, since="wait")])[0]
+    nested = start(c, [wait_event("m", where={"o": {"k": "v"}}, since="wait")])[0]
+    two = start(c, [wait_event("m", where={"a": "x", "b": True}, since="wait")])[0]
+    anything = start(c, [wait_event("m", since="wait")])[0]
+    append(db_url, "m", [1, 2])  # not an object: only the wait without a filter matches
+    assert [goal(c, g)["status"] for g in (number, nested, two, anything)] == ["waiting"] * 3 + ["complete"]
+    append(db_url, "m", {"n": 1.0, "o": {"k": "v", "other": 1}, "a": "x", "b": False})
+    assert [goal(c, g)["status"] for g in (number, nested, two)] == ["complete", "complete", "waiting"]
+    append(db_url, "m", {"a": "x", "b": True, "c": None})
+    assert goal(c, two)["status"] == "complete"
+
+
+def test_raising_a_limit_wakes_the_goals_it_parked(c: psycopg.Connection, db_url: str) -> None:
+    with Goals.connect(db_url) as goals:
+        goals.set_limit("charge", concurrency=1)
+        ids = [start(c, [Step("charge", {})])[0] for _ in range(3)]
+        assert [goal(c, g)["blocked_on"] for g in ids] == [None, "charge||", "charge||"]
+        goals.set_limit("charge", concurrency=3)
+        assert [goal(c, g)["wake_at"] for g in ids[1:]] == [None, None]
+        assert {r["goal_id"] for r in claim(c)} == set(ids[1:])
