@@ -327,7 +327,16 @@ class Worker:
             for row in rows:
                 self._start(row)
             if len(rows) < asked:
-                await self._sleep(self.poll)
+                await self._sleep(await self._idle_for())
+
+    async def _idle_for(self) -> float:
+        """Return how long to sleep when idle: the poll interval, or less when a timer is due sooner."""
+        try:
+            rows = await self._db("timers_next")
+        except GoalrtError:
+            return self.poll
+        due = rows[0][0] if rows else None
+        return self.poll if due is None else min(self.poll, max(due, 0.002))
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until woken (a notification, a free slot, a retry due, stop) or ``seconds`` pass."""

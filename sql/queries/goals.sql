@@ -58,6 +58,11 @@ SELECT l.action, l.key_arg, l.max_concurrent, l.rate, l.per_seconds, l.burst,
 -- name: timers_wake
 SELECT goalrt.wake_due_v1($1::integer);
 
+-- name: timers_next
+-- Seconds until the next goal is due (a sleep ends, a wait times out, a
+-- delayed or parked goal may run): an idle worker sleeps no longer.
+SELECT extract(epoch FROM min(wake_at) - clock_timestamp())::float8 FROM goalrt.goals WHERE wake_at IS NOT NULL;
+
 -- name: clock_tick
 -- Position what has committed, so a goal's newest events are listed.
 SELECT goalrt.tick();
