@@ -25,11 +25,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from goalrt.achieve import effect_changes
 from goalrt.async_state import AsyncState
 from goalrt.errors import InvalidEventError, InvalidStateChangeError, PermanentError
 from goalrt.registry import Action, Registry, Result, check_json
 from goalrt.resources import queries
-from goalrt.state import StateEntry, changes_json
+from goalrt.state import Change, StateEntry, changes_json
 
 if TYPE_CHECKING:
     import asyncpg
@@ -149,11 +150,18 @@ def failure_item(run: StepRun, action: Action | None, error: str, *, permanent: 
     return outcome_item(run, "fail", error=error)
 
 
-def completion_item(run: StepRun, value: Any) -> dict[str, Any]:
-    """Return the complete item for what a handler returned; raise ``ValueError`` if it is unusable."""
+def completion_item(run: StepRun, value: Any, declared: list[Change] | None = None) -> dict[str, Any]:
+    """Return the complete item for what a handler returned; raise ``ValueError`` if it is unusable.
+
+    ``declared`` are the action's declared effects (for the planner); the
+    handler's own changes win on the paths both touch.
+    """
     result = value if isinstance(value, Result) else Result(value)
     check_json(result.value, f"the result of action {run.action}")
     changes = changes_json(result.changes) if result.changes else []
+    if declared:
+        touched = {c.get("path") for c in changes if isinstance(c, Mapping)}
+        changes = [c for c in changes_json(declared) if c.get("path") not in touched] + changes
     events = []
     for i, event in enumerate(result.events):
         if not isinstance(event, Mapping) or not isinstance(event.get("type"), str) or not event["type"]:
@@ -198,7 +206,8 @@ async def run_step(
     except Exception as exc:  # a handler's failure is data, not a crash of the worker
         return failure_item(run, action, f"{run.action}: {type(exc).__name__}: {exc}", permanent=False)
     try:
-        return completion_item(run, value)
+        declared = effect_changes(action.schema, run.args or {}) if action.schema is not None else None
+        return completion_item(run, value, declared)
     except (TypeError, ValueError, InvalidStateChangeError, InvalidEventError) as exc:
         return failure_item(run, action, f"{run.action}: {exc}", permanent=True)
 

@@ -42,8 +42,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from goalrt.achieve import Achieve, action_schema, condition_of
 from goalrt.database import dumps
 from goalrt.errors import ConfigError, InvalidGoalError
+from goalrt.planner import ActionSchema, Budget, Condition, Effect, ObjectType
 from goalrt.retry import Retry
 from goalrt.state import Change
 
@@ -102,6 +104,8 @@ class Action:
     timeout: float | None = None
     retry: Retry = field(default_factory=Retry)
     concurrency: int | None = None
+    # For the planner: parameters, precondition, effects and cost (None: not plannable).
+    schema: ActionSchema | None = None
 
     @property
     def is_async(self) -> bool:
@@ -115,6 +119,8 @@ class GoalType:
     name: str
     steps: Callable[[Any], Iterable[Step | tuple[str, Mapping[str, Any]]]]
     params: type[BaseModel] | None = None
+    # A goal declared by a condition: the planner gives its steps.
+    achieve: Achieve | None = None
 
     def params_schema(self) -> dict[str, Any]:
         """Return the JSON Schema of the params (stored in goalrt.goal_types for SQL-side checks)."""
@@ -199,15 +205,29 @@ class Registry:
         timeout: float | None = None,
         retry: Retry | int | None = None,
         concurrency: int | None = None,
+        params: Mapping[str, str] | None = None,
+        pre: Condition | str | None = None,
+        effects: Iterable[Effect] = (),
+        cost: float | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register an action handler; with params/pre/effects/cost the planner may use it.
+
+        ``params`` maps each argument to its object type, ``pre`` is the
+        condition it needs (a condition or its text), ``effects`` what it
+        changes (applied with its completion) and ``cost`` its cost (default 1).
+        """
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"action {name}: timeout must be > 0 seconds")
         if concurrency is not None and concurrency < 1:
             raise ConfigError(f"action {name}: concurrency must be >= 1")
         policy = Retry.of(retry)
+        effects = tuple(effects)
+        schema = None
+        if params is not None or pre is not None or effects or cost is not None:
+            schema = action_schema(name, params, pre, effects, cost)
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add_action(Action(name, fn, timeout, policy, concurrency))
+            self.add_action(Action(name, fn, timeout, policy, concurrency, schema))
             return fn
 
         return register
@@ -224,9 +244,48 @@ class Registry:
 
         return register
 
+    def achieve(
+        self,
+        name: str,
+        condition: Condition | str,
+        *,
+        params: type[BaseModel] | None = None,
+        types: Iterable[ObjectType] = (),
+        objects: Mapping[str, Sequence[str]] | None = None,
+        param_types: Mapping[str, str] | None = None,
+        max_replans: int = 3,
+        budget: Budget | None = None,
+    ) -> GoalType:
+        """Register a goal type declared by the condition it must reach; the planner finds its steps.
+
+        ``{param}`` in the condition is the goal's param; ``param_types`` makes
+        a param's value an object of a type; ``types`` say where objects come
+        from (``ObjectType("Order", keys_under="orders")``).
+        """
+        if params is not None and not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise ConfigError(f"goal {name}: params must be a pydantic model class")
+        if max_replans < 0:
+            raise ConfigError(f"goal {name}: max_replans must be >= 0")
+        spec = Achieve(
+            condition_of(condition, f"goal {name}"),
+            tuple(types),
+            dict(objects or {}),
+            dict(param_types or {}),
+            max_replans,
+            budget or Budget(max_expansions=100_000),
+        )
+        return self.add_goal_type(GoalType(name, _planned(name), params, spec))
+
     def load(self, modules: Iterable[str]) -> None:
         """Import handler modules (which register into this registry when it is the default)."""
         import_modules(modules)
+
+
+def _planned(name: str) -> Callable[[Any], list[Step]]:
+    def steps(_params: Any) -> list[Step]:
+        raise ConfigError(f"goal {name} is planned from its condition, not listed")
+
+    return steps
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -260,6 +319,7 @@ def check_json(value: Any, what: str) -> None:
 default_registry = Registry()
 action = default_registry.action
 goal = default_registry.goal
+achieve = default_registry.achieve
 
 __all__ = [
     "Action",
@@ -267,6 +327,7 @@ __all__ = [
     "Registry",
     "Result",
     "Step",
+    "achieve",
     "action",
     "default_registry",
     "goal",

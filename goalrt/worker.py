@@ -40,6 +40,7 @@ from typing import Any
 
 import asyncpg
 
+from goalrt.achieve import Achieve
 from goalrt.batcher import Batcher
 from goalrt.bus import goal_channels
 from goalrt.config import database_url
@@ -54,6 +55,7 @@ from goalrt.dispatcher import (
     run_step,
 )
 from goalrt.errors import ConfigError, GoalrtError, translate
+from goalrt.planning import Decision, Planning
 from goalrt.registry import Registry, default_registry
 from goalrt.resources import MAIN_SCHEMA, queries
 
@@ -189,6 +191,7 @@ class Worker:
         self._completer = Batcher(self._flush_completions, max_batch=batch)
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._planning_: Planning | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -359,8 +362,17 @@ class Worker:
                 run = await self._plan(row, lease)
             else:
                 run = StepRun.of(lease.goal_id, row["name"], row["params"], lease.epoch, row)
+            achieve = Planning.achieve_of(self.registry.goal_types.get(row["name"]))
             while run is not None:
+                if achieve is not None:
+                    # A planned goal: is this step still the way to the goal?
+                    decision = await self._planning().before(achieve, run)
+                    if decision is not None:
+                        run = await self._replan(run, lease, decision)
+                        continue
                 item = await self._execute(run, lease)
+                if achieve is not None and item["outcome"] == "fail":
+                    item = await self._plan_around(achieve, run, item)
                 # While draining, finish this step but leave the next one to other workers.
                 item["continue"] = not self._stopping.is_set()
                 run = await self._complete(run, item)
@@ -383,12 +395,66 @@ class Worker:
             del self._held[lease.goal_id]
             self._wake.set()
 
+    def _planning(self) -> Planning:
+        assert self._pool is not None
+        if self._planning_ is None:
+            self._planning_ = Planning(self._pool, self.registry, self._executor, self.schema)
+        return self._planning_
+
+    async def _replan(self, run: StepRun, lease: Lease, decision: Decision) -> StepRun | None:
+        """Replace the rest of a planned goal's plan before running ``run`` (or fail it)."""
+        if decision.error is not None:
+            await self._db(
+                "goals_fail", self.id, [{"goal_id": run.goal_id, "epoch": run.epoch, "error": decision.error}]
+            )
+            self.stats.failed += 1
+            return None
+        item = {
+            "goal_id": run.goal_id,
+            "epoch": run.epoch,
+            "steps": decision.steps,
+            "replan": True,
+            "reason": decision.reason,
+            "detail": decision.detail,
+        }
+        answer = await self._planner.submit(item)
+        if answer is None or answer["outcome"] != "planned":
+            if answer is not None and answer["outcome"] == "complete":
+                self.stats.completed += 1
+            return None
+        return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer)
+
+    async def _plan_around(self, achieve: Achieve, run: StepRun, item: dict[str, Any]) -> dict[str, Any]:
+        """Turn a planned goal's failed step into a re-plan around it, when there is one."""
+        decision = await self._planning().after_failure(achieve, run, str(item.get("error")))
+        if decision.error is not None:
+            return {**item, "error": f"{item.get('error')}; {decision.error}"}
+        return {
+            **item,
+            "outcome": "replan",
+            "steps": decision.steps,
+            "reason": decision.reason,
+            "detail": decision.detail,
+        }
+
     async def _plan(self, row: asyncpg.Record, lease: Lease) -> StepRun | None:
         goal_type = self.registry.goal_types.get(row["name"])
         error = None
         steps: list[dict[str, Any]] = []
+        extra: dict[str, Any] = {}
         if goal_type is None:
             error = f"unknown goal type {row['name']!r} in this worker"
+        elif goal_type.achieve is not None:
+            try:
+                goal_type.validate(row["params"])
+                decision = await self._planning().first(goal_type.achieve, row["params"] or {})
+                error = decision.error
+                steps = decision.steps or []
+                extra = {"reason": decision.reason, "detail": decision.detail}
+            except GoalrtError as exc:
+                error = str(exc)
+            except Exception as exc:  # a bug in the planner: fail the goal, do not loop on it
+                error = f"planning goal {row['name']} failed: {type(exc).__name__}: {exc}"
         else:
             try:
                 planned = goal_type.plan(row["params"])
@@ -407,7 +473,7 @@ class Worker:
             self.stats.failed += 1
             self._forget(lease)
             return None
-        answer = await self._planner.submit({"goal_id": lease.goal_id, "epoch": lease.epoch, "steps": steps})
+        answer = await self._planner.submit({"goal_id": lease.goal_id, "epoch": lease.epoch, "steps": steps, **extra})
         if answer is not None and answer["outcome"] == "error":
             item = {"goal_id": lease.goal_id, "epoch": lease.epoch, "error": f"plan refused: {answer['error']}"}
             await self._db("goals_fail", self.id, [item])

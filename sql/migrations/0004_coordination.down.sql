@@ -613,7 +613,7 @@ DROP FUNCTION goalrt.child_ended(bigint, bigint);
 DROP FUNCTION goalrt.finish_wait(bigint, jsonb, boolean, jsonb);
 DROP FUNCTION goalrt.advance_goal(bigint, integer, text, double precision, jsonb);
 DROP FUNCTION goalrt.end_goal(bigint, text, jsonb, text, jsonb);
-DROP FUNCTION goalrt.insert_plan(bigint, jsonb, text);
+DROP FUNCTION goalrt.insert_plan(bigint, jsonb, text, jsonb);
 DROP FUNCTION goalrt.next_step(bigint, integer, integer);
 DROP FUNCTION goalrt.admit_step(bigint, integer, text, jsonb, bigint);
 DROP FUNCTION goalrt.release_limits(bigint);

@@ -451,9 +451,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
 $$;
 
 -- Replace what is left of a goal's plan with `steps` (a new plan) and
--- record goal.planned. Returns the first new step, NULL for an empty plan.
--- The caller holds the goal's row lock.
-CREATE FUNCTION goalrt.insert_plan(p_goal bigint, steps jsonb, reason text) RETURNS integer
+-- record goal.planned (with `reason` and the planner's `detail`). Returns
+-- the first new step, NULL for an empty plan. The caller holds the goal's
+-- row lock.
+CREATE FUNCTION goalrt.insert_plan(p_goal bigint, steps jsonb, reason text, detail jsonb) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g     goalrt.goals;
@@ -471,7 +472,7 @@ BEGIN
     INSERT INTO goalrt.event_data (stream, type, data)
     VALUES ('goal:' || g.id, 'goal.planned',
             jsonb_strip_nulls(jsonb_build_object('goal_id', g.id, 'plan_no', g.plan_no + 1, 'first_seq', first,
-                                                 'steps', steps, 'reason', reason)));
+                                                 'steps', steps, 'reason', reason, 'planner', detail)));
     RETURN CASE WHEN jsonb_array_length(steps) > 0 THEN first END;
 END
 $$;
@@ -701,7 +702,7 @@ BEGIN
                                 jsonb_build_object('reason', 'the parent''s wait timed out'));
     END LOOP;
     IF jsonb_typeof(s.args -> 'on_timeout') = 'array' AND jsonb_array_length(s.args -> 'on_timeout') > 0 THEN
-        first := goalrt.insert_plan(g.id, s.args -> 'on_timeout', 'wait_timeout');
+        first := goalrt.insert_plan(g.id, s.args -> 'on_timeout', 'wait_timeout', NULL);
         RETURN goalrt.advance_goal(g.id, first, NULL, NULL, NULL);
     END IF;
     PERFORM goalrt.end_goal(
@@ -1339,8 +1340,10 @@ $$;
 
 -- Store the plans a worker computed for goals it holds: a JSON array of
 -- {"goal_id", "epoch", "steps": [{"action", "args", "kind", "label"}, ...],
--- "replan": bool}. A goal already planned keeps its plan unless replan is
--- true; then the steps left of the earlier plan are superseded. The first
+-- "replan": bool, "reason": text, "detail": {...}}. A goal already planned
+-- keeps its plan unless replan is true; then the steps left of the earlier
+-- plan are superseded. reason and detail (the planner's cost, ground
+-- actions, state versions) are recorded in goal.planned. The first
 -- step of the new plan starts at once (see advance_goal). Returns per goal
 -- the outcome: 'planned' (with the step to run), 'complete', 'waiting',
 -- 'blocked' (a limit parked it), or 'refused' (the lease was lost;
@@ -1397,7 +1400,9 @@ BEGIN
             CONTINUE;
         END IF;
         PERFORM goalrt.release_limits(g.id);
-        first := goalrt.insert_plan(g.id, x -> 'steps', CASE WHEN g.plan_no > 0 THEN 'replan' END);
+        first := goalrt.insert_plan(g.id, x -> 'steps',
+                                    coalesce(x ->> 'reason', CASE WHEN g.plan_no > 0 THEN 'replan' END),
+                                    CASE WHEN jsonb_typeof(x -> 'detail') = 'object' THEN x -> 'detail' END);
         outcome := goalrt.advance_goal(g.id, first, worker_id, lease_seconds, NULL);
         IF outcome = 'continue' THEN
             SELECT st.* INTO cur FROM goalrt.goal_steps st JOIN goalrt.goals gg ON gg.id = st.goal_id
@@ -1413,10 +1418,12 @@ $$;
 -- Record the outcome of steps run by a worker, each in its own right and
 -- only while the worker still holds the goal's lease at that epoch. items is
 -- a JSON array of
---   {"goal_id", "epoch", "seq", "outcome": "complete" | "retry" | "fail",
+--   {"goal_id", "epoch", "seq", "outcome": "complete" | "retry" | "fail" | "replan",
 --    "result", "changes" (a change set for goalrt.change_state), "events"
 --    ([{"type", "data"}] appended to the goal's stream), "error",
---    "retry_in" (seconds), "continue" (start the next step at once)}
+--    "retry_in" (seconds), "continue" (start the next step at once),
+--    "steps", "reason", "detail" (replan: the step failed for good and
+--    these steps replace the rest of the plan)}
 -- For each item it returns what happened:
 --   'continue'        next step started under the same lease (step_seq, action, args, attempt)
 --   'complete'        the goal completed
@@ -1452,8 +1459,21 @@ BEGIN
         ep := (x ->> 'epoch')::bigint;
         sq := (x ->> 'seq')::integer;
         outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL; error := NULL;
-        IF x ->> 'outcome' IS NULL OR x ->> 'outcome' NOT IN ('complete', 'retry', 'fail') THEN
-            RAISE EXCEPTION 'items: outcome must be complete, retry or fail (goal %)', goal_id USING ERRCODE = 'GR008';
+        IF x ->> 'outcome' IS NULL OR x ->> 'outcome' NOT IN ('complete', 'retry', 'fail', 'replan') THEN
+            RAISE EXCEPTION 'items: outcome must be complete, retry, fail or replan (goal %)', goal_id
+                USING ERRCODE = 'GR008';
+        END IF;
+        IF x ->> 'outcome' = 'replan' THEN
+            IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
+                RAISE EXCEPTION 'items: a replan needs steps (goal %)', goal_id USING ERRCODE = 'GR008';
+            END IF;
+            SELECT p INTO error FROM (
+                SELECT goalrt.step_problem(st, format('replan for goal %s: steps[%s]', goal_id, i - 1)) AS p
+                  FROM jsonb_array_elements(x -> 'steps') WITH ORDINALITY AS t(st, i) ORDER BY i) q
+             WHERE p IS NOT NULL LIMIT 1;
+            IF error IS NOT NULL THEN
+                RAISE EXCEPTION '%', error USING ERRCODE = 'GR008';
+            END IF;
         END IF;
         SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
         IF NOT FOUND THEN
@@ -1527,6 +1547,28 @@ BEGIN
                 g.id, goalrt.next_step(g.id, sq, g.plan_no),
                 CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
                 lease_seconds, x -> 'result');
+            SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
+            IF outcome = 'continue' THEN
+                SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+            ELSIF outcome IN ('released', 'blocked', 'waiting') THEN
+                step_seq := g.step_seq;
+            END IF;
+        ELSIF x ->> 'outcome' = 'replan' THEN
+            -- The step failed for good; the worker planned around it.
+            UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'final', true, 'replanned', true));
+            PERFORM goalrt.release_limits(g.id);
+            outcome := goalrt.advance_goal(
+                g.id,
+                goalrt.insert_plan(g.id, x -> 'steps', coalesce(x ->> 'reason', 'step_failed'),
+                                   CASE WHEN jsonb_typeof(x -> 'detail') = 'object' THEN x -> 'detail' END),
+                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                lease_seconds, NULL);
             SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
             IF outcome = 'continue' THEN
                 SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;

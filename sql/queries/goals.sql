@@ -115,3 +115,10 @@ SELECT goal_id FROM goalrt.heartbeat_v1($1::text, $2::bigint[], $3::bigint[], $4
 
 -- name: leases_release
 SELECT goal_id FROM goalrt.release_goals_v1($1::text, $2::bigint[], $3::bigint[]);
+
+-- name: goal_plan_history
+-- How many plans a goal has had and the action steps that failed for good (for re-planning).
+SELECT g.plan_no,
+       (SELECT jsonb_agg(jsonb_build_object('action', s.action, 'args', s.args, 'error', s.error) ORDER BY s.seq)
+          FROM goalrt.goal_steps s WHERE s.goal_id = g.id AND s.status = 'failed' AND s.kind = 'action')
+  FROM goalrt.goals g WHERE g.id = $1::bigint;
