@@ -30,7 +30,7 @@ from goalrt.event import ChainReport, Event, NewEvent
 from goalrt.eventlog import EventLog
 from goalrt.forks import Fork
 from goalrt.goals import GoalInfo, Goals, GoalStatus, Limit, StepInfo, StepStatus, Submitted, TreeNode, Waiting
-from goalrt.registry import Registry, Result, Step, action, default_registry, goal
+from goalrt.registry import Registry, Result, Step, achieve, action, default_registry, goal
 from goalrt.replay import ReplayReport
 from goalrt.retry import Retry
 from goalrt.snapshots import Snapshot
@@ -92,6 +92,7 @@ __all__ = [
     "Waiting",
     "Worker",
     "__version__",
+    "achieve",
     "action",
     "ask",
     "children",

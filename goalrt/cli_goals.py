@@ -286,6 +286,15 @@ def _print_goal(info: GoalInfo) -> None:
         )
     else:
         click.echo("  (not planned yet)")
+    planned = [e.data for e in info.events if e.type == "goal.planned" and isinstance(e.data, dict)]
+    if any("planner" in p or p.get("reason") for p in planned):
+        click.echo("plans:")
+        for p in planned:
+            detail = p.get("planner") or {}
+            ops = ", ".join(detail.get("ops") or [s.get("action", "?") for s in p.get("steps") or []]) or "(none)"
+            cost = f"cost {detail['cost']:g}: " if isinstance(detail.get("cost"), int | float) else ""
+            why = f" - {detail['why']}" if detail.get("why") else ""
+            click.echo(f"  plan {p.get('plan_no')} ({p.get('reason') or 'initial'}){why}: {cost}{ops}")
     click.echo("events:")
     print_table(
         ("pos", "type", "data"),

@@ -25,9 +25,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from goalrt.achieve import effect_changes
 from goalrt.async_state import AsyncState
 from goalrt.errors import InvalidEventError, InvalidStateChangeError, PermanentError
+from goalrt.goal_conditions import effect_changes
 from goalrt.registry import Action, Registry, Result, check_json
 from goalrt.resources import queries
 from goalrt.state import Change, StateEntry, changes_json

@@ -22,7 +22,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from goalrt.achieve import (
+from goalrt.async_state import AsyncState
+from goalrt.dispatcher import StepRun
+from goalrt.goal_conditions import (
     Achieve,
     goal_holds,
     ground_op_name,
@@ -32,8 +34,6 @@ from goalrt.achieve import (
     precondition_holds,
     scalar_state,
 )
-from goalrt.async_state import AsyncState
-from goalrt.dispatcher import StepRun
 from goalrt.planner import NoPlan, Plan
 from goalrt.registry import GoalType, Registry
 from goalrt.resources import queries

@@ -42,9 +42,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from goalrt.achieve import Achieve, action_schema, condition_of
 from goalrt.database import dumps
 from goalrt.errors import ConfigError, InvalidGoalError
+from goalrt.goal_conditions import Achieve, action_schema, condition_of
 from goalrt.planner import ActionSchema, Budget, Condition, Effect, ObjectType
 from goalrt.retry import Retry
 from goalrt.state import Change

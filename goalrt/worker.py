@@ -40,7 +40,6 @@ from typing import Any
 
 import asyncpg
 
-from goalrt.achieve import Achieve
 from goalrt.batcher import Batcher
 from goalrt.bus import goal_channels
 from goalrt.config import database_url
@@ -55,6 +54,7 @@ from goalrt.dispatcher import (
     run_step,
 )
 from goalrt.errors import ConfigError, GoalrtError, translate
+from goalrt.goal_conditions import Achieve
 from goalrt.planning import Decision, Planning
 from goalrt.registry import Registry, default_registry
 from goalrt.resources import MAIN_SCHEMA, queries
