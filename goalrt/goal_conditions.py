@@ -95,6 +95,25 @@ class Achieve:
     param_types: Mapping[str, str] = field(default_factory=dict)
     max_replans: int = 3
     budget: Budget = field(default_factory=lambda: Budget(max_expansions=100_000))
+    # Keep the condition true: after reaching it, wait for a change of the
+    # paths it reads, and act again when it breaks (the goal never completes).
+    maintain: bool = False
+
+
+# The step that ends each plan of a maintained goal, after its watch: the
+# worker re-plans when it reaches it (it is never run as an action).
+RECHECK = "goalrt.recheck"
+
+
+def watch_steps(achieve: Achieve, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the steps that end a maintained goal's plan: wait for a change of a path the condition reads."""
+    goal = bind(achieve.condition, {k: v for k, v in params.items() if isinstance(v, SCALARS)})
+    paths = sorted(set(_paths((goal,))))
+    where = [{"changes": [{"path": p}]} for p in paths] or [{}]
+    return [
+        {"kind": "event", "action": "watch", "args": {"event": "state.changed", "where": where, "since": "wait"}},
+        {"action": RECHECK, "args": {}},
+    ]
 
 
 def scalar_state(entries: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -109,7 +128,13 @@ def problem_for(achieve: Achieve, registry: Registry, params: Mapping[str, Any],
         for name, value in sorted(params.items())
         if isinstance(value, SCALARS)
     ]
-    actions = [a.schema for _, a in sorted(registry.actions.items()) if a.schema is not None]
+    # The actions this goal can plan with: those whose parameters are of types it knows.
+    known = {t.name for t in achieve.types} | set(achieve.objects) | set(achieve.param_types.values())
+    actions = [
+        a.schema
+        for _, a in sorted(registry.actions.items())
+        if a.schema is not None and all(t in known for _, t in a.schema.params)
+    ]
     return Problem(
         types=achieve.types,
         state=state,
@@ -131,9 +156,17 @@ def make_plan(
     return plan(problem_for(achieve, registry, params, state), achieve.budget, exclude=frozenset(exclude))
 
 
-def plan_steps(result: Plan) -> list[dict[str, Any]]:
-    """Return the plan as goal steps (action and bound arguments) for ``plan_goals_v1``."""
-    return [{"action": op.action, "args": op.bindings} for op in result.steps]
+def plan_steps(
+    result: Plan, achieve: Achieve | None = None, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Return the plan as goal steps (action and bound arguments) for ``plan_goals_v1``.
+
+    A maintained goal's plan ends with its watch (see ``watch_steps``).
+    """
+    steps = [{"action": op.action, "args": op.bindings} for op in result.steps]
+    if achieve is not None and achieve.maintain:
+        steps += watch_steps(achieve, params or {})
+    return steps
 
 
 def plan_detail(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from goalrt.async_state import AsyncState
 from goalrt.dispatcher import StepRun
 from goalrt.goal_conditions import (
+    RECHECK,
     Achieve,
     goal_holds,
     ground_op_name,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     import asyncpg
 
 log = logging.getLogger("goalrt.planning")
+
+_EMPTY = Plan((), 0, "", 0, 0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +112,19 @@ class Planning:
         result = await self._plan(achieve, params, snap, [])
         if isinstance(result, NoPlan):
             return Decision(None, None, "no_plan", f"no plan: {result.explain()}")
-        return Decision(plan_steps(result), plan_detail(result, achieve, params, snap.versions, "initial"), "initial")
+        detail = plan_detail(result, achieve, params, snap.versions, "initial")
+        return Decision(plan_steps(result, achieve, params), detail, "initial")
 
     async def before(self, achieve: Achieve, run: StepRun) -> Decision | None:
         """Return a new plan when the step should not run as planned (goal reached, state drifted), else None."""
         snap = await self.snapshot()
         params = run.params or {}
+        if run.action == RECHECK:
+            # A maintained goal's watch saw a change: act again if the condition broke.
+            return await self._replan(achieve, run, snap, "recheck", "a path the condition reads changed", [], True)
         if goal_holds(achieve, params, snap.values):
-            return Decision([], {"reason": "achieved", "why": "the goal's condition already holds"}, "achieved")
+            why = "the goal's condition already holds"
+            return Decision(plan_steps(_EMPTY, achieve, params), {"reason": "achieved", "why": why}, "achieved")
         action = self._registry.actions.get(run.action)
         if action is None or action.schema is None or precondition_holds(action.schema, run.args or {}, snap.values):
             return None
@@ -133,12 +141,20 @@ class Planning:
         return await self._replan(achieve, run, await self.snapshot(), "step_failed", why, failed_now)
 
     async def _replan(
-        self, achieve: Achieve, run: StepRun, snap: Snapshot, reason: str, why: str, failed_now: list[str]
+        self,
+        achieve: Achieve,
+        run: StepRun,
+        snap: Snapshot,
+        reason: str,
+        why: str,
+        failed_now: list[str],
+        fresh: bool = False,
     ) -> Decision:
+        """Return a new plan from ``snap``; ``fresh`` (a maintained goal's recheck) starts a new round of re-plans."""
         plans, failed = await self._history(run.goal_id)
-        exclude = sorted(set(self._excluded(failed)) | set(failed_now))
+        exclude = [] if fresh else sorted(set(self._excluded(failed)) | set(failed_now))
         reasons = [f"{s['action']} failed: {s['error']}" for s in failed] + [why]
-        if plans >= 1 + achieve.max_replans:
+        if not fresh and plans >= 1 + achieve.max_replans and not achieve.maintain:
             return Decision(None, None, reason, f"gave up after {plans} plans: " + "; ".join(reasons))
         result = await self._plan(achieve, run.params or {}, snap, exclude)
         if isinstance(result, NoPlan):
@@ -146,7 +162,7 @@ class Planning:
         detail = plan_detail(result, achieve, run.params or {}, snap.versions, reason)
         detail["why"] = why
         detail["excluded"] = exclude
-        return Decision(plan_steps(result), detail, reason)
+        return Decision(plan_steps(result, achieve, run.params or {}), detail, reason)
 
 
 __all__ = ["Decision", "Planning", "Snapshot"]

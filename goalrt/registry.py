@@ -255,12 +255,16 @@ class Registry:
         param_types: Mapping[str, str] | None = None,
         max_replans: int = 3,
         budget: Budget | None = None,
+        maintain: bool = False,
     ) -> GoalType:
         """Register a goal type declared by the condition it must reach; the planner finds its steps.
 
         ``{param}`` in the condition is the goal's param; ``param_types`` makes
         a param's value an object of a type; ``types`` say where objects come
-        from (``ObjectType("Order", keys_under="orders")``).
+        from (``ObjectType("Order", keys_under="orders")``). With ``maintain``
+        the goal keeps the condition true: once reached it waits for a change
+        of the paths the condition reads and acts again when it breaks; it
+        never completes (cancel it to stop).
         """
         if params is not None and not (isinstance(params, type) and issubclass(params, BaseModel)):
             raise ConfigError(f"goal {name}: params must be a pydantic model class")
@@ -273,6 +277,7 @@ class Registry:
             dict(param_types or {}),
             max_replans,
             budget or Budget(max_expansions=100_000),
+            maintain,
         )
         return self.add_goal_type(GoalType(name, _planned(name), params, spec))
 

@@ -75,7 +75,7 @@ def _wait(
 
 def wait_event(
     event_type: str,
-    where: Mapping[str, Any] | None = None,
+    where: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     *,
     since: str = "submit",
     timeout: float | timedelta | None = None,
@@ -86,14 +86,21 @@ def wait_event(
 
     ``since="submit"`` (the default) also counts an event appended after the
     goal was submitted but before the wait began; ``since="wait"`` only
-    counts events appended once the goal waits. The step's result is
+    counts events appended once the goal waits. ``where`` may be a list:
+    an event whose data contains any of them matches. The step's result is
     ``{"event": {"id", "stream", "type", "data"}}``.
     """
     if not isinstance(event_type, str) or not event_type:
         raise InvalidGoalError("wait_event needs an event type")
     if since not in ("submit", "wait"):
         raise InvalidGoalError('since must be "submit" or "wait"')
-    args: dict[str, Any] = {"event": event_type, "where": dict(where or {}), "since": since}
+    if isinstance(where, Sequence) and not isinstance(where, str):
+        if not where:
+            raise InvalidGoalError("where: give at least one filter, or none")
+        filters: Any = [dict(w) for w in where]
+    else:
+        filters = dict(where or {})
+    args: dict[str, Any] = {"event": event_type, "where": filters, "since": since}
     return _wait("event", f"wait {event_type}", args, timeout, on_timeout, label)
 
 

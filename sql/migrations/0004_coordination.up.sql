@@ -76,7 +76,9 @@ CREATE INDEX event_data_type_idx ON goalrt.event_data (type, id);
 -- Goals waiting for an event: what they wait for, matched by a trigger on
 -- every append.
 CREATE TABLE goalrt.goal_waits (
-    goal_id    bigint      PRIMARY KEY REFERENCES goalrt.goals (id),
+    goal_id    bigint      NOT NULL REFERENCES goalrt.goals (id),
+    -- A wait whose "where" is a list of alternatives has a row for each.
+    alt        integer     NOT NULL DEFAULT 0,
     seq        integer     NOT NULL,
     event_type text        NOT NULL,
     -- The event's data must contain this (jsonb @>).
@@ -84,7 +86,8 @@ CREATE TABLE goalrt.goal_waits (
     -- Only events with a larger id match (0: any).
     since_id   bigint      NOT NULL DEFAULT 0,
     match_key  text,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (goal_id, alt)
 );
 -- The first scalar field of the filter as 'key=value' (NULL: no such
 -- field): an appended event looks up only the waits whose key its data has,
@@ -291,8 +294,11 @@ BEGIN
     IF kind = 'event' THEN
         IF jsonb_typeof(a -> 'event') IS DISTINCT FROM 'string' OR a ->> 'event' = '' THEN
             RETURN label || '.args.event must be an event type';
-        ELSIF a ? 'where' AND jsonb_typeof(a -> 'where') <> 'object' THEN
-            RETURN label || '.args.where must be an object (the event data must contain it)';
+        ELSIF a ? 'where' AND jsonb_typeof(a -> 'where') <> 'object'
+              AND NOT (jsonb_typeof(a -> 'where') = 'array' AND jsonb_array_length(a -> 'where') > 0
+                       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(a -> 'where') f
+                                        WHERE jsonb_typeof(f) <> 'object')) THEN
+            RETURN label || '.args.where must be an object (the event data must contain it) or a list of them';
         ELSIF a ? 'since' AND coalesce(a ->> 'since', '') NOT IN ('submit', 'wait') THEN
             RETURN label || '.args.since must be "submit" or "wait"';
         END IF;
@@ -545,6 +551,7 @@ DECLARE
     since    bigint;
     ev       record;
     kids     jsonb := '[]';
+    alts     jsonb;
     child    jsonb;
     i        integer := 0;
     made     record;
@@ -597,12 +604,14 @@ BEGIN
             PERFORM pg_advisory_xact_lock('goalrt.goal_waits'::regclass::oid::integer,
                                           goalrt.wait_lock_key(s.args ->> 'event'));
             since := 0;
+            alts := CASE WHEN jsonb_typeof(s.args -> 'where') = 'array' THEN s.args -> 'where'
+                         ELSE jsonb_build_array(coalesce(s.args -> 'where', '{}')) END;
             IF coalesce(s.args ->> 'since', 'submit') = 'submit' THEN
                 SELECT min(e.id) INTO since FROM goalrt.event_data e
                  WHERE e.stream = 'goal:' || g.id AND e.type = 'goal.submitted';
                 SELECT e.id, e.stream, e.type, e.data INTO ev FROM goalrt.event_data e
                  WHERE e.type = s.args ->> 'event' AND e.id > coalesce(since, 0)
-                   AND (coalesce(s.args -> 'where', '{}') = '{}' OR e.data @> (s.args -> 'where'))
+                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
                  ORDER BY e.id LIMIT 1;
                 IF FOUND THEN
                     res := jsonb_build_object('event', jsonb_build_object(
@@ -610,12 +619,11 @@ BEGIN
                 END IF;
             END IF;
             IF res IS NULL THEN
-                INSERT INTO goalrt.goal_waits (goal_id, seq, event_type, filter, since_id, match_key)
-                VALUES (g.id, s.seq, s.args ->> 'event', coalesce(s.args -> 'where', '{}'), coalesce(since, 0),
-                        (goalrt.match_keys(coalesce(s.args -> 'where', '{}')))[1])
-                ON CONFLICT (goal_id) DO UPDATE
-                   SET seq = excluded.seq, event_type = excluded.event_type, filter = excluded.filter,
-                       since_id = excluded.since_id, match_key = excluded.match_key, created_at = now();
+                DELETE FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
+                INSERT INTO goalrt.goal_waits (goal_id, alt, seq, event_type, filter, since_id, match_key)
+                SELECT g.id, f.n::integer - 1, s.seq, s.args ->> 'event', f.v, coalesce(since, 0),
+                       (goalrt.match_keys(f.v))[1]
+                  FROM jsonb_array_elements(alts) WITH ORDINALITY AS f(v, n);
             END IF;
         ELSIF s.kind = 'children' THEN
             kids := '[]';

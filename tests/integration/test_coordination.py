@@ -415,6 +415,7 @@ def test_bad_options_and_steps_are_refused_naming_the_field(c: psycopg.Connectio
         ({"action": "s", "kind": "sleep", "args": {}}, "give seconds or until"),
         ({"action": "k", "kind": "children", "args": {"goals": [], "mode": "some"}}, "mode must be"),
         ({"action": "x", "kind": "nap", "args": {}}, "nap is not a step kind"),
+        ({"action": "w", "kind": "event", "args": {"event": "x", "where": [1]}}, "args.where must be an object"),
         (
             {"action": "a", "kind": "ask", "args": {"prompt": "?", "timeout": 1, "on_timeout": [{"args": {}}]}},
             r"on_timeout\[0\].action must be a non-empty string",

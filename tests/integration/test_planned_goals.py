@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from goalrt import ActionContext, AsyncGoals, GoalInfo, PermanentError, Registry, State, Worker
 from goalrt.planner import ObjectType, Set
-from tests.integration.test_worker import until_finished, with_worker
+from tests.integration.test_worker import until_finished, wait_for, with_worker
 
 
 class Deliver(BaseModel):
@@ -167,3 +167,37 @@ def test_re_planning_gives_up_after_max_replans(db_url: str) -> None:
     assert calls == ["pay.card(o6)"]
     declined = "pay.card: card declined"
     assert info.last_error == f"{declined}; gave up after 1 plans: pay.card(o6) failed: {declined}"
+
+
+def test_a_maintained_goal_acts_again_when_its_condition_breaks(db_url: str) -> None:
+    setup(db_url)
+    _set(db_url, "truck.at", "garage")
+    calls: list[str] = []
+    registry = shop(db_url, calls)
+    registry.achieve("keep.truck.at.dock", "truck.at == 'dock'", maintain=True)
+
+    async def body(goals: AsyncGoals, worker: Worker) -> None:
+        gid = (await goals.submit("keep.truck.at.dock", {})).id
+
+        async def waits_after(n: int) -> bool:
+            info = await goals.get(gid)
+            return info.status == "waiting" and len(calls) == n
+
+        await wait_for(lambda: waits_after(1))  # it called the truck, then watches
+        _set(db_url, "orders.x.status", "created")  # a path it does not read: it keeps waiting
+        await asyncio.sleep(0.3)
+        assert len(calls) == 1 and (await goals.get(gid)).status == "waiting"
+        await asyncio.to_thread(_set, db_url, "truck.at", "garage")  # broken: it acts again
+        await wait_for(lambda: waits_after(2))
+        await asyncio.to_thread(_set, db_url, "truck.at", "dock")  # changed, still holds: nothing to do
+        await asyncio.sleep(0.3)
+        info = await goals.get(gid)
+        assert info.status == "waiting" and len(calls) == 2
+        reasons = [p["reason"] for p in plans(info)]
+        assert reasons == ["initial", "recheck", "recheck"]
+        await goals.cancel(gid)
+
+    asyncio.run(with_worker(db_url, registry, body))
+    assert calls == ["truck.call()", "truck.call()"]
+    with State.connect(db_url) as state:
+        assert state.value("truck.at") == "dock"
