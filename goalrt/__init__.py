@@ -38,7 +38,7 @@ from goalrt.state import Change, ChangeResult, HistoryEntry, State, StateEntry
 from goalrt.waits import Child, ask, children, sleep, wait_event
 from goalrt.worker import Partitions, Worker
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "ActionContext",
