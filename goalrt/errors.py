@@ -9,7 +9,7 @@ user can cause, to the classes below while keeping the original as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 # SQLSTATEs raised by goalrt's SQL functions. Mirrored in sql/schema.sql.
@@ -165,3 +165,26 @@ def translated() -> Iterator[None]:
 def _is_driver_error(exc: BaseException) -> bool:
     module = type(exc).__module__
     return module.startswith(("psycopg", "asyncpg"))
+
+
+class GdlError(GoalrtError):
+    """A GDL workspace has problems; ``problems`` holds each one as ``file:line:column: message``, line and caret.
+
+    With one problem the message is that problem; with several it starts with
+    ``N problems in the workspace`` and lists them, sorted by file and line.
+    """
+
+    def __init__(self, problems: Sequence[str] | str) -> None:
+        self.problems: tuple[str, ...] = (problems,) if isinstance(problems, str) else tuple(problems)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            text = "\n".join([f"{len(self.problems)} problems in the workspace", *self.problems])
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class GdlSyntaxError(GdlError, SyntaxError):
+    """A GDL source does not parse (one problem per file that fails); also a ``SyntaxError``."""

@@ -1,0 +1,439 @@
+"""The GDL syntax tree: frozen dataclasses, each carrying where it was written (file, line, column).
+
+The parser builds these from lark's tree; the compiler checks them and turns
+them into the planner's objects. Names and paths are kept as written
+(``Name``) so that every later message can point at them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+Scalar: TypeAlias = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Pos:
+    """A place in a source file; line and column start at 1."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A name, dotted name or path template as written: ``payment.charge``, ``orders.{o}.status``, ``{o}``."""
+
+    text: str
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """A JSON scalar written in the source: a string, a number, true, false or null."""
+
+    value: Scalar
+    pos: Pos
+
+
+Term: TypeAlias = Name | Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A duration as written (``1h30m``) and its length in seconds."""
+
+    text: str
+    seconds: float
+    pos: Pos
+
+
+# -- conditions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    op: str
+    left: Term
+    right: Term
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    left: Term
+    options: tuple[Term, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ExistsCond:
+    path: Name
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    parts: tuple[Cond, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    parts: tuple[Cond, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Negation:
+    arg: Cond
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Constant:
+    value: bool
+    pos: Pos
+
+
+Cond: TypeAlias = Compare | Member | ExistsCond | AllOf | AnyOf | Negation | Constant
+
+
+# -- types and events ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """``name: type`` in a type, an event, or a parameter list."""
+
+    name: Name
+    type: Name
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class TypeDecl:
+    name: Name
+    under: Name | None
+    fields: tuple[Field, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class EventDecl:
+    name: Name
+    fields: tuple[Field, ...]
+    pos: Pos
+
+
+# -- actions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetEffect:
+    path: Name
+    value: Term
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class IncEffect:
+    path: Name
+    by: Literal
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEffect:
+    path: Name
+    pos: Pos
+
+
+EffectNode: TypeAlias = SetEffect | IncEffect | DeleteEffect
+
+
+@dataclass(frozen=True, slots=True)
+class Require:
+    condition: Cond
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    value: Literal
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class RetryClause:
+    attempts: Literal
+    backoff: str | None
+    delay: Duration | None
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    duration: Duration
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrency:
+    value: Literal
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    count: Literal
+    per: Duration
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    name: Name
+    pos: Pos
+
+
+ActionClause: TypeAlias = (
+    Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionDecl:
+    name: Name
+    params: tuple[Field, ...]
+    clauses: tuple[ActionClause, ...]
+    pos: Pos
+
+
+# -- goals -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AchieveClause:
+    condition: Cond
+    maintain: bool
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    value: Literal
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    duration: Duration
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class MaxReplans:
+    value: Literal
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Uses:
+    """``actions a, b``: the only actions the goal may plan with."""
+
+    actions: tuple[Name, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """``name = value`` in a trigger, a ``when goal`` or a ``when event``."""
+
+    name: Name
+    value: Term
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """``on event TYPE as e { param = e.field ... }``."""
+
+    event: Name
+    alias: Name
+    bindings: tuple[Binding, ...]
+    pos: Pos
+
+
+GoalClause: TypeAlias = AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger
+
+
+@dataclass(frozen=True, slots=True)
+class GoalDecl:
+    name: Name
+    params: tuple[Field, ...]
+    clauses: tuple[GoalClause, ...]
+    pos: Pos
+
+
+# -- contracts, policies, tests --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    kind: str  # "type", "event" or "action"
+    name: Name
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ContractDecl:
+    name: Name
+    exports: tuple[Export, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecl:
+    name: Name
+    conditions: tuple[Cond, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    path: Name
+    value: Term
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class Simulate:
+    actions: tuple[Name, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class WhenGoal:
+    goal: Name
+    args: tuple[Binding, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class WhenEvent:
+    event: Name
+    data: tuple[Binding, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectEvent:
+    event: Name
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectGoal:
+    status: str
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectState:
+    condition: Cond
+    pos: Pos
+
+
+TestClause: TypeAlias = Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState
+
+
+@dataclass(frozen=True, slots=True)
+class TestDecl:
+    name: Name
+    clauses: tuple[TestClause, ...]
+    pos: Pos
+
+
+Decl: TypeAlias = TypeDecl | EventDecl | ActionDecl | GoalDecl | ContractDecl | PolicyDecl | TestDecl
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One parsed .gdl file; ``app`` is its app, ``shared`` or ``tests`` (from where it sits in the workspace)."""
+
+    path: str
+    app: str
+    decls: tuple[Decl, ...]
+
+
+__all__ = [
+    "AchieveClause",
+    "ActionClause",
+    "ActionDecl",
+    "AllOf",
+    "AnyOf",
+    "Binding",
+    "Compare",
+    "Concurrency",
+    "Cond",
+    "Constant",
+    "ContractDecl",
+    "Cost",
+    "Deadline",
+    "Decl",
+    "DeleteEffect",
+    "Duration",
+    "EffectNode",
+    "EventDecl",
+    "ExistsCond",
+    "ExpectEvent",
+    "ExpectGoal",
+    "ExpectState",
+    "Export",
+    "Field",
+    "Given",
+    "GoalClause",
+    "GoalDecl",
+    "Handler",
+    "IncEffect",
+    "Literal",
+    "MaxReplans",
+    "Member",
+    "Name",
+    "Negation",
+    "PolicyDecl",
+    "Pos",
+    "Priority",
+    "Rate",
+    "Require",
+    "RetryClause",
+    "Scalar",
+    "SetEffect",
+    "Simulate",
+    "Source",
+    "SourceFile",
+    "Term",
+    "TestClause",
+    "TestDecl",
+    "Timeout",
+    "Trigger",
+    "TypeDecl",
+    "Uses",
+    "WhenEvent",
+    "WhenGoal",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The text of one .gdl file, its path relative to the workspace, and the app it belongs to."""
+
+    path: str
+    app: str
+    text: str

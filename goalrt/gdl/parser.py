@@ -1,0 +1,355 @@
+"""Parse GDL source into the syntax tree of ``goalrt.gdl.ast``.
+
+The grammar is ``grammar.lark`` next to this module (shipped in the package).
+A source that does not parse raises ``GdlSyntaxError`` with one problem:
+``file:line:column: unexpected ...; expected ...``, the line and a caret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
+
+from goalrt.durations import parse_duration
+from goalrt.errors import GdlError, GdlSyntaxError
+from goalrt.gdl import ast
+from goalrt.gdl.diagnostics import Problem, render
+
+# Readable words for the terminals whose pattern is a regular expression.
+_WORDS: Final = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "DURATION": "a duration (e.g. 30s, 1h30m)",
+    "STRING": "a string",
+    "COMPARE": "a comparison (== != < <= > >=)",
+    "BACKOFF": "'exponential' or 'fixed'",
+    "EXPORT_KIND": "'type', 'event' or 'action'",
+    "GOAL_STATUS": "a goal status (complete, failed, cancelled, waiting, active, pending)",
+    "$END": "the end of the file",
+}
+_ESCAPE: Final = re.compile(r"\\(.)")
+
+
+@cache
+def _lark() -> Lark:
+    grammar = resources.files("goalrt.gdl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+
+
+def describe_terminal(name: str) -> str:
+    """Return a terminal as a reader would name it: ``'{'``, ``'require'``, ``a name``."""
+    if name in _WORDS:
+        return _WORDS[name]
+    for terminal in _lark().terminals:
+        if terminal.name == name and isinstance(terminal.pattern, PatternStr):
+            return repr(terminal.pattern.value)
+    return name.lower()
+
+
+def expected_words(names: set[str] | frozenset[str]) -> str:
+    """Return ``A, B or C`` for a set of terminal names, readable and sorted."""
+    words = sorted({describe_terminal(n) for n in names if n not in ("WS", "COMMENT")})
+    if not words:
+        return "nothing more"
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    if token.type == "NAME":
+        return f"name {token.value!r}"
+    if token.type in ("NUMBER", "STRING", "DURATION"):
+        return f"{token.type.lower()} {token.value}"
+    return repr(str(token.value))
+
+
+def _end_pos(path: str, text: str) -> ast.Pos:
+    lines = text.split("\n")
+    return ast.Pos(path, len(lines), len(lines[-1]) + 1)
+
+
+def _accepted(exc: UnexpectedToken) -> set[str]:
+    # LALR merges states, so ``exc.expected`` may list tokens that would fail a
+    # few reductions later; the interactive parser tries each one for real.
+    if exc.interactive_parser is not None:
+        try:
+            return set(exc.interactive_parser.accepts())  # type: ignore[no-untyped-call]
+        except UnexpectedInput:
+            pass
+    return set(exc.expected)
+
+
+def syntax_problem(path: str, text: str, exc: UnexpectedInput) -> Problem:
+    """Return the problem a lark error describes, with what was expected in words."""
+    if isinstance(exc, UnexpectedToken):
+        pos = _end_pos(path, text) if exc.token.type == "$END" else ast.Pos(path, exc.line, exc.column)
+        return Problem(pos, f"unexpected {_describe_token(exc.token)}; expected {expected_words(_accepted(exc))}")
+    if isinstance(exc, UnexpectedCharacters):
+        at = exc.pos_in_stream or 0
+        char = text[at] if at < len(text) else ""
+        return Problem(
+            ast.Pos(path, exc.line, exc.column),
+            f"unexpected character {char!r}; expected {expected_words(exc.allowed or set())}",
+        )
+    if isinstance(exc, UnexpectedEOF):
+        return Problem(_end_pos(path, text), f"unexpected end of file; expected {expected_words(set(exc.expected))}")
+    return Problem(ast.Pos(path, 1, 1), str(exc).splitlines()[0])
+
+
+def parse_source(text: str, path: str = "<gdl>", app: str = "main") -> ast.SourceFile:
+    """Return the syntax tree of one source; raise ``GdlSyntaxError`` if it does not parse."""
+    problem = _parse_problem(text, path)
+    if isinstance(problem, Problem):
+        err = GdlSyntaxError(render(problem, {path: text}))
+        err.filename, err.lineno, err.offset = path, problem.pos.line, problem.pos.column
+        err.msg = problem.message
+        raise err
+    return ast.SourceFile(path, app, problem)
+
+
+def parse_or_problem(text: str, path: str, app: str) -> ast.SourceFile | Problem:
+    """Return the syntax tree of one source, or the problem that stops it from parsing."""
+    result = _parse_problem(text, path)
+    return result if isinstance(result, Problem) else ast.SourceFile(path, app, result)
+
+
+def _parse_problem(text: str, path: str) -> tuple[ast.Decl, ...] | Problem:
+    try:
+        tree = _lark().parse(text)
+        decls = _Builder(path).transform(tree)
+    except UnexpectedInput as exc:
+        return syntax_problem(path, text, exc)
+    except RecursionError:
+        return Problem(ast.Pos(path, 1, 1), "the source is nested too deeply to read")
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, GdlError):
+            raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, RecursionError):
+            return Problem(ast.Pos(path, 1, 1), "the source is nested too deeply to read")
+        raise
+    return tuple(decls)
+
+
+def _number(text: str) -> int | float:
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return float(text)
+
+
+@v_args(meta=True)
+class _Builder(Transformer[Token, Any]):
+    """Turn lark's tree into ``goalrt.gdl.ast`` nodes, every one with its position."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def _pos(self, meta: Any) -> ast.Pos:
+        return ast.Pos(self.path, getattr(meta, "line", 1), getattr(meta, "column", 1))
+
+    def _at(self, token: Token) -> ast.Pos:
+        return ast.Pos(self.path, token.line or 1, token.column or 1)
+
+    def _name(self, token: Token) -> ast.Name:
+        return ast.Name(str(token), self._at(token))
+
+    def _term(self, item: Any) -> ast.Term:
+        if isinstance(item, ast.Name | ast.Literal):
+            return item
+        token: Token = item
+        pos = self._at(token)
+        kind = token.type
+        if kind == "NAME":
+            return ast.Name(str(token), pos)
+        if kind == "STRING":
+            raw = str(token)
+            body = raw[1:-1]
+            if raw.startswith('"'):
+                try:
+                    return ast.Literal(json.loads(raw), pos)
+                except json.JSONDecodeError:
+                    return ast.Literal(_ESCAPE.sub(r"\1", body), pos)
+            return ast.Literal(_ESCAPE.sub(r"\1", body), pos)
+        if kind == "NUMBER":
+            return ast.Literal(_number(str(token)), pos)
+        if kind == "TRUE":
+            return ast.Literal(True, pos)
+        if kind == "FALSE":
+            return ast.Literal(False, pos)
+        return ast.Literal(None, pos)
+
+    def _literal(self, token: Token) -> ast.Literal:
+        term = self._term(token)
+        assert isinstance(term, ast.Literal)
+        return term
+
+    def _duration(self, token: Token) -> ast.Duration:
+        return ast.Duration(str(token), parse_duration(str(token)), self._at(token))
+
+    # -- declarations ----------------------------------------------------------
+
+    def start(self, meta: Any, items: list[Any]) -> list[ast.Decl]:
+        return list(items)
+
+    def field(self, meta: Any, items: list[Token]) -> ast.Field:
+        return ast.Field(self._name(items[0]), self._name(items[1]), self._pos(meta))
+
+    param = field
+
+    def params(self, meta: Any, items: list[Any]) -> tuple[ast.Field, ...]:
+        return tuple(i for i in items if i is not None)
+
+    def under(self, meta: Any, items: list[Token]) -> ast.Name:
+        return self._name(items[0])
+
+    def type_decl(self, meta: Any, items: list[Any]) -> ast.TypeDecl:
+        under = next((i for i in items[1:] if isinstance(i, ast.Name)), None)
+        fields = tuple(i for i in items[1:] if isinstance(i, ast.Field))
+        return ast.TypeDecl(self._name(items[0]), under, fields, self._pos(meta))
+
+    def event_decl(self, meta: Any, items: list[Any]) -> ast.EventDecl:
+        return ast.EventDecl(self._name(items[0]), tuple(items[1:]), self._pos(meta))
+
+    def action_decl(self, meta: Any, items: list[Any]) -> ast.ActionDecl:
+        params = next((i for i in items[1:] if isinstance(i, tuple)), ())
+        clauses = tuple(i for i in items[1:] if not isinstance(i, tuple))
+        return ast.ActionDecl(self._name(items[0]), params, clauses, self._pos(meta))
+
+    def goal_decl(self, meta: Any, items: list[Any]) -> ast.GoalDecl:
+        params = next((i for i in items[1:] if isinstance(i, tuple)), ())
+        clauses = tuple(i for i in items[1:] if not isinstance(i, tuple))
+        return ast.GoalDecl(self._name(items[0]), params, clauses, self._pos(meta))
+
+    def export(self, meta: Any, items: list[Token]) -> ast.Export:
+        return ast.Export(str(items[0]), self._name(items[1]), self._pos(meta))
+
+    def contract_decl(self, meta: Any, items: list[Any]) -> ast.ContractDecl:
+        return ast.ContractDecl(self._name(items[0]), tuple(items[1:]), self._pos(meta))
+
+    def policy_decl(self, meta: Any, items: list[Any]) -> ast.PolicyDecl:
+        return ast.PolicyDecl(self._name(items[0]), tuple(items[1:]), self._pos(meta))
+
+    def test_decl(self, meta: Any, items: list[Any]) -> ast.TestDecl:
+        return ast.TestDecl(self._name(items[0]), tuple(items[1:]), self._pos(meta))
+
+    # -- action clauses --------------------------------------------------------
+
+    def require(self, meta: Any, items: list[Any]) -> ast.Require:
+        return ast.Require(items[0], self._pos(meta))
+
+    def set_effect(self, meta: Any, items: list[Any]) -> ast.SetEffect:
+        return ast.SetEffect(self._name(items[0]), self._term(items[1]), self._pos(meta))
+
+    def inc_effect(self, meta: Any, items: list[Token]) -> ast.IncEffect:
+        return ast.IncEffect(self._name(items[0]), self._literal(items[1]), self._pos(meta))
+
+    def delete_effect(self, meta: Any, items: list[Token]) -> ast.DeleteEffect:
+        return ast.DeleteEffect(self._name(items[0]), self._pos(meta))
+
+    def cost(self, meta: Any, items: list[Token]) -> ast.Cost:
+        return ast.Cost(self._literal(items[0]), self._pos(meta))
+
+    def retry(self, meta: Any, items: list[Token]) -> ast.RetryClause:
+        backoff = str(items[1]) if len(items) > 1 else None
+        delay = self._duration(items[2]) if len(items) > 2 else None
+        return ast.RetryClause(self._literal(items[0]), backoff, delay, self._pos(meta))
+
+    def timeout(self, meta: Any, items: list[Token]) -> ast.Timeout:
+        return ast.Timeout(self._duration(items[0]), self._pos(meta))
+
+    def concurrency(self, meta: Any, items: list[Token]) -> ast.Concurrency:
+        return ast.Concurrency(self._literal(items[0]), self._pos(meta))
+
+    def rate(self, meta: Any, items: list[Token]) -> ast.Rate:
+        return ast.Rate(self._literal(items[0]), self._duration(items[1]), self._pos(meta))
+
+    def handler(self, meta: Any, items: list[Token]) -> ast.Handler:
+        return ast.Handler(self._name(items[0]), self._pos(meta))
+
+    # -- goal clauses ----------------------------------------------------------
+
+    def achieve(self, meta: Any, items: list[Any]) -> ast.AchieveClause:
+        return ast.AchieveClause(items[0], False, self._pos(meta))
+
+    def maintain(self, meta: Any, items: list[Any]) -> ast.AchieveClause:
+        return ast.AchieveClause(items[0], True, self._pos(meta))
+
+    def priority(self, meta: Any, items: list[Token]) -> ast.Priority:
+        return ast.Priority(self._literal(items[0]), self._pos(meta))
+
+    def deadline(self, meta: Any, items: list[Token]) -> ast.Deadline:
+        return ast.Deadline(self._duration(items[0]), self._pos(meta))
+
+    def max_replans(self, meta: Any, items: list[Token]) -> ast.MaxReplans:
+        return ast.MaxReplans(self._literal(items[0]), self._pos(meta))
+
+    def uses(self, meta: Any, items: list[Token]) -> ast.Uses:
+        return ast.Uses(tuple(self._name(t) for t in items), self._pos(meta))
+
+    def binding(self, meta: Any, items: list[Any]) -> ast.Binding:
+        return ast.Binding(self._name(items[0]), self._term(items[1]), self._pos(meta))
+
+    arg = binding
+
+    def trigger(self, meta: Any, items: list[Any]) -> ast.Trigger:
+        return ast.Trigger(self._name(items[0]), self._name(items[1]), tuple(items[2:]), self._pos(meta))
+
+    # -- test clauses ----------------------------------------------------------
+
+    def given(self, meta: Any, items: list[Any]) -> ast.Given:
+        return ast.Given(self._name(items[0]), self._term(items[1]), self._pos(meta))
+
+    def simulate(self, meta: Any, items: list[Token]) -> ast.Simulate:
+        return ast.Simulate(tuple(self._name(t) for t in items), self._pos(meta))
+
+    def when_goal(self, meta: Any, items: list[Any]) -> ast.WhenGoal:
+        return ast.WhenGoal(self._name(items[0]), tuple(i for i in items[1:] if i is not None), self._pos(meta))
+
+    def when_event(self, meta: Any, items: list[Any]) -> ast.WhenEvent:
+        return ast.WhenEvent(self._name(items[0]), tuple(items[1:]), self._pos(meta))
+
+    def expect_event(self, meta: Any, items: list[Token]) -> ast.ExpectEvent:
+        return ast.ExpectEvent(self._name(items[0]), self._pos(meta))
+
+    def expect_goal(self, meta: Any, items: list[Token]) -> ast.ExpectGoal:
+        return ast.ExpectGoal(str(items[0]), self._pos(meta))
+
+    def expect_state(self, meta: Any, items: list[Any]) -> ast.ExpectState:
+        return ast.ExpectState(items[0], self._pos(meta))
+
+    # -- conditions ------------------------------------------------------------
+
+    def any_of(self, meta: Any, items: list[ast.Cond]) -> ast.Cond:
+        return items[0] if len(items) == 1 else ast.AnyOf(tuple(items), self._pos(meta))
+
+    def all_of(self, meta: Any, items: list[ast.Cond]) -> ast.Cond:
+        return items[0] if len(items) == 1 else ast.AllOf(tuple(items), self._pos(meta))
+
+    def negation(self, meta: Any, items: list[ast.Cond]) -> ast.Negation:
+        return ast.Negation(items[0], self._pos(meta))
+
+    def exists(self, meta: Any, items: list[Token]) -> ast.ExistsCond:
+        return ast.ExistsCond(self._name(items[0]), self._pos(meta))
+
+    def compare(self, meta: Any, items: list[Any]) -> ast.Compare:
+        return ast.Compare(str(items[1]), self._term(items[0]), self._term(items[2]), self._pos(meta))
+
+    def member(self, meta: Any, items: list[Any]) -> ast.Member:
+        options = tuple(self._term(i) for i in items[1:] if i is not None)
+        return ast.Member(self._term(items[0]), options, self._pos(meta))
+
+    def constant(self, meta: Any, items: list[Token]) -> ast.Constant:
+        return ast.Constant(items[0].type == "TRUE", self._pos(meta))
+
+
+__all__ = ["describe_terminal", "expected_words", "parse_or_problem", "parse_source", "syntax_problem"]
