@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from goalrt import __version__, cli_coordination, cli_goals, cli_plan, cli_state, config, demo, migrate
+from goalrt import __version__, cli_coordination, cli_gdl, cli_goals, cli_plan, cli_state, config, demo, migrate
 from goalrt.cli_support import ENV_FORK, AppContext, JsonParam, clip, emit_json, fork_option, pass_app, print_table
 from goalrt.database import connect, describe_target
 from goalrt.errors import ChainBrokenError, ConfigError, GoalrtError
@@ -267,7 +267,13 @@ def demo_cmd(app: AppContext) -> None:
     demo.run(app.url, click.echo)
 
 
-for _command in (*cli_state.COMMANDS, *cli_goals.COMMANDS, *cli_coordination.COMMANDS, *cli_plan.COMMANDS):
+for _command in (
+    *cli_state.COMMANDS,
+    *cli_goals.COMMANDS,
+    *cli_coordination.COMMANDS,
+    *cli_plan.COMMANDS,
+    *cli_gdl.COMMANDS,
+):
     cli.add_command(_command)
 
 
