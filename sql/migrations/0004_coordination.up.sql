@@ -226,7 +226,7 @@ $$;
 -- The bucket (0..n-1) of a partition key among n: a stable hash, the one
 -- PostgreSQL's hash partitioning uses.
 CREATE FUNCTION goalrt.partition_of(partition_key text, n integer) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT ((hashtextextended(partition_key, 0) & 9223372036854775807) % n)::integer
 $$;
 
@@ -234,7 +234,7 @@ $$;
 -- a canonical form, as jsonb @> compares them): what goal_waits.match_key
 -- may be for a filter the object contains.
 CREATE FUNCTION goalrt.match_keys(data jsonb) RETURNS text[]
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN jsonb_typeof(data) = 'object' THEN ARRAY(
         SELECT e.key || '=' || CASE jsonb_typeof(e.value) WHEN 'number' THEN trim_scale(e.value::numeric)::text
                                                           ELSE e.value::text END
@@ -245,8 +245,12 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
 $$;
 
 -- Which of 64 advisory locks guards the waits for an event type.
+-- (Small helpers here carry no SET clause: a SET makes a function call cost
+-- tens of microseconds and keeps SQL functions from being inlined; they use
+-- only qualified names and built-ins, and internal ones run inside callers
+-- that set search_path.)
 CREATE FUNCTION goalrt.wait_lock_key(event_type text) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, goalrt, pg_temp AS $$
+LANGUAGE sql IMMUTABLE STRICT AS $$
     SELECT (hashtext(event_type) & 63)
 $$;
 
@@ -294,6 +298,9 @@ BEGIN
     IF kind = 'event' THEN
         IF jsonb_typeof(a -> 'event') IS DISTINCT FROM 'string' OR a ->> 'event' = '' THEN
             RETURN label || '.args.event must be an event type';
+        ELSIF a ->> 'event' ~ '^(goal|step)\.' THEN
+            RETURN label || '.args.event: goalrt''s own goal.* and step.* events cannot be waited for '
+                || '(wait for child goals instead)';
         ELSIF a ? 'where' AND jsonb_typeof(a -> 'where') <> 'object'
               AND NOT (jsonb_typeof(a -> 'where') = 'array' AND jsonb_array_length(a -> 'where') > 0
                        AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(a -> 'where') f
@@ -451,7 +458,7 @@ $$;
 
 -- The next step to run after step p_seq of plan p_plan, or NULL.
 CREATE FUNCTION goalrt.next_step(p_goal bigint, p_seq integer, p_plan integer) RETURNS integer
-LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
     SELECT min(s.seq) FROM goalrt.goal_steps s
      WHERE s.goal_id = p_goal AND s.seq > p_seq AND s.status = 'pending' AND s.plan_no = p_plan
 $$;
@@ -778,21 +785,29 @@ BEGIN
 END
 $$;
 
--- Match the events a statement appended against the goals waiting for
--- them (the trigger below). Runs in the appending transaction, so a wakeup
--- is never lost: no notification is involved.
-CREATE FUNCTION goalrt.match_waits() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+-- Match events just appended (ids, of the given types) against the goals
+-- waiting for them, in the appending transaction, so a wakeup never
+-- depends on a notification. append_event, append_events, change_state
+-- (state.changed) and the events a step emits call it; goalrt's own goal.*
+-- and step.* events are not matched (waiting for them is refused).
+-- The shared lock per event type, taken after the insert, pairs with the
+-- exclusive one a goal takes before it looks back for an event: one of the
+-- two always sees the other.
+CREATE FUNCTION goalrt.match_appended(types text[], ids bigint[]) RETURNS void
+LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     k integer;
     m record;
 BEGIN
-    FOR k IN SELECT DISTINCT goalrt.wait_lock_key(n.type) FROM new_events n ORDER BY 1 LOOP
+    FOREACH k IN ARRAY ARRAY(SELECT DISTINCT goalrt.wait_lock_key(t) FROM unnest(types) AS t ORDER BY 1) LOOP
         PERFORM pg_advisory_xact_lock_shared('goalrt.goal_waits'::regclass::oid::integer, k);
     END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM goalrt.goal_waits w WHERE w.event_type = ANY (types)) THEN
+        RETURN;
+    END IF;
     FOR m IN
         SELECT DISTINCT ON (w.goal_id) w.goal_id, n.id, n.stream, n.type, n.data
-          FROM new_events n
+          FROM goalrt.event_data n
           CROSS JOIN LATERAL (
               SELECT w0.goal_id, w0.since_id, w0.filter FROM goalrt.goal_waits w0
                WHERE w0.event_type = n.type AND w0.match_key IS NULL
@@ -800,7 +815,7 @@ BEGIN
               SELECT w1.goal_id, w1.since_id, w1.filter FROM goalrt.goal_waits w1
                WHERE w1.event_type = n.type AND w1.match_key = ANY (goalrt.match_keys(n.data))
           ) w
-         WHERE n.id > w.since_id AND (w.filter = '{}' OR n.data @> w.filter)
+         WHERE n.id = ANY (ids) AND n.id > w.since_id AND (w.filter = '{}' OR n.data @> w.filter)
          ORDER BY w.goal_id, n.id
     LOOP
         PERFORM goalrt.finish_wait(
@@ -809,14 +824,213 @@ BEGIN
                                                            'data', m.data)),
             false, NULL);
     END LOOP;
-    RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER event_data_match_waits
-    AFTER INSERT ON goalrt.event_data
-    REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.match_waits();
+-- Appends match waits (see match_appended).
+CREATE OR REPLACE FUNCTION goalrt.append_event(
+    stream text, type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}'
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF stream IS NULL OR stream = '' THEN
+        RAISE EXCEPTION 'event stream must be a non-empty string' USING ERRCODE = 'GR002';
+    END IF;
+    IF type IS NULL OR type = '' THEN
+        RAISE EXCEPTION 'event type must be a non-empty string' USING ERRCODE = 'GR002';
+    END IF;
+    IF type = 'state.changed' THEN
+        RAISE EXCEPTION 'event type state.changed is reserved: change state with goalrt.change_state'
+            USING ERRCODE = 'GR002';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata)
+            USING ERRCODE = 'GR002';
+    END IF;
+    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+    VALUES (append_event.stream, append_event.type,
+            coalesce(append_event.data, 'null'::jsonb),
+            coalesce(append_event.metadata, '{}'::jsonb))
+    RETURNING event_data.id INTO new_id;
+    PERFORM goalrt.match_appended(ARRAY[append_event.type], ARRAY[new_id]);
+    RETURN new_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.append_events(events jsonb) RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    bad   record;
+    ids   bigint[];
+    types text[];
+BEGIN
+    IF events IS NULL OR jsonb_typeof(events) <> 'array' THEN
+        RAISE EXCEPTION 'events must be a JSON array of event objects' USING ERRCODE = 'GR002';
+    END IF;
+    -- Validate the whole batch first so nothing of a bad batch is written
+    -- and the error names the first offending element.
+    SELECT i - 1 AS idx,
+           CASE
+             WHEN jsonb_typeof(x) <> 'object' THEN 'must be an object'
+             WHEN jsonb_typeof(x -> 'stream') IS DISTINCT FROM 'string' OR x ->> 'stream' = ''
+               THEN '.stream must be a non-empty string'
+             WHEN jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
+               THEN '.type must be a non-empty string'
+             WHEN x ->> 'type' = 'state.changed'
+               THEN '.type state.changed is reserved: change state with goalrt.change_state'
+             WHEN x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null')
+               THEN '.metadata must be a JSON object'
+           END AS problem
+      INTO bad
+      FROM jsonb_array_elements(events) WITH ORDINALITY AS t(x, i)
+     WHERE jsonb_typeof(x) <> 'object'
+        OR jsonb_typeof(x -> 'stream') IS DISTINCT FROM 'string' OR x ->> 'stream' = ''
+        OR jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
+        OR x ->> 'type' = 'state.changed'
+        OR (x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null'))
+     ORDER BY i
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'events[%]%', bad.idx,
+            CASE WHEN bad.problem LIKE '.%' THEN bad.problem ELSE ' ' || bad.problem END
+            USING ERRCODE = 'GR002';
+    END IF;
+
+    WITH ins AS (
+        INSERT INTO goalrt.event_data (stream, type, data, metadata)
+        SELECT x ->> 'stream', x ->> 'type',
+               coalesce(x -> 'data', '{}'::jsonb),
+               coalesce(nullif(x -> 'metadata', 'null'::jsonb), '{}'::jsonb)
+          FROM jsonb_array_elements(events) WITH ORDINALITY AS t(x, i)
+         ORDER BY i
+        RETURNING event_data.id, event_data.type
+    )
+    SELECT array_agg(ins.id ORDER BY ins.id), array_agg(DISTINCT ins.type) INTO ids, types FROM ins;
+    PERFORM goalrt.match_appended(types, ids);
+    -- Ids in the order of the array (the insert's order).
+    RETURN QUERY SELECT u FROM unnest(ids) AS u;
+END
+$$;
+
+-- change_state's state.changed matches waits too (maintained goals watch paths).
+CREATE OR REPLACE FUNCTION goalrt.change_state(changes jsonb, stream text DEFAULT 'state', metadata jsonb DEFAULT '{}')
+RETURNS TABLE (event_id bigint, path text, version bigint, value jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    bad    record;
+    new_id bigint;
+BEGIN
+    IF changes IS NULL OR jsonb_typeof(changes) <> 'array' OR jsonb_array_length(changes) = 0 THEN
+        RAISE EXCEPTION 'changes must be a non-empty JSON array of change objects' USING ERRCODE = 'GR003';
+    END IF;
+    IF stream IS NULL OR stream = '' OR length(stream) > 512 THEN
+        RAISE EXCEPTION 'event stream must be a non-empty string of at most 512 characters' USING ERRCODE = 'GR002';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata) USING ERRCODE = 'GR002';
+    END IF;
+
+    -- Validate the whole set first: the error names the first bad change.
+    SELECT v.idx, v.problem INTO bad
+      FROM (SELECT i - 1 AS idx,
+                   CASE
+                     WHEN jsonb_typeof(x) <> 'object' THEN ' must be an object'
+                     WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(x) k
+                                   WHERE k NOT IN ('op', 'path', 'value', 'by', 'expect_version'))
+                       THEN '.' || (SELECT min(k) FROM jsonb_object_keys(x) k
+                                     WHERE k NOT IN ('op', 'path', 'value', 'by', 'expect_version'))
+                            || ' is not a field of a change (op, path, value, by, expect_version)'
+                     WHEN jsonb_typeof(x -> 'op') IS DISTINCT FROM 'string'
+                          OR x ->> 'op' NOT IN ('set', 'delete', 'inc')
+                       THEN '.op must be "set", "delete" or "inc"'
+                     WHEN jsonb_typeof(x -> 'path') IS DISTINCT FROM 'string'
+                       THEN '.path must be a string'
+                     WHEN NOT goalrt.valid_path(x ->> 'path')
+                       THEN '.path ' || quote_literal(left(x ->> 'path', 80))
+                            || CASE WHEN length(x ->> 'path') > 512 THEN ' is longer than 512 characters'
+                                    ELSE ' is not a valid path (dot-separated segments of letters, digits, _ - : @)' END
+                     WHEN x ->> 'op' = 'set' AND NOT x ? 'value' THEN '.value is required for set'
+                     WHEN x ->> 'op' <> 'set' AND x ? 'value' THEN '.value is only for set'
+                     WHEN x ->> 'op' = 'inc' AND jsonb_typeof(x -> 'by') IS DISTINCT FROM 'number'
+                       THEN '.by must be a number'
+                     WHEN x ->> 'op' <> 'inc' AND x ? 'by' THEN '.by is only for inc'
+                     WHEN x ? 'expect_version' AND jsonb_typeof(x -> 'expect_version') <> 'null'
+                          AND (jsonb_typeof(x -> 'expect_version') <> 'number'
+                               OR (x ->> 'expect_version') !~ '^[0-9]{1,18}$')
+                       THEN '.expect_version must be a non-negative integer'
+                   END AS problem
+              FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)) v
+     WHERE v.problem IS NOT NULL
+     ORDER BY v.idx
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'changes[%]%', bad.idx, bad.problem USING ERRCODE = 'GR003';
+    END IF;
+    SELECT x ->> 'path' AS p INTO bad
+      FROM jsonb_array_elements(changes) AS t(x)
+     GROUP BY x ->> 'path' HAVING count(*) > 1
+     ORDER BY 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'path % appears more than once in one change set', bad.p USING ERRCODE = 'GR003';
+    END IF;
+
+    PERFORM set_config('goalrt.applying', 'on', true);
+    -- Lock every path in byte order: a new path by inserting a placeholder
+    -- (version 0, never committed as such), an existing one by the
+    -- conflict branch, which locks the row even though `WHERE false`
+    -- updates nothing.
+    INSERT INTO goalrt.state_data AS s (path, value, version, inherited_pos)
+    SELECT x ->> 'path', NULL, 0, 0
+      FROM jsonb_array_elements(changes) AS t(x)
+     ORDER BY x ->> 'path' COLLATE "C"
+    ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = s.version WHERE false;
+
+    -- Under the locks (READ COMMITTED: this statement sees the latest commit).
+    SELECT i - 1 AS idx, s.path AS p, s.version AS found, s.value AS current,
+           (x ->> 'expect_version')::bigint AS expected, x ->> 'op' AS op
+      INTO bad
+      FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
+      JOIN goalrt.state_data s ON s.path = x ->> 'path'
+     WHERE (jsonb_typeof(x -> 'expect_version') = 'number' AND (x ->> 'expect_version')::bigint <> s.version)
+        OR (x ->> 'op' = 'inc' AND s.value IS NOT NULL AND jsonb_typeof(s.value) <> 'number')
+     ORDER BY i
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM set_config('goalrt.applying', 'off', true);
+        IF bad.op = 'inc' AND bad.current IS NOT NULL AND jsonb_typeof(bad.current) <> 'number'
+           AND (bad.expected IS NULL OR bad.expected = bad.found) THEN
+            RAISE EXCEPTION 'changes[%]: cannot inc path %: it holds a %, not a number',
+                bad.idx, bad.p, jsonb_typeof(bad.current) USING ERRCODE = 'GR003';
+        END IF;
+        RAISE EXCEPTION 'version conflict on path %: expected version %, found %', bad.p, bad.expected, bad.found
+            USING ERRCODE = 'GR004';
+    END IF;
+
+    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+    VALUES (change_state.stream, 'state.changed', jsonb_build_object('changes', changes),
+            coalesce(change_state.metadata, '{}'::jsonb))
+    RETURNING event_data.id INTO new_id;
+    -- Goals watching these paths (maintained goals) may resume.
+    PERFORM goalrt.match_appended(ARRAY['state.changed'], ARRAY[new_id]);
+
+    RETURN QUERY
+    UPDATE goalrt.state_data s
+       SET value = CASE x ->> 'op'
+                     WHEN 'set' THEN x -> 'value'
+                     WHEN 'delete' THEN NULL
+                     ELSE to_jsonb(coalesce(s.value::numeric, 0) + (x -> 'by')::numeric)
+                   END,
+           version = s.version + 1,
+           event_id = new_id,
+           inherited_pos = NULL
+      FROM jsonb_array_elements(changes) AS t(x)
+     WHERE s.path = x ->> 'path'
+    RETURNING new_id, s.path::text, s.version, s.value;
+    PERFORM set_config('goalrt.applying', 'off', true);
+END
+$$;
 
 -- Act on what is due, at most max_count of each kind: delayed goals and
 -- parked ones become claimable, sleeps end, waits time out, deadlines fail
@@ -873,7 +1087,6 @@ COMMENT ON FUNCTION goalrt.wake_due_v1(integer) IS
 -- Functions that set enable_seqscan = off also turn JIT off: on PostgreSQL
 -- 15 a disabled plan's cost passes jit_above_cost, and compiling it took
 -- ~140 ms per call (found by bench/coordination_bench.py).
-ALTER FUNCTION goalrt.change_state(jsonb, text, jsonb) SET jit = off;
 ALTER FUNCTION goalrt.heartbeat_v1(text, bigint[], bigint[], double precision) SET jit = off;
 
 -- Answer a goal waiting at an ask step: data must satisfy the step's
@@ -1454,9 +1667,11 @@ DECLARE
     s       goalrt.goal_steps;
     ep      bigint;
     sq      integer;
-    nxt     goalrt.goal_steps;
-    stream  text;
-    delay   double precision;
+    nxt      goalrt.goal_steps;
+    stream   text;
+    delay    double precision;
+    ev_ids   bigint[];
+    ev_types text[];
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
@@ -1536,11 +1751,16 @@ BEGIN
                     RAISE EXCEPTION 'goal %: events must be {"type", "data"} with a non-empty type (not state.changed)',
                         g.id USING ERRCODE = 'GR002';
                 END IF;
-                INSERT INTO goalrt.event_data (stream, type, data, metadata)
-                SELECT stream, e ->> 'type', coalesce(e -> 'data', '{}'),
-                       jsonb_build_object('goal_id', g.id, 'seq', sq, 'idempotency_key', g.id || ':' || sq)
-                  FROM jsonb_array_elements(x -> 'events') WITH ORDINALITY AS t(e, i)
-                 ORDER BY i;
+                WITH ins AS (
+                    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+                    SELECT stream, e ->> 'type', coalesce(e -> 'data', '{}'),
+                           jsonb_build_object('goal_id', g.id, 'seq', sq, 'idempotency_key', g.id || ':' || sq)
+                      FROM jsonb_array_elements(x -> 'events') WITH ORDINALITY AS t(e, i)
+                     ORDER BY i
+                    RETURNING event_data.id, event_data.type
+                )
+                SELECT array_agg(ins.id), array_agg(DISTINCT ins.type) INTO ev_ids, ev_types FROM ins;
+                PERFORM goalrt.match_appended(ev_types, ev_ids);
             END IF;
             UPDATE goalrt.goal_steps st
                SET status = 'complete', result = x -> 'result', error = NULL, completed_epoch = ep,
