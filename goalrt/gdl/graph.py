@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from goalrt.gdl.compiler import CompiledWorkspace
+from goalrt.gdl.compiled import CompiledWorkspace
 from goalrt.planner import Condition, Delete, Path, Set
 from goalrt.planner.conditions import And, Compare, Exists, In, Not, Or
 

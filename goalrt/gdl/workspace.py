@@ -17,7 +17,8 @@ from typing import Any, Final
 
 from goalrt.errors import GdlError
 from goalrt.gdl import ast
-from goalrt.gdl.compiler import SHARED, TESTS, CompiledWorkspace, compile_sources
+from goalrt.gdl.compiled import SHARED, TESTS, CompiledWorkspace
+from goalrt.gdl.compiler import compile_sources
 from goalrt.gdl.diagnostics import Problem, render_all
 
 MANIFEST: Final = "goalrt.toml"
