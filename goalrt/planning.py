@@ -34,6 +34,7 @@ from goalrt.goal_conditions import (
     plan_steps,
     precondition_holds,
     scalar_state,
+    watch_steps,
 )
 from goalrt.planner import NoPlan, Plan
 from goalrt.registry import GoalType, Registry
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
     import asyncpg
 
 log = logging.getLogger("goalrt.planning")
-
-_EMPTY = Plan((), 0, "", 0, 0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +123,8 @@ class Planning:
             return await self._replan(achieve, run, snap, "recheck", "a path the condition reads changed", [], True)
         if goal_holds(achieve, params, snap.values):
             why = "the goal's condition already holds"
-            return Decision(plan_steps(_EMPTY, achieve, params), {"reason": "achieved", "why": why}, "achieved")
+            steps = watch_steps(achieve, params) if achieve.maintain else []
+            return Decision(steps, {"reason": "achieved", "why": why}, "achieved")
         action = self._registry.actions.get(run.action)
         if action is None or action.schema is None or precondition_holds(action.schema, run.args or {}, snap.values):
             return None

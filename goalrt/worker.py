@@ -395,6 +395,11 @@ class Worker:
             del self._held[lease.goal_id]
             self._wake.set()
 
+    async def _fail(self, goal_id: int, epoch: int, error: str) -> None:
+        """Fail a goal this worker holds before (or instead of) running a step."""
+        await self._db("goals_fail", self.id, [{"goal_id": goal_id, "epoch": epoch, "error": error}])
+        self.stats.failed += 1
+
     def _planning(self) -> Planning:
         assert self._pool is not None
         if self._planning_ is None:
@@ -404,10 +409,7 @@ class Worker:
     async def _replan(self, run: StepRun, lease: Lease, decision: Decision) -> StepRun | None:
         """Replace the rest of a planned goal's plan before running ``run`` (or fail it)."""
         if decision.error is not None:
-            await self._db(
-                "goals_fail", self.id, [{"goal_id": run.goal_id, "epoch": run.epoch, "error": decision.error}]
-            )
-            self.stats.failed += 1
+            await self._fail(run.goal_id, run.epoch, decision.error)
             return None
         item = {
             "goal_id": run.goal_id,
@@ -469,15 +471,12 @@ class Worker:
             except Exception as exc:  # the goal type's own code failed
                 error = f"planning goal {row['name']} failed: {type(exc).__name__}: {exc}"
         if error is not None:
-            await self._db("goals_fail", self.id, [{"goal_id": lease.goal_id, "epoch": lease.epoch, "error": error}])
-            self.stats.failed += 1
+            await self._fail(lease.goal_id, lease.epoch, error)
             self._forget(lease)
             return None
         answer = await self._planner.submit({"goal_id": lease.goal_id, "epoch": lease.epoch, "steps": steps, **extra})
         if answer is not None and answer["outcome"] == "error":
-            item = {"goal_id": lease.goal_id, "epoch": lease.epoch, "error": f"plan refused: {answer['error']}"}
-            await self._db("goals_fail", self.id, [item])
-            self.stats.failed += 1
+            await self._fail(lease.goal_id, lease.epoch, f"plan refused: {answer['error']}")
             self._forget(lease)
             return None
         if answer is None or answer["outcome"] != "planned":
@@ -546,29 +545,22 @@ class Worker:
     # -- batched calls -------------------------------------------------------------------
 
     async def _flush_plans(self, items: list[dict[str, Any]]) -> dict[int, Any]:
-        try:
-            rows = await self._db("goals_plan", self.id, items, self.lease)
-        except GoalrtError as exc:  # _db retries what is transient; this is not
-            # A plan the database refuses (a child goal of an unknown type, a
-            # bad wait): answer it, so its goal fails clearly; the others go through.
-            if len(items) == 1:
-                return {items[0]["goal_id"]: {"outcome": "error", "error": str(exc)}}
-            answers: dict[int, Any] = {}
-            for item in items:
-                answers.update(await self._flush_plans([item]))
-            return answers
-        return {r["goal_id"]: dict(r) for r in rows}
+        return await self._flush("goals_plan", items)
 
     async def _flush_completions(self, items: list[dict[str, Any]]) -> dict[int, Any]:
+        return await self._flush("steps_complete", items)
+
+    async def _flush(self, query: str, items: list[dict[str, Any]]) -> dict[int, Any]:
+        """Send a batch of plans or completions; an item the database refuses is answered alone."""
         try:
-            rows = await self._db("steps_complete", self.id, items, self.lease)
+            rows = await self._db(query, self.id, items, self.lease)
         except GoalrtError as exc:  # _db retries what is transient; this is not (e.g. a child of an unknown type)
             if len(items) == 1:
-                # An item the database refuses outright: answer it, so its goal fails clearly.
+                # Answer it, so its goal fails clearly.
                 return {items[0]["goal_id"]: {"outcome": "error", "error": str(exc)}}
             answers: dict[int, Any] = {}
             for item in items:  # find the bad one; the others go through
-                answers.update(await self._flush_completions([item]))
+                answers.update(await self._flush(query, [item]))
             return answers
         return {r["goal_id"]: dict(r) for r in rows}
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
 import pytest
 
-from tests.acceptance.test_cli import REPO, goalrt
-from tests.acceptance.test_goals_cli import one_line_error
+from tests.acceptance.test_cli import goalrt
+from tests.acceptance.test_goals_cli import one_line_error, worker_process
 
 HANDLERS = "workers.approvals"
 
@@ -31,17 +27,7 @@ def wait_until(db_url: str, gid: str, check: Any, timeout: float = 60) -> dict[s
 
 
 def test_an_expense_waits_for_an_answer_and_a_webhook(db_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOALRT_")}
-    env["GOALRT_DATABASE_URL"] = db_url
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "goalrt", "worker", "--handlers", HANDLERS, "--poll", "0.2s"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with worker_process(db_url, HANDLERS):
         gid = goalrt(db_url, "submit", "expense", "id=e1", "amount=120", "--handlers", HANDLERS).stdout.strip()
         assert gid.isdigit()
         wait_until(db_url, gid, lambda i: i["status"] == "waiting")
@@ -80,10 +66,6 @@ def test_an_expense_waits_for_an_answer_and_a_webhook(db_url: str) -> None:
         assert "ask: ask" in text and "goal.resumed" in text
         tree = goalrt(db_url, "get", gid, "--tree")
         assert tree.stdout.strip() == f"{gid} expense [complete]"
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        out, _ = worker.communicate(timeout=30)
-    assert worker.returncode == 0, out
 
 
 def test_limits_can_be_set_listed_and_dropped(db_url: str) -> None:

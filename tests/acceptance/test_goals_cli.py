@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,18 +26,38 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragmen
         assert fragment in lines[0], lines[0]
 
 
-def test_worker_submit_get_completes_a_multi_step_goal(db_url: str) -> None:
+class WorkerRun:
+    """A ``goalrt worker`` process; ``output`` is what it printed, once it stopped."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.output = ""
+
+
+@contextlib.contextmanager
+def worker_process(db_url: str, handlers: str) -> Iterator[WorkerRun]:
+    """Run ``goalrt worker --handlers HANDLERS`` on the test database; SIGTERM it at the end, expecting exit 0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOALRT_")}
     env["GOALRT_DATABASE_URL"] = db_url
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "goalrt", "worker", "--handlers", HANDLERS, "--poll", "0.2s"],
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "goalrt", "worker", "--handlers", handlers, "--poll", "0.2s"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    run = WorkerRun(proc)
     try:
+        yield run
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        run.output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, run.output
+
+
+def test_worker_submit_get_completes_a_multi_step_goal(db_url: str) -> None:
+    with worker_process(db_url, HANDLERS) as worker:
         submitted = goalrt(db_url, "submit", "checkout", "order=o7", "amount=20", "--handlers", HANDLERS, "--json")
         assert submitted.returncode == 0, submitted.stderr
         gid = json.loads(submitted.stdout)["id"]
@@ -62,11 +84,7 @@ def test_worker_submit_get_completes_a_multi_step_goal(db_url: str) -> None:
         assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [gid]
         workers = goalrt(db_url, "workers", "--json")
         assert len(workers.stdout.splitlines()) == 1
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        out, _ = worker.communicate(timeout=30)
-    assert worker.returncode == 0, out
-    assert "1 goals completed" in out
+    assert "1 goals completed" in worker.output
 
 
 def test_submit_twice_with_a_key_prints_the_same_id(db_url: str) -> None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
 
-from tests.acceptance.test_cli import REPO, goalrt
+from tests.acceptance.test_cli import goalrt
 from tests.acceptance.test_coordination_cli import wait_until
-from tests.acceptance.test_goals_cli import one_line_error
+from tests.acceptance.test_goals_cli import one_line_error, worker_process
 
 HANDLERS = "workers.fulfillment"
 
@@ -57,17 +53,7 @@ def test_plan_bad_input_is_one_line(db_url: str, args: list[str], code: int, fra
 
 def test_a_worker_re_plans_a_declined_card_and_get_shows_the_plans(db_url: str) -> None:
     setup_state(db_url, ("truck.at", '"dock"'), ("orders.o2.status", '"created"'), ("cards.o2", '"declined"'))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOALRT_")}
-    env["GOALRT_DATABASE_URL"] = db_url
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "goalrt", "worker", "--handlers", HANDLERS, "--poll", "0.2s"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with worker_process(db_url, HANDLERS):
         gid = goalrt(db_url, "submit", "deliver", "order=o2", "--handlers", HANDLERS).stdout.strip()
         info = wait_until(db_url, gid, lambda i: i["status"] in ("complete", "failed"))
         assert info["status"] == "complete", info
@@ -79,7 +65,3 @@ def test_a_worker_re_plans_a_declined_card_and_get_shows_the_plans(db_url: str) 
         ), text
         state = json.loads(goalrt(db_url, "state", "get", "orders.o2.status", "--json").stdout)
         assert state["value"] == "shipped"
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        out, _ = worker.communicate(timeout=30)
-    assert worker.returncode == 0, out
