@@ -30,7 +30,6 @@ here asserts on speed.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -45,63 +44,19 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from goalrt import Goals, Registry, Step
+from tests.acceptance.test_worker_processes import REPO, Workers
 
-REPO = Path(__file__).resolve().parents[2]
 HANDLERS = "tests.acceptance.limit_handlers"
 RUN_TIMEOUT = 45.0
 
 
-class Workers:
-    """Start and stop ``goalrt worker`` processes running the limit handlers; their logs go to files."""
-
-    def __init__(self, url: str, logs: Path) -> None:
-        self.url = url
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.env = {**os.environ, "GOALRT_DATABASE_URL": url, "PYTHONPATH": str(REPO)}
-
-    def cli(self, *args: str) -> str:
-        """Run a ``goalrt`` command against the test database; return its output (it must succeed)."""
-        done = subprocess.run(
-            [sys.executable, "-m", "goalrt", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=60
-        )
-        assert done.returncode == 0, f"goalrt {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    def start(self, count: int, *options: str) -> None:
-        for _ in range(count):
-            name = f"lw{len(self.procs)}"
-            log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            args = ["--lease", "5s", "--poll", "50ms", "--concurrency", "8", "--grace", "5s", *options]
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "goalrt", "worker", "--handlers", HANDLERS, "--name", name, *args],
-                    cwd=REPO,
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            )
-            log.close()
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def tail(self) -> str:
-        out = []
-        for path in sorted(self.logs.glob("*.log")):
-            lines = path.read_text(errors="replace").splitlines()
-            out.append(f"--- {path.name}\n" + "\n".join(lines[-15:]))
-        return "\n".join(out)
+def cli(workers: Workers, *args: str) -> str:
+    """Run a ``goalrt`` command against the test database; return its output (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "goalrt", *args], cwd=REPO, env=workers.env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"goalrt {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
 
 
 @pytest.fixture
@@ -111,7 +66,7 @@ def workers(db_url: str, tmp_path: Path) -> Iterator[Workers]:
             "CREATE TABLE limit_calls (id bigserial PRIMARY KEY, goal_id bigint, seq int, action text, key text, "
             "pid int, worker text, started timestamptz NOT NULL DEFAULT clock_timestamp(), ended timestamptz)"
         )
-    w = Workers(db_url, tmp_path)
+    w = Workers(db_url, tmp_path, HANDLERS, ("--lease", "5s", "--poll", "50ms", "--concurrency", "8", "--grace", "5s"))
     yield w
     w.stop_all()
 
@@ -125,7 +80,8 @@ def wait_until(check: Callable[[], bool], timeout: float, workers: Workers, what
 
 
 def start_workers(conn: psycopg.Connection[Any], workers: Workers, count: int, goal_type: str) -> None:
-    workers.start(count)
+    for i in range(count):
+        workers.start(f"lw{i}")
 
     def registered() -> bool:
         row = conn.execute(
@@ -206,7 +162,7 @@ def submit(url: str, name: str, params: list[dict[str, Any]]) -> list[int]:
 
 
 def test_concurrency_limit_holds_across_processes(db_url: str, workers: Workers) -> None:
-    out = workers.cli("limits", "set", "work.slow", "--concurrency", "3")
+    out = cli(workers, "limits", "set", "work.slow", "--concurrency", "3")
     assert "at most 3 at once" in out
     with psycopg.connect(db_url, autocommit=True) as conn:
         start_workers(conn, workers, 4, "limit.slow")
@@ -225,7 +181,7 @@ def test_concurrency_limit_holds_across_processes(db_url: str, workers: Workers)
 
 def test_rate_limit_spaces_starts_across_processes(db_url: str, workers: Workers) -> None:
     rate, per, burst, n = 5, 1.0, 5, 25
-    out = workers.cli("limits", "set", "work.tick", "--rate", str(rate), "--per", str(per))
+    out = cli(workers, "limits", "set", "work.tick", "--rate", str(rate), "--per", str(per))
     assert f"{rate} per 1s (burst {burst})" in out
     with psycopg.connect(db_url, autocommit=True) as conn:
         start_workers(conn, workers, 4, "limit.tick")
@@ -256,7 +212,7 @@ def test_rate_limit_spaces_starts_across_processes(db_url: str, workers: Workers
 
 
 def test_limit_per_key_is_separate_and_does_not_starve_a_small_customer(db_url: str, workers: Workers) -> None:
-    out = workers.cli("limits", "set", "work.charge", "--concurrency", "2", "--key", "customer")
+    out = cli(workers, "limits", "set", "work.charge", "--concurrency", "2", "--key", "customer")
     assert "per customer" in out
     with psycopg.connect(db_url, autocommit=True) as conn:
         start_workers(conn, workers, 4, "limit.charge")

@@ -39,21 +39,29 @@ HANDLERS = "tests.acceptance.chaos_handlers"
 class Workers:
     """Start, kill and stop ``goalrt worker`` processes; their logs go to files for diagnosis."""
 
-    def __init__(self, url: str, logs: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        logs: Path,
+        handlers: str = HANDLERS,
+        defaults: tuple[str, ...] = ("--lease", "2s", "--poll", "0.2s", "--concurrency", "4", "--grace", "5s"),
+    ) -> None:
         self.url = url
         self.logs = logs
+        self.handlers = handlers
+        self.defaults = defaults
+        self.env = {**os.environ, "GOALRT_DATABASE_URL": url, "PYTHONPATH": str(REPO)}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started = 0
 
     def start(self, name: str, *options: str) -> subprocess.Popen[bytes]:
         self.started += 1
-        env = {**os.environ, "GOALRT_DATABASE_URL": self.url, "PYTHONPATH": str(REPO)}
-        args = ["--lease", "2s", "--poll", "0.2s", "--concurrency", "4", "--grace", "5s", *options]
+        args = [*self.defaults, *options]
         log = open(self.logs / f"{name}-{self.started}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "goalrt", "worker", "--handlers", HANDLERS, "--name", name, *args],
+            [sys.executable, "-m", "goalrt", "worker", "--handlers", self.handlers, "--name", name, *args],
             cwd=REPO,
-            env=env,
+            env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
