@@ -10,7 +10,8 @@ See docs/gdl.md for the language reference.
 
 from __future__ import annotations
 
-from goalrt.gdl.compiler import CompiledWorkspace, compile_sources
+from goalrt.gdl.compiled import CompiledWorkspace
+from goalrt.gdl.compiler import compile_sources
 from goalrt.gdl.parser import parse_source
 from goalrt.gdl.workspace import Workspace, check, compile_workspace, load_workspace, source_for
 

@@ -18,7 +18,6 @@ from typing import Any, Final
 from goalrt.errors import ConfigError, GdlError, GdlSyntaxError, PlanningError
 from goalrt.gdl import ast
 from goalrt.gdl.compiled import (
-    FORMAT,
     SHARED,
     TESTS,
     CompiledAction,
@@ -740,19 +739,4 @@ def _cond_paths(node: ast.Cond) -> Iterator[str]:
         yield from _cond_paths(node.arg)
 
 
-__all__ = [
-    "FORMAT",
-    "SCALAR_TYPES",
-    "CompiledAction",
-    "CompiledContract",
-    "CompiledEvent",
-    "CompiledExpect",
-    "CompiledGoal",
-    "CompiledPolicy",
-    "CompiledTest",
-    "CompiledTrigger",
-    "CompiledType",
-    "CompiledWorkspace",
-    "bind_wildcards",
-    "compile_sources",
-]
+__all__ = ["SCALAR_TYPES", "bind_wildcards", "compile_sources"]
