@@ -98,6 +98,8 @@ class Achieve:
     # Keep the condition true: after reaching it, wait for a change of the
     # paths it reads, and act again when it breaks (the goal never completes).
     maintain: bool = False
+    # Plan only with these actions (GDL's `actions` clause and app scoping); None: any the types allow.
+    actions: frozenset[str] | None = None
 
 
 # The step that ends each plan of a maintained goal, after its watch: the
@@ -133,7 +135,9 @@ def problem_for(achieve: Achieve, registry: Registry, params: Mapping[str, Any],
     actions = [
         a.schema
         for _, a in sorted(registry.actions.items())
-        if a.schema is not None and all(t in known for _, t in a.schema.params)
+        if a.schema is not None
+        and all(t in known for _, t in a.schema.params)
+        and (achieve.actions is None or a.name in achieve.actions)
     ]
     return Problem(
         types=achieve.types,

@@ -67,8 +67,12 @@ class Decision:
 class Planning:
     """Plans and re-plans goals declared by a condition, for one worker."""
 
-    def __init__(self, pool: asyncpg.Pool, registry: Registry, executor: Executor, schema: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, registry: Registry, executor: Executor, schema: str, gdl_version: int | None = None
+    ) -> None:
         self._pool = pool
+        # Recorded in every plan's detail: the GDL definitions it was made with.
+        self._gdl_version = gdl_version
         self._registry = registry
         self._executor = executor
         self._schema = schema
@@ -105,6 +109,10 @@ class Planning:
                 names.append(ground_op_name(action.schema, step["args"] or {}))
         return sorted(set(names))
 
+    def _stamp(self, detail: dict[str, Any]) -> None:
+        if self._gdl_version is not None:
+            detail["gdl_version"] = self._gdl_version
+
     async def first(self, achieve: Achieve, params: Mapping[str, Any]) -> Decision:
         """Return the goal's first plan, or the reason there is none."""
         snap = await self.snapshot()
@@ -112,6 +120,7 @@ class Planning:
         if isinstance(result, NoPlan):
             return Decision(None, None, "no_plan", f"no plan: {result.explain()}")
         detail = plan_detail(result, achieve, params, snap.versions, "initial")
+        self._stamp(detail)
         return Decision(plan_steps(result, achieve, params), detail, "initial")
 
     async def before(self, achieve: Achieve, run: StepRun) -> Decision | None:
@@ -162,6 +171,7 @@ class Planning:
         detail = plan_detail(result, achieve, run.params or {}, snap.versions, reason)
         detail["why"] = why
         detail["excluded"] = exclude
+        self._stamp(detail)
         return Decision(plan_steps(result, achieve, run.params or {}), detail, reason)
 
 

@@ -43,7 +43,7 @@ MAIN_SCHEMA = "goalrt"
 _QUALIFIED = re.compile(r"\bgoalrt\.")
 _SCHEMA_CLAUSE = re.compile(r"\b(SCHEMA (?:IF NOT EXISTS )?)goalrt\b")
 _SEARCH_PATH = re.compile(r"\b(search_path = pg_catalog, )goalrt\b")
-_CHANNEL = re.compile(r"'goalrt_(events|append|goals|cancel)'")
+_CHANNEL = re.compile(r"'goalrt_(events|append|goals|cancel|gdl)'")
 
 
 def in_schema(text: str, schema: str) -> str:

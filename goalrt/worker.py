@@ -54,6 +54,7 @@ from goalrt.dispatcher import (
     run_step,
 )
 from goalrt.errors import ConfigError, GoalrtError, translate
+from goalrt.gdl.runtime import registry_for
 from goalrt.goal_conditions import Achieve
 from goalrt.planning import Decision, Planning
 from goalrt.registry import Registry, default_registry
@@ -157,15 +158,16 @@ class Worker:
         if lease <= 0 or poll <= 0 or grace < 0 or takeover < 0:
             raise ConfigError("lease and poll must be > 0 seconds, grace and takeover >= 0")
         self.url = database_url(url)
-        self.registry = registry or default_registry
-        if not self.registry.goal_types:
-            raise ConfigError("no goal types are registered: give --handlers MODULE (a module that registers them)")
-        unknown = sorted(set(only or ()) - set(self.registry.goal_types))
-        if unknown:
-            known = ", ".join(sorted(self.registry.goal_types))
-            raise ConfigError(f"--only {unknown[0]}: not a goal type of these handlers (they have: {known})")
+        # The handlers the modules registered; with GDL definitions loaded in the
+        # database, the registry the worker runs is built from both (see gdl.runtime).
+        self.handlers = registry or default_registry
+        self.registry = self.handlers
+        self.only = sorted(only) if only else None
+        # The GDL version this worker plans with (None: no definitions loaded).
+        self.gdl_version: int | None = None
+        self._gdl_changed = False
         # The goal types this worker claims (--only narrows what it could run).
-        self.goal_types = sorted(only) if only else sorted(self.registry.goal_types)
+        self.goal_types = self.only or sorted(self.registry.goal_types)
         self.partitions = partitions
         self.takeover = takeover
         self.concurrency = concurrency
@@ -179,14 +181,13 @@ class Worker:
         self.stats = WorkerStats()
         self._q = queries("goals", schema)
         self._goals_channel, self._cancel_channel = goal_channels(schema)
+        self._gdl_channel = f"{schema}_gdl"
         self._held: dict[int, Lease] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="goalrt-action")
-        self._semaphores = {
-            name: asyncio.Semaphore(a.concurrency) for name, a in self.registry.actions.items() if a.concurrency
-        }
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._planner = Batcher(self._flush_plans, max_batch=batch)
         self._completer = Batcher(self._flush_completions, max_batch=batch)
         self._ready = asyncio.Event()
@@ -216,6 +217,7 @@ class Worker:
         self._pool = await self._connect_pool()
         background: list[asyncio.Task[Any]] = []
         try:
+            await self._configure()
             await self._register()
             self._planner.start()
             self._completer.start()
@@ -267,6 +269,39 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _configure(self) -> None:
+        """Build the registry from the newest GDL version (if any) and the handlers; check what to claim."""
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(self._q["gdl_current"])
+        if row is not None:
+            self.registry = registry_for(row["definitions"], self.handlers)
+            if self.gdl_version is not None and self.gdl_version != row["version"]:
+                log.info("worker %s: GDL version %s replaces %s", self.id, row["version"], self.gdl_version)
+            self.gdl_version = row["version"]
+        if not self.registry.goal_types:
+            raise ConfigError(
+                "no goal types registered: give --handlers MODULE, or load GDL definitions with `goalrt gdl load`"
+            )
+        unknown = sorted(set(self.only or ()) - set(self.registry.goal_types))
+        if unknown:
+            known = ", ".join(sorted(self.registry.goal_types))
+            raise ConfigError(f"--only {unknown[0]}: not a goal type of these handlers (they have: {known})")
+        self.goal_types = self.only or sorted(self.registry.goal_types)
+        self._semaphores = {
+            name: asyncio.Semaphore(a.concurrency) for name, a in self.registry.actions.items() if a.concurrency
+        }
+        self._planning_ = None
+
+    async def _reload_definitions(self) -> None:
+        """A new GDL version was loaded: plan with it from now on (plans already made run as recorded)."""
+        self._gdl_changed = False
+        try:
+            await self._configure()
+            await self._register()
+        except GoalrtError as exc:
+            log.error("worker %s: cannot run GDL version loaded now, keeping %s: %s", self.id, self.gdl_version, exc)
+
     async def _register(self) -> None:
         for name, goal_type in sorted(self.registry.goal_types.items()):
             await self._db("goal_type_register", name, goal_type.params_schema())
@@ -311,6 +346,8 @@ class Worker:
         count = None if self.partitions is None else self.partitions.count
         while not self._stopping.is_set():
             self._wake.clear()  # before counting: a slot freed after this wakes the sleep below
+            if self._gdl_changed:
+                await self._reload_definitions()
             free = self.concurrency - len(self._held)
             if free <= 0:
                 # Busy: still act on due timers and deadlines (a claim would).
@@ -403,7 +440,7 @@ class Worker:
     def _planning(self) -> Planning:
         assert self._pool is not None
         if self._planning_ is None:
-            self._planning_ = Planning(self._pool, self.registry, self._executor, self.schema)
+            self._planning_ = Planning(self._pool, self.registry, self._executor, self.schema, self.gdl_version)
         return self._planning_
 
     async def _replan(self, run: StepRun, lease: Lease, decision: Decision) -> StepRun | None:
@@ -642,6 +679,7 @@ class Worker:
                 conn.add_termination_listener(functools.partial(_set_event, lost))
                 await conn.add_listener(self._goals_channel, self._on_goals)
                 await conn.add_listener(self._cancel_channel, self._on_cancel)
+                await conn.add_listener(self._gdl_channel, self._on_gdl)
                 delay = 0.1
                 self._wake.set()  # anything submitted while we were not listening
                 while not lost.is_set():
@@ -663,6 +701,10 @@ class Worker:
             delay = min(delay * 2, 5.0)
 
     def _on_goals(self, *_args: Any) -> None:
+        self._wake.set()
+
+    def _on_gdl(self, *_args: Any) -> None:
+        self._gdl_changed = True
         self._wake.set()
 
     def _on_cancel(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:

@@ -122,3 +122,6 @@ SELECT g.plan_no,
        (SELECT jsonb_agg(jsonb_build_object('action', s.action, 'args', s.args, 'error', s.error) ORDER BY s.seq)
           FROM goalrt.goal_steps s WHERE s.goal_id = g.id AND s.status = 'failed' AND s.kind = 'action')
   FROM goalrt.goals g WHERE g.id = $1::bigint;
+
+-- name: gdl_current
+SELECT version, definitions FROM goalrt.gdl_versions ORDER BY version DESC LIMIT 1;

@@ -1,0 +1,240 @@
+"""GDL definitions at run time: what ``goalrt gdl load`` stores, and the registry workers build from it.
+
+``load(conn, compiled)`` stores a workspace's compiled JSON as a new version
+(``goalrt.load_gdl``: nothing new when the content hash is unchanged) with
+what the database itself runs: the goal types with their params schemas and
+defaults (priority, deadline), the policies, the ``on event`` triggers and
+the actions' cluster-wide limits.
+
+``registry_for(definitions, handlers)`` turns a stored version back into a
+``Registry`` a worker runs: each GDL goal becomes a goal type planned from
+its condition (with only its actions), each GDL action gets its Python
+handler (``@goalrt.action(NAME)`` in the handler modules, found by the
+action's ``handler`` name) with the schema, retry and timeout of its
+declaration. An action with effects and no handler is a pure state
+transition: it runs no code, and its declared effects are applied with its
+completion. Python goal types and actions the handler modules register that
+GDL does not declare are kept as they are.
+
+Which version a goal runs: its recorded plan is data, so steps already
+planned run as recorded whatever is loaded later; every plan a worker makes
+(a first plan or a re-plan) uses the newest version that worker has, and
+``goal.planned`` records it as ``gdl_version``. Workers pick up a new version
+when ``goalrt.load_gdl`` notifies them (channel ``goalrt_gdl``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, create_model
+
+from goalrt.database import dumps
+from goalrt.errors import ConfigError, translated
+from goalrt.gdl.compiled import CompiledPolicy, CompiledWorkspace
+from goalrt.goal_conditions import Achieve
+from goalrt.planner import ActionSchema, ObjectType, condition_from_json
+from goalrt.planner.conditions import condition_to_json
+from goalrt.registry import Action, GoalType, Registry, Step
+from goalrt.resources import MAIN_SCHEMA
+from goalrt.retry import Retry
+
+_HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The version a load stored (or found unchanged)."""
+
+    version: int
+    created: bool
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Definitions:
+    """A stored version: its number and the compiled JSON (with ``runtime``)."""
+
+    version: int
+    workspace: str
+    content_hash: str
+    body: Mapping[str, Any]
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+def runtime_json(compiled: CompiledWorkspace) -> dict[str, Any]:
+    """Return what ``goalrt.load_gdl`` installs besides the definitions: goal types, policies, triggers, limits."""
+    goal_types = []
+    triggers = []
+    for name in sorted(compiled.goals):
+        goal = compiled.goals[name]
+        defaults: dict[str, Any] = {}
+        if goal.priority:
+            defaults["priority"] = goal.priority
+        if goal.deadline is not None:
+            defaults["deadline"] = goal.deadline
+        schema = params_model(name, dict(goal.params)).model_json_schema()
+        goal_types.append({"name": name, "params_schema": schema, "defaults": defaults})
+        for trigger in goal.triggers:
+            params = {p: {kind: value} for p, (kind, value) in trigger.bindings}
+            triggers.append({"event_type": trigger.event, "goal_name": name, "params": params})
+    limits = []
+    for name in sorted(compiled.actions):
+        action = compiled.actions[name]
+        options: dict[str, Any] = {}
+        if action.concurrency is not None:
+            options["concurrency"] = action.concurrency
+        if action.rate is not None:
+            options["rate"], options["per"] = action.rate
+        if options:
+            limits.append({"action": name, "options": options})
+    policies = [policy_json(compiled.policies[n]) for n in sorted(compiled.policies)]
+    return {"goal_types": goal_types, "policies": policies, "triggers": triggers, "limits": limits}
+
+
+def policy_json(policy: CompiledPolicy) -> dict[str, Any]:
+    """Return a policy as ``goalrt.gdl_policies`` holds it: its condition and which changed paths concern it.
+
+    Each path the condition reads becomes a regex whose capture groups bind
+    its wildcards; a path under a wildcard's prefix binds that wildcard too
+    (setting ``orders.o1.status`` makes ``orders.o1`` an order the policy must
+    hold for).
+    """
+    condition = condition_to_json(policy.condition)
+    reads = []
+    for template in sorted(set(_paths(condition))):
+        holes = _HOLE.findall(template)
+        parts = ["([^.]+)" if _HOLE.fullmatch(seg) else re.escape(seg) for seg in template.split(".")]
+        reads.append({"regex": "^" + r"\.".join(parts) + "$", "vars": holes})
+    for var, prefix in policy.wildcards:
+        reads.append({"regex": "^" + re.escape(prefix) + r"\.([^.]+)(?:\.|$)", "vars": [var]})
+    text = str(policy.condition)
+    for var, _prefix in policy.wildcards:
+        text = text.replace("{" + var + "}", "*")
+    return {
+        "name": policy.name,
+        "app": policy.app,
+        "condition": condition,
+        "text": text,
+        "wildcards": dict(policy.wildcards),
+        "reads": reads,
+    }
+
+
+def _paths(condition: Any) -> list[str]:
+    """Return the path templates a condition (as JSON) reads."""
+    if isinstance(condition, dict):
+        if set(condition) == {"path"}:
+            return [condition["path"]]
+        if condition.get("op") == "exists":
+            return [condition["path"]]
+        return [p for value in condition.values() for p in _paths(value)]
+    if isinstance(condition, list):
+        return [p for value in condition for p in _paths(value)]
+    return []
+
+
+def load(conn: psycopg.Connection[Any], compiled: CompiledWorkspace, schema: str = MAIN_SCHEMA) -> Loaded:
+    """Store ``compiled`` as the current version (unless unchanged) and install its runtime parts, in one commit."""
+    body = compiled.to_json()
+    content_hash = body.pop("content_hash")
+    query = sql.SQL("SELECT version, created FROM {}.load_gdl($1, $2, $3::jsonb, $4::jsonb)").format(
+        sql.Identifier(schema)
+    )
+    with translated(), conn.transaction():
+        row = conn.execute(query, (compiled.name, content_hash, dumps(body), dumps(runtime_json(compiled)))).fetchone()
+    assert row is not None
+    return Loaded(int(row[0]), bool(row[1]), content_hash)
+
+
+# -- running -------------------------------------------------------------------------
+
+_SCALARS: dict[str, Any] = {
+    "string": StrictStr,
+    "integer": StrictInt,
+    "number": float,
+    "boolean": StrictBool,
+    "any": Any,
+}
+
+
+def params_model(goal: str, params: Mapping[str, str]) -> type[BaseModel]:
+    """Return the pydantic model of a GDL goal's params: every one required, no others; objects are strings."""
+    fields: dict[str, Any] = {name: (_SCALARS.get(type_name, StrictStr), ...) for name, type_name in params.items()}
+    model: type[BaseModel] = create_model(
+        "Params_" + re.sub(r"\W", "_", goal), __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry:
+    """Return the registry a worker runs for stored definitions, with the handlers of ``handlers``.
+
+    Raises ``ConfigError`` naming every GDL action that has neither a handler
+    nor effects (nothing could run it).
+    """
+    out = Registry()
+    out.actions.update(handlers.actions)
+    out.goal_types.update(handlers.goal_types)
+    missing = []
+    for app in (definitions.get("apps") or {}).values():
+        for spec in app.get("actions", []):
+            schema = ActionSchema.from_json(spec["schema"])
+            handler = handlers.actions.get(spec["handler"])
+            if handler is None and not schema.effects:
+                missing.append(f"{schema.name} (handler {spec['handler']})")
+                continue
+            retry = Retry(**spec["retry"])
+            fn = handler.fn if handler is not None else _pure
+            out.actions[schema.name] = Action(schema.name, fn, spec.get("timeout"), retry, None, schema)
+        for spec in app.get("goals", []):
+            achieve = Achieve(
+                condition_from_json(spec["condition"]),
+                tuple(ObjectType(t["name"], keys_under=t["keys_under"]) for t in spec["types"]),
+                {},
+                dict(spec["param_types"]),
+                spec["max_replans"],
+                maintain=spec["maintain"],
+                actions=frozenset(spec["actions"]),
+            )
+            name = spec["name"]
+            out.goal_types[name] = GoalType(name, _planned(name), params_model(name, spec["params"]), achieve)
+    if missing:
+        raise ConfigError(
+            "no handler for GDL action(s) "
+            + ", ".join(sorted(missing))
+            + ": register one with @goalrt.action(NAME) in a --handlers module, or give the action effects"
+        )
+    return out
+
+
+def _pure(_args: Any, _ctx: Any) -> None:
+    """A GDL action with effects and no handler: nothing to run; its declared effects are its result."""
+    return None
+
+
+def _planned(name: str) -> Any:
+    def steps(_params: Any) -> list[Step]:
+        raise ConfigError(f"goal {name} is planned from its condition, not listed")
+
+    return steps
+
+
+def current(conn: psycopg.Connection[Any], schema: str = MAIN_SCHEMA) -> Definitions | None:
+    """Return the newest loaded version, or None when nothing was loaded."""
+    query = sql.SQL(
+        "SELECT version, workspace, content_hash, definitions FROM {}.gdl_versions ORDER BY version DESC LIMIT 1"
+    ).format(sql.Identifier(schema))
+    with translated():
+        row = conn.execute(query).fetchone()
+    return None if row is None else Definitions(int(row[0]), row[1], row[2], row[3])
+
+
+__all__ = ["Definitions", "Loaded", "current", "load", "params_model", "policy_json", "registry_for", "runtime_json"]

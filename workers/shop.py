@@ -1,0 +1,139 @@
+"""Handlers of the demo shop (gdl/examples/shop), and a refund that a person approves.
+
+The GDL workspace declares the actions (parameters, requires, effects, cost,
+retry, limits); this module registers only their code, by name. ``label.print``
+has no handler here: it is a pure state transition, its declared effect is
+the whole action. ``refund`` and ``payment.refund`` are plain Python (GDL has
+no syntax for ``ask`` yet).
+
+Check and draw the workspace (no database needed):
+
+    goalrt gdl check gdl/examples/shop
+    goalrt gdl graph gdl/examples/shop > shop.mmd
+
+Run the refund today (from the repository root). The policy wants an amount
+on every order, so set it before the status:
+
+    goalrt state set orders.o1.amount 120; goalrt state set orders.o1.status '"shipped"'
+    goalrt worker --handlers workers.shop &
+    goalrt submit refund o=o1 --handlers workers.shop
+    goalrt resume 1 --data '{"approved": true, "by": "ann"}'    # or false: nothing is refunded
+    goalrt get 1
+
+Once the workspace can be loaded into the database (``goalrt gdl load``,
+not built yet), the GDL goals run on the same worker:
+
+    goalrt state set orders.o2.amount 80; goalrt state set orders.o2.status '"created"'
+    goalrt submit checkout o=o2               # card, pack, label, ship: paid_by "card"
+    goalrt state set orders.o3.amount 50; goalrt state set orders.o3.status '"created"'
+    goalrt state set cards.o3 '"declined"'
+    goalrt submit checkout o=o3               # the card fails for good; re-planned: paid_by "invoice"
+    goalrt state set orders.o4.amount 40; goalrt state set orders.o4.status '"created"'
+    goalrt events append --stream orders --type order.created --data '{"order_id": "o4", "amount": 40}'
+                                              # starts fulfill(o=o4), which ships o4
+
+Handlers are deterministic: their results depend on their arguments, the
+state and the idempotency key only (the short sleeps stand in for real work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+import goalrt
+
+# Statuses of an order that has been paid (see shared/types.gdl).
+PAID = ("paid", "packed", "shipped")
+
+
+# -- payments ----------------------------------------------------------------------
+
+
+@goalrt.action("payment.card")
+async def card(args: dict[str, Any], ctx: goalrt.ActionContext) -> goalrt.Result:
+    order = args["o"]
+    await asyncio.sleep(0.05)  # the payment provider
+    if await ctx.state.value(f"cards.{order}") == "declined":
+        # Permanent: no retry; the goal re-plans without the card, so it pays by invoice.
+        raise goalrt.PermanentError("card declined")
+    amount = await ctx.state.value(f"orders.{order}.amount")
+    # The declared effects (status "paid", paid_by "card") are applied with this completion.
+    return goalrt.Result(
+        {"reference": f"card-{ctx.idempotency_key}"},  # a retried step reuses the key: charged once
+        events=[{"type": "payment.completed", "data": {"order_id": order, "amount": amount, "method": "card"}}],
+    )
+
+
+@goalrt.action("payment.invoice")
+async def invoice(args: dict[str, Any], ctx: goalrt.ActionContext) -> goalrt.Result:
+    order = args["o"]
+    amount = await ctx.state.value(f"orders.{order}.amount")
+    return goalrt.Result(
+        {"invoice": f"inv-{order}"},
+        events=[{"type": "payment.completed", "data": {"order_id": order, "amount": amount, "method": "invoice"}}],
+    )
+
+
+# -- fulfillment --------------------------------------------------------------------
+
+
+@goalrt.action("warehouse.pack")
+async def pack(args: dict[str, Any], ctx: goalrt.ActionContext) -> dict[str, Any]:
+    await asyncio.sleep(0.05)  # someone at a packing station
+    return {"parcel": f"parcel-{args['o']}"}
+
+
+@goalrt.action("carrier.ship")
+async def ship(args: dict[str, Any], ctx: goalrt.ActionContext) -> goalrt.Result:
+    order = args["o"]
+    tracking = f"trk-{order}"
+    return goalrt.Result(
+        {"tracking": tracking},
+        events=[{"type": "shipment.dispatched", "data": {"order_id": order, "tracking": tracking}}],
+    )
+
+
+# -- a refund, approved by a person ---------------------------------------------------
+
+
+class Refund(BaseModel):
+    o: str = Field(min_length=1)
+
+
+class RefundAnswer(BaseModel):
+    approved: bool
+    by: str | None = None
+
+
+@goalrt.goal("refund", params=Refund)
+def refund(p: Refund) -> list[goalrt.Step]:
+    return [
+        # The goal waits here, holding no worker, until `goalrt resume ID --data ...` (or a day passes: it fails).
+        goalrt.ask(f"Approve refund of order {p.o}?", RefundAnswer, timeout=86400, label="approval"),
+        goalrt.Step("payment.refund", {"o": p.o}),
+    ]
+
+
+# Not a GDL action: registered here with its options, and run only as a step of refund.
+@goalrt.action("payment.refund", timeout=10, retry=goalrt.Retry(max_attempts=3, backoff=0.5))
+async def refund_payment(args: dict[str, Any], ctx: goalrt.ActionContext) -> goalrt.Result:
+    order = args["o"]
+    answer = (await ctx.results())["approval"]  # what the ask step returned
+    if not answer["approved"]:
+        return goalrt.Result(
+            {"refunded": None, "rejected_by": answer.get("by")},
+            changes=[goalrt.Change.set(f"orders.{order}.refund", "rejected")],
+        )
+    status = await ctx.state.value(f"orders.{order}.status")
+    if status not in PAID:
+        raise goalrt.PermanentError(f"order {order} is {status!r}: nothing was paid, nothing to refund")
+    amount = await ctx.state.value(f"orders.{order}.amount")
+    await asyncio.sleep(0.05)  # the payment provider
+    return goalrt.Result(
+        {"refunded": amount, "reference": f"refund-{ctx.idempotency_key}"},
+        changes=[goalrt.Change.set(f"orders.{order}.refund", "done")],
+        events=[{"type": "payment.refunded", "data": {"order_id": order, "amount": amount}}],
+    )
