@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +16,10 @@ from goalrt.gdl import check
 from goalrt.gdl.graph import mermaid
 from goalrt.gdl.runtime import current, load, runtime_json
 from goalrt.gdl.scaffold import scaffold
+from goalrt.registry import default_registry, import_modules
+
+if TYPE_CHECKING:
+    from goalrt.gdl.testing import TestResult
 
 
 @click.command("init")
@@ -79,6 +85,47 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
         click.echo(f"{defs.workspace} version {defs.version} (sha256 {defs.content_hash[:12]})")
 
 
+@click.command("test")
+@click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("-k", "keyword", default=None, metavar="TEXT", help="Run only the tests whose name contains TEXT.")
+@click.option(
+    "--handlers",
+    multiple=True,
+    metavar="MODULE",
+    help="Import handler modules (default: `handlers` in goalrt.toml); repeatable.",
+)
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds a test's goals may take to settle.")
+@pass_app
+def test_cmd(app: AppContext, path: str, keyword: str | None, handlers: tuple[str, ...], timeout: float) -> None:
+    """Run the workspace's `test` blocks, each as a simulation in a fork of its own; exit 1 if one fails."""
+    from goalrt import migrate
+    from goalrt.gdl.testing import quiet_workers, run_tests, select, summary
+    from goalrt.gdl.workspace import find_root, manifest_handlers
+
+    compiled = check(path)
+    root = find_root(path)
+    import_modules(handlers or manifest_handlers(root), root)
+    tests = select(compiled, keyword)
+    if not tests:
+        raise GoalrtError(f"no tests to run in {root}" + (f" whose name contains {keyword!r}" if keyword else ""))
+    quiet_workers()
+    migrate.upgrade(app.url)
+    started = time.monotonic()
+
+    def report(result: TestResult) -> None:
+        status = "PASSED" if result.passed else "FAILED"
+        click.echo(f"{result.where}::{result.name} {status} ({result.seconds:.2f}s)")
+        for failure in result.failures:
+            for line in failure.splitlines():
+                click.echo(f"    {line}")
+
+    results = run_tests(app.url, compiled, default_registry, tests, timeout=timeout, report=report)
+    line = summary(results, time.monotonic() - started)
+    click.echo(line)
+    if not all(r.passed for r in results):
+        raise SystemExit(1)
+
+
 @gdl.command("graph")
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
 def graph_cmd(path: str) -> None:
@@ -86,6 +133,6 @@ def graph_cmd(path: str) -> None:
     click.echo(mermaid(check(path)), nl=False)
 
 
-COMMANDS = (init_cmd, gdl)
+COMMANDS = (init_cmd, gdl, test_cmd)
 
 __all__ = ["COMMANDS"]

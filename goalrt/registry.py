@@ -298,11 +298,14 @@ def _check_name(kind: str, name: str) -> None:
         raise ConfigError(f"invalid {kind} name {name!r}: use letters, digits, _ . : - (starting with a letter or _)")
 
 
-def import_modules(modules: Iterable[str]) -> None:
-    """Import modules by dotted name, from the current directory too (like ``python -m``)."""
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+def import_modules(modules: Iterable[str], first: str | os.PathLike[str] | None = None) -> None:
+    """Import modules by dotted name, from the current directory too (like ``python -m``).
+
+    ``first`` is a folder searched before any other (a workspace's root).
+    """
+    for folder in (os.getcwd(), *(() if first is None else (os.fspath(first),))):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     for module in modules:
         for name in (part.strip() for part in module.split(",")):
             if not name:

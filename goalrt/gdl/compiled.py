@@ -185,6 +185,8 @@ class CompiledTest:
     # {"goal": NAME, "params": {...}} or {"event": TYPE, "data": {...}}; None: nothing happens but the givens
     when: Mapping[str, Any] | None
     expects: tuple[CompiledExpect, ...]
+    # Where the test is declared (file:line), for reports; not part of the JSON.
+    where: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {

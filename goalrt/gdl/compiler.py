@@ -664,7 +664,14 @@ class _Compiler:
             self.fail(decl.name.pos, f"{where}: needs at least one 'expect'")
         if len(self.problems) > before:
             return None
-        return CompiledTest(d.name, tuple(given.items()), tuple(sorted(set(simulate))), when, tuple(expects))
+        return CompiledTest(
+            d.name,
+            tuple(given.items()),
+            tuple(sorted(set(simulate))),
+            when,
+            tuple(expects),
+            f"{decl.pos.file}:{decl.pos.line}",
+        )
 
     def _given_value(self, term: ast.Term, where: str) -> Scalar:
         if isinstance(term, ast.Name):

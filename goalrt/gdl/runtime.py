@@ -109,7 +109,7 @@ def policy_json(policy: CompiledPolicy) -> dict[str, Any]:
     """
     condition = condition_to_json(policy.condition)
     reads = []
-    for template in sorted(set(_paths(condition))):
+    for template in sorted(set(condition_paths(condition))):
         holes = _HOLE.findall(template)
         parts = ["([^.]+)" if _HOLE.fullmatch(seg) else re.escape(seg) for seg in template.split(".")]
         reads.append({"regex": "^" + r"\.".join(parts) + "$", "vars": holes})
@@ -128,16 +128,16 @@ def policy_json(policy: CompiledPolicy) -> dict[str, Any]:
     }
 
 
-def _paths(condition: Any) -> list[str]:
+def condition_paths(condition: Any) -> list[str]:
     """Return the path templates a condition (as JSON) reads."""
     if isinstance(condition, dict):
         if set(condition) == {"path"}:
             return [condition["path"]]
         if condition.get("op") == "exists":
             return [condition["path"]]
-        return [p for value in condition.values() for p in _paths(value)]
+        return [p for value in condition.values() for p in condition_paths(value)]
     if isinstance(condition, list):
-        return [p for value in condition for p in _paths(value)]
+        return [p for value in condition for p in condition_paths(value)]
     return []
 
 
@@ -237,4 +237,14 @@ def current(conn: psycopg.Connection[Any], schema: str = MAIN_SCHEMA) -> Definit
     return None if row is None else Definitions(int(row[0]), row[1], row[2], row[3])
 
 
-__all__ = ["Definitions", "Loaded", "current", "load", "params_model", "policy_json", "registry_for", "runtime_json"]
+__all__ = [
+    "Definitions",
+    "Loaded",
+    "condition_paths",
+    "current",
+    "load",
+    "params_model",
+    "policy_json",
+    "registry_for",
+    "runtime_json",
+]

@@ -16,6 +16,8 @@ FILES: Final[dict[str, str]] = {
 name = "{name}"
 version = "0.1.0"
 apps = ["shop"]
+# Modules that register the action handlers (`goalrt test` and `goalrt worker --handlers` import them).
+handlers = ["workers.shop"]
 """,
     "apps/shop/types.gdl": """\
 # The objects goals and actions talk about. The keys under `orders` in the

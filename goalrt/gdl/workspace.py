@@ -82,6 +82,18 @@ def load_workspace(path: str | Path = ".") -> Workspace:
     return Workspace(root, name, version, apps, tuple(sources))
 
 
+def manifest_handlers(root: Path) -> list[str]:
+    """Return the handler modules ``goalrt.toml`` names (``handlers = ["workers.shop"]``), or none."""
+    try:
+        manifest = tomllib.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise GdlError(f"{MANIFEST}:1:1: cannot read: {exc}") from None
+    handlers = manifest.get("handlers", [])
+    if not isinstance(handlers, list) or not all(isinstance(h, str) and h for h in handlers):
+        raise GdlError(f'{MANIFEST}:1:1: handlers must be a list of module names, e.g. ["workers.shop"]')
+    return list(handlers)
+
+
 def compile_workspace(workspace: Workspace) -> CompiledWorkspace:
     """Check and compile a loaded workspace (every problem reported at once)."""
     return compile_sources(workspace.sources, name=workspace.name, version=workspace.version, apps=workspace.apps)
@@ -136,4 +148,13 @@ def source_for(path: str, text: str) -> ast.Source:
     raise GdlError(f"{path}:1:1: a .gdl file belongs in apps/<app>/, shared/ or tests/")
 
 
-__all__ = ["MANIFEST", "Workspace", "check", "compile_workspace", "find_root", "load_workspace", "source_for"]
+__all__ = [
+    "MANIFEST",
+    "Workspace",
+    "check",
+    "compile_workspace",
+    "find_root",
+    "load_workspace",
+    "manifest_handlers",
+    "source_for",
+]

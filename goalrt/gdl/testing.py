@@ -1,0 +1,253 @@
+"""``goalrt test``: run a workspace's ``test`` blocks as deterministic simulations, each in a fork of its own.
+
+For each test (in file and line order; ``-k`` keeps those whose name contains a text):
+
+1. a fork of the main line at position 0 (``goalrt.forks``): an empty state
+   and a log of its own, so neither the main line nor another test can
+   change the outcome;
+2. the workspace's definitions loaded into the fork (``goalrt.load_gdl``: its
+   policies and triggers hold there too);
+3. every ``given`` applied as one change set (a policy may refuse it: the
+   test fails and says why);
+4. the ``when``: a goal submitted, or an event appended (its triggers submit
+   their goals);
+5. one in-process worker (one step at a time) runs the fork's goals with the
+   real handlers, except the actions the test ``simulate``\\ s, which run by
+   their declared effects alone, until no goal is pending or active;
+6. every ``expect`` checked: an event of the type was appended, the goals
+   ended in the status, the condition holds on the final state;
+7. the fork dropped.
+
+Tests are the same run after run: a fresh fork each time, one step at a
+time, handlers that do not depend on the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+from goalrt import forks
+from goalrt.database import connect
+from goalrt.errors import GoalrtError
+from goalrt.eventlog import EventLog
+from goalrt.gdl.compiled import CompiledExpect, CompiledTest, CompiledWorkspace
+from goalrt.gdl.runtime import condition_paths, load
+from goalrt.goal_conditions import scalar_state
+from goalrt.goals import Goals
+from goalrt.planner import holds
+from goalrt.planner.conditions import condition_to_json
+from goalrt.planner.values import render
+from goalrt.registry import Action, Registry
+from goalrt.state import Change, State
+
+SETTLE_POLL_S = 0.02
+
+
+@dataclass(slots=True)
+class TestResult:
+    """One test's outcome: ``failures`` says what did not hold (empty: passed)."""
+
+    name: str
+    where: str
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def select(compiled: CompiledWorkspace, keyword: str | None) -> list[CompiledTest]:
+    """Return the tests to run in the order of their files and lines; ``keyword`` keeps names containing it."""
+    chosen = [t for n, t in compiled.tests.items() if keyword is None or keyword in n]
+    return sorted(chosen, key=_place)
+
+
+def _place(test: CompiledTest) -> tuple[str, int, str]:
+    file, _, line = test.where.rpartition(":")
+    return (file, int(line) if line.isdigit() else 0, test.name)
+
+
+def run_tests(
+    url: str,
+    compiled: CompiledWorkspace,
+    handlers: Registry,
+    tests: Sequence[CompiledTest],
+    *,
+    timeout: float = 60.0,
+    report: Callable[[TestResult], None] | None = None,
+) -> list[TestResult]:
+    """Run ``tests`` against the database at ``url`` (migrated), each in a fork of its own; return the results."""
+    results = []
+    for test in tests:
+        result = run_test(url, compiled, handlers, test, timeout=timeout)
+        if report is not None:
+            report(result)
+        results.append(result)
+    return results
+
+
+def run_test(
+    url: str, compiled: CompiledWorkspace, handlers: Registry, test: CompiledTest, *, timeout: float = 60.0
+) -> TestResult:
+    """Run one test in a new fork and drop the fork; never raises for what the test finds."""
+    result = TestResult(test.name, test.where)
+    started = time.monotonic()
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with connect(url) as conn:
+        fork = forks.create(conn, name, at=0)
+        try:
+            load(conn, compiled, fork.schema)
+            _run_in_fork(url, conn, fork.name, fork.schema, compiled, handlers, test, timeout, result)
+        except GoalrtError as exc:
+            result.failures.append(str(exc).splitlines()[0])
+        finally:
+            forks.drop(conn, name)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _run_in_fork(
+    url: str,
+    conn: Any,
+    fork: str,
+    schema: str,
+    compiled: CompiledWorkspace,
+    handlers: Registry,
+    test: CompiledTest,
+    timeout: float,
+    result: TestResult,
+) -> None:
+    if test.given:
+        with State.connect(url, fork=fork) as state:
+            try:
+                state.change([Change.set(path, value) for path, value in test.given])
+            except GoalrtError as exc:
+                result.failures.append(f"given: {exc}")
+                return
+    goal_id = None
+    if test.when is not None and "goal" in test.when:
+        with Goals.connect(url, fork=fork) as goals:
+            goal_id = goals.submit(test.when["goal"], dict(test.when.get("params") or {})).id
+    elif test.when is not None:
+        with EventLog.connect(url, fork=fork) as log:
+            log.append("test", test.when["event"], dict(test.when.get("data") or {}))
+    settled = asyncio.run(_run_worker(url, schema, _simulating(compiled, handlers, test.simulate), timeout, conn))
+    if not settled:
+        result.failures.append(f"goals still pending or active after {timeout:g}s: {_open_goals(conn, schema)}")
+    for expect in test.expects:
+        problem = _check(conn, url, fork, schema, expect, goal_id)
+        if problem is not None:
+            result.failures.append(problem)
+
+
+def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Sequence[str]) -> Registry:
+    """Return ``handlers`` with the simulated actions' handlers replaced by nothing (their effects run alone)."""
+    out = Registry()
+    out.actions.update(handlers.actions)
+    out.goal_types.update(handlers.goal_types)
+    for action in simulate:
+        handler = compiled.actions[action].handler
+        out.actions[handler] = Action(handler, _simulated)
+    return out
+
+
+def _simulated(_args: Any, _ctx: Any) -> None:
+    return None
+
+
+async def _run_worker(url: str, schema: str, handlers: Registry, timeout: float, conn: Any) -> bool:
+    """Run one worker on the fork until no goal is pending or active; return False on timeout."""
+    from goalrt.worker import Worker
+
+    worker = Worker(url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test")
+    task = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + timeout
+    settled = False
+    try:
+        await asyncio.wait({task, asyncio.create_task(worker.wait_ready())}, return_when=asyncio.FIRST_COMPLETED)
+        while not task.done():
+            if _open_goals(conn, schema) == 0:
+                settled = True
+                break
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(SETTLE_POLL_S)
+    finally:
+        worker.request_stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # re-raises what stopped the worker (a configuration error, say)
+    return settled
+
+
+def _open_goals(conn: Any, schema: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM {}.goals WHERE status IN ('pending', 'active')").format(
+        sql.Identifier(schema)
+    )
+    row = conn.execute(query).fetchone()
+    return int(row[0])
+
+
+def _check(conn: Any, url: str, fork: str, schema: str, expect: CompiledExpect, goal_id: int | None) -> str | None:
+    """Return what is wrong with ``expect`` in the fork, or None when it holds."""
+    s = sql.Identifier(schema)
+    if expect.kind == "event":
+        types = [
+            r[0]
+            for r in conn.execute(
+                sql.SQL(
+                    "SELECT DISTINCT type FROM {}.event_data"
+                    " WHERE type NOT LIKE 'goal.%' AND type NOT LIKE 'step.%' AND type NOT LIKE 'gdl.%' ORDER BY 1"
+                ).format(s)
+            ).fetchall()
+        ]
+        if expect.event in types:
+            return None
+        return f"expect event {expect.event}: not appended (appended: {', '.join(types) or 'none'})"
+    if expect.kind == "goal":
+        where = sql.SQL("WHERE id = $1") if goal_id is not None else sql.SQL("")
+        rows = conn.execute(
+            sql.SQL("SELECT id, name, status, last_error FROM {}.goals {} ORDER BY id").format(s, where),
+            (goal_id,) if goal_id is not None else (),
+        ).fetchall()
+        if not rows:
+            return f"expect goal {expect.status}: no goal was submitted"
+        wrong = [r for r in rows if r[2] != expect.status]
+        if not wrong:
+            return None
+        shown = "; ".join(f"goal {r[0]} {r[1]} is {r[2]}" + (f" ({r[3]})" if r[3] else "") for r in wrong)
+        return f"expect goal {expect.status}: {shown}"
+    assert expect.condition is not None
+    with State.connect(url, fork=fork) as state:
+        values = scalar_state((e.path, e.value) for e in state.list())
+    if holds(expect.condition, values):
+        return None
+    found = ", ".join(
+        f"{p} is {render(values[p]) if p in values else 'absent'}"
+        for p in sorted(set(condition_paths(condition_to_json(expect.condition))))
+    )
+    return f"expect state {expect.condition}: does not hold ({found})"
+
+
+def summary(results: Sequence[TestResult], seconds: float) -> str:
+    """Return ``N passed, M failed in S.Ss``."""
+    passed = sum(r.passed for r in results)
+    return f"{passed} passed, {len(results) - passed} failed in {seconds:.1f}s"
+
+
+def quiet_workers() -> None:
+    """Keep the worker's own logging (claims, plans) out of test output; warnings still show."""
+    for name in ("goalrt.worker", "goalrt.planning", "goalrt.dispatcher"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+__all__ = ["TestResult", "quiet_workers", "run_test", "run_tests", "select", "summary"]
