@@ -1,0 +1,120 @@
+"""The GDL commands that use a database, in a subprocess: gdl load, gdl status, goalrt test, a worker on GDL goals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+SHOP = REPO / "gdl" / "examples" / "shop"
+
+
+def goalrt(db_url: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOALRT_")}
+    env["GOALRT_DATABASE_URL"] = db_url
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.run(
+        [sys.executable, "-m", "goalrt", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+def test_the_scaffold_passes_its_own_tests(db_url: str, tmp_path: Path) -> None:
+    assert goalrt(db_url, "init", "x", cwd=tmp_path).returncode == 0
+    ran = goalrt(db_url, "test", cwd=tmp_path / "x")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "tests/checkout.gdl:1::checkout_ships_a_created_order PASSED" in ran.stdout
+    assert ran.stdout.splitlines()[-1].startswith("1 passed, 0 failed in ")
+
+
+def test_the_shop_workspace_passes_its_tests_the_same_way_twice(db_url: str) -> None:
+    runs = [goalrt(db_url, "test", str(SHOP)) for _ in range(2)]
+    for ran in runs:
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert ran.stdout.splitlines()[-1].startswith("5 passed, 0 failed in ")
+
+    def outcome(text: str) -> list[str]:
+        return [line.rsplit(" (", 1)[0] for line in text.splitlines()[:-1]]
+
+    assert outcome(runs[0].stdout) == outcome(runs[1].stdout)
+    # -k selects; the forks are gone afterwards.
+    one = goalrt(db_url, "test", str(SHOP), "-k", "declined")
+    assert one.returncode == 0 and one.stdout.splitlines()[-1].startswith("1 passed, 0 failed")
+    assert goalrt(db_url, "fork", "list").stdout.count("goalrt_fork_t") == 0
+
+
+def test_a_failing_test_says_what_was_expected_and_found(db_url: str, tmp_path: Path) -> None:
+    assert goalrt(db_url, "init", "x", cwd=tmp_path).returncode == 0
+    (tmp_path / "x" / "tests" / "wrong.gdl").write_text(
+        "test wrong {\n"
+        '  given orders.o1.status = "created"\n'
+        "  given orders.o1.amount = 20\n"
+        '  when goal checkout(o = "o1")\n'
+        "  expect goal failed\n"
+        '  expect state orders.o1.status == "paid"\n'
+        "}\n"
+        "test refused_given {\n"
+        "  given orders.o2.amount = -1\n"
+        "  expect state orders.o2.amount == -1\n"
+        "}\n"
+    )
+    ran = goalrt(db_url, "test", cwd=tmp_path / "x")
+    assert ran.returncode == 1
+    out = ran.stdout
+    assert "tests/wrong.gdl:1::wrong FAILED" in out
+    assert "expect goal failed: goal 1 checkout is complete" in out
+    assert "expect state orders.o1.status == 'paid': does not hold (orders.o1.status is 'shipped')" in out
+    assert "given: policy_violation: policy positive_amounts" in out
+    assert out.splitlines()[-1].startswith("1 passed, 2 failed in ")
+
+
+def test_load_status_and_a_worker_running_the_loaded_goals(db_url: str) -> None:
+    assert goalrt(db_url, "migrate").returncode == 0
+    missing = goalrt(db_url, "gdl", "status")
+    assert missing.returncode == 1 and "no GDL definitions loaded" in missing.stderr
+    loaded = goalrt(db_url, "gdl", "load", str(SHOP))
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.startswith("loaded shop as version 1 (sha256 ")
+    assert "2 goal types, 1 policies, 1 triggers, 2 limits" in loaded.stdout
+    again = goalrt(db_url, "gdl", "load", str(SHOP))
+    assert again.stdout.startswith("unchanged: shop is version 1")
+    assert goalrt(db_url, "gdl", "status").stdout.startswith("shop version 1 (sha256 ")
+    # A policy refuses a bad change from the CLI, with a one-line error.
+    bad = goalrt(db_url, "state", "set", "orders.o1.amount", "--", "-5")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "policy_violation" in bad.stderr
+    # The event-triggered goal: an order appears in the state, its event starts fulfill.
+    assert goalrt(db_url, "state", "set", "orders.o1", '{"x": 1}').returncode == 1  # orders.o1 needs an amount
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "goalrt", "worker", "--handlers", "workers.shop", "--poll", "0.2"],
+        cwd=REPO,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("GOALRT_")},
+            "GOALRT_DATABASE_URL": db_url,
+            "PYTHONPATH": str(REPO),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        script = (
+            "import sys; from goalrt.state import State, Change\n"
+            "with State.connect(sys.argv[1]) as s:\n"
+            "    s.change([Change.set('orders.o7.amount', 12), Change.set('orders.o7.status', 'created')])\n"
+        )
+        subprocess.run([sys.executable, "-c", script, db_url], check=True, cwd=REPO)
+        appended = goalrt(
+            db_url, "events", "append", "--stream", "shop", "--type", "order.created", "--data", '{"order_id": "o7"}'
+        )
+        assert appended.returncode == 0, appended.stderr
+        deadline = time.monotonic() + 60
+        while "complete" not in goalrt(db_url, "list").stdout:
+            assert time.monotonic() < deadline, goalrt(db_url, "list").stdout
+            time.sleep(0.2)
+        shown = goalrt(db_url, "get", "1").stdout
+        assert "fulfill" in shown and "[complete]" in shown and "label.print" in shown
+        assert goalrt(db_url, "state", "get", "orders.o7.status").stdout.startswith('orders.o7.status = "shipped"')
+    finally:
+        worker.terminate()
+        worker.wait(30)
