@@ -215,9 +215,14 @@ class Worker:
         """Run until ``request_stop()``; then drain and return."""
         self._loop = asyncio.get_running_loop()
         self._pool = await self._connect_pool()
-        background: list[asyncio.Task[Any]] = []
         try:
             await self._configure()
+        except BaseException:  # a configuration error: nothing started, nothing to drain
+            await self._pool.close()
+            self._executor.shutdown(wait=False)
+            raise
+        background: list[asyncio.Task[Any]] = []
+        try:
             await self._register()
             self._planner.start()
             self._completer.start()
