@@ -279,14 +279,14 @@ class Registry:
             budget or Budget(max_expansions=100_000),
             maintain,
         )
-        return self.add_goal_type(GoalType(name, _planned(name), params, spec))
+        return self.add_goal_type(GoalType(name, planned_steps(name), params, spec))
 
     def load(self, modules: Iterable[str]) -> None:
         """Import handler modules (which register into this registry when it is the default)."""
         import_modules(modules)
 
 
-def _planned(name: str) -> Callable[[Any], list[Step]]:
+def planned_steps(name: str) -> Callable[[Any], list[Step]]:
     def steps(_params: Any) -> list[Step]:
         raise ConfigError(f"goal {name} is planned from its condition, not listed")
 
@@ -340,4 +340,5 @@ __all__ = [
     "default_registry",
     "goal",
     "import_modules",
+    "planned_steps",
 ]

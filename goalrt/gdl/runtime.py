@@ -40,7 +40,7 @@ from goalrt.gdl.compiled import CompiledPolicy, CompiledWorkspace
 from goalrt.goal_conditions import Achieve
 from goalrt.planner import ActionSchema, ObjectType, condition_from_json
 from goalrt.planner.conditions import condition_to_json
-from goalrt.registry import Action, GoalType, Registry, Step
+from goalrt.registry import Action, GoalType, Registry, planned_steps
 from goalrt.resources import MAIN_SCHEMA
 from goalrt.retry import Retry
 
@@ -205,7 +205,7 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry
                 actions=frozenset(spec["actions"]),
             )
             name = spec["name"]
-            out.goal_types[name] = GoalType(name, _planned(name), params_model(name, spec["params"]), achieve)
+            out.goal_types[name] = GoalType(name, planned_steps(name), params_model(name, spec["params"]), achieve)
     if missing:
         raise ConfigError(
             "no handler for GDL action(s) "
@@ -218,13 +218,6 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry
 def _pure(_args: Any, _ctx: Any) -> None:
     """A GDL action with effects and no handler: nothing to run; its declared effects are its result."""
     return None
-
-
-def _planned(name: str) -> Any:
-    def steps(_params: Any) -> list[Step]:
-        raise ConfigError(f"goal {name} is planned from its condition, not listed")
-
-    return steps
 
 
 def current(conn: psycopg.Connection[Any], schema: str = MAIN_SCHEMA) -> Definitions | None:
