@@ -263,7 +263,7 @@ def verify_cmd(app: AppContext, as_json: bool) -> None:
 @cli.command("demo")
 @pass_app
 def demo_cmd(app: AppContext) -> None:
-    """Run goalrt end to end on the default database (a self-check for now)."""
+    """Run the shop example workspace end to end on the default database, with a timeline and the SQL to see it."""
     demo.run(app.url, click.echo)
 
 

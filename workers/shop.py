@@ -11,17 +11,17 @@ Check and draw the workspace (no database needed):
     goalrt gdl check gdl/examples/shop
     goalrt gdl graph gdl/examples/shop > shop.mmd
 
-Run the refund today (from the repository root). The policy wants an amount
-on every order, so set it before the status:
+Run it (from the repository root): load the workspace, start a worker, and
+submit. The policy wants an amount on every order, so set it before the status:
 
+    goalrt gdl load gdl/examples/shop
     goalrt state set orders.o1.amount 120; goalrt state set orders.o1.status '"shipped"'
     goalrt worker --handlers workers.shop &
-    goalrt submit refund o=o1 --handlers workers.shop
+    goalrt submit refund o=o1
     goalrt resume 1 --data '{"approved": true, "by": "ann"}'    # or false: nothing is refunded
     goalrt get 1
 
-Once the workspace can be loaded into the database (``goalrt gdl load``,
-not built yet), the GDL goals run on the same worker:
+The GDL goals run on the same worker:
 
     goalrt state set orders.o2.amount 80; goalrt state set orders.o2.status '"created"'
     goalrt submit checkout o=o2               # card, pack, label, ship: paid_by "card"

@@ -155,7 +155,12 @@ def test_follow_streams_until_interrupted(db_url: str) -> None:
 def test_demo_against_a_given_url(db_url: str) -> None:
     result = goalrt(db_url, "demo")
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     assert result.stdout.strip().endswith("demo ok")
+    assert "  goals     4: 4 complete (checkout 2, fulfill 1, refund 1)" in result.stdout
+    # The URL came from GOALRT_DATABASE_URL: psql is told to use it, and no password is printed.
+    assert '  psql "$GOALRT_DATABASE_URL"\n' in result.stdout
+    assert "the embedded server" not in result.stdout
 
 
 def test_embedded_server_default_and_concurrent_start(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What a user installs can migrate a database; alembic from the repo does the same."""
+"""What a user installs can migrate a database and run the demo; alembic from the repo migrates the same."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from goalrt import migrate
 
@@ -20,9 +22,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_wheel_outside_the_repo_can_migrate(tmp_path: Path, empty_db_url: str, db_url: str) -> None:
-    dist, site, elsewhere = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
-    elsewhere.mkdir()
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from the repository, installed (without its dependencies) into a folder of its own."""
+    root = tmp_path_factory.mktemp("wheel")
+    dist, site = root / "dist", root / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
         check=True,
@@ -36,6 +40,12 @@ def test_wheel_outside_the_repo_can_migrate(tmp_path: Path, empty_db_url: str, d
         capture_output=True,
         timeout=300,
     )
+    return site
+
+
+def test_wheel_outside_the_repo_can_migrate(site: Path, tmp_path: Path, empty_db_url: str, db_url: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     env = clean_env(PYTHONPATH=str(site), GOALRT_DATABASE_URL=empty_db_url)
     where = subprocess.run(
         [
@@ -62,6 +72,32 @@ def test_wheel_outside_the_repo_can_migrate(tmp_path: Path, empty_db_url: str, d
     )
     assert result.returncode == 0, result.stderr
     assert describe(empty_db_url) == describe(db_url)
+
+
+def test_wheel_outside_the_repo_runs_the_demo(site: Path, tmp_path: Path, db_url: str) -> None:
+    """`pip install .` is not editable: the shop workspace and its handlers ship inside the package."""
+    shop = site / "goalrt" / "examples" / "shop"
+    assert (shop / "goalrt.toml").is_file() and (shop / "workers" / "shop.py").is_file()
+    assert sorted(p.relative_to(shop).as_posix() for p in shop.rglob("*.gdl")) == sorted(
+        p.relative_to(REPO / "gdl" / "examples" / "shop").as_posix()
+        for p in (REPO / "gdl" / "examples" / "shop").rglob("*.gdl")
+    )
+    env = clean_env(PYTHONPATH=str(site), GOALRT_DATABASE_URL=db_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "goalrt", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    # The workspace and the handlers came from the wheel, not from this clone.
+    assert f"  workspace  shop from {shop}: " in result.stdout
+    assert f"  handlers   {shop / 'workers' / 'shop.py'} (none for label.print" in result.stdout
+    assert "  goals     4: 4 complete (checkout 2, fulfill 1, refund 1)" in result.stdout
+    assert result.stdout.rstrip().endswith("demo ok")
 
 
 def test_alembic_upgrade_head_from_the_repo_equals_goalrt_migrate(empty_db_url: str, db_url: str) -> None:
