@@ -8,8 +8,6 @@ goalrt) must show each step's effect exactly once.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from typing import Any
 
@@ -17,28 +15,19 @@ import psycopg
 from pydantic import BaseModel
 
 import goalrt
-
-_local = threading.local()
-
-
-def _conn() -> psycopg.Connection[Any]:
-    conn = getattr(_local, "conn", None)
-    if conn is None or conn.closed:
-        conn = psycopg.connect(os.environ["GOALRT_DATABASE_URL"], autocommit=True)
-        _local.conn = conn
-    return conn
+from tests.acceptance.side_db import connection, forget
 
 
 def record_call(ctx: goalrt.ActionContext, phase: str) -> None:
     for attempt in range(50):  # the database may be restarting: keep the record, like a real API would
         try:
-            _conn().execute(
+            connection().execute(
                 "INSERT INTO chaos_calls (goal_id, seq, key, attempt, worker, phase) VALUES (%s, %s, %s, %s, %s, %s)",
                 (ctx.goal_id, ctx.step, ctx.idempotency_key, ctx.attempt, ctx.worker, phase),
             )
             return
         except psycopg.OperationalError:
-            _local.conn = None
+            forget()
             time.sleep(0.1 * min(attempt + 1, 10))
     raise RuntimeError("side table unreachable")
 

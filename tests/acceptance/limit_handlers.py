@@ -11,30 +11,19 @@ completion), so no more intervals overlap than the limit admitted.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
-import psycopg
 from pydantic import BaseModel
 
 import goalrt
-
-_local = threading.local()
-
-
-def _conn() -> psycopg.Connection[Any]:
-    conn = getattr(_local, "conn", None)
-    if conn is None or conn.closed:
-        conn = psycopg.connect(os.environ["GOALRT_DATABASE_URL"], autocommit=True)
-        _local.conn = conn
-    return conn
+from tests.acceptance.side_db import connection
 
 
 def timed_call(ctx: goalrt.ActionContext, key: str, seconds: float) -> dict[str, Any]:
     """Record the start, sleep ``seconds``, record the end; return what the step did."""
     row = (
-        _conn()
+        connection()
         .execute(
             "INSERT INTO limit_calls (goal_id, seq, action, key, pid, worker) VALUES (%s, %s, %s, %s, %s, %s) "
             "RETURNING id",
@@ -44,7 +33,7 @@ def timed_call(ctx: goalrt.ActionContext, key: str, seconds: float) -> dict[str,
     )
     assert row is not None
     time.sleep(seconds)
-    _conn().execute("UPDATE limit_calls SET ended = clock_timestamp() WHERE id = %s", (row[0],))
+    connection().execute("UPDATE limit_calls SET ended = clock_timestamp() WHERE id = %s", (row[0],))
     return {"pid": os.getpid(), "key": key}
 
 
