@@ -14,7 +14,7 @@ from goalrt.database import connect
 from goalrt.errors import GoalrtError
 from goalrt.gdl import check
 from goalrt.gdl.graph import mermaid
-from goalrt.gdl.runtime import current, load, runtime_json
+from goalrt.gdl.runtime import current, load
 from goalrt.gdl.scaffold import scaffold
 from goalrt.registry import default_registry, import_modules
 
@@ -57,7 +57,7 @@ def load_cmd(app: AppContext, path: str) -> None:
     with connect(app.url) as conn:
         schema = forks.schema_for(conn, app.fork)
         loaded = load(conn, compiled, schema)
-    runtime = runtime_json(compiled)
+    runtime = loaded.runtime
     what = (
         f"{len(runtime['goal_types'])} goal types, {len(runtime['policies'])} policies, "
         f"{len(runtime['triggers'])} triggers, {len(runtime['limits'])} limits"

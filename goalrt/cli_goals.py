@@ -43,15 +43,6 @@ def _load_handlers(handlers: tuple[str, ...]) -> None:
         import_modules(modules)
 
 
-def _has_gdl(conn: Any, schema: str) -> bool:
-    """Whether GDL definitions are loaded in ``schema`` (a worker then needs no goal types of its own)."""
-    from psycopg import sql
-
-    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}.gdl_versions)").format(sql.Identifier(schema))
-    row = conn.execute(query).fetchone()
-    return bool(row and row[0])
-
-
 def coerce_param(value: str, spec: dict[str, Any] | None) -> Any:
     """Return a ``key=value`` argument as JSON: kept as text when the field is a string, else parsed if it can be."""
     kinds = _kinds(spec)
@@ -360,6 +351,7 @@ def worker(
     log_level: str,
 ) -> None:
     """Run a worker: claim goals and run their steps until SIGTERM/SIGINT (then drain and exit 0)."""
+    from goalrt.gdl.runtime import current
     from goalrt.worker import Partitions, Worker
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -367,7 +359,7 @@ def worker(
     url = app.url
     with connect(url) as conn:
         schema = forks.schema_for(conn, app.fork)
-        if not default_registry.goal_types and not _has_gdl(conn, schema):
+        if not default_registry.goal_types and current(conn, schema) is None:
             raise ConfigError(
                 "no goal types registered: give --handlers MODULE (or set $GOALRT_HANDLERS), "
                 "or load GDL definitions with `goalrt gdl load`"

@@ -184,6 +184,13 @@ class Registry:
         self.actions: dict[str, Action] = {}
         self.goal_types: dict[str, GoalType] = {}
 
+    def copy(self) -> Registry:
+        """Return a new registry holding the same actions and goal types (to add to or replace in)."""
+        out = Registry()
+        out.actions.update(self.actions)
+        out.goal_types.update(self.goal_types)
+        return out
+
     def add_action(self, action: Action) -> Action:
         _check_name("action", action.name)
         if action.name in self.actions and self.actions[action.name].fn is not action.fn:

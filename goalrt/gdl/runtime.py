@@ -54,6 +54,8 @@ class Loaded:
     version: int
     created: bool
     content_hash: str
+    # What goalrt.load_gdl installed: goal_types, policies, triggers, limits (see runtime_json).
+    runtime: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +150,11 @@ def load(conn: psycopg.Connection[Any], compiled: CompiledWorkspace, schema: str
     query = sql.SQL("SELECT version, created FROM {}.load_gdl($1, $2, $3::jsonb, $4::jsonb)").format(
         sql.Identifier(schema)
     )
+    runtime = runtime_json(compiled)
     with translated(), conn.transaction():
-        row = conn.execute(query, (compiled.name, content_hash, dumps(body), dumps(runtime_json(compiled)))).fetchone()
+        row = conn.execute(query, (compiled.name, content_hash, dumps(body), dumps(runtime))).fetchone()
     assert row is not None
-    return Loaded(int(row[0]), bool(row[1]), content_hash)
+    return Loaded(int(row[0]), bool(row[1]), content_hash, runtime)
 
 
 # -- running -------------------------------------------------------------------------
@@ -180,9 +183,7 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry
     Raises ``ConfigError`` naming every GDL action that has neither a handler
     nor effects (nothing could run it).
     """
-    out = Registry()
-    out.actions.update(handlers.actions)
-    out.goal_types.update(handlers.goal_types)
+    out = handlers.copy()
     missing = []
     for app in (definitions.get("apps") or {}).values():
         for spec in app.get("actions", []):
@@ -192,7 +193,7 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry
                 missing.append(f"{schema.name} (handler {spec['handler']})")
                 continue
             retry = Retry(**spec["retry"])
-            fn = handler.fn if handler is not None else _pure
+            fn = handler.fn if handler is not None else pure_action
             out.actions[schema.name] = Action(schema.name, fn, spec.get("timeout"), retry, None, schema)
         for spec in app.get("goals", []):
             achieve = Achieve(
@@ -215,7 +216,7 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry
     return out
 
 
-def _pure(_args: Any, _ctx: Any) -> None:
+def pure_action(_args: Any, _ctx: Any) -> None:
     """A GDL action with effects and no handler: nothing to run; its declared effects are its result."""
     return None
 
@@ -238,6 +239,7 @@ __all__ = [
     "load",
     "params_model",
     "policy_json",
+    "pure_action",
     "registry_for",
     "runtime_json",
 ]

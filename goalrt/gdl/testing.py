@@ -40,7 +40,7 @@ from goalrt.database import connect
 from goalrt.errors import GoalrtError
 from goalrt.eventlog import EventLog
 from goalrt.gdl.compiled import CompiledExpect, CompiledTest, CompiledWorkspace
-from goalrt.gdl.runtime import condition_paths, load
+from goalrt.gdl.runtime import condition_paths, load, pure_action
 from goalrt.goal_conditions import scalar_state
 from goalrt.goals import Goals
 from goalrt.planner import holds
@@ -152,17 +152,11 @@ def _run_in_fork(
 
 def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Sequence[str]) -> Registry:
     """Return ``handlers`` with the simulated actions' handlers replaced by nothing (their effects run alone)."""
-    out = Registry()
-    out.actions.update(handlers.actions)
-    out.goal_types.update(handlers.goal_types)
+    out = handlers.copy()
     for action in simulate:
         handler = compiled.actions[action].handler
-        out.actions[handler] = Action(handler, _simulated)
+        out.actions[handler] = Action(handler, pure_action)
     return out
-
-
-def _simulated(_args: Any, _ctx: Any) -> None:
-    return None
 
 
 async def _run_worker(url: str, schema: str, handlers: Registry, timeout: float, conn: Any) -> bool:
@@ -176,7 +170,8 @@ async def _run_worker(url: str, schema: str, handlers: Registry, timeout: float,
     try:
         await asyncio.wait({task, asyncio.create_task(worker.wait_ready())}, return_when=asyncio.FIRST_COMPLETED)
         while not task.done():
-            if _open_goals(conn, schema) == 0:
+            # In a thread: the psycopg query must not stall the worker sharing this loop.
+            if await asyncio.to_thread(_open_goals, conn, schema) == 0:
                 settled = True
                 break
             if time.monotonic() > deadline:
