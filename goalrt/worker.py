@@ -275,26 +275,30 @@ class Worker:
                 delay = min(delay * 2, 5.0)
 
     async def _configure(self) -> None:
-        """Build the registry from the newest GDL version (if any) and the handlers; check what to claim."""
+        """Build the registry from the newest GDL version (if any) and the handlers; check what to claim.
+
+        All or nothing: on an error the worker keeps the registry and version it had.
+        """
         assert self._pool is not None
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(self._q["gdl_current"])
+        registry, version = self.handlers, None
         if row is not None:
-            self.registry = registry_for(row["definitions"], self.handlers)
-            if self.gdl_version is not None and self.gdl_version != row["version"]:
-                log.info("worker %s: GDL version %s replaces %s", self.id, row["version"], self.gdl_version)
-            self.gdl_version = row["version"]
-        if not self.registry.goal_types:
+            registry, version = registry_for(row["definitions"], self.handlers), row["version"]
+        if not registry.goal_types:
             raise ConfigError(
                 "no goal types registered: give --handlers MODULE, or load GDL definitions with `goalrt gdl load`"
             )
-        unknown = sorted(set(self.only or ()) - set(self.registry.goal_types))
+        unknown = sorted(set(self.only or ()) - set(registry.goal_types))
         if unknown:
-            known = ", ".join(sorted(self.registry.goal_types))
+            known = ", ".join(sorted(registry.goal_types))
             raise ConfigError(f"--only {unknown[0]}: not a goal type of these handlers (they have: {known})")
-        self.goal_types = self.only or sorted(self.registry.goal_types)
+        if self.gdl_version is not None and version != self.gdl_version:
+            log.info("worker %s: GDL version %s replaces %s", self.id, version, self.gdl_version)
+        self.registry, self.gdl_version = registry, version
+        self.goal_types = self.only or sorted(registry.goal_types)
         self._semaphores = {
-            name: asyncio.Semaphore(a.concurrency) for name, a in self.registry.actions.items() if a.concurrency
+            name: asyncio.Semaphore(a.concurrency) for name, a in registry.actions.items() if a.concurrency
         }
         self._planning_ = None
 
