@@ -41,7 +41,7 @@ From the repository root::
 
 The server is taken from ``--database-url``, else ``GOALRT_DATABASE_URL``, else
 the embedded server. The bench creates a database ``goalrt_bench_<random>`` on
-it, migrates it with ``goalrt.migrate.upgrade`` and drops it at the end (the
+it, migrates it with ``goalrt.db.migrate.upgrade`` and drops it at the end (the
 role must be allowed to create databases). ``--json`` prints the results as
 one JSON object at the end (or writes them to ``--out FILE``).
 """
@@ -66,10 +66,10 @@ from pgbench_support import LAT_RE, TPS_RE, TX_RE, find_pgbench, fmt, libpq_env,
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from goalrt.bus import FollowPacer
-from goalrt.config import database_url
-from goalrt.eventlog import EventLog
-from goalrt.migrate import upgrade
+from goalrt.db.config import database_url
+from goalrt.db.migrate import upgrade
+from goalrt.log.bus import FollowPacer
+from goalrt.log.eventlog import EventLog
 
 TARGET_RATIO = 0.80
 BATCH_SIZE = 100

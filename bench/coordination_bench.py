@@ -3,7 +3,7 @@
 What it measures
 ----------------
 1. **Claim rate as the timers and waiting goals pile up.** In a scratch
-   database (migrated with ``goalrt.migrate.upgrade``), goalrt.goals is filled
+   database (migrated with ``goalrt.db.migrate.upgrade``), goalrt.goals is filled
    with plain SQL to N timers and N waiting goals, N = 10^3, 10^5 and (full
    run only) 10^6, built up in that order:
 
@@ -613,8 +613,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from pgbench_support import scratch_databases, server_info
 
-    from goalrt.config import database_url
-    from goalrt.migrate import upgrade
+    from goalrt.db.config import database_url
+    from goalrt.db.migrate import upgrade
 
     began = time.monotonic()
     base_url = database_url(args.url)

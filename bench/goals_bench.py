@@ -4,7 +4,7 @@ What it measures
 ----------------
 Both systems run on the same PostgreSQL server in the same run, each in a
 scratch database of its own (``goalrt_gbench_<random>`` migrated with
-``goalrt.migrate.upgrade``; ``goalrt_gbench_<random>_pgq`` with PgQueuer's
+``goalrt.db.migrate.upgrade``; ``goalrt_gbench_<random>_pgq`` with PgQueuer's
 ``Queries.install()``), both dropped at the end. Every client and worker is a
 separate OS process started by this script, so neither side shares an event
 loop or the GIL with the bench itself.
@@ -821,7 +821,7 @@ def pgqueuer_python(explicit: str | None) -> str:
     """Return an interpreter that has pgqueuer; build the bench's own virtualenv the first time."""
     if explicit:
         return explicit
-    from goalrt.config import home_dir
+    from goalrt.db.config import home_dir
 
     venv = home_dir() / "bench" / "pgqueuer-venv"
     python = venv / "bin" / "python"
@@ -1011,10 +1011,10 @@ def main(argv: list[str] | None = None) -> None:
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
 
-    from goalrt.config import database_url
-    from goalrt.database import asyncpg_dsn
-    from goalrt.goals import Goals
-    from goalrt.migrate import upgrade
+    from goalrt.db.config import database_url
+    from goalrt.db.connect import asyncpg_dsn
+    from goalrt.db.migrate import upgrade
+    from goalrt.goals.goals import Goals
 
     began = time.monotonic()
     busy = machine_busy_seconds()

@@ -36,7 +36,7 @@ What it measures
    database built identically with ``snapshot_every = 0`` (no snapshots: every
    read folds the log from position 0) at 10^4 and 10^5.
 
-3. **Replay** at the largest size: ``goalrt.replay.verify()`` (events/s and its
+3. **Replay** at the largest size: ``goalrt.state.replay.verify()`` (events/s and its
    verdict) and ``SELECT count(*) FROM goalrt.state_fold(head, NULL, false)``.
 
 4. **Snapshot size** at the largest size: ``goalrt.snapshot_entries`` (rows,
@@ -65,7 +65,7 @@ From the repository root::
 
 The server is taken from ``--database-url``, else ``GOALRT_DATABASE_URL``, else
 the embedded server. The bench creates databases ``goalrt_sbench_<random>_*``
-on it, migrates them with ``goalrt.migrate.upgrade`` and drops them at the end
+on it, migrates them with ``goalrt.db.migrate.upgrade`` and drops them at the end
 (the role must be allowed to create databases). ``--json`` prints the results
 as one JSON object at the end (or writes them to ``--out FILE``).
 """
@@ -101,9 +101,9 @@ from pgbench_support import (
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from goalrt.migrate import upgrade
-from goalrt.replay import verify
-from goalrt.state import State
+from goalrt.db.migrate import upgrade
+from goalrt.state.replay import verify
+from goalrt.state.state import State
 
 PATHS = 10_000  # p.0 .. p.9999
 BATCH_PATHS = 100  # paths per change set in case (d)
@@ -756,7 +756,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from goalrt.config import database_url
+    from goalrt.db.config import database_url
 
     args = parse_args(argv)
     base_url = database_url(args.database_url)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from goalrt.async_eventlog import AsyncEventLog
-from goalrt.async_goals import AsyncGoals
-from goalrt.async_state import AsyncState
-from goalrt.dispatcher import ActionContext
 from goalrt.errors import (
     AppendOnlyError,
     ChainBrokenError,
@@ -26,17 +22,21 @@ from goalrt.errors import (
     PermanentError,
     VersionConflictError,
 )
-from goalrt.event import ChainReport, Event, NewEvent
-from goalrt.eventlog import EventLog
-from goalrt.forks import Fork
-from goalrt.goals import GoalInfo, Goals, GoalStatus, Limit, StepInfo, StepStatus, Submitted, TreeNode, Waiting
-from goalrt.registry import Registry, Result, Step, achieve, action, default_registry, goal
-from goalrt.replay import ReplayReport
-from goalrt.retry import Retry
-from goalrt.snapshots import Snapshot
-from goalrt.state import Change, ChangeResult, HistoryEntry, State, StateEntry
-from goalrt.waits import Child, ask, children, sleep, wait_event
-from goalrt.worker import Partitions, Worker
+from goalrt.goals.async_goals import AsyncGoals
+from goalrt.goals.goals import GoalInfo, Goals, GoalStatus, Limit, StepInfo, StepStatus, Submitted, TreeNode, Waiting
+from goalrt.goals.registry import Registry, Result, Step, achieve, action, default_registry, goal
+from goalrt.goals.retry import Retry
+from goalrt.goals.waits import Child, ask, children, sleep, wait_event
+from goalrt.log.async_eventlog import AsyncEventLog
+from goalrt.log.event import ChainReport, Event, NewEvent
+from goalrt.log.eventlog import EventLog
+from goalrt.state.async_state import AsyncState
+from goalrt.state.forks import Fork
+from goalrt.state.replay import ReplayReport
+from goalrt.state.snapshots import Snapshot
+from goalrt.state.state import Change, ChangeResult, HistoryEntry, State, StateEntry
+from goalrt.worker.dispatcher import ActionContext
+from goalrt.worker.worker import Partitions, Worker
 
 __version__ = "0.4.0"
 

@@ -1,3 +1,3 @@
-from goalrt.cli import main
+from goalrt.cli.main import main
 
 main()

@@ -42,20 +42,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from goalrt import config, migrate
-from goalrt.async_eventlog import AsyncEventLog
-from goalrt.async_goals import AsyncGoals
-from goalrt.async_state import AsyncState
-from goalrt.database import connect, describe_target
+from goalrt.db import config, migrate
+from goalrt.db.connect import connect, describe_target
 from goalrt.errors import GoalrtError, InvalidStateChangeError
-from goalrt.event import Event
-from goalrt.eventlog import EventLog
 from goalrt.gdl import check
 from goalrt.gdl.runtime import current, load
-from goalrt.goals import GoalInfo, Goals, GoalStatus, StepInfo
-from goalrt.registry import default_registry
-from goalrt.state import Change
-from goalrt.worker import Worker
+from goalrt.goals.async_goals import AsyncGoals
+from goalrt.goals.goals import GoalInfo, Goals, GoalStatus, StepInfo
+from goalrt.goals.registry import default_registry
+from goalrt.log.async_eventlog import AsyncEventLog
+from goalrt.log.event import Event
+from goalrt.log.eventlog import EventLog
+from goalrt.state.async_state import AsyncState
+from goalrt.state.state import Change
+from goalrt.worker.worker import Worker
 
 Say = Callable[[str], None]
 

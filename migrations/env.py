@@ -11,8 +11,8 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from goalrt.config import database_url
-from goalrt.database import connect
+from goalrt.db.config import database_url
+from goalrt.db.connect import connect
 
 # Any fixed pair works; it only has to be the same for every goalrt process.
 MIGRATION_LOCK = (0x676F616C, 0x6D696772)  # "goal", "migr"

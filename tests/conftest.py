@@ -20,10 +20,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from goalrt import migrate, replay
-from goalrt.embedded import EmbeddedServer
-from goalrt.eventlog import EventLog
-from goalrt.state import State
+from goalrt.db import migrate
+from goalrt.db.embedded import EmbeddedServer
+from goalrt.log.eventlog import EventLog
+from goalrt.state import replay
+from goalrt.state.state import State
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_TEST_URL = "GOALRT_TEST_DATABASE_URL"

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from goalrt.goal_conditions import Achieve
+from goalrt.goals.conditions import Achieve
+from goalrt.goals.retry import Retry
 from goalrt.planner import ActionSchema, Condition, ObjectType, condition_to_json
 from goalrt.planner.values import Scalar
-from goalrt.retry import Retry
 
 # Bump when the compiled JSON changes shape, so a loader can refuse what it does not understand.
 FORMAT: Final = 1

@@ -34,7 +34,8 @@ from goalrt.gdl.compiled import (
 from goalrt.gdl.diagnostics import Problem, render_all
 from goalrt.gdl.parser import parse_or_problem
 from goalrt.gdl.satisfiability import never_holds
-from goalrt.goal_conditions import Achieve
+from goalrt.goals.conditions import Achieve
+from goalrt.goals.retry import Retry
 from goalrt.planner import (
     FALSE,
     TRUE,
@@ -58,7 +59,6 @@ from goalrt.planner import (
 )
 from goalrt.planner.conditions import bind
 from goalrt.planner.values import Scalar
-from goalrt.retry import Retry
 
 SCALAR_TYPES: Final = ("any", "boolean", "integer", "number", "string")
 _HOLE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -34,15 +34,15 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, create_model
 
-from goalrt.database import dumps
+from goalrt.db.connect import dumps
+from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import ConfigError, translated
 from goalrt.gdl.compiled import CompiledPolicy, CompiledWorkspace
-from goalrt.goal_conditions import Achieve
+from goalrt.goals.conditions import Achieve
+from goalrt.goals.registry import Action, GoalType, Registry, planned_steps
+from goalrt.goals.retry import Retry
 from goalrt.planner import ActionSchema, ObjectType, condition_from_json
 from goalrt.planner.conditions import condition_to_json
-from goalrt.registry import Action, GoalType, Registry, planned_steps
-from goalrt.resources import MAIN_SCHEMA
-from goalrt.retry import Retry
 
 _HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

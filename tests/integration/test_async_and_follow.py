@@ -9,9 +9,9 @@ import time
 import psycopg
 import pytest
 
-from goalrt.async_eventlog import AsyncEventLog
 from goalrt.errors import InvalidEventError
-from goalrt.eventlog import EventLog
+from goalrt.log.async_eventlog import AsyncEventLog
+from goalrt.log.eventlog import EventLog
 
 
 def test_async_append_read_verify(db_url: str) -> None:

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from goalrt import forks
-from goalrt.async_state import AsyncState
 from goalrt.errors import InvalidStateChangeError, VersionConflictError
-from goalrt.state import Change, State
+from goalrt.state import forks
+from goalrt.state.async_state import AsyncState
+from goalrt.state.state import Change, State
 
 
 def test_async_state_round_trip(db_url: str) -> None:

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from goalrt.errors import InvalidEventError
-from goalrt.eventlog import EventLog
+from goalrt.log.eventlog import EventLog
 
 
 def count_rows(conn: psycopg.Connection) -> int:

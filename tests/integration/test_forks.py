@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from goalrt import forks, replay, snapshots
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError
-from goalrt.eventlog import EventLog
-from goalrt.state import Change, State
+from goalrt.log.eventlog import EventLog
+from goalrt.state import forks, replay, snapshots
+from goalrt.state.state import Change, State
 
 
 def entries(st: State) -> dict[str, tuple[object, int]]:

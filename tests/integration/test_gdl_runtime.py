@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goalrt import ActionContext, AsyncGoals, GoalInfo, Registry, Result, State
-from goalrt.database import connect, dumps
+from goalrt.db.connect import connect, dumps
 from goalrt.errors import ConfigError, InvalidGoalError, InvalidStateChangeError
-from goalrt.eventlog import EventLog
 from goalrt.gdl import check
 from goalrt.gdl.runtime import current, load, registry_for
-from goalrt.goals import Goals
+from goalrt.goals.goals import Goals
+from goalrt.log.eventlog import EventLog
 from goalrt.planner import condition_from_json, holds
-from goalrt.state import Change
+from goalrt.state.state import Change
 from tests.integration.test_worker import until_finished, with_worker
 
 TYPES = """

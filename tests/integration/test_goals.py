@@ -11,15 +11,7 @@ import psycopg
 import pytest
 from pydantic import BaseModel
 
-from goalrt import (
-    Goals,
-    GoalStatus,
-    InvalidGoalError,
-    InvalidTransitionError,
-    Registry,
-    Step,
-    StepStatus,
-)
+from goalrt import Goals, GoalStatus, InvalidGoalError, InvalidTransitionError, Registry, Step, StepStatus
 from goalrt.errors import GoalNotFoundError
 
 

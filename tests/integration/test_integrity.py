@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from goalrt.eventlog import EventLog
+from goalrt.log.eventlog import EventLog
 
 from ..conftest import with_dbname
 

@@ -8,10 +8,10 @@ import sys
 import psycopg
 import pytest
 
-from goalrt import migrate
+from goalrt.db import migrate
+from goalrt.db.resources import read_sql
 from goalrt.errors import NotMigratedError
-from goalrt.eventlog import EventLog
-from goalrt.resources import read_sql
+from goalrt.log.eventlog import EventLog
 
 from .catalog import describe
 

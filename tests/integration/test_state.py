@@ -9,7 +9,6 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from goalrt import snapshots
 from goalrt.errors import (
     DirectWriteError,
     InvalidEventError,
@@ -18,8 +17,9 @@ from goalrt.errors import (
     VersionConflictError,
     translate,
 )
-from goalrt.eventlog import EventLog
-from goalrt.state import Change, State
+from goalrt.log.eventlog import EventLog
+from goalrt.state import snapshots
+from goalrt.state.state import Change, State
 
 
 def count_events(conn: psycopg.Connection) -> int:
@@ -151,7 +151,7 @@ def test_state_changed_is_reserved(log: EventLog) -> None:
 
 
 def test_python_and_sql_agree_on_valid_paths(conn: psycopg.Connection) -> None:
-    from goalrt.state import MAX_PATH, PATH
+    from goalrt.state.state import MAX_PATH, PATH
 
     samples = [
         "a\n",
@@ -294,3 +294,4 @@ def test_reader_role_can_time_travel(conn: psycopg.Connection, state: State, db_
     finally:
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
+

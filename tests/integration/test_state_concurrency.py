@@ -27,9 +27,9 @@ from collections import Counter
 import psycopg
 import pytest
 
-from goalrt import replay, snapshots
 from goalrt.errors import VersionConflictError
-from goalrt.state import Change, State
+from goalrt.state import replay, snapshots
+from goalrt.state.state import Change, State
 
 DURATION = float(os.environ.get("GOALRT_STRESS_SECONDS", "8")) / 2
 COUNTERS = ["acct.a", "acct.b", "acct.c", "acct.d"]

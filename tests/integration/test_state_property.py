@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goalrt import replay, snapshots
 from goalrt.errors import VersionConflictError
-from goalrt.state import Change, State
+from goalrt.state import replay, snapshots
+from goalrt.state.state import Change, State
 
 from ..conftest import create_database, drop_database, with_dbname
 

@@ -12,10 +12,11 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from goalrt import migrate, replay, snapshots
+from goalrt.db import migrate
 from goalrt.errors import MigrationError
-from goalrt.eventlog import EventLog
-from goalrt.state import Change, State
+from goalrt.log.eventlog import EventLog
+from goalrt.state import replay, snapshots
+from goalrt.state.state import Change, State
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ def test_migration_refuses_a_bad_state_event_from_before_0002(empty_db_url: str)
 
 
 def test_a_fork_never_creates_extensions(db_url: str, state: State) -> None:
-    from goalrt.forks import fork_schema_sql
+    from goalrt.state.forks import fork_schema_sql
 
     assert "CREATE EXTENSION" not in fork_schema_sql("goalrt_fork_x")
     state.change([Change.set("e.x", 1)])

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from goalrt.eventlog import EventLog
+from goalrt.log.eventlog import EventLog
 
 WRITERS = 10
 DURATION = float(os.environ.get("GOALRT_STRESS_SECONDS", "8"))

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from goalrt.bus import AppendNotifier, FollowPacer, advance
-from goalrt.event import Event
+from goalrt.log.bus import AppendNotifier, FollowPacer, advance
+from goalrt.log.event import Event
 
 
 def _event(pos: int) -> Event:

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from goalrt import errors
-from goalrt.resources import queries, read_sql
+from goalrt.db.resources import queries, read_sql
 
 
 class FakeDriverError(Exception):
@@ -78,6 +78,6 @@ def test_named_queries_load_with_native_placeholders() -> None:
     ],
 )
 def test_asyncpg_dsn_conversion(given: str, expected: str) -> None:
-    from goalrt.database import asyncpg_dsn
+    from goalrt.db.connect import asyncpg_dsn
 
     assert asyncpg_dsn(given) == expected

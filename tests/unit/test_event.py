@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from goalrt.errors import InvalidEventError
-from goalrt.event import Event, NewEvent, coerce_events, new_event
+from goalrt.log.event import Event, NewEvent, coerce_events, new_event
 
 
 def test_new_event_folds_metadata_helpers() -> None:

@@ -15,8 +15,8 @@ from goalrt.gdl import check, compile_sources, load_workspace, source_for
 from goalrt.gdl.graph import mermaid
 from goalrt.gdl.satisfiability import never_holds
 from goalrt.gdl.scaffold import FILES
+from goalrt.goals.retry import Retry
 from goalrt.planner import Budget, GoalParam, Problem, cond, plan
-from goalrt.retry import Retry
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gdl"
 SHOP = FIXTURES / "valid" / "shop"

@@ -9,9 +9,9 @@ import pytest
 
 from goalrt.gdl import CompiledWorkspace, check
 from goalrt.gdl.graph import mermaid
+from goalrt.goals.registry import default_registry
 from goalrt.planner import Budget, GoalParam, Plan, Problem, plan
 from goalrt.planner.values import Scalar
-from goalrt.registry import default_registry
 
 SHOP = Path(__file__).resolve().parents[2] / "gdl" / "examples" / "shop"
 ACTIONS = ("carrier.ship", "label.print", "payment.card", "payment.invoice", "warehouse.pack")

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from goalrt.db.resources import in_schema, queries, read_sql
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError
-from goalrt.resources import in_schema, queries, read_sql
-from goalrt.state import Change, changes_json, check_path, parse_at
+from goalrt.state.state import Change, changes_json, check_path, parse_at
 
 
 @pytest.mark.parametrize("path", ["a", "orders.o1.status", "user.u-1.balance", "k:v@x.y_z"])

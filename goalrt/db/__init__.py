@@ -1,0 +1,1 @@
+"""Connecting to PostgreSQL: configuration, the embedded server, the SQL files and migrations."""

@@ -1,0 +1,1 @@
+"""The state: paths and values, snapshots, replay and forks."""

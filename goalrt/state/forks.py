@@ -1,0 +1,239 @@
+"""Forks: isolated branches of the state for simulation and tests.
+
+A fork is a PostgreSQL schema (``goalrt_fork_<name>``) built from
+``sql/schema.sql``, holding the main line's state at a position and an event
+log of its own that continues from that position (its hash chain links to
+the main line's hash there). Anything done with ``--fork NAME`` (or
+``fork=`` in Python) reads and writes only that schema.
+
+What a fork copies: the state (values, versions, tombstones) as it was at
+the fork point. What it does not: the main line's events before that point
+(read them on the main line), its snapshots, goals or settings other than
+``snapshot_every``. A fork keeps the schema of the goalrt version that made
+it; after ``goalrt migrate``, drop and re-create forks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from goalrt.db.config import database_url
+from goalrt.db.connect import connect, connect_async
+from goalrt.db.resources import MAIN_SCHEMA, in_schema, queries, read_sql
+from goalrt.errors import DatabaseError, InvalidStateChangeError, OutOfRangeError, translated
+
+if TYPE_CHECKING:
+    import asyncpg
+
+FORK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+SCHEMA_PREFIX = "goalrt_fork_"
+Q = queries("forks")
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    name: str
+    schema: str
+    base_pos: int
+    revision: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Fork:
+        name, schema, base_pos, revision, created_at = row
+        return cls(name, schema, int(base_pos), revision, created_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "schema": self.schema,
+            "base_pos": self.base_pos,
+            "revision": self.revision,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def schema_name(name: str) -> str:
+    """Return the schema of fork ``name``, refusing a name that could not be one."""
+    if not isinstance(name, str) or not FORK_NAME.match(name):
+        raise InvalidStateChangeError(
+            f"invalid fork name {name!r}: lowercase letters, digits and _, starting with a letter (at most 40)"
+        )
+    return SCHEMA_PREFIX + name
+
+
+def _unknown(name: str) -> OutOfRangeError:
+    return OutOfRangeError(f"no fork named {name!r} (`goalrt fork list` shows the forks)")
+
+
+def _checked(fork: str, stored: object) -> str:
+    # The schema name goes into SQL text: use the one derived from the
+    # validated fork name, never the stored one, and refuse a registry row
+    # that disagrees with it.
+    schema = schema_name(fork)
+    if stored is None:
+        raise _unknown(fork)
+    if stored != schema:
+        raise OutOfRangeError(f"fork {fork!r} is registered with schema {stored!r}, not {schema!r}; refusing it")
+    return schema
+
+
+def schema_for(conn: psycopg.Connection[Any], fork: str | None) -> str:
+    """Return the schema to act on: the main one, or fork ``fork`` (which must exist)."""
+    if fork is None:
+        return MAIN_SCHEMA
+    schema_name(fork)
+    with translated(), psycopg.RawCursor(conn) as cur:
+        row = cur.execute(Q["fork_lookup"], (fork,)).fetchone()
+    return _checked(fork, None if row is None else row[0])
+
+
+async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
+    """Async ``schema_for``."""
+    if fork is None:
+        return MAIN_SCHEMA
+    schema_name(fork)
+    with translated():
+        value = await conn.fetchval(Q["fork_lookup"], fork)
+    return _checked(fork, value)
+
+
+def open_connection(url: str | None, fork: str | None) -> tuple[psycopg.Connection[Any], str]:
+    """Connect to ``url`` (default: GOALRT_DATABASE_URL or the embedded server) and resolve ``fork``.
+
+    Returns the connection and the schema to act on; the connection is
+    closed again if the fork does not exist.
+    """
+    conn = connect(database_url(url))
+    try:
+        return conn, schema_for(conn, fork)
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def open_connection_async(url: str | None, fork: str | None) -> tuple[asyncpg.Connection, str]:
+    """Async ``open_connection``."""
+    conn = await connect_async(database_url(url))
+    try:
+        return conn, await schema_for_async(conn, fork)
+    except BaseException:
+        await conn.close()
+        raise
+
+
+def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -> Fork:
+    """Create fork ``name`` holding the main line's state at ``at`` (default: the head).
+
+    Atomic: on any error nothing of the fork remains. ``conn`` must be in
+    autocommit mode (the fork is built in one transaction of its own).
+    """
+    schema = schema_name(name)
+    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise DatabaseError("creating a fork needs an autocommit connection outside any transaction")
+    with translated(), psycopg.RawCursor(conn) as cur:
+        if cur.execute(Q["fork_lookup"], (name,)).fetchone() is not None:
+            raise InvalidStateChangeError(f"a fork named {name!r} already exists")
+        # Tick outside the fork's transaction: a tick holds the clock's lock
+        # until its transaction ends.
+        head = int(cur.execute("SELECT goalrt.tick()").fetchone()[0])  # type: ignore[index]
+        pos = head if at is None else at
+        cur.execute(Q["fork_check_pos"], (pos,))
+        with conn.transaction():
+            base_hash = bytes(cur.execute(Q["fork_base_hash"], (pos,)).fetchone()[0])  # type: ignore[index]
+            s = sql.Identifier(schema)
+            # Explicitly, so an existing schema of that name is an error, not reused.
+            cur.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+            cur.execute(fork_schema_sql(schema))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {}.clock SET head = $1, head_hash = $2, base_pos = $1, base_hash = $2,"
+                    " snapshot = pg_current_snapshot()"
+                ).format(s),
+                (pos, base_hash),
+            )
+            cur.execute("SELECT set_config($1, 'on', true)", (f"{schema}.applying",))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {}.state_data (path, value, version, inherited_pos)"
+                    " SELECT path, value, version, pos FROM goalrt.state_fold($1, NULL, true)"
+                ).format(s),
+                (pos,),
+            )
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {0}.snapshot_entries (path, valid_from, valid_to, value, version, pos)"
+                    " SELECT path, $1, NULL, value, version, inherited_pos FROM {0}.state_data;"
+                ).format(s),
+                (pos,),
+            )
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {0}.snapshots (pos, name, auto, note, paths, written)"
+                    " SELECT $1, NULL, true, 'fork base', count(*) FILTER (WHERE value IS NOT NULL), count(*)"
+                    " FROM {0}.state_data"
+                ).format(s),
+                (pos,),
+            )
+            cur.execute("SELECT set_config($1, 'off', true)", (f"{schema}.applying",))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {}.settings f SET value = m.value FROM goalrt.settings m"
+                    " WHERE m.key = f.key AND m.key = 'snapshot_every'"
+                ).format(s)
+            )
+            row = cur.execute(Q["fork_register"], (name, schema, pos, base_hash)).fetchone()
+    return Fork.from_row(row)
+
+
+_EXTENSION_BLOCK = re.compile(r"^-- pgvector is optional.*?^\$\$;\n", re.MULTILINE | re.DOTALL)
+
+
+def fork_schema_sql(schema: str) -> str:
+    """Return sql/schema.sql for a fork: every object in ``schema``, no extension created."""
+    text, found = _EXTENSION_BLOCK.subn("", read_sql("schema.sql"))
+    assert found == 1, "sql/schema.sql no longer has the pgvector block forks skip"
+    return in_schema(text, schema)
+
+
+def list_forks(conn: psycopg.Connection[Any]) -> list[Fork]:
+    with translated(), psycopg.RawCursor(conn) as cur:
+        return [Fork.from_row(r) for r in cur.execute(Q["forks_list"]).fetchall()]
+
+
+def get(conn: psycopg.Connection[Any], name: str) -> Fork:
+    schema_name(name)
+    with translated(), psycopg.RawCursor(conn) as cur:
+        row = cur.execute(Q["fork_get"], (name,)).fetchone()
+    if row is None:
+        raise _unknown(name)
+    return Fork.from_row(row)
+
+
+def drop(conn: psycopg.Connection[Any], name: str) -> None:
+    """Drop fork ``name``: its schema and everything in it."""
+    fork = get(conn, name)
+    schema = _checked(name, fork.schema)
+    with translated(), conn.transaction(), psycopg.RawCursor(conn) as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        cur.execute(Q["fork_unregister"], (name,))
+
+
+__all__ = [
+    "Fork",
+    "create",
+    "drop",
+    "get",
+    "list_forks",
+    "open_connection",
+    "open_connection_async",
+    "schema_for",
+    "schema_for_async",
+    "schema_name",
+]

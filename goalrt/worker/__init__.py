@@ -1,0 +1,1 @@
+"""The worker: the loop that claims goals, plans them and dispatches their steps."""

@@ -1,0 +1,178 @@
+"""The worker's side of goals declared by a condition: plan, check before each step, re-plan.
+
+- **First plan**: read the state, plan from it (in a thread: the search is
+  CPU work), and send the steps with what ``goal.planned`` records (cost,
+  ground actions, the versions of the paths the plan reads). No plan: the
+  goal fails with the planner's explanation.
+- **Before each step**: read the state again. The goal's condition already
+  holds: the goal completes at once (an empty plan, reason ``achieved``).
+  The step's precondition no longer holds: re-plan from the current state
+  (reason ``drift``).
+- **A step that failed for good**: its ground action is excluded and the
+  goal re-planned (``step_failed``), at most ``max_replans`` times; then, or
+  when no other plan exists, the goal fails with the reason of each attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from goalrt.db.resources import queries
+from goalrt.goals.conditions import (
+    RECHECK,
+    Achieve,
+    goal_holds,
+    ground_op_name,
+    make_plan,
+    plan_detail,
+    plan_steps,
+    precondition_holds,
+    scalar_state,
+    watch_steps,
+)
+from goalrt.goals.registry import GoalType, Registry
+from goalrt.planner import NoPlan, Plan
+from goalrt.state.async_state import AsyncState
+from goalrt.worker.dispatcher import StepRun
+
+if TYPE_CHECKING:
+    import asyncpg
+
+log = logging.getLogger("goalrt.planning")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state as the planner sees it (scalar values) and each path's version."""
+
+    values: dict[str, Any]
+    versions: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do instead of running a step: a new plan (maybe empty), or fail with ``error``."""
+
+    steps: list[dict[str, Any]] | None
+    detail: dict[str, Any] | None
+    reason: str
+    error: str | None = None
+
+
+class Planning:
+    """Plans and re-plans goals declared by a condition, for one worker."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, registry: Registry, executor: Executor, schema: str, gdl_version: int | None = None
+    ) -> None:
+        self._pool = pool
+        # Recorded in every plan's detail: the GDL definitions it was made with.
+        self._gdl_version = gdl_version
+        self._registry = registry
+        self._executor = executor
+        self._schema = schema
+        self._q = queries("goals", schema)
+
+    @staticmethod
+    def achieve_of(goal_type: GoalType | None) -> Achieve | None:
+        return None if goal_type is None else goal_type.achieve
+
+    async def snapshot(self) -> Snapshot:
+        async with self._pool.acquire() as conn:
+            entries = await AsyncState(conn, schema=self._schema).list()
+        return Snapshot(scalar_state((e.path, e.value) for e in entries), {e.path: e.version for e in entries})
+
+    async def _plan(
+        self, achieve: Achieve, params: Mapping[str, Any], snap: Snapshot, exclude: list[str]
+    ) -> Plan | NoPlan:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, make_plan, achieve, self._registry, params, snap.values, exclude
+        )
+
+    async def _history(self, goal_id: int) -> tuple[int, list[dict[str, Any]]]:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(self._q["goal_plan_history"], goal_id)
+        assert row is not None
+        return int(row[0]), list(row[1] or [])
+
+    def _excluded(self, failed: list[dict[str, Any]]) -> list[str]:
+        names = []
+        for step in failed:
+            action = self._registry.actions.get(step["action"])
+            if action is not None and action.schema is not None:
+                names.append(ground_op_name(action.schema, step["args"] or {}))
+        return sorted(set(names))
+
+    def _stamp(self, detail: dict[str, Any]) -> None:
+        if self._gdl_version is not None:
+            detail["gdl_version"] = self._gdl_version
+
+    async def first(self, achieve: Achieve, params: Mapping[str, Any]) -> Decision:
+        """Return the goal's first plan, or the reason there is none."""
+        snap = await self.snapshot()
+        result = await self._plan(achieve, params, snap, [])
+        if isinstance(result, NoPlan):
+            return Decision(None, None, "no_plan", f"no plan: {result.explain()}")
+        detail = plan_detail(result, achieve, params, snap.versions, "initial")
+        self._stamp(detail)
+        return Decision(plan_steps(result, achieve, params), detail, "initial")
+
+    async def before(self, achieve: Achieve, run: StepRun) -> Decision | None:
+        """Return a new plan when the step should not run as planned (goal reached, state drifted), else None."""
+        snap = await self.snapshot()
+        params = run.params or {}
+        if run.action == RECHECK:
+            # A maintained goal's watch saw a change: act again if the condition broke.
+            return await self._replan(achieve, run, snap, "recheck", "a path the condition reads changed", [], True)
+        if goal_holds(achieve, params, snap.values):
+            why = "the goal's condition already holds"
+            steps = watch_steps(achieve, params) if achieve.maintain else []
+            return Decision(steps, {"reason": "achieved", "why": why}, "achieved")
+        action = self._registry.actions.get(run.action)
+        if action is None or action.schema is None or precondition_holds(action.schema, run.args or {}, snap.values):
+            return None
+        why = f"the precondition of {ground_op_name(action.schema, run.args or {})} no longer holds"
+        return await self._replan(achieve, run, snap, "drift", why, [])
+
+    async def after_failure(self, achieve: Achieve, run: StepRun, error: str) -> Decision:
+        """Return a plan around a step that failed for good, or the goal's final error."""
+        action = self._registry.actions.get(run.action)
+        failed_now = []
+        if action is not None and action.schema is not None:
+            failed_now = [ground_op_name(action.schema, run.args or {})]
+        why = f"{failed_now[0] if failed_now else run.action} failed: {error}"
+        return await self._replan(achieve, run, await self.snapshot(), "step_failed", why, failed_now)
+
+    async def _replan(
+        self,
+        achieve: Achieve,
+        run: StepRun,
+        snap: Snapshot,
+        reason: str,
+        why: str,
+        failed_now: list[str],
+        fresh: bool = False,
+    ) -> Decision:
+        """Return a new plan from ``snap``; ``fresh`` (a maintained goal's recheck) starts a new round of re-plans."""
+        plans, failed = await self._history(run.goal_id)
+        exclude = [] if fresh else sorted(set(self._excluded(failed)) | set(failed_now))
+        reasons = [f"{s['action']} failed: {s['error']}" for s in failed] + [why]
+        if not fresh and plans >= 1 + achieve.max_replans and not achieve.maintain:
+            return Decision(None, None, reason, f"gave up after {plans} plans: " + "; ".join(reasons))
+        result = await self._plan(achieve, run.params or {}, snap, exclude)
+        if isinstance(result, NoPlan):
+            return Decision(None, None, reason, f"no plan after {why}: {result.explain()}")
+        detail = plan_detail(result, achieve, run.params or {}, snap.versions, reason)
+        detail["why"] = why
+        detail["excluded"] = exclude
+        self._stamp(detail)
+        return Decision(plan_steps(result, achieve, run.params or {}), detail, reason)
+
+
+__all__ = ["Decision", "Planning", "Snapshot"]
