@@ -100,6 +100,24 @@ def asyncpg_dsn(url: str) -> str:
     return f"postgresql://{userinfo}/{dbname}" + (f"?{query}" if query else "")
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def dumps(value: Any) -> str:
-    """Serialise a value as strict JSON (NaN and Infinity are refused)."""
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    """Serialise a value as strict JSON (NaN, Infinity and U+0000 are refused).
+
+    PostgreSQL's jsonb cannot hold the character U+0000 (``\\u0000``): it is
+    refused here, with a message, rather than by the server.
+    """
+    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    # The text test is cheap; the walk tells "\u0000" apart from an escaped backslash before "u0000".
+    if "\\u0000" in text and _holds_nul(value):
+        raise ValueError("JSON strings cannot hold the character U+0000 (PostgreSQL's jsonb refuses it)")
+    return text

@@ -41,8 +41,11 @@ class NewEvent(BaseModel):
 def _check_finite(value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("JSON has no NaN or Infinity")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("JSON strings cannot hold the character U+0000 (PostgreSQL's jsonb refuses it)")
     if isinstance(value, Mapping):
-        for item in value.values():
+        for key, item in value.items():
+            _check_finite(key)
             _check_finite(item)
     elif isinstance(value, list):
         for item in value:

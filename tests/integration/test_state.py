@@ -295,3 +295,15 @@ def test_reader_role_can_time_travel(conn: psycopg.Connection, state: State, db_
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
 
+
+def test_the_nul_character_is_refused_with_a_message_and_nothing_lands(state: State, log: EventLog) -> None:
+    # PostgreSQL's jsonb cannot hold U+0000; a value, a goal param or event data holding it is refused
+    # before it reaches the server, naming the change, and an escaped backslash before "u0000" is fine.
+    with pytest.raises(InvalidStateChangeError, match=r"changes\[0\]: not JSON: .*U\+0000"):
+        state.change([Change.set("a", "x\x00y")])
+    with pytest.raises(InvalidEventError, match="U\\+0000"):
+        log.append("s", "t", {"k\x00": 1})
+    assert state.get("a") is None and log.read() == []
+    state.change([Change.set("a", "\\u0000")])
+    entry = state.get("a")
+    assert entry is not None and entry.value == "\\u0000"

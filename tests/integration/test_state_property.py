@@ -28,7 +28,11 @@ PATHS = ["a", "a.x", "a.y", "b.x", "b.y.z", "c"]
 DELETED = object()
 
 change = st.one_of(
-    st.builds(lambda p, v: ("set", p, v), st.sampled_from(PATHS), st.one_of(st.integers(-5, 5), st.text(max_size=3))),
+    st.builds(
+        lambda p, v: ("set", p, v),
+        st.sampled_from(PATHS),
+        st.one_of(st.integers(-5, 5), st.text(st.characters(exclude_characters="\x00"), max_size=3)),
+    ),
     st.builds(lambda p: ("delete", p, None), st.sampled_from(PATHS)),
     st.builds(lambda p, by: ("inc", p, by), st.sampled_from(PATHS), st.sampled_from([1, -2, 3, 0.5, -1.5])),
 )
