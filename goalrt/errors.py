@@ -84,10 +84,6 @@ class GoalNotFoundError(GoalrtError, LookupError):
     """No goal has this id."""
 
 
-class ActionError(GoalrtError):
-    """An action handler is misdeclared or misbehaved (e.g. returned something that is not JSON)."""
-
-
 class PermanentError(GoalrtError):
     """Raise from an action handler to fail the step at once, without retrying."""
 

@@ -17,7 +17,6 @@ from goalrt.log.event import Event
 
 CHANNEL_APPEND = "goalrt_append"
 CHANNEL_EVENTS = "goalrt_events"
-CHANNELS = (CHANNEL_APPEND, CHANNEL_EVENTS)
 
 
 def channels(schema: str = "goalrt") -> tuple[str, str]:
