@@ -14,12 +14,14 @@
 --   gdl_triggers   the current version's `on event` triggers: an appended
 --                  event of the type submits the goal in the same transaction
 --   goal_types.defaults   a GDL goal's priority and deadline, applied at
---                  submit unless the submit gives its own
+--                  submit unless the submit gives its own (the column is
+--                  defined with its table in 30_goals.sql)
 --
 -- Which version a goal runs: a plan is data (its steps are rows), so steps
 -- already planned run as recorded whatever is loaded later; every plan a
 -- worker makes (first plan or re-plan) uses the newest version the worker
 -- has seen, and goal.planned records it as detail.gdl_version.
+-------------------------------------------------------------------------------
 
 CREATE TABLE goalrt.gdl_versions (
     version      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
