@@ -2,7 +2,7 @@
 
 Every goalrt failure is a ``GoalrtError``; the CLI turns one into a one-line
 message and a non-zero exit. Database functions raise SQLSTATEs of class
-``GR`` (see sql/schema.sql); ``translate`` maps them, and the driver errors a
+``GR`` (see sql/schema/10_log.sql); ``translate`` maps them, and the driver errors a
 user can cause, to the classes below while keeping the original as
 ``__cause__``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-# SQLSTATEs raised by goalrt's SQL functions. Mirrored in sql/schema.sql.
+# SQLSTATEs raised by goalrt's SQL functions. Mirrored in sql/schema/10_log.sql.
 SQLSTATE_APPEND_ONLY = "GR001"
 SQLSTATE_INVALID_EVENT = "GR002"
 SQLSTATE_INVALID_STATE_CHANGE = "GR003"

@@ -1,8 +1,11 @@
 """Apply goalrt's alembic migrations, from the CLI or from Python.
 
-The revisions live in ``migrations/versions`` (shipped in the wheel) and each
-applies SQL kept in ``sql/migrations``. Concurrent ``migrate`` calls are
-serialised by an advisory lock taken in ``migrations/env.py``.
+An empty database is built from the files of ``sql/schema`` (the current
+schema) and stamped at head; a database at a revision runs the delta
+migrations after it: revisions in ``migrations/versions`` (shipped in the
+wheel), each applying SQL kept in ``sql/migrations``. Both happen in
+``migrations/env.py``, under an advisory lock that serialises concurrent
+``migrate`` calls.
 """
 
 from __future__ import annotations

@@ -1,19 +1,75 @@
-"""What alembic revisions call: run one SQL file from ``sql/migrations``."""
+"""What alembic revisions and env.py call: run goalrt's SQL files in the migration's transaction."""
 
 from __future__ import annotations
 
-from alembic import op
+from typing import Any
 
-from goalrt.db.resources import read_sql
+from alembic import op
+from alembic.runtime.migration import MigrationContext, RevisionStep
+
+from goalrt.db.resources import read_sql, schema_files
+from goalrt.errors import MigrationError
+
+# The revision whose id the baseline kept (migrations/versions/0005_baseline.py),
+# and the development revisions folded into it.
+BASELINE = "0005"
+PREDATING_BASELINE = ("0001", "0002", "0003", "0004")
 
 
 def apply_sql(filename: str) -> None:
-    """Execute a migration's SQL file in the migration's transaction.
+    """Execute a delta migration's SQL file (``sql/migrations/<filename>``) in the migration's transaction."""
+    _execute(_dbapi(op.get_bind()), read_sql(f"migrations/{filename}"))
 
-    It goes straight to the psycopg connection: with no parameters psycopg
-    sends the text as one simple query, so the file may hold many statements
-    and its ``%`` and ``:name`` are not taken for placeholders.
-    """
-    dbapi = op.get_bind().connection.dbapi_connection
+
+def apply_schema(connection: Any) -> None:
+    """Build the current schema from the files of ``sql/schema``, in order, on env.py's SQLAlchemy connection."""
+    dbapi = _dbapi(connection)
+    for path in schema_files():
+        _execute(dbapi, path.read_text(encoding="utf-8"))
+
+
+def _dbapi(connection: Any) -> Any:
+    dbapi = connection.connection.dbapi_connection
     assert dbapi is not None
-    dbapi.execute(read_sql(f"migrations/{filename}"))
+    return dbapi
+
+
+def _execute(dbapi: Any, text: str) -> None:
+    # Straight to the psycopg connection: with no parameters psycopg sends the
+    # text as one simple query, so a file may hold many statements and its
+    # ``%`` and ``:name`` are not taken for placeholders.
+    dbapi.execute(text)
+
+
+def refuse_predating(revision: str | None) -> None:
+    """Refuse a database at a revision that was folded into the baseline."""
+    if revision in PREDATING_BASELINE:
+        raise MigrationError(
+            f"the database is at revision {revision}, which predates the baseline revision {BASELINE}:"
+            " upgrade it to 0005 with a goalrt from before the baseline, or drop its goalrt schema"
+            " (DROP SCHEMA goalrt CASCADE) and run `goalrt migrate`"
+        )
+
+
+def builds_empty_database(migration_context: MigrationContext) -> bool:
+    """Tell whether this alembic command upgrades an empty database (refusing a target other than head).
+
+    The steps are computed the way alembic will run them: ``fn`` is the
+    command's own plan (upgrade, downgrade, stamp) from the given heads.
+    """
+    plan = migration_context.opts.get("fn")
+    if plan is None:
+        return False
+    upgrades = [s for s in plan((), migration_context) if isinstance(s, RevisionStep) and s.is_upgrade]
+    if not upgrades:
+        return False
+    env = migration_context.environment_context
+    assert env is not None, "migrations run from migrations/env.py"
+    head = env.script.get_current_head()
+    target = upgrades[-1].revision.revision
+    if target != head:
+        raise MigrationError(
+            f"an empty database can only be built at the head revision {head}, not {target}:"
+            " sql/schema holds the current schema only"
+        )
+    return True

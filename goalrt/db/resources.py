@@ -8,6 +8,7 @@ and ``migrations/`` folders beside the package.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from functools import cache
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def _locate(name: str) -> Path:
 
 
 def sql_dir() -> Path:
-    """Return the folder holding schema.sql, migrations/ and queries/."""
+    """Return the folder holding schema/, migrations/ and queries/."""
     return _locate("sql")
 
 
@@ -34,6 +35,24 @@ def migrations_dir() -> Path:
 def read_sql(relative: str) -> str:
     """Return the text of a file under the sql folder."""
     return (sql_dir() / relative).read_text(encoding="utf-8")
+
+
+# The schema's first file: extensions, which a fork (a schema in the same
+# database) must not create again.
+EXTENSIONS_FILE = "00_extensions.sql"
+
+
+def schema_files() -> list[Path]:
+    """Return the files of ``sql/schema``, in the order they are applied (by name)."""
+    files = sorted((sql_dir() / "schema").glob("*.sql"))
+    if not files:
+        raise FileNotFoundError(f"no schema files in {sql_dir() / 'schema'}")
+    return files
+
+
+def schema_sql(skip: Collection[str] = ()) -> str:
+    """Return the whole schema: the files of ``sql/schema`` in order, less those named in ``skip``."""
+    return "\n".join(f.read_text(encoding="utf-8") for f in schema_files() if f.name not in skip)
 
 
 _NAME = re.compile(r"^--\s*name:\s*(\S+)\s*$", re.MULTILINE)

@@ -1,7 +1,7 @@
 """Forks: isolated branches of the state for simulation and tests.
 
-A fork is a PostgreSQL schema (``goalrt_fork_<name>``) built from
-``sql/schema.sql``, holding the main line's state at a position and an event
+A fork is a PostgreSQL schema (``goalrt_fork_<name>``) built from the
+files of ``sql/schema`` (less the extensions), holding the main line's state at a position and an event
 log of its own that continues from that position (its hash chain links to
 the main line's hash there). Anything done with ``--fork NAME`` (or
 ``fork=`` in Python) reads and writes only that schema.
@@ -25,7 +25,7 @@ from psycopg import sql
 
 from goalrt.db.config import database_url
 from goalrt.db.connect import connect, connect_async
-from goalrt.db.resources import MAIN_SCHEMA, in_schema, queries, read_sql
+from goalrt.db.resources import EXTENSIONS_FILE, MAIN_SCHEMA, in_schema, queries, schema_sql
 from goalrt.errors import DatabaseError, InvalidStateChangeError, OutOfRangeError, translated
 
 if TYPE_CHECKING:
@@ -192,14 +192,13 @@ def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -
     return Fork.from_row(row)
 
 
-_EXTENSION_BLOCK = re.compile(r"^-- pgvector is optional.*?^\$\$;\n", re.MULTILINE | re.DOTALL)
-
-
 def fork_schema_sql(schema: str) -> str:
-    """Return sql/schema.sql for a fork: every object in ``schema``, no extension created."""
-    text, found = _EXTENSION_BLOCK.subn("", read_sql("schema.sql"))
-    assert found == 1, "sql/schema.sql no longer has the pgvector block forks skip"
-    return in_schema(text, schema)
+    """Return the schema for a fork: every object in ``schema``.
+
+    Extensions are database-wide: the main line created them already, so
+    their file is left out.
+    """
+    return in_schema(schema_sql(skip=(EXTENSIONS_FILE,)), schema)
 
 
 def list_forks(conn: psycopg.Connection[Any]) -> list[Fork]:

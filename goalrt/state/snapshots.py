@@ -2,7 +2,7 @@
 
 A snapshot is the state at a position. Only the paths changed since the
 previous snapshot are written (entries are intervals over snapshot
-positions, see sql/schema.sql), so a snapshot of a large state costs what
+positions, see sql/schema/20_state.sql), so a snapshot of a large state costs what
 changed, not the whole state. Automatic snapshots are taken every
 ``snapshot_every`` positions (setting, default 1000), which bounds the cost of
 reading the state at any position to that many events.

@@ -30,7 +30,7 @@ from goalrt.db.resources import MAIN_SCHEMA, queries
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError, translated
 from goalrt.state import forks
 
-# Mirrors goalrt.valid_path() in sql/schema.sql (a test checks they agree).
+# Mirrors goalrt.valid_path() in sql/schema/20_state.sql (a test checks they agree).
 PATH = re.compile(r"^[A-Za-z0-9_:@-]+(\.[A-Za-z0-9_:@-]+)*$")
 MAX_PATH = 512
 OPS = ("set", "delete", "inc")

@@ -52,7 +52,7 @@ def test_wheel_outside_the_repo_can_migrate(site: Path, tmp_path: Path, empty_db
             sys.executable,
             "-c",
             "import goalrt, goalrt.db.resources as r; print(goalrt.__file__); "
-            "print(r.sql_dir()); print(r.migrations_dir())",
+            "print(r.sql_dir()); print(r.migrations_dir()); print(*r.schema_files())",
         ],
         capture_output=True,
         text=True,
@@ -61,6 +61,8 @@ def test_wheel_outside_the_repo_can_migrate(site: Path, tmp_path: Path, empty_db
         check=True,
     ).stdout.split()
     assert all(path.startswith(str(site)) for path in where), where
+    # The schema ships whole: every file of sql/schema, in the package.
+    assert [Path(p).name for p in where[3:]] == sorted(p.name for p in (REPO / "sql" / "schema").glob("*.sql"))
 
     result = subprocess.run(
         [sys.executable, "-m", "goalrt", "migrate"],

@@ -10,7 +10,8 @@ import psycopg
 # version table exists only in migrated databases and is not part of the schema.
 CATALOG_QUERIES: dict[str, str] = {
     "relations": """
-        SELECT c.relname, c.relkind, c.relacl::text, obj_description(c.oid, 'pg_class')
+        SELECT c.relname, c.relkind, c.relpersistence, c.reloptions::text, c.relacl::text,
+               obj_description(c.oid, 'pg_class')
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'goalrt' AND c.relname <> 'alembic_version' AND c.relname <> 'alembic_version_pkc'
          ORDER BY 1""",
@@ -19,7 +20,8 @@ CATALOG_QUERIES: dict[str, str] = {
                -- the column's place, not attnum: a dropped and re-added column leaves a gap in attnum
                row_number() OVER (PARTITION BY c.relname ORDER BY a.attnum), a.attname,
                format_type(a.atttypid, a.atttypmod), a.attnotnull,
-               pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, a.attacl::text
+               pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, a.attacl::text,
+               col_description(c.oid, a.attnum)
           FROM pg_attribute a
           JOIN pg_class c ON c.oid = a.attrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -43,14 +45,31 @@ CATALOG_QUERIES: dict[str, str] = {
           FROM pg_proc p WHERE p.pronamespace = 'goalrt'::regnamespace
          ORDER BY 1, 2""",
     "triggers": """
-        SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid)
+        SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid), tgenabled
           FROM pg_trigger WHERE NOT tgisinternal
            AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'goalrt'::regnamespace)
          ORDER BY 1, 2""",
     "views": """
         SELECT viewname, definition FROM pg_views WHERE schemaname = 'goalrt' ORDER BY 1""",
     "schema": """
-        SELECT nspname, nspacl::text FROM pg_namespace WHERE nspname = 'goalrt'""",
+        SELECT nspname, nspacl::text, obj_description(oid, 'pg_namespace')
+          FROM pg_namespace WHERE nspname = 'goalrt'""",
+    # Identity columns' sequences: their options and the column that owns them.
+    "sequences": """
+        SELECT c.relname, s.seqtypid::regtype::text, s.seqstart, s.seqincrement, s.seqmax, s.seqmin,
+               s.seqcache, s.seqcycle, d.refobjid::regclass::text, a.attname, d.deptype
+          FROM pg_sequence s
+          JOIN pg_class c ON c.oid = s.seqrelid
+          LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                               AND d.refclassid = 'pg_class'::regclass
+          LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE c.relnamespace = 'goalrt'::regnamespace AND c.relname NOT LIKE 'alembic_version%'
+         ORDER BY 1""",
+    "extensions": """
+        SELECT extname FROM pg_extension ORDER BY 1""",
+    # The rows the schema itself inserts (default settings); empty before the schema exists.
+    "settings": """
+        SELECT key, value::text FROM goalrt.settings ORDER BY 1""",
     "types": """
         SELECT t.typname, t.typtype FROM pg_type t
          WHERE t.typnamespace = 'goalrt'::regnamespace AND t.typname NOT LIKE '%alembic_version%'
@@ -59,5 +78,11 @@ CATALOG_QUERIES: dict[str, str] = {
 
 
 def describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    with psycopg.connect(url) as conn:
-        return {kind: conn.execute(q).fetchall() for kind, q in CATALOG_QUERIES.items()}
+    """Return every kind of object of the goalrt schema, as sorted rows."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass('goalrt.settings') IS NOT NULL").fetchone()
+        has_settings = bool(row and row[0])
+        return {
+            kind: conn.execute(q).fetchall() if kind != "settings" or has_settings else []
+            for kind, q in CATALOG_QUERIES.items()
+        }

@@ -1,24 +1,70 @@
-"""The migrations build exactly sql/schema.sql, and go down and up again."""
+"""The schema files and the migrations agree, old databases upgrade with their data, and down goes back up.
+
+"The old way" is tests/fixtures/schema_0005.sql.gz: the schema as revision
+0005 built it before the development revisions were folded into the
+baseline (see tests/fixtures/README.md).
+"""
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from goalrt.db import migrate
-from goalrt.db.resources import read_sql
-from goalrt.errors import NotMigratedError
+from goalrt.db.migrations_support import BASELINE
+from goalrt.db.resources import migrations_dir
+from goalrt.errors import MigrationError, NotMigratedError
 from goalrt.log.eventlog import EventLog
+from goalrt.state import replay
+from goalrt.state.state import State
 
+from ..conftest import create_database, drop_database, with_dbname
 from .catalog import describe
 
+LEGACY_SCHEMA = Path(__file__).resolve().parent.parent / "fixtures" / "schema_0005.sql.gz"
 
-def apply_schema_sql(url: str) -> None:
+
+def build_legacy(url: str, revision: str | None = BASELINE) -> None:
+    """Build a database the old way: the frozen 0005 schema, stamped by alembic as its migrations left it."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(read_sql("schema.sql"))
+        conn.execute(gzip.decompress(LEGACY_SCHEMA.read_bytes()).decode("utf-8"))
+    if revision is None:
+        return
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table_schema": "goalrt"})
+            if revision == BASELINE:
+                context.stamp(ScriptDirectory.from_config(migrate.alembic_config(url)), revision)
+            else:
+                # A revision folded into the baseline, which alembic no longer knows:
+                # its version table as alembic creates it.
+                conn.exec_driver_sql(
+                    "CREATE TABLE goalrt.alembic_version (version_num varchar(32) NOT NULL,"
+                    " CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+                )
+                conn.exec_driver_sql("INSERT INTO goalrt.alembic_version VALUES (%s)", (revision,))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def legacy_db_url(empty_db_url: str) -> str:
+    """A database at 0005 built the old way, without data."""
+    build_legacy(empty_db_url)
+    return empty_db_url
 
 
 def assert_same_catalog(left: str, right: str) -> None:
@@ -28,9 +74,69 @@ def assert_same_catalog(left: str, right: str) -> None:
     assert a["functions"], "the catalog description found no functions"
 
 
-def test_migrations_equal_canonical_schema(db_url: str, empty_db_url: str) -> None:
-    apply_schema_sql(empty_db_url)
-    assert_same_catalog(db_url, empty_db_url)
+def test_migrations_equal_schema_files(legacy_db_url: str, db_url: str) -> None:
+    # db_url was built by `migrate.upgrade` on an empty database: from sql/schema.
+    if migrate.head_revision() == BASELINE:
+        # No delta yet: the old way's catalog itself must be the schema files'.
+        assert_same_catalog(legacy_db_url, db_url)
+    assert migrate.status(legacy_db_url).current == BASELINE
+    # An old database through the deltas (none yet) reaches what the schema files build.
+    assert migrate.upgrade(legacy_db_url).up_to_date
+    assert_same_catalog(legacy_db_url, db_url)
+
+
+def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "goalrt", "--database-url", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_0005_database_upgrades_with_its_data(legacy_db_url: str) -> None:
+    url = legacy_db_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        for i in range(3):
+            conn.execute("SELECT goalrt.append_event('order:o1', 'order.created', %s::jsonb)", (f'{{"i": {i}}}',))
+        conn.execute("""SELECT goalrt.append_events('[{"stream": "s", "type": "t"}, {"stream": "s", "type": "u"}]')""")
+        conn.execute("""SELECT * FROM goalrt.change_state('[{"op": "set", "path": "orders.o1", "value": "new"}]')""")
+        conn.execute("""SELECT * FROM goalrt.change_state('[{"op": "inc", "path": "stock.apples", "by": 5}]')""")
+        conn.execute("SELECT goalrt.tick()")
+        conn.execute("SELECT goalrt.create_snapshot('before-upgrade')")
+        conn.execute("""SELECT * FROM goalrt.change_state('[{"op": "delete", "path": "orders.o1"}]')""")
+        conn.execute("SELECT goalrt.register_goal_type('order.ship', '{}')")
+        submitted = conn.execute("""SELECT id FROM goalrt.submit_goal('order.ship', '{"order": "o1"}')""").fetchone()
+        conn.execute("SELECT goalrt.tick()")
+        head = conn.execute("SELECT head FROM goalrt.clock").fetchone()
+    assert submitted is not None and head is not None
+
+    result = migrate.upgrade(url)
+    assert result.up_to_date and result.before == BASELINE
+
+    with EventLog.connect(url) as log:
+        assert log.verify().ok
+        assert [e.pos for e in log.read()] == list(range(1, head[0] + 1))
+    with State.connect(url) as state:
+        assert replay.verify(state).identical
+    for args in (("verify",), ("replay", "--verify")):
+        cli = run_cli(url, *args)
+        assert cli.returncode == 0, (args, cli.stdout, cli.stderr)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT value FROM goalrt.state WHERE path = 'stock.apples'").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM goalrt.snapshots WHERE name = 'before-upgrade'").fetchone() == (1,)
+        again = conn.execute("""SELECT id FROM goalrt.submit_goal('order.ship', '{"order": "o2"}')""").fetchone()
+        claimed = conn.execute("SELECT goal_id FROM goalrt.claim_goals_v1('w1', 10, 30)").fetchall()
+    assert again is not None
+    assert sorted(r[0] for r in claimed) == sorted([submitted[0], again[0]])
+
+
+def test_a_database_older_than_the_baseline_is_refused_in_one_line(empty_db_url: str) -> None:
+    build_legacy(empty_db_url, "0003")
+    with pytest.raises(MigrationError, match="predates the baseline revision 0005") as caught:
+        migrate.upgrade(empty_db_url)
+    assert "\n" not in str(caught.value)
+    assert "goalrt migrate" in str(caught.value)
 
 
 def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
@@ -46,7 +152,9 @@ def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
         left = conn.execute(
             "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'goalrt'::regnamespace "
             "AND c.relname NOT LIKE 'alembic_version%' UNION ALL "
-            "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'goalrt'::regnamespace"
+            "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'goalrt'::regnamespace UNION ALL "
+            "SELECT t.typname FROM pg_type t WHERE t.typnamespace = 'goalrt'::regnamespace "
+            "AND t.typname NOT LIKE '%alembic_version%'"
         ).fetchall()
     assert left == []
     up = migrate.upgrade(empty_db_url)
@@ -57,6 +165,14 @@ def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
         log.append("s", "t")
         assert [e.pos for e in log.read()] == [1]
         assert log.verify().ok
+
+
+def test_downgrade_removes_forks(db_url: str) -> None:
+    assert run_cli(db_url, "fork", "create", "sim").returncode == 0
+    migrate.downgrade(db_url, "base")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regnamespace('goalrt_fork_sim')").fetchone() == (None,)
+    migrate.upgrade(db_url)
 
 
 def test_upgrade_is_idempotent(db_url: str) -> None:
@@ -88,7 +204,9 @@ def test_concurrent_migrate_processes_serialise(empty_db_url: str) -> None:
         results.append((p.returncode, out, err))
     assert all(code == 0 for code, _, _ in results), results
     outputs = sorted(out.strip() for _, out, _ in results)
-    assert sum("migrated database from empty" in o for o in outputs) == 1, outputs
+    head = migrate.head_revision()
+    assert outputs.count(f"migrated database from empty to {head}") == 1, outputs
+    assert outputs.count(f"database already at head (revision {head})") == 3, outputs
     assert migrate.status(empty_db_url).up_to_date
 
 
@@ -104,29 +222,77 @@ def test_vector_extension_is_used_only_where_available(db_url: str) -> None:
     assert available == installed
 
 
-def test_upgrade_from_0001_keeps_the_log_and_downgrade_restores_it(empty_db_url: str, db_url: str) -> None:
-    # A database at 0001 with events in it, as a user of the previous release has.
-    migrate.upgrade(empty_db_url, "0001")
-    at_0001 = describe(empty_db_url)
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        for i in range(5):
-            conn.execute("SELECT goalrt.append_event('s', 't', %s::jsonb)", (f'{{"i": {i}}}',))
-        conn.execute("SELECT goalrt.tick()")
-    assert migrate.upgrade(empty_db_url).up_to_date
-    with EventLog.connect(empty_db_url) as log:
-        assert [e.pos for e in log.read()] == [1, 2, 3, 4, 5]
-        assert log.verify().ok
-        log.append("s", "after")
-        assert log.read(after=5)[0].pos == 6
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        times = [r[0] for r in conn.execute("SELECT log_time FROM goalrt.event_order ORDER BY pos")]
-        assert times == sorted(times) and None not in times
-        conn.execute("""SELECT * FROM goalrt.change_state('[{"op": "set", "path": "a", "value": 1}]')""")
-    # Down to 0001: the catalog is 0001's again, and the log still verifies.
-    migrate.downgrade(empty_db_url, "0001")
-    assert describe(empty_db_url) == at_0001
-    with EventLog.connect(empty_db_url) as log:
-        assert log.verify().ok
-        assert len(log.read()) == 7
-    migrate.upgrade(empty_db_url)
-    assert describe(empty_db_url) == describe(db_url)
+# -- a delta after the baseline --------------------------------------------------------
+# No delta exists yet, so one is written for the test into a copy of the
+# alembic folder: it shows how the two ways of reaching head divide the work.
+
+PROBE_DELTA = '''"""Probe: a delta migration written by the test.
+
+Revision ID: 9001
+Revises: {down}
+"""
+
+from alembic import op
+
+revision = "9001"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE goalrt.probe_delta (ran boolean)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE goalrt.probe_delta")
+'''
+
+
+@pytest.fixture
+def probe_config(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "9001_probe.py").write_text(PROBE_DELTA.format(down=migrate.head_revision()))
+    yield scripts, "9001"
+
+
+@pytest.fixture
+def second_empty_db_url(server_url: str) -> Iterator[str]:
+    name = create_database(server_url)
+    yield with_dbname(server_url, name)
+    drop_database(server_url, name)
+
+
+def probe_upgrade(scripts: Path, url: str, revision: str) -> None:
+    config = migrate.alembic_config(url)
+    config.set_main_option("script_location", str(scripts))
+    command.upgrade(config, revision)
+
+
+def has_probe(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass('goalrt.probe_delta') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def test_an_empty_database_is_built_from_the_schema_files_and_stamped_head(
+    probe_config: tuple[Path, str], legacy_db_url: str, second_empty_db_url: str
+) -> None:
+    scripts, head = probe_config
+    # Empty: the schema files are the current schema, so the delta is not replayed.
+    probe_upgrade(scripts, second_empty_db_url, "head")
+    assert migrate.current_revision(second_empty_db_url) == head
+    assert not has_probe(second_empty_db_url)
+    # At the baseline: the delta runs.
+    probe_upgrade(scripts, legacy_db_url, "head")
+    assert migrate.current_revision(legacy_db_url) == head
+    assert has_probe(legacy_db_url)
+
+
+def test_an_empty_database_is_built_at_head_only(probe_config: tuple[Path, str], empty_db_url: str) -> None:
+    scripts, head = probe_config
+    with pytest.raises(MigrationError, match=f"only be built at the head revision {head}, not {BASELINE}") as caught:
+        probe_upgrade(scripts, empty_db_url, BASELINE)
+    assert "\n" not in str(caught.value)
+    assert migrate.current_revision(empty_db_url) is None

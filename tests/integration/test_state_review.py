@@ -12,8 +12,6 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from goalrt.db import migrate
-from goalrt.errors import MigrationError
 from goalrt.log.eventlog import EventLog
 from goalrt.state import replay, snapshots
 from goalrt.state.state import Change, State
@@ -141,33 +139,6 @@ def test_time_travel_by_time_excludes_what_had_not_committed(db_url: str, state:
     slow.connection.close()
     assert state.get("tt.slow") is not None
     assert [e.path for e in state.list(at=between)] == ["tt.fast"]
-
-
-def test_migrating_again_rebuilds_the_state_from_the_log(empty_db_url: str) -> None:
-    migrate.upgrade(empty_db_url)
-    with State.connect(empty_db_url) as st:
-        st.set("m.x", 1)
-        st.increment("m.n", 5)
-        st.set("m.x", 2)
-    migrate.downgrade(empty_db_url, "0001")
-    migrate.upgrade(empty_db_url)
-    with State.connect(empty_db_url) as st:
-        assert (st.value("m.x"), st.version("m.x"), st.value("m.n")) == (2, 2, 5)
-        assert replay.verify(st).identical
-        assert st.set("m.x", 3, expect_version=2) == 3
-
-
-def test_migration_refuses_a_bad_state_event_from_before_0002(empty_db_url: str) -> None:
-    migrate.upgrade(empty_db_url, "0001")
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT goalrt.append_event('x', 'state.changed', %s::jsonb)",
-            ('{"changes": [{"op": "inc", "path": "a", "by": "oops"}]}',),
-        )
-        conn.execute("SELECT goalrt.tick()")
-    with pytest.raises(MigrationError, match=r"state\.changed event 1 is not a valid change set"):
-        migrate.upgrade(empty_db_url)
-    assert migrate.status(empty_db_url).current == "0001"
 
 
 def test_a_fork_never_creates_extensions(db_url: str, state: State) -> None:

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from goalrt import errors
-from goalrt.db.resources import queries, read_sql
+from goalrt.db.resources import queries, schema_sql
 
 
 class FakeDriverError(Exception):
@@ -44,7 +44,7 @@ def test_translated_leaves_other_exceptions_alone() -> None:
 
 
 def test_sql_error_codes_match_python_constants() -> None:
-    schema = read_sql("schema.sql")
+    schema = schema_sql()
     declared = set(re.findall(r"--\s+(GR\d{3})\s", schema))
     raised = set(re.findall(r"ERRCODE = '(GR\d{3})'", schema))
     python = {value for name, value in vars(errors).items() if name.startswith("SQLSTATE_")}

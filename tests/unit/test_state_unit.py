@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from goalrt.db.resources import in_schema, queries, read_sql
+from goalrt.db.resources import in_schema, queries, schema_sql
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError
 from goalrt.state.state import Change, changes_json, check_path, parse_at
 
@@ -61,7 +61,7 @@ def test_in_schema_rewrites_only_goalrt_names() -> None:
 
 
 def test_fork_schema_sql_mentions_no_main_schema_object() -> None:
-    text = in_schema(read_sql("schema.sql"), "goalrt_fork_x")
+    text = in_schema(schema_sql(), "goalrt_fork_x")
     code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
     assert "goalrt." not in code
     assert " goalrt;" not in code and " goalrt " not in code

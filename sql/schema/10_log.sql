@@ -1,24 +1,34 @@
--- Migration 0001: the event log, the clock, roles and privileges.
+-- goalrt's schema: the files of sql/schema/, applied in name order, build it.
 --
--- Frozen: once released, a migration file never changes. The current schema
--- is sql/schema.sql; a test proves the two build identical catalogs.
+--   00_extensions.sql    optional extensions (pgvector); forks skip this file
+--   10_log.sql           the event log: append, tick, read, verify
+--   20_state.sql         settings, state, snapshots, time travel, forks
+--   30_goals.sql         goal types, goals and their steps; submit, cancel
+--   35_workers.sql       what workers call: claim, plan, complete, fail, release
+--   40_coordination.sql  waits, timers, asks, child goals, deadlines, limits
+--   50_gdl.sql           GDL versions, policies, triggers
+--   60_roles.sql         roles and privileges
+--
+-- These files are the current schema, each object defined once in its final
+-- form. A change edits them in place and adds a delta migration that brings
+-- an existing database to the same place (docs/sql.md, "Changing the
+-- schema"); a test asserts that both ways build identical catalogs.
+--
 -- Error codes raised by goalrt functions (class GR, mirrored in
 -- goalrt/errors.py):
 --   GR001  append-only table: UPDATE, DELETE or TRUNCATE refused
---   GR002  invalid event (empty stream or type, bad metadata, bad batch)
+--   GR002  invalid event (empty stream or type, bad metadata, bad batch,
+--          a reserved type)
+--   GR003  invalid state change, path, pattern or snapshot name
+--   GR004  state version conflict (an expect_version did not match)
+--   GR005  position out of range (before the log's start or after its head)
+--   GR006  direct write to a table that only goalrt's functions may write
+--   GR007  invalid goal transition (e.g. cancelling a finished goal)
+--   GR008  invalid goal submission or worker call (unknown goal type, bad
+--          params or options)
+--   GR009  goal not found
 
 CREATE SCHEMA IF NOT EXISTS goalrt;
-
--- pgvector is optional: used where the server has it, never required.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
-        CREATE EXTENSION IF NOT EXISTS vector;
-    END IF;
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'goalrt: pgvector is available but this role may not create it; continuing without it';
-END
-$$;
 
 -------------------------------------------------------------------------------
 -- The event log
@@ -57,21 +67,28 @@ CREATE TABLE goalrt.event_order (
     -- more than the rest of the insert.)
     event_id  bigint NOT NULL UNIQUE,
     prev_hash bytea  NOT NULL,
-    hash      bytea  NOT NULL
+    hash      bytea  NOT NULL,
+    -- The running maximum of the events' times up to this position (commit
+    -- time with track_commit_timestamp on, else recorded_at): never
+    -- decreases, so goalrt.pos_at(time) is a binary search.
+    log_time  timestamptz NOT NULL
 );
 
 COMMENT ON TABLE goalrt.event_order IS
     'The global clock: a gapless position and hash-chain link for every committed event. Written only by goalrt.tick().';
 
 -- The single row of the clock: the snapshot of the last tick that positioned
--- events, the last position handed out and its hash.
+-- events, the last position handed out and its hash. base_pos/base_hash are
+-- where the log starts: 0 and zeros, or in a fork the fork point.
 CREATE TABLE goalrt.clock (
     id        boolean     PRIMARY KEY DEFAULT true CHECK (id),
     snapshot  pg_snapshot NOT NULL,
     head      bigint      NOT NULL,
     head_hash bytea       NOT NULL,
     ticks     bigint      NOT NULL,
-    ticked_at timestamptz NOT NULL
+    ticked_at timestamptz NOT NULL,
+    base_pos  bigint      NOT NULL DEFAULT 0,
+    base_hash bytea       NOT NULL DEFAULT decode(repeat('00', 32), 'hex')
 );
 INSERT INTO goalrt.clock (snapshot, head, head_hash, ticks, ticked_at)
 VALUES (pg_current_snapshot(), 0, decode(repeat('00', 32), 'hex'), 0, now());
@@ -143,10 +160,11 @@ $$;
 -- Appending
 -------------------------------------------------------------------------------
 
+-- Append one event. Appends match waits (see match_appended).
 CREATE FUNCTION goalrt.append_event(
     stream text, type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}'
 ) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     new_id bigint;
 BEGIN
@@ -155,6 +173,10 @@ BEGIN
     END IF;
     IF type IS NULL OR type = '' THEN
         RAISE EXCEPTION 'event type must be a non-empty string' USING ERRCODE = 'GR002';
+    END IF;
+    IF type = 'state.changed' THEN
+        RAISE EXCEPTION 'event type state.changed is reserved: change state with goalrt.change_state'
+            USING ERRCODE = 'GR002';
     END IF;
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata)
@@ -165,6 +187,7 @@ BEGIN
             coalesce(append_event.data, 'null'::jsonb),
             coalesce(append_event.metadata, '{}'::jsonb))
     RETURNING event_data.id INTO new_id;
+    PERFORM goalrt.match_appended(ARRAY[append_event.type], ARRAY[new_id]);
     RETURN new_id;
 END
 $$;
@@ -176,9 +199,11 @@ COMMENT ON FUNCTION goalrt.append_event(text, text, jsonb, jsonb) IS
 -- {"stream": ..., "type": ..., "data": ..., "metadata": ...}; ids are
 -- returned in the order of the array, which is also their order in the log.
 CREATE FUNCTION goalrt.append_events(events jsonb) RETURNS SETOF bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
-    bad record;
+    bad   record;
+    ids   bigint[];
+    types text[];
 BEGIN
     IF events IS NULL OR jsonb_typeof(events) <> 'array' THEN
         RAISE EXCEPTION 'events must be a JSON array of event objects' USING ERRCODE = 'GR002';
@@ -192,6 +217,8 @@ BEGIN
                THEN '.stream must be a non-empty string'
              WHEN jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
                THEN '.type must be a non-empty string'
+             WHEN x ->> 'type' = 'state.changed'
+               THEN '.type state.changed is reserved: change state with goalrt.change_state'
              WHEN x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null')
                THEN '.metadata must be a JSON object'
            END AS problem
@@ -200,6 +227,7 @@ BEGIN
      WHERE jsonb_typeof(x) <> 'object'
         OR jsonb_typeof(x -> 'stream') IS DISTINCT FROM 'string' OR x ->> 'stream' = ''
         OR jsonb_typeof(x -> 'type') IS DISTINCT FROM 'string' OR x ->> 'type' = ''
+        OR x ->> 'type' = 'state.changed'
         OR (x ? 'metadata' AND jsonb_typeof(x -> 'metadata') NOT IN ('object', 'null'))
      ORDER BY i
      LIMIT 1;
@@ -209,14 +237,19 @@ BEGIN
             USING ERRCODE = 'GR002';
     END IF;
 
-    RETURN QUERY
-    INSERT INTO goalrt.event_data (stream, type, data, metadata)
-    SELECT x ->> 'stream', x ->> 'type',
-           coalesce(x -> 'data', '{}'::jsonb),
-           coalesce(nullif(x -> 'metadata', 'null'::jsonb), '{}'::jsonb)
-      FROM jsonb_array_elements(events) WITH ORDINALITY AS t(x, i)
-     ORDER BY i
-    RETURNING event_data.id;
+    WITH ins AS (
+        INSERT INTO goalrt.event_data (stream, type, data, metadata)
+        SELECT x ->> 'stream', x ->> 'type',
+               coalesce(x -> 'data', '{}'::jsonb),
+               coalesce(nullif(x -> 'metadata', 'null'::jsonb), '{}'::jsonb)
+          FROM jsonb_array_elements(events) WITH ORDINALITY AS t(x, i)
+         ORDER BY i
+        RETURNING event_data.id, event_data.type
+    )
+    SELECT array_agg(ins.id ORDER BY ins.id), array_agg(DISTINCT ins.type) INTO ids, types FROM ins;
+    PERFORM goalrt.match_appended(types, ids);
+    -- Ids in the order of the array (the insert's order).
+    RETURN QUERY SELECT u FROM unnest(ids) AS u;
 END
 $$;
 
@@ -241,7 +274,7 @@ COMMENT ON FUNCTION goalrt.append_events(jsonb) IS
 CREATE FUNCTION goalrt.tick(wait_ms integer DEFAULT 200) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 -- work_mem: a large batch is sorted by id; keep that sort in memory.
-SET search_path = pg_catalog, goalrt SET work_mem = '64MB' AS $$
+SET search_path = pg_catalog, goalrt, pg_temp SET work_mem = '64MB' AS $$
 DECLARE
     c          goalrt.clock;
     cur        pg_snapshot;
@@ -253,6 +286,9 @@ DECLARE
     new_ids    bigint[] := '{}';
     new_prev   bytea[]  := '{}';
     new_hash   bytea[]  := '{}';
+    new_time   timestamptz[] := '{}';
+    t          timestamptz;
+    tracked    boolean;
 BEGIN
     SELECT * INTO c FROM goalrt.clock;
     IF current_setting('transaction_isolation') <> 'read committed'
@@ -292,19 +328,24 @@ BEGIN
     cur := pg_current_snapshot();
     p := c.head;
     h := c.head_hash;
+    t := coalesce((SELECT o.log_time FROM goalrt.event_order o WHERE o.pos = c.head), '-infinity');
+    -- With track_commit_timestamp on, an event's time is its transaction's
+    -- commit time (exact for time travel); otherwise the time it was recorded.
+    tracked := current_setting('track_commit_timestamp') = 'on';
 
     -- The batch: transactions visible in cur and not visible in the previous
     -- snapshot. A transaction id below the previous xmax is invisible to it
     -- exactly when it is listed in its xip, so the two halves below cover the
     -- batch without rescanning old rows, even behind a long transaction.
     FOR r IN
-        SELECT b.id, goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at) AS digest
-          FROM (SELECT e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
+        SELECT b.id, b.recorded_at, b.xid,
+               goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at) AS digest
+          FROM (SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at
                   FROM goalrt.event_data e
                  WHERE e.xid >= pg_snapshot_xmax(c.snapshot) AND e.xid < pg_snapshot_xmax(cur)
                    AND pg_visible_in_snapshot(e.xid, cur)
                 UNION ALL
-                SELECT e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
+                SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at
                   FROM goalrt.event_data e
                  WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot)))
                    AND pg_visible_in_snapshot(e.xid, cur)) b
@@ -318,14 +359,17 @@ BEGIN
         new_prev := new_prev || h;
         h := sha256(h || int8send(p) || r.digest);
         new_hash := new_hash || h;
+        t := greatest(t, CASE WHEN tracked THEN coalesce(pg_xact_commit_timestamp(xid(r.xid)), r.recorded_at)
+                              ELSE r.recorded_at END);
+        new_time := new_time || t;
     END LOOP;
 
     IF p = c.head THEN
         RETURN p;
     END IF;
 
-    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash)
-    SELECT * FROM unnest(new_pos, new_ids, new_prev, new_hash);
+    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash, log_time)
+    SELECT * FROM unnest(new_pos, new_ids, new_prev, new_hash, new_time);
     UPDATE goalrt.clock
        SET snapshot = cur, head = p, head_hash = h, ticks = clock.ticks + 1, ticked_at = now();
     -- One notification per tick, never per event; delivered after commit.
@@ -358,7 +402,7 @@ CREATE FUNCTION goalrt.read_events(
     stream_name text DEFAULT NULL, type_pattern text DEFAULT NULL,
     advance boolean DEFAULT true
 ) RETURNS SETOF goalrt.events
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 BEGIN
     IF max_count IS NULL OR max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be a positive integer' USING ERRCODE = '22023';
@@ -396,17 +440,18 @@ $$;
 COMMENT ON FUNCTION goalrt.read_events(bigint, integer, text, text, boolean) IS
     'Events with pos > after_pos in pos order (at most max_count), optionally filtered by stream and type glob.';
 
--- Check the hash chain from the first position to the head. Returns one row:
--- ok, the number of events checked, and (when broken) the first bad position
--- and why.
+-- Check the hash chain from the first position (after base_pos) to the
+-- head. Returns one row: ok, the number of events checked, and (when broken)
+-- the first bad position and why.
 CREATE FUNCTION goalrt.verify_chain()
 RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     c goalrt.clock;
-    genesis CONSTANT bytea := decode(repeat('00', 32), 'hex');
+    genesis bytea;
 BEGIN
     SELECT * INTO c FROM goalrt.clock;
+    genesis := c.base_hash;
     RETURN QUERY
     WITH chain AS (
         SELECT o.pos, o.prev_hash, o.hash,
@@ -424,13 +469,13 @@ BEGIN
         SELECT pos,
                CASE
                  WHEN missing THEN 'event row is missing'
-                 WHEN pos <> coalesce(before_pos, 0) + 1 THEN 'position(s) missing before this one'
+                 WHEN pos <> coalesce(before_pos, c.base_pos) + 1 THEN 'position(s) missing before this one'
                  WHEN prev_hash <> coalesce(before_hash, genesis) THEN 'prev_hash does not match the previous event'
                  ELSE 'content does not match its hash'
                END AS why
           FROM chain
          WHERE missing
-            OR pos <> coalesce(before_pos, 0) + 1
+            OR pos <> coalesce(before_pos, c.base_pos) + 1
             OR prev_hash <> coalesce(before_hash, genesis)
             OR recomputed IS DISTINCT FROM hash
          ORDER BY pos
@@ -440,11 +485,11 @@ BEGIN
                (SELECT max(pos) FROM chain) AS last_pos,
                (SELECT hash FROM chain ORDER BY pos DESC LIMIT 1) AS last_hash
     )
-    SELECT b.pos IS NULL AND t.n = c.head AND coalesce(t.last_hash, genesis) = c.head_hash,
+    SELECT b.pos IS NULL AND t.n = c.head - c.base_pos AND coalesce(t.last_hash, genesis) = c.head_hash,
            t.n,
-           coalesce(b.pos, CASE WHEN t.n <> c.head OR coalesce(t.last_hash, genesis) <> c.head_hash
-                                THEN coalesce(t.last_pos, 0) + 1 END),
-           coalesce(b.why, CASE WHEN t.n <> c.head THEN 'the log ends before the clock head ' || c.head
+           coalesce(b.pos, CASE WHEN t.n <> c.head - c.base_pos OR coalesce(t.last_hash, genesis) <> c.head_hash
+                                THEN coalesce(t.last_pos, c.base_pos) + 1 END),
+           coalesce(b.why, CASE WHEN t.n <> c.head - c.base_pos THEN 'the log ends before the clock head ' || c.head
                                 WHEN coalesce(t.last_hash, genesis) <> c.head_hash
                                 THEN 'the last hash does not match the clock' END)
       FROM tail t LEFT JOIN bad b ON true;
@@ -453,57 +498,3 @@ $$;
 
 COMMENT ON FUNCTION goalrt.verify_chain() IS
     'Recompute the hash chain over the whole log; names the first bad position if it is broken.';
-
--------------------------------------------------------------------------------
--- Roles and privileges
---
--- Three group roles (NOLOGIN; grant them to your login roles):
---   goalrt_reader  reads the log (the view, read_events, verify_chain, tick)
---   goalrt_writer  reader + appends through the append functions only
---   goalrt_admin   writer + may create objects in the goalrt schema
--- Roles are cluster-wide, so they are created only when missing and are not
--- dropped by a downgrade (another database may use them).
--------------------------------------------------------------------------------
-
-DO $$
-DECLARE
-    r text;
-BEGIN
-    FOREACH r IN ARRAY ARRAY['goalrt_reader', 'goalrt_writer', 'goalrt_admin'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-        END IF;
-    END LOOP;
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE WARNING 'goalrt: this role may not create roles; create goalrt_reader, goalrt_writer and goalrt_admin yourself';
-END
-$$;
-
-REVOKE ALL ON SCHEMA goalrt FROM PUBLIC;
-REVOKE ALL ON ALL TABLES IN SCHEMA goalrt FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA goalrt FROM PUBLIC;
-
-DO $$
-BEGIN
-    IF (SELECT count(*) FROM pg_roles
-         WHERE rolname IN ('goalrt_reader', 'goalrt_writer', 'goalrt_admin')) < 3 THEN
-        RETURN;
-    END IF;
-    GRANT USAGE ON SCHEMA goalrt TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT CREATE ON SCHEMA goalrt TO goalrt_admin;
-    GRANT SELECT ON goalrt.events, goalrt.event_data, goalrt.event_order, goalrt.clock
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
-        goalrt.read_events(bigint, integer, text, text, boolean),
-        goalrt.tick(integer),
-        goalrt.verify_chain(),
-        goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz),
-        goalrt.chain_hash(bytea, bigint, bytea),
-        goalrt.glob_to_like(text)
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
-        goalrt.append_event(text, text, jsonb, jsonb),
-        goalrt.append_events(jsonb)
-        TO goalrt_writer, goalrt_admin;
-END
-$$;

@@ -1,0 +1,583 @@
+-------------------------------------------------------------------------------
+-- Workers
+--
+-- What a worker process calls, in the order of a goal's run: register,
+-- claim (which first acts on what is due), plan, complete steps, and fail,
+-- heartbeat or release the goals it holds. A call acts on a goal only while
+-- the worker holds its lease at the epoch of the claim (the lease model is
+-- described in 30_goals.sql). The waits and limits a step may meet are in
+-- 40_coordination.sql.
+-------------------------------------------------------------------------------
+
+-- Record a worker process and the partitions it serves (NULL: all), and
+-- clear rows of workers unseen for a day.
+CREATE FUNCTION goalrt.register_worker_v2(
+    worker_id text, name text, hostname text, pid integer, concurrency integer, goal_types text[], actions text[],
+    partitions integer[], partition_count integer
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+BEGIN
+    IF (partitions IS NULL) <> (partition_count IS NULL) OR partition_count < 1
+       OR EXISTS (SELECT 1 FROM unnest(partitions) p WHERE p IS NULL OR p < 0 OR p >= partition_count) THEN
+        RAISE EXCEPTION 'partitions must be buckets 0..% of partition_count', coalesce(partition_count - 1, 0)
+            USING ERRCODE = 'GR008';
+    END IF;
+    DELETE FROM goalrt.workers w WHERE w.last_seen < now() - interval '1 day';
+    INSERT INTO goalrt.workers AS w (id, name, hostname, pid, concurrency, goal_types, actions, partitions,
+                                     partition_count)
+    VALUES (worker_id, register_worker_v2.name, register_worker_v2.hostname, register_worker_v2.pid,
+            register_worker_v2.concurrency, coalesce(register_worker_v2.goal_types, '{}'),
+            coalesce(register_worker_v2.actions, '{}'), register_worker_v2.partitions,
+            register_worker_v2.partition_count)
+    ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE
+       SET name = excluded.name, hostname = excluded.hostname, pid = excluded.pid,
+           concurrency = excluded.concurrency, goal_types = excluded.goal_types, actions = excluded.actions,
+           partitions = excluded.partitions, partition_count = excluded.partition_count,
+           started_at = now(), last_seen = now();
+END
+$$;
+
+-- register_worker_v2 without partitions, for workers of earlier versions.
+CREATE FUNCTION goalrt.register_worker_v1(
+    worker_id text, name text, hostname text, pid integer, concurrency integer, goal_types text[], actions text[]
+) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT goalrt.register_worker_v2(worker_id, name, hostname, pid, concurrency, goal_types, actions, NULL, NULL);
+$$;
+
+CREATE FUNCTION goalrt.deregister_worker_v1(worker_id text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    DELETE FROM goalrt.workers w WHERE w.id = worker_id;
+$$;
+
+-- Claim up to max_count runnable goals for a worker, in claim order
+-- (priority DESC, run_at, id), skipping rows other claimers hold. A
+-- runnable goal is pending or active, due (no wake_at), and not leased (or
+-- its lease expired: its worker died or stalled, and this claim takes it
+-- over). Each claim increments the lease epoch, counts an attempt of the
+-- goal's current step and marks it running. Returns the claimed goals with
+-- the step to run (step_seq NULL: the goal has no plan yet).
+--
+-- First acts on what is due (wake_due_v1). A step of a limited action must
+-- be admitted (admit_step); a goal that is not is parked instead of
+-- claimed. A worker given partitions (buckets of partition_count) takes
+-- goals of those partitions and goals without a partition key; a worker
+-- without takes the rest, and a served partition's goals too once they
+-- have waited takeover_seconds (so nothing starves if its worker is gone).
+CREATE FUNCTION goalrt.claim_goals_v2(
+    worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL,
+    partitions integer[] DEFAULT NULL, partition_count integer DEFAULT NULL,
+    takeover_seconds double precision DEFAULT 10
+) RETURNS TABLE (
+    goal_id bigint, name text, params jsonb, epoch bigint, plan_no integer, step_seq integer,
+    action text, args jsonb, attempt integer
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    ids      bigint[];
+    served_n integer[];
+    served_b integer[];
+    cand     record;
+BEGIN
+    IF worker_id IS NULL OR worker_id = '' THEN
+        RAISE EXCEPTION 'worker_id must be a non-empty string' USING ERRCODE = 'GR008';
+    END IF;
+    IF lease_seconds IS NULL OR lease_seconds <= 0 THEN
+        RAISE EXCEPTION 'lease_seconds must be > 0' USING ERRCODE = 'GR008';
+    END IF;
+    IF (partitions IS NULL) <> (partition_count IS NULL) OR partition_count < 1 THEN
+        RAISE EXCEPTION 'give partitions and partition_count together' USING ERRCODE = 'GR008';
+    END IF;
+    PERFORM goalrt.wake_due_v1(greatest(max_count, 1));
+    IF partitions IS NULL THEN
+        -- The partitions live workers serve (their goals are left to them).
+        SELECT array_agg(w.partition_count ORDER BY w.id, b), array_agg(b ORDER BY w.id, b)
+          INTO served_n, served_b
+          FROM goalrt.workers w, unnest(w.partitions) AS b
+         WHERE w.partition_count IS NOT NULL AND w.id <> worker_id
+           AND w.last_seen > now() - make_interval(secs => greatest(lease_seconds, 1));
+    END IF;
+    SELECT array_agg(p.id) INTO ids FROM (
+        SELECT g.id
+          FROM goalrt.goals g
+         WHERE g.status IN ('pending', 'active')
+           AND g.wake_at IS NULL
+           AND g.run_at <= now()
+           AND (g.lease_expires_at IS NULL OR g.lease_expires_at <= now())
+           AND (claim_goals_v2.goal_types IS NULL OR g.name = ANY (claim_goals_v2.goal_types))
+           AND (g.partition_key IS NULL
+                OR (claim_goals_v2.partitions IS NOT NULL
+                    AND goalrt.partition_of(g.partition_key, claim_goals_v2.partition_count)
+                        = ANY (claim_goals_v2.partitions))
+                OR (claim_goals_v2.partitions IS NULL
+                    AND (served_n IS NULL
+                         OR g.updated_at <= now() - make_interval(secs => takeover_seconds)
+                         OR NOT EXISTS (SELECT 1 FROM unnest(served_n, served_b) AS sv(n, b)
+                                         WHERE goalrt.partition_of(g.partition_key, sv.n) = sv.b))))
+         ORDER BY g.priority DESC, g.run_at, g.id
+         LIMIT greatest(max_count, 0)
+           FOR UPDATE SKIP LOCKED
+    ) p;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- Steps of limited actions start only when admitted.
+    FOR cand IN SELECT g.id, g.step_seq, s.action, s.args, g.lease_epoch
+               FROM goalrt.goals g
+               JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+              WHERE g.id = ANY (ids) AND s.kind = 'action'
+                AND EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = s.action)
+              ORDER BY g.priority DESC, g.run_at, g.id
+    LOOP
+        IF goalrt.admit_step(cand.id, cand.step_seq, cand.action, cand.args, cand.lease_epoch + 1) IS NOT NULL THEN
+            ids := array_remove(ids, cand.id);
+        END IF;
+    END LOOP;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT g.id, g.status AS was, g.lease_owner AS prev_owner, g.lease_epoch AS prev_epoch
+          FROM goalrt.goals g
+         WHERE g.id = ANY (ids)
+    ), claimed AS (
+        UPDATE goalrt.goals g
+           SET status = 'active', lease_owner = worker_id, lease_epoch = g.lease_epoch + 1,
+               lease_expires_at = now() + make_interval(secs => lease_seconds),
+               claims = g.claims + 1, updated_at = now()
+          FROM picked p
+         WHERE g.id = p.id
+        RETURNING g.id, g.name, g.params, g.lease_epoch, g.plan_no, g.step_seq, g.priority, g.run_at,
+                  p.was, p.prev_owner, p.prev_epoch
+    ), started AS (
+        UPDATE goalrt.goal_steps s
+           SET status = 'running', attempts = s.attempts + 1, started_at = now()
+          FROM claimed c
+         WHERE s.goal_id = c.id AND s.seq = c.step_seq
+        RETURNING s.goal_id, s.action, s.args, s.attempts
+    ), recorded AS (
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || c.id,
+               CASE WHEN c.was = 'pending' THEN 'goal.started' ELSE 'goal.lease_expired' END,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'goal_id', c.id, 'worker', worker_id, 'epoch', c.lease_epoch,
+                   'previous_worker', c.prev_owner, 'previous_epoch',
+                   CASE WHEN c.prev_owner IS NOT NULL THEN c.prev_epoch END, 'step', c.step_seq))
+          FROM claimed c
+         WHERE c.was = 'pending' OR c.prev_owner IS NOT NULL
+         ORDER BY c.id
+    )
+    -- (Data-modifying CTEs run to completion whether or not they are read.)
+    SELECT c.id, c.name, c.params, c.lease_epoch, c.plan_no, c.step_seq, s.action, s.args, s.attempts
+      FROM claimed c
+      LEFT JOIN started s ON s.goal_id = c.id
+     ORDER BY c.priority DESC, c.run_at, c.id;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.claim_goals_v2(text, integer, double precision, text[], integer[], integer, double precision) IS
+    'Claim runnable goals in (priority DESC, run_at, id) order with SKIP LOCKED, honouring limits and partitions.';
+
+-- claim_goals_v2 without partitions, for workers of earlier versions.
+CREATE FUNCTION goalrt.claim_goals_v1(
+    worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL
+) RETURNS TABLE (
+    goal_id bigint, name text, params jsonb, epoch bigint, plan_no integer, step_seq integer,
+    action text, args jsonb, attempt integer
+)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT * FROM goalrt.claim_goals_v2(worker_id, max_count, lease_seconds, goal_types, NULL, NULL, 10);
+$$;
+
+COMMENT ON FUNCTION goalrt.claim_goals_v1(text, integer, double precision, text[]) IS
+    'Claim runnable goals in (priority DESC, run_at, id) order with SKIP LOCKED, leasing each with a new epoch.';
+
+-- Whether worker_id holds goal g's lease at epoch `epoch` right now.
+CREATE FUNCTION goalrt.holds_lease(g goalrt.goals, worker_id text, epoch bigint) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT g.status = 'active' AND g.lease_owner = worker_id AND g.lease_epoch = epoch
+           AND g.lease_expires_at > now()
+$$;
+
+-- Why a result under (worker, epoch) is refused for goal g.
+CREATE FUNCTION goalrt.lease_lost_reason(g goalrt.goals, worker_id text, epoch bigint) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT CASE
+             WHEN g.status <> 'active' THEN 'goal is ' || g.status
+             WHEN g.lease_epoch <> epoch THEN format('lease epoch %s was superseded by epoch %s', epoch, g.lease_epoch)
+             WHEN g.lease_owner IS DISTINCT FROM worker_id THEN 'lease was released'
+             ELSE 'lease expired at ' || g.lease_expires_at
+           END
+$$;
+
+-- Store the plans a worker computed for goals it holds: a JSON array of
+-- {"goal_id", "epoch", "steps": [{"action", "args", "kind", "label"}, ...],
+-- "replan": bool, "reason": text, "detail": {...}}. A goal already planned
+-- keeps its plan unless replan is true; then the steps left of the earlier
+-- plan are superseded. reason and detail (the planner's cost, ground
+-- actions, state versions) are recorded in goal.planned. The first
+-- step of the new plan starts at once (see advance_goal). Returns per goal
+-- the outcome: 'planned' (with the step to run), 'complete', 'waiting',
+-- 'blocked' (a limit parked it), or 'refused' (the lease was lost;
+-- recorded as an event).
+CREATE FUNCTION goalrt.plan_goals_v1(worker_id text, items jsonb, lease_seconds double precision)
+RETURNS TABLE (goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    x       jsonb;
+    g       goalrt.goals;
+    ep      bigint;
+    first   integer;
+    cur     goalrt.goal_steps;
+    problem text;
+BEGIN
+    IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, i) ORDER BY (e ->> 'goal_id')::bigint
+    LOOP
+        IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'plan for goal %: steps must be an array of {"action", "args"}', x ->> 'goal_id'
+                USING ERRCODE = 'GR008';
+        END IF;
+        SELECT p INTO problem FROM (
+            SELECT goalrt.step_problem(s, format('plan for goal %s: steps[%s]', x ->> 'goal_id', i - 1)) AS p
+              FROM jsonb_array_elements(x -> 'steps') WITH ORDINALITY AS t(s, i) ORDER BY i) q
+         WHERE p IS NOT NULL LIMIT 1;
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION '%', problem USING ERRCODE = 'GR008';
+        END IF;
+        goal_id := (x ->> 'goal_id')::bigint;
+        ep := (x ->> 'epoch')::bigint;
+        outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
+        IF g.id IS NULL OR NOT goalrt.holds_lease(g, worker_id, ep) THEN
+            IF g.id IS NOT NULL THEN
+                INSERT INTO goalrt.event_data (stream, type, data)
+                VALUES ('goal:' || g.id, 'goal.plan_refused',
+                        jsonb_build_object('goal_id', g.id, 'worker', worker_id, 'epoch', ep,
+                                           'reason', goalrt.lease_lost_reason(g, worker_id, ep)));
+            END IF;
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF g.plan_no > 0 AND NOT coalesce((x ->> 'replan')::boolean, false) THEN
+            -- Already planned under this lease: a worker re-sending a plan
+            -- whose commit it did not see gets the plan that was stored.
+            SELECT * INTO cur FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+            outcome := CASE WHEN g.step_seq IS NULL THEN 'complete' ELSE 'planned' END;
+            step_seq := cur.seq; action := cur.action; args := cur.args; attempt := cur.attempts;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        PERFORM goalrt.release_limits(g.id);
+        first := goalrt.insert_plan(g.id, x -> 'steps',
+                                    coalesce(x ->> 'reason', CASE WHEN g.plan_no > 0 THEN 'replan' END),
+                                    CASE WHEN jsonb_typeof(x -> 'detail') = 'object' THEN x -> 'detail' END);
+        outcome := goalrt.advance_goal(g.id, first, worker_id, lease_seconds, NULL);
+        IF outcome = 'continue' THEN
+            SELECT st.* INTO cur FROM goalrt.goal_steps st JOIN goalrt.goals gg ON gg.id = st.goal_id
+             WHERE st.goal_id = g.id AND st.seq = gg.step_seq;
+            outcome := 'planned'; step_seq := cur.seq; action := cur.action; args := cur.args;
+            attempt := cur.attempts;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.plan_goals_v1(text, jsonb, double precision) IS
+    'Store the plans (steps) a worker computed for goals whose leases it holds.';
+
+-- Record the outcome of steps run by a worker, each in its own right and
+-- only while the worker still holds the goal's lease at that epoch. items is
+-- a JSON array of
+--   {"goal_id", "epoch", "seq", "outcome": "complete" | "retry" | "fail" | "replan",
+--    "result", "changes" (a change set for goalrt.change_state), "events"
+--    ([{"type", "data"}] appended to the goal's stream), "error",
+--    "retry_in" (seconds), "continue" (start the next step at once),
+--    "steps", "reason", "detail" (replan: the step failed for good and
+--    these steps replace the rest of the plan)}
+-- For each item it returns what happened:
+--   'continue'        next step started under the same lease (step_seq, action, args, attempt)
+--   'complete'        the goal completed
+--   'waiting'         the goal waits (its next step is a wait), lease released
+--   'blocked'         the next step's action is at a limit: the goal is parked, lease released
+--   'retry'           the goal waits until its retry time, lease released
+--   'failed'          the step and the goal failed
+--   'released'        the next step is left for any worker (continue was false)
+--   'already_applied' this exact result was applied before (a retried commit)
+--   'refused'         the lease was lost: nothing applied, step.result_refused recorded
+--   'change_refused'  the state change was refused (error says why): nothing applied
+CREATE FUNCTION goalrt.complete_steps_v1(worker_id text, items jsonb, lease_seconds double precision)
+RETURNS TABLE (
+    goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer, error text
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    x       jsonb;
+    g       goalrt.goals;
+    s       goalrt.goal_steps;
+    ep      bigint;
+    sq      integer;
+    nxt      goalrt.goal_steps;
+    stream   text;
+    delay    double precision;
+    ev_ids   bigint[];
+    ev_types text[];
+BEGIN
+    IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
+    END IF;
+    -- Lock goals in id order: two workers' batches never deadlock.
+    FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
+        goal_id := (x ->> 'goal_id')::bigint;
+        ep := (x ->> 'epoch')::bigint;
+        sq := (x ->> 'seq')::integer;
+        outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL; error := NULL;
+        IF x ->> 'outcome' IS NULL OR x ->> 'outcome' NOT IN ('complete', 'retry', 'fail', 'replan') THEN
+            RAISE EXCEPTION 'items: outcome must be complete, retry, fail or replan (goal %)', goal_id
+                USING ERRCODE = 'GR008';
+        END IF;
+        IF x ->> 'outcome' = 'replan' THEN
+            IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
+                RAISE EXCEPTION 'items: a replan needs steps (goal %)', goal_id USING ERRCODE = 'GR008';
+            END IF;
+            SELECT p INTO error FROM (
+                SELECT goalrt.step_problem(st, format('replan for goal %s: steps[%s]', goal_id, i - 1)) AS p
+                  FROM jsonb_array_elements(x -> 'steps') WITH ORDINALITY AS t(st, i) ORDER BY i) q
+             WHERE p IS NOT NULL LIMIT 1;
+            IF error IS NOT NULL THEN
+                RAISE EXCEPTION '%', error USING ERRCODE = 'GR008';
+            END IF;
+        END IF;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
+        IF NOT FOUND THEN
+            outcome := 'refused'; error := format('goal %s does not exist', goal_id);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        stream := 'goal:' || g.id;
+        SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = sq;
+
+        IF NOT goalrt.holds_lease(g, worker_id, ep) OR g.step_seq IS DISTINCT FROM sq
+           OR s.status IS DISTINCT FROM 'running' THEN
+            IF x ->> 'outcome' = 'complete' AND s.status = 'complete' AND s.completed_epoch = ep THEN
+                outcome := 'already_applied';
+                IF goalrt.holds_lease(g, worker_id, ep) AND g.step_seq IS NOT NULL THEN
+                    SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                    step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+                END IF;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            error := CASE WHEN NOT goalrt.holds_lease(g, worker_id, ep) THEN goalrt.lease_lost_reason(g, worker_id, ep)
+                          ELSE format('step %s is not the running step (goal is at step %s)', sq, g.step_seq) END;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.result_refused',
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'goal_id', g.id, 'seq', sq, 'worker', worker_id, 'epoch', ep,
+                        'current_epoch', g.lease_epoch, 'outcome', x ->> 'outcome', 'reason', error)));
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        IF x ->> 'outcome' = 'complete' THEN
+            IF jsonb_typeof(x -> 'changes') = 'array' AND jsonb_array_length(x -> 'changes') > 0 THEN
+                BEGIN
+                    PERFORM goalrt.change_state(
+                        x -> 'changes', stream,
+                        jsonb_build_object('goal_id', g.id, 'seq', sq, 'attempt', s.attempts, 'epoch', ep,
+                                           'worker', worker_id, 'idempotency_key', g.id || ':' || sq));
+                EXCEPTION WHEN SQLSTATE 'GR003' OR SQLSTATE 'GR004' OR SQLSTATE 'GR002' THEN
+                    outcome := 'change_refused';
+                    error := SQLERRM || ' (' || SQLSTATE || ')';
+                    RETURN NEXT;
+                    CONTINUE;
+                END;
+            END IF;
+            IF jsonb_typeof(x -> 'events') = 'array' AND jsonb_array_length(x -> 'events') > 0 THEN
+                IF EXISTS (SELECT 1 FROM jsonb_array_elements(x -> 'events') e
+                            WHERE jsonb_typeof(e -> 'type') IS DISTINCT FROM 'string' OR e ->> 'type' = ''
+                               OR e ->> 'type' = 'state.changed' OR length(e ->> 'type') > 512) THEN
+                    RAISE EXCEPTION 'goal %: events must be {"type", "data"} with a non-empty type (not state.changed)',
+                        g.id USING ERRCODE = 'GR002';
+                END IF;
+                WITH ins AS (
+                    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+                    SELECT stream, e ->> 'type', coalesce(e -> 'data', '{}'),
+                           jsonb_build_object('goal_id', g.id, 'seq', sq, 'idempotency_key', g.id || ':' || sq)
+                      FROM jsonb_array_elements(x -> 'events') WITH ORDINALITY AS t(e, i)
+                     ORDER BY i
+                    RETURNING event_data.id, event_data.type
+                )
+                SELECT array_agg(ins.id), array_agg(DISTINCT ins.type) INTO ev_ids, ev_types FROM ins;
+                PERFORM goalrt.match_appended(ev_types, ev_ids);
+            END IF;
+            UPDATE goalrt.goal_steps st
+               SET status = 'complete', result = x -> 'result', error = NULL, completed_epoch = ep,
+                   finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.completed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'epoch', ep, 'worker', worker_id, 'result', x -> 'result'));
+            PERFORM goalrt.release_limits(g.id);
+            outcome := goalrt.advance_goal(
+                g.id, goalrt.next_step(g.id, sq, g.plan_no),
+                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                lease_seconds, x -> 'result');
+            SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
+            IF outcome = 'continue' THEN
+                SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+            ELSIF outcome IN ('released', 'blocked', 'waiting') THEN
+                step_seq := g.step_seq;
+            END IF;
+        ELSIF x ->> 'outcome' = 'replan' THEN
+            -- The step failed for good; the worker planned around it.
+            UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'final', true, 'replanned', true));
+            PERFORM goalrt.release_limits(g.id);
+            outcome := goalrt.advance_goal(
+                g.id,
+                goalrt.insert_plan(g.id, x -> 'steps', coalesce(x ->> 'reason', 'step_failed'),
+                                   CASE WHEN jsonb_typeof(x -> 'detail') = 'object' THEN x -> 'detail' END),
+                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                lease_seconds, NULL);
+            SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
+            IF outcome = 'continue' THEN
+                SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+            ELSIF outcome IN ('released', 'blocked', 'waiting') THEN
+                step_seq := g.step_seq;
+            END IF;
+        ELSIF x ->> 'outcome' = 'retry' THEN
+            delay := greatest(coalesce((x ->> 'retry_in')::double precision, 0), 0);
+            PERFORM goalrt.release_limits(g.id);
+            UPDATE goalrt.goal_steps st SET status = 'pending', error = x ->> 'error'
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            UPDATE goalrt.goals
+               SET run_at = now() + make_interval(secs => delay), lease_owner = NULL, lease_expires_at = NULL,
+                   wake_at = CASE WHEN delay > 0 THEN now() + make_interval(secs => delay) END,
+                   last_error = x ->> 'error', updated_at = now()
+             WHERE goals.id = g.id;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'retry_in', delay, 'final', false));
+            outcome := 'retry';
+        ELSE
+            UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'final', true));
+            PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', jsonb_build_object('seq', sq));
+            outcome := 'failed';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.complete_steps_v1(text, jsonb, double precision) IS
+    'Apply step results (result, state changes, events, advance) only under a held lease; refuse and record others.';
+
+-- Fail goals a worker holds before any step runs (invalid params, a plan
+-- that cannot be made): [{"goal_id", "epoch", "error"}]. Returns the goals
+-- failed; others (lease lost) are left alone.
+CREATE FUNCTION goalrt.fail_goals_v1(worker_id text, items jsonb)
+RETURNS TABLE (goal_id bigint, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    x jsonb;
+    g goalrt.goals;
+BEGIN
+    FOR x IN SELECT e FROM jsonb_array_elements(coalesce(items, '[]')) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = (x ->> 'goal_id')::bigint FOR UPDATE;
+        goal_id := (x ->> 'goal_id')::bigint;
+        IF NOT FOUND OR NOT goalrt.holds_lease(g, worker_id, (x ->> 'epoch')::bigint) THEN
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', NULL);
+        outcome := 'failed';
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Extend the leases a worker still holds and refresh its heartbeat. Returns
+-- the ids of the goals whose leases it holds (anything else it must stop).
+CREATE FUNCTION goalrt.heartbeat_v1(
+    worker_id text, goal_ids bigint[], epochs bigint[], lease_seconds double precision
+) RETURNS TABLE (goal_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+    UPDATE goalrt.workers w SET last_seen = now() WHERE w.id = worker_id;
+    -- Lock in id order, like every other function that locks many goals,
+    -- so a heartbeat and the same worker's completions never deadlock.
+    RETURN QUERY
+    WITH held AS (
+        SELECT g.id
+          FROM goalrt.goals g
+          JOIN unnest(goal_ids, epochs) AS h(id, epoch) ON g.id = h.id AND g.lease_epoch = h.epoch
+         WHERE g.lease_owner = worker_id AND g.status = 'active' AND g.lease_expires_at > now()
+         ORDER BY g.id
+           FOR UPDATE OF g
+    )
+    UPDATE goalrt.goals g
+       SET lease_expires_at = now() + make_interval(secs => lease_seconds)
+      FROM held
+     WHERE g.id = held.id
+    RETURNING g.id;
+END
+$$;
+
+-- Give back leases a worker holds but will not finish (it is shutting
+-- down): the goals become claimable at once, the interrupted step's
+-- attempt does not count, and its limit slots are freed. Returns the goals
+-- released.
+CREATE FUNCTION goalrt.release_goals_v1(worker_id text, goal_ids bigint[], epochs bigint[])
+RETURNS TABLE (goal_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    released bigint[];
+BEGIN
+    WITH held AS (
+        SELECT g.id, g.step_seq
+          FROM goalrt.goals g
+          JOIN unnest(goal_ids, epochs) AS h(id, epoch) ON g.id = h.id AND g.lease_epoch = h.epoch
+         WHERE g.lease_owner = worker_id AND g.status = 'active'
+         ORDER BY g.id
+           FOR UPDATE OF g
+    ), steps AS (
+        UPDATE goalrt.goal_steps s SET status = 'pending', attempts = greatest(s.attempts - 1, 0)
+          FROM held
+         WHERE s.goal_id = held.id AND s.seq = held.step_seq AND s.status = 'running'
+        RETURNING s.goal_id
+    ), done AS (
+        UPDATE goalrt.goals g SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+          FROM held WHERE g.id = held.id
+        RETURNING g.id, g.step_seq
+    ), recorded AS (
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || r.id, 'goal.released',
+               jsonb_strip_nulls(jsonb_build_object('goal_id', r.id, 'worker', worker_id, 'step', r.step_seq))
+          FROM done r ORDER BY r.id
+    )
+    SELECT array_agg(r.id ORDER BY r.id) INTO released FROM done r;
+    IF released IS NOT NULL THEN
+        PERFORM goalrt.release_limits(r) FROM unnest(released) AS r;
+        PERFORM pg_notify('goalrt_goals', '');
+        RETURN QUERY SELECT r FROM unnest(released) AS r;
+    END IF;
+END
+$$;
