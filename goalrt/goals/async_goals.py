@@ -24,22 +24,16 @@ from goalrt.db.async_client import AsyncClient
 from goalrt.db.driver import AsyncConnection
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import GoalNotFoundError, InvalidGoalError
-from goalrt.goals.model import (
-    GoalInfo,
-    GoalSpec,
-    GoalStatus,
-    GoalSummary,
-    Limit,
-    StepInfo,
-    StepStatus,
-    Submitted,
-    TreeNode,
-    Waiting,
-    prepared_items,
-    prepared_params,
-    submit_options,
-    worker_info,
-)
+from goalrt.goals.model import GoalInfo as GoalInfo
+from goalrt.goals.model import GoalSpec, prepared_items, prepared_params, submit_options, worker_info
+from goalrt.goals.model import GoalStatus as GoalStatus
+from goalrt.goals.model import GoalSummary as GoalSummary
+from goalrt.goals.model import Limit as Limit
+from goalrt.goals.model import StepInfo as StepInfo
+from goalrt.goals.model import StepStatus as StepStatus
+from goalrt.goals.model import Submitted as Submitted
+from goalrt.goals.model import TreeNode as TreeNode
+from goalrt.goals.model import Waiting as Waiting
 from goalrt.goals.registry import Registry
 
 
@@ -208,17 +202,5 @@ class AsyncGoals(AsyncClient):
         return int(rows[0][0])
 
 
-# The model is re-exported: the rest of goalrt and its users import it from here.
-__all__ = [
-    "AsyncGoals",
-    "GoalInfo",
-    "GoalStatus",
-    "GoalSummary",
-    "Limit",
-    "StepInfo",
-    "StepStatus",
-    "Submitted",
-    "TreeNode",
-    "Waiting",
-    "submit_options",
-]
+# The model names imported ``as`` themselves are re-exported: the rest of goalrt imports them from here.
+__all__ = ["AsyncGoals"]

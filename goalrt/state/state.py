@@ -21,18 +21,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from goalrt.db.client import Client
-from goalrt.state.model import (
-    MAX_PATH,
-    PATH,
-    At,
-    Change,
-    ChangeResult,
-    HistoryEntry,
-    StateEntry,
-    changes_json,
-    check_path,
-    parse_at,
-)
+from goalrt.state.model import At, parse_at
+from goalrt.state.model import Change as Change
+from goalrt.state.model import ChangeResult as ChangeResult
+from goalrt.state.model import HistoryEntry as HistoryEntry
+from goalrt.state.model import StateEntry as StateEntry
+from goalrt.state.model import changes_json as changes_json
+from goalrt.state.model import check_path as check_path
 
 
 class State(Client):
@@ -150,17 +145,5 @@ class State(Client):
         yield from self.list()
 
 
-# The model is re-exported: the rest of goalrt and its users import it from here.
-__all__ = [
-    "MAX_PATH",
-    "PATH",
-    "At",
-    "Change",
-    "ChangeResult",
-    "HistoryEntry",
-    "State",
-    "StateEntry",
-    "changes_json",
-    "check_path",
-    "parse_at",
-]
+# The model names imported ``as`` themselves are re-exported: the rest of goalrt imports them from here.
+__all__ = ["State"]
