@@ -1,8 +1,7 @@
 # The source of goalrt/db/client.py: edit this file, then run tools/async_to_sync.py.
 """What every client shares: one connection, the schema it acts on, its named queries.
 
-``AsyncEventLog``, ``AsyncState`` and ``AsyncGoals`` build on ``AsyncClient``;
-their sync twins (generated) build on ``Client``.
+The event log, state and goals clients of this flavour build on it.
 """
 
 from __future__ import annotations
