@@ -20,7 +20,7 @@ stress:
 	GOALRT_STRESS_SECONDS=300 $(VENV)/bin/pytest -m stress
 
 lint:
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(PY) tools/async_to_sync.py --check
 
 format:
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -1,10 +1,16 @@
-"""Goals over asyncpg: the same operations as ``goalrt.goals.goals.Goals``.
+# The source of goalrt/goals/goals.py: edit this file, then run tools/async_to_sync.py.
+"""Goals: submit, inspect, list and cancel them (asynchronous API, asyncpg).
 
     async with await AsyncGoals.connect() as goals:
-        submitted = await goals.submit("checkout", {"order": "o1", "amount": 20})
-        info = await goals.get(submitted.id)
+        submitted = await goals.submit("checkout", {"order": "o1", "amount": 20}, key="order-o1")
+        info = await goals.get(submitted.id)       # info.status: "pending", then "active", "complete"
+        await goals.cancel(submitted.id, reason="customer asked")
 
-Both clients run the same named queries (sql/queries/goals.sql).
+Every operation is one goalrt SQL function (``submit_goal``, ``cancel_goal``,
+...), so psql users get the same rules. When the client knows the goal type
+(a ``Registry`` with it), params are validated with pydantic first and the
+error names the field; the database checks them again against the JSON
+Schema that workers registered.
 """
 
 from __future__ import annotations
@@ -12,77 +18,68 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
-from goalrt.db.resources import MAIN_SCHEMA, queries
-from goalrt.errors import GoalNotFoundError, InvalidGoalError, translated
-from goalrt.goals.goals import (
-    GoalInfo,
-    GoalSpec,
-    GoalStatus,
-    GoalSummary,
-    Submitted,
-    prepared_items,
-    prepared_params,
-    submit_options,
-)
+from goalrt.db.async_client import AsyncClient
+from goalrt.db.driver import AsyncConnection
+from goalrt.db.resources import MAIN_SCHEMA
+from goalrt.errors import GoalNotFoundError, InvalidGoalError
+from goalrt.goals.model import GoalInfo as GoalInfo
+from goalrt.goals.model import GoalSpec, prepared_items, prepared_params, submit_options, worker_info
+from goalrt.goals.model import GoalStatus as GoalStatus
+from goalrt.goals.model import GoalSummary as GoalSummary
+from goalrt.goals.model import Limit as Limit
+from goalrt.goals.model import StepInfo as StepInfo
+from goalrt.goals.model import StepStatus as StepStatus
+from goalrt.goals.model import Submitted as Submitted
+from goalrt.goals.model import TreeNode as TreeNode
+from goalrt.goals.model import Waiting as Waiting
 from goalrt.goals.registry import Registry
-from goalrt.state import forks
-
-if TYPE_CHECKING:
-    import asyncpg
 
 
-class AsyncGoals:
-    """Submit and inspect goals over one asyncpg connection (main line or a fork)."""
+class AsyncGoals(AsyncClient):
+    """Submit and inspect goals over one connection (main line or a fork)."""
+
+    _group = "goals"
 
     def __init__(
         self,
-        conn: asyncpg.Connection,
+        conn: AsyncConnection,
         *,
         schema: str = MAIN_SCHEMA,
         owns_connection: bool = False,
         registry: Registry | None = None,
     ) -> None:
-        self._conn = conn
-        self.schema = schema
+        super().__init__(conn, schema=schema, owns_connection=owns_connection)
         self.registry = registry
-        self._owns = owns_connection
-        self._q = queries("goals", schema)
 
     @classmethod
     async def connect(
         cls, url: str | None = None, *, fork: str | None = None, registry: Registry | None = None
-    ) -> AsyncGoals:
-        conn, schema = await forks.open_connection_async(url, fork)
-        return cls(conn, schema=schema, owns_connection=True, registry=registry)
+    ) -> Self:
+        """Open a client on ``url`` (default: GOALRT_DATABASE_URL or the embedded server).
 
-    @property
-    def connection(self) -> asyncpg.Connection:
-        return self._conn
-
-    async def close(self) -> None:
-        if self._owns:
-            await self._conn.close()
-
-    async def __aenter__(self) -> AsyncGoals:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _fetch(self, name: str, *args: Any) -> builtins.list[Any]:
-        with translated():
-            rows: builtins.list[Any] = await self._conn.fetch(self._q[name], *args)
-        return rows
+        With ``fork``, the client acts on that fork instead of the main line;
+        with ``registry``, params of the goal types it knows are validated before submitting.
+        """
+        goals = await super().connect(url, fork=fork)
+        goals.registry = registry
+        return goals
 
     async def register(self, registry: Registry | None = None) -> builtins.list[str]:
+        """Store the goal types of ``registry`` (default: this client's) with their params' JSON Schema."""
         registry = registry or self.registry
         names = sorted(registry.goal_types) if registry else []
         if registry:
             for name in names:
-                await self._fetch("goal_type_register", name, registry.goal_types[name].params_schema())
+                schema = self._db.json(registry.goal_types[name].params_schema())
+                await self._run("goal_type_register", (name, schema))
         return names
+
+    async def params_schema(self, name: str) -> dict[str, Any] | None:
+        """Return the registered JSON Schema of a goal type's params (None if unknown)."""
+        rows = await self._run("goal_type_schema", (name,))
+        return rows[0][0] if rows else None
 
     async def submit(
         self,
@@ -97,6 +94,7 @@ class AsyncGoals:
         partition_key: str | None = None,
         deadline: datetime | str | float | timedelta | None = None,
     ) -> Submitted:
+        """Submit a goal; with ``key``, a second submit returns the first goal (``created`` False)."""
         options = submit_options(
             priority=priority,
             at=at,
@@ -106,39 +104,103 @@ class AsyncGoals:
             partition_key=partition_key,
             deadline=deadline,
         )
-        rows = await self._fetch("goal_submit", name, prepared_params(self.registry, name, params), options)
+        params = prepared_params(self.registry, name, params)
+        rows = await self._run("goal_submit", (name, self._db.json(params), self._db.json(options)))
         return Submitted(int(rows[0][0]), bool(rows[0][1]))
 
     async def submit_many(self, goals: Iterable[GoalSpec]) -> builtins.list[Submitted]:
-        rows = await self._fetch("goals_submit", prepared_items(self.registry, goals))
+        """Submit ``(name, params, options)`` triples in one transaction (options as in ``submit_options``)."""
+        rows = await self._run("goals_submit", (self._db.json(prepared_items(self.registry, goals)),))
         return [Submitted(int(r[0]), bool(r[1])) for r in rows]
 
     async def get(self, goal_id: int) -> GoalInfo:
-        row = await self._fetch("goal_get", goal_id)
+        """Return a goal with its steps and its events in log order."""
+        row = await self._run("goal_get", (goal_id,))
         if not row:
             raise GoalNotFoundError(f"goal {goal_id} does not exist")
-        if not self._conn.is_in_transaction():
-            await self._fetch("clock_tick")
-        return GoalInfo.from_rows(
-            tuple(row[0]),
-            [tuple(s) for s in await self._fetch("goal_steps", goal_id)],
-            [tuple(e) for e in await self._fetch("goal_events", goal_id)],
-        )
+        if not self._db.in_transaction():
+            await self._run("clock_tick")
+        steps = await self._run("goal_steps", (goal_id,))
+        events = await self._run("goal_events", (goal_id,))
+        return GoalInfo.from_rows(row[0], steps, events)
 
     async def list(
         self, *, status: str | None = None, name: str | None = None, limit: int = 50
     ) -> builtins.list[GoalSummary]:
+        """Return goals, newest first."""
         if status is not None and status not in GoalStatus.__members__.values():
             raise InvalidGoalError(f"unknown status {status!r}: use one of {', '.join(GoalStatus)}")
-        return [GoalSummary.from_row(tuple(r)) for r in await self._fetch("goals_list", status, name, limit)]
+        rows = await self._run("goals_list", (status, name, limit))
+        return [GoalSummary.from_row(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """Return how many goals have each status."""
+        rows = await self._run("goals_count")
+        return {status: int(n) for status, n in rows}
+
+    async def workers(self) -> builtins.list[dict[str, Any]]:
+        """Return the registered worker processes (seconds_since_seen tells which are alive)."""
+        rows = await self._run("workers_list")
+        return [worker_info(row) for row in rows]
 
     async def cancel(self, goal_id: int, reason: str | None = None) -> None:
-        await self._fetch("goal_cancel", goal_id, reason)
+        """Cancel a goal that has not finished (a finished one is refused with InvalidTransitionError)."""
+        await self._run("goal_cancel", (goal_id, reason))
 
     async def resume(self, goal_id: int, data: Mapping[str, Any], *, actor: str | None = None) -> str:
-        """Answer a goal waiting at an ``ask`` step (see ``Goals.resume``)."""
-        rows = await self._fetch("goal_resume", goal_id, dict(data), actor)
+        """Answer a goal waiting at an ``ask`` step; return what the goal did next.
+
+        A wrong answer raises ``InvalidGoalError`` naming the field, and the goal keeps waiting.
+        """
+        rows = await self._run("goal_resume", (goal_id, self._db.json(dict(data)), actor))
         return str(rows[0][1])
 
+    async def tree(self, goal_id: int) -> builtins.list[TreeNode]:
+        """Return the goal and its descendants, depth first."""
+        rows = await self._run("goal_tree", (goal_id,))
+        if not rows:
+            raise GoalNotFoundError(f"goal {goal_id} does not exist")
+        return [TreeNode(*row) for row in rows]
 
+    async def waiting(self, *, limit: int = 50) -> builtins.list[Waiting]:
+        """Return the waiting goals, newest first, with what each waits for."""
+        rows = await self._run("goals_waiting", (limit,))
+        return [Waiting(*row) for row in rows]
+
+    async def set_limit(
+        self,
+        action: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+        burst: int | None = None,
+        key: str | None = None,
+    ) -> Limit:
+        """Set a cluster-wide limit on an action (per value of the argument ``key`` when given)."""
+        options = {
+            k: v
+            for k, v in {"concurrency": concurrency, "rate": rate, "per": per, "burst": burst, "key": key}.items()
+            if v is not None
+        }
+        rows = await self._run("limit_set", (action, self._db.json(options)))
+        return Limit(*rows[0])
+
+    async def drop_limit(self, action: str, key: str | None = None) -> bool:
+        """Remove a limit; return whether there was one."""
+        rows = await self._run("limit_drop", (action, key or ""))
+        return bool(rows[0][0])
+
+    async def limits(self) -> builtins.list[Limit]:
+        """Return the limits, with how many steps hold a slot and how many goals are parked on each."""
+        rows = await self._run("limits_list")
+        return [Limit(*row) for row in rows]
+
+    async def wake_due(self, max_count: int = 1000) -> int:
+        """Act on what is due now (timers, timeouts, deadlines); workers do this on every claim."""
+        rows = await self._run("timers_wake", (max_count,))
+        return int(rows[0][0])
+
+
+# The model names imported ``as`` themselves are re-exported: the rest of goalrt imports them from here.
 __all__ = ["AsyncGoals"]

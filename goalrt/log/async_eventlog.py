@@ -1,6 +1,13 @@
-"""The event log, asynchronous API (asyncpg), for workers and async apps.
+# The source of goalrt/log/eventlog.py: edit this file, then run tools/async_to_sync.py.
+"""The event log, asynchronous API (asyncpg).
 
-Same operations and the same SQL functions as ``goalrt.log.eventlog.EventLog``.
+    async with await AsyncEventLog.connect() as log:
+        event_id = await log.append("order:o1", "order.created", {"amount": 20})
+        for event in await log.read(after=0):
+            ...
+
+Every call runs a goalrt SQL function; see docs/sql.md. Appends are
+committed as they are made, or together inside ``async with log.transaction():``.
 """
 
 from __future__ import annotations
@@ -10,75 +17,51 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
-
-from goalrt.db.resources import MAIN_SCHEMA, queries
-from goalrt.errors import ChainBrokenError, translated
+from goalrt.db.async_client import AsyncClient
+from goalrt.db.driver import AsyncConnection
+from goalrt.db.resources import MAIN_SCHEMA
+from goalrt.errors import ChainBrokenError
 from goalrt.log import bus
 from goalrt.log.event import ChainReport, Event, NewEvent, coerce_events, new_event
-from goalrt.state import forks
 
 
-class AsyncEventLog:
-    """Append to and read from the event log over one asyncpg connection."""
+class AsyncEventLog(AsyncClient):
+    """Append to and read from the event log over one connection."""
 
-    def __init__(self, conn: asyncpg.Connection, *, schema: str = MAIN_SCHEMA, owns_connection: bool = False) -> None:
-        self._conn = conn
-        self.schema = schema
-        self._q = queries("eventlog", schema)
-        self._owns = owns_connection
+    _group = "eventlog"
+
+    def __init__(self, conn: AsyncConnection, *, schema: str = MAIN_SCHEMA, owns_connection: bool = False) -> None:
+        super().__init__(conn, schema=schema, owns_connection=owns_connection)
         self._notifier = bus.AppendNotifier()
+        self._tx_depth = 0
         self._appended_in_tx = False
-
-    @classmethod
-    async def connect(cls, url: str | None = None, *, fork: str | None = None) -> AsyncEventLog:
-        """Open a log on ``url`` (default: GOALRT_DATABASE_URL or the embedded server).
-
-        With ``fork``, the log of that fork instead of the main line.
-        """
-        conn, schema = await forks.open_connection_async(url, fork)
-        return cls(conn, schema=schema, owns_connection=True)
-
-    @property
-    def connection(self) -> asyncpg.Connection:
-        return self._conn
-
-    async def close(self) -> None:
-        if self._owns:
-            await self._conn.close()
-
-    async def __aenter__(self) -> AsyncEventLog:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
-        with translated():
-            rows: list[asyncpg.Record] = await self._conn.fetch(self._q[name], *args)
-        return rows
 
     # -- writing ---------------------------------------------------------------
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncEventLog]:
         """Group appends into one transaction; subscribers are woken after commit."""
-        with translated():
-            async with self._conn.transaction():
+        self._tx_depth += 1
+        try:
+            async with self._db.transaction():
                 yield self
-        if not self._conn.is_in_transaction() and self._appended_in_tx:
+        finally:
+            self._tx_depth -= 1
+        if self._tx_depth == 0 and self._appended_in_tx and not self._db.in_transaction():
             self._appended_in_tx = False
             await self._wake()
 
     async def _after_append(self) -> None:
-        if self._conn.is_in_transaction():
+        # Never notify inside the appending transaction (see goalrt.log.bus):
+        # the notification waits for the end of the transaction block.
+        if self._tx_depth or self._db.in_transaction():
             self._appended_in_tx = True
         else:
             await self._wake()
 
     async def _wake(self) -> None:
         if self._notifier.due():
-            await self._fetch("appends_notify")
+            await self._run("appends_notify")
 
     async def append(
         self,
@@ -101,7 +84,8 @@ class AsyncEventLog:
             correlation_id=correlation_id,
             actor=actor,
         )
-        rows = await self._fetch("event_append", event.stream, event.type, event.data, event.metadata)
+        db = self._db
+        rows = await self._run("event_append", (event.stream, event.type, db.json(event.data), db.json(event.metadata)))
         await self._after_append()
         return int(rows[0][0])
 
@@ -110,7 +94,7 @@ class AsyncEventLog:
         batch = coerce_events(events)
         if not batch:
             return []
-        rows = await self._fetch("events_append", [e.as_json() for e in batch])
+        rows = await self._run("events_append", (self._db.json([e.as_json() for e in batch]),))
         await self._after_append()
         return [int(r[0]) for r in rows]
 
@@ -118,15 +102,19 @@ class AsyncEventLog:
 
     async def tick(self, wait_ms: int = 200) -> int:
         """Position every committed event not yet positioned; return the head."""
-        return int((await self._fetch("clock_tick", wait_ms))[0][0])
+        rows = await self._run("clock_tick", (wait_ms,))
+        return int(rows[0][0])
 
     async def head(self) -> int:
-        return int((await self._fetch("clock_head"))[0][0])
+        """Return the last position handed out (without ticking)."""
+        rows = await self._run("clock_head")
+        return int(rows[0][0])
 
     async def position(self, event_id: int, *, tick: bool = True) -> int | None:
+        """Return the position of a committed event, ticking first if asked."""
         if tick:
             await self.tick()
-        rows = await self._fetch("event_position", event_id)
+        rows = await self._run("event_position", (event_id,))
         return int(rows[0][0]) if rows else None
 
     # -- reading ---------------------------------------------------------------
@@ -134,14 +122,20 @@ class AsyncEventLog:
     async def read(
         self, after: int = 0, limit: int = 1000, *, stream: str | None = None, type: str | None = None
     ) -> list[Event]:
-        """Return up to ``limit`` events with pos > ``after``, in pos order."""
-        return await self._read_page(after, limit, stream, type, advance=not self._conn.is_in_transaction())
+        """Return up to ``limit`` events with pos > ``after``, in pos order.
+
+        ``type`` is a glob (``order.*``). Outside a transaction the clock is
+        advanced first, so everything committed before the call is included;
+        inside one, only what is already positioned is read (a tick would hold
+        the clock's lock until the transaction ends).
+        """
+        return await self._read_page(after, limit, stream, type, advance=not self._db.in_transaction())
 
     async def _read_page(
         self, after: int, limit: int, stream: str | None, type: str | None, *, advance: bool
     ) -> list[Event]:
-        rows = await self._fetch("events_read", after, limit, stream, type, advance)
-        return [Event.from_row(tuple(r)) for r in rows]
+        rows = await self._run("events_read", (after, limit, stream, type, advance))
+        return [Event.from_row(r) for r in rows]
 
     async def follow(
         self,
@@ -153,18 +147,14 @@ class AsyncEventLog:
         idle_poll: float = 0.5,
         stop: asyncio.Event | None = None,
     ) -> AsyncIterator[Event]:
-        """Yield every event after ``after`` as it commits, until ``stop`` is set."""
+        """Yield every event after ``after`` as it commits, until ``stop`` is set.
+
+        Catches up first, then waits on LISTEN/NOTIFY with a polling fallback.
+        Uses this log's connection, which (with psycopg) must be in autocommit mode.
+        """
         pacer = bus.FollowPacer(idle_poll=idle_poll)
-        woken = asyncio.Event()
-
-        def on_notify(*_: object) -> None:
-            woken.set()
-
-        for channel in bus.channels(self.schema):
-            await self._conn.add_listener(channel, on_notify)
-        try:
+        async with self._db.listen(bus.channels(self.schema)) as listener:
             while stop is None or not stop.is_set():
-                woken.clear()
                 # One tick per poll. A filtered follower ticks first, for the
                 # head it may skip to; an unfiltered one lets the read tick.
                 filtered = stream is not None or type is not None
@@ -174,28 +164,23 @@ class AsyncEventLog:
                     yield event
                 after = bus.advance(after, events, head, batch)
                 wait, wake_on_notify = pacer.wait_after(len(events), batch)
-                if wait > 0 and not wake_on_notify:
-                    await asyncio.sleep(wait)
-                elif wait > 0:
-                    waiters = [asyncio.ensure_future(woken.wait())]
-                    if stop is not None:
-                        waiters.append(asyncio.ensure_future(stop.wait()))
-                    _, pending = await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                    for task in pending:
-                        task.cancel()
-        finally:
-            if not self._conn.is_closed():
-                for channel in bus.channels(self.schema):
-                    await self._conn.remove_listener(channel, on_notify)
+                if wait > 0:
+                    await listener.wait(wait, stop, notify=wake_on_notify)
 
     # -- integrity -------------------------------------------------------------
 
     async def verify(self) -> ChainReport:
-        ok, checked, bad, problem = (await self._fetch("chain_verify"))[0]
+        """Recompute the hash chain over the whole log."""
+        rows = await self._run("chain_verify")
+        ok, checked, bad, problem = rows[0]
         return ChainReport(bool(ok), int(checked), bad, problem)
 
     async def verify_or_raise(self) -> ChainReport:
+        """Recompute the hash chain; raise ``ChainBrokenError`` naming the first bad position if it is broken."""
         report = await self.verify()
         if not report.ok:
             raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown")
         return report
+
+
+__all__ = ["AsyncEventLog"]

@@ -1,64 +1,39 @@
-"""The state over asyncpg: the same operations as ``goalrt.state.state.State``.
+# The source of goalrt/state/state.py: edit this file, then run tools/async_to_sync.py.
+"""The state: paths holding JSON values, changed only through events (asynchronous API, asyncpg).
 
     async with await AsyncState.connect() as state:
+        await state.set("orders.o1.status", "created")
         await state.increment("user.u1.balance", -10)
-        entry = await state.get("user.u1.balance")
+        entry = await state.get("orders.o1.status")   # entry.value == "created"
+        await state.list("orders.*")                    # every path under orders
+        await state.list("orders", at=120)              # as it was at position 120
 
-Both APIs run the same named queries (sql/queries/state.sql), so there is no
-query logic to keep in sync between them.
+Each change set is one ``state.changed`` event, applied to the materialized
+rows in the same transaction by ``goalrt.change_state`` (see docs/state.md).
+Reads of the current state come from the materialized rows in one snapshot;
+reads ``at=`` a position or time fold the log from the nearest snapshot.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
 
-from goalrt.db.resources import MAIN_SCHEMA, queries
-from goalrt.errors import translated
-from goalrt.state import forks
-from goalrt.state.state import At, Change, ChangeResult, HistoryEntry, StateEntry, changes_json, check_path, parse_at
+from goalrt.db.async_client import AsyncClient
+from goalrt.state.model import At, parse_at
+from goalrt.state.model import Change as Change
+from goalrt.state.model import ChangeResult as ChangeResult
+from goalrt.state.model import HistoryEntry as HistoryEntry
+from goalrt.state.model import StateEntry as StateEntry
+from goalrt.state.model import changes_json as changes_json
+from goalrt.state.model import check_path as check_path
 
-if TYPE_CHECKING:
-    import asyncpg
 
+class AsyncState(AsyncClient):
+    """Read and change the state over one connection (main line or a fork)."""
 
-class AsyncState:
-    """Read and change the state over one asyncpg connection (main line or a fork)."""
-
-    def __init__(self, conn: asyncpg.Connection, *, schema: str = MAIN_SCHEMA, owns_connection: bool = False) -> None:
-        self._conn = conn
-        self.schema = schema
-        self._owns = owns_connection
-        self._q = queries("state", schema)
-
-    @classmethod
-    async def connect(cls, url: str | None = None, *, fork: str | None = None) -> AsyncState:
-        conn, schema = await forks.open_connection_async(url, fork)
-        return cls(conn, schema=schema, owns_connection=True)
-
-    @property
-    def connection(self) -> asyncpg.Connection:
-        return self._conn
-
-    async def close(self) -> None:
-        if self._owns:
-            await self._conn.close()
-
-    async def __aenter__(self) -> AsyncState:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _fetch(self, name: str, *args: Any) -> builtins.list[Any]:
-        with translated():
-            rows: builtins.list[Any] = await self._conn.fetch(self._q[name], *args)
-        return rows
-
-    async def _fresh(self) -> None:
-        if not self._conn.is_in_transaction():
-            await self.tick()
+    _group = "state"
 
     # -- writing ---------------------------------------------------------------
 
@@ -70,24 +45,40 @@ class AsyncState:
         metadata: Mapping[str, Any] | None = None,
     ) -> ChangeResult:
         """Apply a change set atomically (one event); refused whole on any conflict."""
-        rows = await self._fetch("state_change", changes_json(changes), stream, dict(metadata or {}))
+        payload = changes_json(changes)
+        rows = await self._run("state_change", (self._db.json(payload), stream, self._db.json(dict(metadata or {}))))
         return ChangeResult.from_rows(rows)
 
     async def set(self, path: str, value: Any, *, expect_version: int | None = None) -> int:
-        return (await self.change([Change.set(path, value, expect_version=expect_version)])).versions[path]
+        """Set ``path`` to ``value``; return its new version."""
+        result = await self.change([Change.set(path, value, expect_version=expect_version)])
+        return result.versions[path]
 
     async def delete(self, path: str, *, expect_version: int | None = None) -> int:
-        return (await self.change([Change.delete(path, expect_version=expect_version)])).versions[path]
+        """Delete ``path`` (its version keeps counting); return its new version."""
+        result = await self.change([Change.delete(path, expect_version=expect_version)])
+        return result.versions[path]
 
     async def increment(self, path: str, by: int | float = 1, *, expect_version: int | None = None) -> Any:
-        return (await self.change([Change.inc(path, by, expect_version=expect_version)])).values[path]
+        """Add ``by`` to the number at ``path`` (0 if absent); return the new value."""
+        result = await self.change([Change.inc(path, by, expect_version=expect_version)])
+        return result.values[path]
 
     # -- reading ---------------------------------------------------------------
 
     async def tick(self) -> int:
-        return int((await self._fetch("clock_tick"))[0][0])
+        """Give positions to committed changes (see EventLog.tick); return the head."""
+        rows = await self._run("clock_tick")
+        return int(rows[0][0])
+
+    async def _fresh(self) -> None:
+        # Outside a transaction, position what has committed so entries carry
+        # their pos; inside one a tick would hold the clock's lock to the end.
+        if not self._db.in_transaction():
+            await self.tick()
 
     async def position(self, at: At) -> int:
+        """Return the log position ``at`` names (a time maps to the last position recorded by then)."""
         return await self._position(at, fresh=True)
 
     async def _position(self, at: At, *, fresh: bool = False) -> int:
@@ -96,40 +87,64 @@ class AsyncState:
             return point
         if fresh:
             await self._fresh()
-        return int((await self._fetch("pos_at_time", point))[0][0])
+        rows = await self._run("pos_at_time", (point,))
+        return int(rows[0][0])
 
     async def list(self, pattern: str | None = None, *, at: At | None = None) -> builtins.list[StateEntry]:
+        """Return the live paths matching ``pattern``, now or at a past position or time.
+
+        ``orders.o1`` is that path and everything beneath it; ``*`` is one
+        segment (``orders.*.status``), a trailing ``*`` any depth beneath.
+        """
         await self._fresh()
         if at is not None:
-            rows = await self._fetch("state_at", await self._position(at), pattern)
+            rows = await self._run("state_at", (await self._position(at), pattern))
         else:
             prefix = None
             if pattern is not None:
-                prefix = (await self._fetch("pattern_check", pattern))[0][1]
-            rows = await self._fetch("state_list", pattern, prefix)
-        return [StateEntry.from_row(tuple(r)) for r in rows]
+                checked = await self._run("pattern_check", (pattern,))
+                prefix = checked[0][1]
+            rows = await self._run("state_list", (pattern, prefix))
+        return [StateEntry.from_row(r) for r in rows]
 
     async def get(self, path: str, *, at: At | None = None) -> StateEntry | None:
+        """Return ``path``'s entry (None if it does not exist), now or at a past point."""
         check_path(path)
         if at is not None:
-            return next((e for e in await self.list(path, at=at) if e.path == path), None)
+            entries = await self.list(path, at=at)
+            return next((e for e in entries if e.path == path), None)
         await self._fresh()
-        rows = await self._fetch("state_get", path)
-        return StateEntry.from_row(tuple(rows[0])) if rows else None
+        rows = await self._run("state_get", (path,))
+        return StateEntry.from_row(rows[0]) if rows else None
 
     async def value(self, path: str, default: Any = None, *, at: At | None = None) -> Any:
+        """Return ``path``'s value (``default`` if it does not exist), now or at a past point."""
         entry = await self.get(path, at=at)
         return default if entry is None else entry.value
 
     async def version(self, path: str) -> int:
+        """Return ``path``'s version: 0 if never written; a deleted path keeps its count."""
         check_path(path)
-        rows = await self._fetch("state_version", path)
+        rows = await self._run("state_version", (path,))
         return int(rows[0][0]) if rows else 0
 
     async def history(self, path: str) -> builtins.list[HistoryEntry]:
+        """Return every value ``path`` has held, oldest first, from the log."""
         check_path(path)
         await self._fresh()
-        return [HistoryEntry.from_row(tuple(r)) for r in await self._fetch("state_history", path)]
+        rows = await self._run("state_history", (path,))
+        return [HistoryEntry.from_row(r) for r in rows]
+
+    async def replayed(self, to: int, pattern: str | None = None) -> builtins.list[StateEntry]:
+        """Return the state at ``to`` computed from the events alone (no snapshots)."""
+        await self._fresh()
+        rows = await self._run("state_replayed", (to, pattern))
+        return [StateEntry(r[0], r[1], int(r[2]), int(r[3]), None) for r in rows]
+
+    async def __aiter__(self) -> AsyncIterator[StateEntry]:
+        for entry in await self.list():
+            yield entry
 
 
+# The model names imported ``as`` themselves are re-exported: the rest of goalrt imports them from here.
 __all__ = ["AsyncState"]

@@ -151,7 +151,7 @@ def test_state_changed_is_reserved(log: EventLog) -> None:
 
 
 def test_python_and_sql_agree_on_valid_paths(conn: psycopg.Connection) -> None:
-    from goalrt.state.state import MAX_PATH, PATH
+    from goalrt.state.model import MAX_PATH, PATH
 
     samples = [
         "a\n",

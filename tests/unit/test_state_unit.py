@@ -8,7 +8,7 @@ import pytest
 
 from goalrt.db.resources import in_schema, queries, schema_sql
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError
-from goalrt.state.state import Change, changes_json, check_path, parse_at
+from goalrt.state.model import Change, changes_json, check_path, parse_at
 
 
 @pytest.mark.parametrize("path", ["a", "orders.o1.status", "user.u-1.balance", "k:v@x.y_z"])
