@@ -6,8 +6,8 @@ This module decides, with the database's state and the goal's plan history:
 
 - **A goal type that lists its steps** (``@goalrt.goal``): its function gives
   them; a step naming an action this worker lacks fails the goal.
-- **First plan** (a goal declared by a condition): read the state, plan from it (in a thread: the search is
-  CPU work), and send the steps with what ``goal.planned`` records (cost,
+- **First plan** (a goal declared by a condition): read the state, plan
+  from it (in a thread: the search is CPU work), and send the steps with what ``goal.planned`` records (cost,
   ground actions, the versions of the paths the plan reads). No plan: the
   goal fails with the planner's explanation.
 - **Before each step**: read the state again. The goal's condition already

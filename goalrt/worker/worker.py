@@ -5,7 +5,7 @@
 
 What it does, and what it promises (details in docs/goals.md):
 
-- Claims runnable goals in batches (``claim_goals_v1``: FOR UPDATE SKIP
+- Claims runnable goals in batches (``claim_goals_v2``: FOR UPDATE SKIP
   LOCKED, ordered by priority, run_at, id), each under a lease with a fresh
   epoch, and keeps the leases alive with a heartbeat while their steps run.
 - Plans a goal the first time it takes it (the goal type's steps), then runs
@@ -22,6 +22,10 @@ What it does, and what it promises (details in docs/goals.md):
 
 A killed worker needs nobody: its leases expire and any worker's next claim
 takes the goals over.
+
+This module is the lifecycle and the claim loop; running one goal is
+``runner``, its leases ``leases``, the wake-ups ``listener``, the SQL calls
+``database`` (typed by ``protocol``), the plans ``planning``.
 """
 
 from __future__ import annotations
