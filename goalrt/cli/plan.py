@@ -9,10 +9,10 @@ import click
 from goalrt.cli.goals import _handlers_option, _load_handlers, parse_params
 from goalrt.cli.support import AppContext, JsonParam, emit_json, fork_option, pass_app
 from goalrt.errors import ConfigError, GoalrtError
-from goalrt.goals.conditions import make_plan, scalar_state
 from goalrt.goals.registry import default_registry
 from goalrt.planner import NoPlan
 from goalrt.state.state import State
+from goalrt.worker.planner_bridge import make_plan, scalar_state
 
 
 @click.command("plan")

@@ -1,4 +1,4 @@
-"""GDL definitions at run time: what ``goalrt gdl load`` stores, and the registry workers build from it.
+"""GDL definitions at run time: what ``goalrt gdl load`` stores and how to read the newest version back.
 
 ``load(conn, compiled)`` stores a workspace's compiled JSON as a new version
 (``goalrt.load_gdl``: nothing new when the content hash is unchanged) with
@@ -6,15 +6,9 @@ what the database itself runs: the goal types with their params schemas and
 defaults (priority, deadline), the policies, the ``on event`` triggers and
 the actions' cluster-wide limits.
 
-``registry_for(definitions, handlers)`` turns a stored version back into a
-``Registry`` a worker runs: each GDL goal becomes a goal type planned from
-its condition (with only its actions), each GDL action gets its Python
-handler (``@goalrt.action(NAME)`` in the handler modules, found by the
-action's ``handler`` name) with the schema, retry and timeout of its
-declaration. An action with effects and no handler is a pure state
-transition: it runs no code, and its declared effects are applied with its
-completion. Python goal types and actions the handler modules register that
-GDL does not declare are kept as they are.
+A worker turns a stored version back into the registry it runs with
+``goalrt.worker.definitions.registry_for``: the worker reads the stored JSON
+and never imports GDL (GDL sits above the worker).
 
 Which version a goal runs: its recorded plan is data, so steps already
 planned run as recorded whatever is loaded later; every plan a worker makes
@@ -32,17 +26,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, create_model
 
 from goalrt.db.connect import dumps
 from goalrt.db.resources import MAIN_SCHEMA
-from goalrt.errors import ConfigError, translated
+from goalrt.errors import translated
 from goalrt.gdl.compiled import CompiledPolicy, CompiledWorkspace
-from goalrt.goals.conditions import Achieve
-from goalrt.goals.registry import Action, GoalType, Registry, planned_steps
-from goalrt.goals.retry import Retry
-from goalrt.planner import ActionSchema, ObjectType, condition_from_json
 from goalrt.planner.conditions import condition_to_json
+from goalrt.worker.definitions import params_model
 
 _HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -157,68 +147,7 @@ def load(conn: psycopg.Connection[Any], compiled: CompiledWorkspace, schema: str
     return Loaded(int(row[0]), bool(row[1]), content_hash, runtime)
 
 
-# -- running -------------------------------------------------------------------------
-
-_SCALARS: dict[str, Any] = {
-    "string": StrictStr,
-    "integer": StrictInt,
-    "number": float,
-    "boolean": StrictBool,
-    "any": Any,
-}
-
-
-def params_model(goal: str, params: Mapping[str, str]) -> type[BaseModel]:
-    """Return the pydantic model of a GDL goal's params: every one required, no others; objects are strings."""
-    fields: dict[str, Any] = {name: (_SCALARS.get(type_name, StrictStr), ...) for name, type_name in params.items()}
-    model: type[BaseModel] = create_model(
-        "Params_" + re.sub(r"\W", "_", goal), __config__=ConfigDict(extra="forbid"), **fields
-    )
-    return model
-
-
-def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry:
-    """Return the registry a worker runs for stored definitions, with the handlers of ``handlers``.
-
-    Raises ``ConfigError`` naming every GDL action that has neither a handler
-    nor effects (nothing could run it).
-    """
-    out = handlers.copy()
-    missing = []
-    for app in (definitions.get("apps") or {}).values():
-        for spec in app.get("actions", []):
-            schema = ActionSchema.from_json(spec["schema"])
-            handler = handlers.actions.get(spec["handler"])
-            if handler is None and not schema.effects:
-                missing.append(f"{schema.name} (handler {spec['handler']})")
-                continue
-            retry = Retry(**spec["retry"])
-            fn = handler.fn if handler is not None else pure_action
-            out.actions[schema.name] = Action(schema.name, fn, spec.get("timeout"), retry, None, schema)
-        for spec in app.get("goals", []):
-            achieve = Achieve(
-                condition_from_json(spec["condition"]),
-                tuple(ObjectType(t["name"], keys_under=t["keys_under"]) for t in spec["types"]),
-                {},
-                dict(spec["param_types"]),
-                spec["max_replans"],
-                maintain=spec["maintain"],
-                actions=frozenset(spec["actions"]),
-            )
-            name = spec["name"]
-            out.goal_types[name] = GoalType(name, planned_steps(name), params_model(name, spec["params"]), achieve)
-    if missing:
-        raise ConfigError(
-            "no handler for GDL action(s) "
-            + ", ".join(sorted(missing))
-            + ": register one with @goalrt.action(NAME) in a --handlers module, or give the action effects"
-        )
-    return out
-
-
-def pure_action(_args: Any, _ctx: Any) -> None:
-    """A GDL action with effects and no handler: nothing to run; its declared effects are its result."""
-    return None
+# -- reading ---------------------------------------------------------------------------
 
 
 def current(conn: psycopg.Connection[Any], schema: str = MAIN_SCHEMA) -> Definitions | None:
@@ -237,9 +166,6 @@ __all__ = [
     "condition_paths",
     "current",
     "load",
-    "params_model",
     "policy_json",
-    "pure_action",
-    "registry_for",
     "runtime_json",
 ]

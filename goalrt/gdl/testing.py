@@ -38,8 +38,7 @@ from psycopg import sql
 from goalrt.db.connect import connect
 from goalrt.errors import GoalrtError
 from goalrt.gdl.compiled import CompiledExpect, CompiledTest, CompiledWorkspace
-from goalrt.gdl.runtime import condition_paths, load, pure_action
-from goalrt.goals.conditions import scalar_state
+from goalrt.gdl.runtime import condition_paths, load
 from goalrt.goals.goals import Goals
 from goalrt.goals.registry import Action, Registry
 from goalrt.log.eventlog import EventLog
@@ -48,6 +47,9 @@ from goalrt.planner.conditions import condition_to_json
 from goalrt.planner.values import render
 from goalrt.state import forks
 from goalrt.state.state import Change, State
+from goalrt.worker.definitions import pure_action
+from goalrt.worker.planner_bridge import scalar_state
+from goalrt.worker.worker import Worker
 
 SETTLE_POLL_S = 0.02
 
@@ -161,8 +163,6 @@ def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Seque
 
 async def _run_worker(url: str, schema: str, handlers: Registry, timeout: float, conn: Any) -> bool:
     """Run one worker on the fork until no goal is pending or active; return False on timeout."""
-    from goalrt.worker.worker import Worker
-
     worker = Worker(url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test")
     task = asyncio.create_task(worker.run())
     deadline = time.monotonic() + timeout

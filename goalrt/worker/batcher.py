@@ -12,18 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-Flush = Callable[[list[dict[str, Any]]], Awaitable[dict[int, Any]]]
+from typing import Generic, Protocol, TypeVar
 
 
-class Batcher:
+class Keyed(Protocol):
+    """An item of a batch: one per goal."""
+
+    @property
+    def goal_id(self) -> int: ...
+
+
+Item = TypeVar("Item", bound=Keyed)
+Answer = TypeVar("Answer")
+
+
+class Batcher(Generic[Item, Answer]):
     """Queue items keyed by ``goal_id``; a background task flushes them in batches."""
 
-    def __init__(self, flush: Flush, *, max_batch: int = 100) -> None:
+    def __init__(self, flush: Callable[[list[Item]], Awaitable[dict[int, Answer]]], *, max_batch: int = 100) -> None:
         self._flush = flush
         self.max_batch = max_batch
-        self._queue: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Item, asyncio.Future[Answer | None]]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -32,9 +41,9 @@ class Batcher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="goalrt-batcher")
 
-    async def submit(self, item: dict[str, Any]) -> Any:
-        """Queue ``item`` and return its answer (what the flush returned for its goal_id)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: Item) -> Answer | None:
+        """Queue ``item`` and return its answer (what the flush returned for its goal_id; None: no answer)."""
+        future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._idle.clear()
         self._wake.set()
@@ -68,7 +77,7 @@ class Batcher:
                 else:
                     for item, future in batch:
                         if not future.done():
-                            future.set_result(answers.get(item["goal_id"]))
+                            future.set_result(answers.get(item.goal_id))
             self._idle.set()
 
 

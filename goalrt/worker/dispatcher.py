@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from goalrt.db.resources import queries
 from goalrt.errors import InvalidEventError, InvalidStateChangeError, PermanentError
-from goalrt.goals.conditions import effect_changes
 from goalrt.goals.registry import Action, Registry, Result, check_json
 from goalrt.state.async_state import AsyncState
 from goalrt.state.state import Change, StateEntry, changes_json
+from goalrt.worker.planner_bridge import effect_changes
+from goalrt.worker.protocol import NextStep, StepItem, StepOutcome
 
 if TYPE_CHECKING:
     import asyncpg
@@ -57,9 +58,9 @@ class StepRun:
     attempt: int
 
     @classmethod
-    def of(cls, goal_id: int, goal_name: str, params: Any, epoch: int, step: Mapping[str, Any]) -> StepRun:
-        """Return the run of ``step``: a claim row or a plan/complete answer (step_seq, action, args, attempt)."""
-        return cls(goal_id, goal_name, params, epoch, step["step_seq"], step["action"], step["args"], step["attempt"])
+    def of(cls, goal_id: int, goal_name: str, params: Any, epoch: int, step: NextStep) -> StepRun:
+        """Return the run of ``step`` (of a claimed goal, or the next step a plan or completion answered)."""
+        return cls(goal_id, goal_name, params, epoch, step.seq, step.action, step.args, step.attempt)
 
 
 class StateReader:
@@ -136,21 +137,17 @@ class ActionContext:
         return self.state.step_results(self.goal_id)
 
 
-def outcome_item(run: StepRun, outcome: str, **fields: Any) -> dict[str, Any]:
-    return {"goal_id": run.goal_id, "epoch": run.epoch, "seq": run.seq, "outcome": outcome, **fields}
-
-
-def failure_item(run: StepRun, action: Action | None, error: str, *, permanent: bool) -> dict[str, Any]:
+def failure_item(run: StepRun, action: Action | None, error: str, *, permanent: bool) -> StepItem:
     """Return a retry item while the policy allows one, else a fail item."""
     if not permanent and action is not None and action.retry.should_retry(run.attempt):
         delay = action.retry.delay(run.goal_id, run.seq, run.attempt)
-        return outcome_item(run, "retry", error=error, retry_in=round(delay, 6))
+        return StepItem(run.goal_id, run.epoch, run.seq, StepOutcome.RETRY, error=error, retry_in=round(delay, 6))
     if not permanent and action is not None and action.retry.max_attempts > 1:
         error = f"{error} (after {run.attempt} attempts)"
-    return outcome_item(run, "fail", error=error)
+    return StepItem(run.goal_id, run.epoch, run.seq, StepOutcome.FAIL, error=error)
 
 
-def completion_item(run: StepRun, value: Any, declared: list[Change] | None = None) -> dict[str, Any]:
+def completion_item(run: StepRun, value: Any, declared: list[Change] | None = None) -> StepItem:
     """Return the complete item for what a handler returned; raise ``ValueError`` if it is unusable.
 
     ``declared`` are the action's declared effects (for the planner); the
@@ -173,7 +170,15 @@ def completion_item(run: StepRun, value: Any, declared: list[Change] | None = No
             raise InvalidEventError(f"events[{i}].{unknown[0]} is not a field of an event (type, data)")
         check_json(event.get("data", {}), f"events[{i}].data")
         events.append({"type": event["type"], "data": event.get("data", {})})
-    return outcome_item(run, "complete", result=result.value, changes=changes or None, events=events or None)
+    return StepItem(
+        run.goal_id,
+        run.epoch,
+        run.seq,
+        StepOutcome.COMPLETE,
+        result=result.value,
+        changes=changes or None,
+        events=events or None,
+    )
 
 
 async def run_step(
@@ -183,7 +188,7 @@ async def run_step(
     *,
     executor: Executor,
     semaphore: asyncio.Semaphore | None = None,
-) -> dict[str, Any]:
+) -> StepItem:
     """Run the handler for ``run`` and return its outcome item (never raises but on cancellation)."""
     action = registry.actions.get(run.action)
     if action is None:

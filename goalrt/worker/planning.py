@@ -1,7 +1,13 @@
-"""The worker's side of goals declared by a condition: plan, check before each step, re-plan.
+"""Where the worker decides a goal's plan: the first one, before each step, and after a failure.
 
-- **First plan**: read the state, plan from it (in a thread: the search is
-  CPU work), and send the steps with what ``goal.planned`` records (cost,
+The pure search is ``goalrt.planner``; turning the registry and the state
+into its problems and its plans into steps is ``goalrt.worker.planner_bridge``.
+This module decides, with the database's state and the goal's plan history:
+
+- **A goal type that lists its steps** (``@goalrt.goal``): its function gives
+  them; a step naming an action this worker lacks fails the goal.
+- **First plan** (a goal declared by a condition): read the state, plan
+  from it (in a thread: the search is CPU work), and send the steps with what ``goal.planned`` records (cost,
   ground actions, the versions of the paths the plan reads). No plan: the
   goal fails with the planner's explanation.
 - **Before each step**: read the state again. The goal's condition already
@@ -22,10 +28,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from goalrt.db.connect import dumps
 from goalrt.db.resources import queries
-from goalrt.goals.conditions import (
+from goalrt.errors import GoalrtError
+from goalrt.goals.conditions import Achieve
+from goalrt.goals.registry import GoalType, Registry
+from goalrt.planner import NoPlan, Plan
+from goalrt.state.async_state import AsyncState
+from goalrt.worker.dispatcher import StepRun
+from goalrt.worker.planner_bridge import (
     RECHECK,
-    Achieve,
     goal_holds,
     ground_op_name,
     make_plan,
@@ -35,10 +47,7 @@ from goalrt.goals.conditions import (
     scalar_state,
     watch_steps,
 )
-from goalrt.goals.registry import GoalType, Registry
-from goalrt.planner import NoPlan, Plan
-from goalrt.state.async_state import AsyncState
-from goalrt.worker.dispatcher import StepRun
+from goalrt.worker.protocol import PlanItem, PlanReason
 
 if TYPE_CHECKING:
     import asyncpg
@@ -56,12 +65,19 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do instead of running a step: a new plan (maybe empty), or fail with ``error``."""
+    """A plan to store (its steps, maybe none), or fail the goal with ``error``.
+
+    ``reason`` is None for a goal type that lists its steps (nothing recorded beside them).
+    """
 
     steps: list[dict[str, Any]] | None
     detail: dict[str, Any] | None
-    reason: str
+    reason: PlanReason | None
     error: str | None = None
+
+    def item(self, goal_id: int, epoch: int, *, replan: bool = False) -> PlanItem:
+        """Return the plan as ``plan_goals_v1`` takes it."""
+        return PlanItem(goal_id, epoch, self.steps or [], self.reason, self.detail, replan)
 
 
 class Planning:
@@ -78,9 +94,36 @@ class Planning:
         self._schema = schema
         self._q = queries("goals", schema)
 
-    @staticmethod
-    def achieve_of(goal_type: GoalType | None) -> Achieve | None:
+    def achieve_of(self, goal_name: str) -> Achieve | None:
+        """Return how a goal type is planned from its condition (None: it lists its steps, or is unknown)."""
+        goal_type = self._registry.goal_types.get(goal_name)
         return None if goal_type is None else goal_type.achieve
+
+    async def initial(self, goal_name: str, params: Any) -> Decision:
+        """Return a newly claimed goal's first plan, or why it has none (never raises for the goal's own faults)."""
+        goal_type = self._registry.goal_types.get(goal_name)
+        if goal_type is None:
+            return _failed(f"unknown goal type {goal_name!r} in this worker")
+        try:
+            if goal_type.achieve is not None:
+                goal_type.validate(params)
+                return await self.first(goal_type.achieve, params or {})
+            return self._listed(goal_type, params)
+        except GoalrtError as exc:
+            return _failed(str(exc))
+        except Exception as exc:  # a bug in the planner or the goal type's own code: fail the goal, do not loop on it
+            return _failed(f"planning goal {goal_name} failed: {type(exc).__name__}: {exc}")
+
+    def _listed(self, goal_type: GoalType, params: Any) -> Decision:
+        """Return the steps a goal type's function lists for ``params``."""
+        planned = goal_type.plan(params)
+        steps = [step.as_json() for step in planned]
+        dumps(steps)
+        unknown = [a for step in planned for a in step.actions() if a not in self._registry.actions]
+        if unknown:
+            known = ", ".join(sorted(self._registry.actions)) or "none"
+            return _failed(f"step uses unknown action {unknown[0]!r} (this worker has: {known})")
+        return Decision(steps, None, None)
 
     async def snapshot(self) -> Snapshot:
         async with self._pool.acquire() as conn:
@@ -118,10 +161,10 @@ class Planning:
         snap = await self.snapshot()
         result = await self._plan(achieve, params, snap, [])
         if isinstance(result, NoPlan):
-            return Decision(None, None, "no_plan", f"no plan: {result.explain()}")
-        detail = plan_detail(result, achieve, params, snap.versions, "initial")
+            return Decision(None, None, PlanReason.NO_PLAN, f"no plan: {result.explain()}")
+        detail = plan_detail(result, achieve, params, snap.versions, PlanReason.INITIAL)
         self._stamp(detail)
-        return Decision(plan_steps(result, achieve, params), detail, "initial")
+        return Decision(plan_steps(result, achieve, params), detail, PlanReason.INITIAL)
 
     async def before(self, achieve: Achieve, run: StepRun) -> Decision | None:
         """Return a new plan when the step should not run as planned (goal reached, state drifted), else None."""
@@ -129,16 +172,17 @@ class Planning:
         params = run.params or {}
         if run.action == RECHECK:
             # A maintained goal's watch saw a change: act again if the condition broke.
-            return await self._replan(achieve, run, snap, "recheck", "a path the condition reads changed", [], True)
+            why = "a path the condition reads changed"
+            return await self._replan(achieve, run, snap, PlanReason.RECHECK, why, [], True)
         if goal_holds(achieve, params, snap.values):
             why = "the goal's condition already holds"
             steps = watch_steps(achieve, params) if achieve.maintain else []
-            return Decision(steps, {"reason": "achieved", "why": why}, "achieved")
+            return Decision(steps, {"reason": PlanReason.ACHIEVED.value, "why": why}, PlanReason.ACHIEVED)
         action = self._registry.actions.get(run.action)
         if action is None or action.schema is None or precondition_holds(action.schema, run.args or {}, snap.values):
             return None
         why = f"the precondition of {ground_op_name(action.schema, run.args or {})} no longer holds"
-        return await self._replan(achieve, run, snap, "drift", why, [])
+        return await self._replan(achieve, run, snap, PlanReason.DRIFT, why, [])
 
     async def after_failure(self, achieve: Achieve, run: StepRun, error: str) -> Decision:
         """Return a plan around a step that failed for good, or the goal's final error."""
@@ -147,14 +191,14 @@ class Planning:
         if action is not None and action.schema is not None:
             failed_now = [ground_op_name(action.schema, run.args or {})]
         why = f"{failed_now[0] if failed_now else run.action} failed: {error}"
-        return await self._replan(achieve, run, await self.snapshot(), "step_failed", why, failed_now)
+        return await self._replan(achieve, run, await self.snapshot(), PlanReason.STEP_FAILED, why, failed_now)
 
     async def _replan(
         self,
         achieve: Achieve,
         run: StepRun,
         snap: Snapshot,
-        reason: str,
+        reason: PlanReason,
         why: str,
         failed_now: list[str],
         fresh: bool = False,
@@ -173,6 +217,10 @@ class Planning:
         detail["excluded"] = exclude
         self._stamp(detail)
         return Decision(plan_steps(result, achieve, run.params or {}), detail, reason)
+
+
+def _failed(error: str) -> Decision:
+    return Decision(None, None, None, error)
 
 
 __all__ = ["Decision", "Planning", "Snapshot"]

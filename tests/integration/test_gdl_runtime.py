@@ -15,11 +15,12 @@ from goalrt import ActionContext, AsyncGoals, GoalInfo, Registry, Result, State
 from goalrt.db.connect import connect, dumps
 from goalrt.errors import ConfigError, InvalidGoalError, InvalidStateChangeError
 from goalrt.gdl import check
-from goalrt.gdl.runtime import current, load, registry_for
+from goalrt.gdl.runtime import current, load
 from goalrt.goals.goals import Goals
 from goalrt.log.eventlog import EventLog
 from goalrt.planner import condition_from_json, holds
 from goalrt.state.state import Change
+from goalrt.worker.definitions import registry_for
 from tests.integration.test_worker import until_finished, with_worker
 
 TYPES = """

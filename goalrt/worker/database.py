@@ -1,0 +1,168 @@
+"""The worker's calls of the SQL functions: typed by ``goalrt.worker.protocol``, retried on a lost connection.
+
+Every call runs a named query of ``sql/queries/goals.sql`` on the worker's
+pool. A call that fails because the connection, the server or the client
+state broke waits and tries again (PostgreSQL restarts,
+pg_terminate_backend); an error the database raised on purpose is raised as
+goalrt's error. A batch the database refuses is split so that only the bad
+item is answered ``Rejected`` and the others go through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from goalrt.db.connect import asyncpg_dsn, setup_async_connection
+from goalrt.db.resources import queries
+from goalrt.errors import GoalrtError, translate
+from goalrt.worker.protocol import (
+    ClaimedGoal,
+    CompletionAnswer,
+    FailItem,
+    PlanAnswer,
+    PlanItem,
+    Rejected,
+    StepItem,
+)
+
+log = logging.getLogger("goalrt.worker")
+
+# SQLSTATE classes after which the same call can succeed later: connection
+# exceptions, operator intervention (shutdown, restart, terminated backend),
+# insufficient resources (too many connections), transaction rollback
+# (serialization failure, deadlock).
+_TRANSIENT_SQLSTATES = ("08", "57", "53", "40")
+
+Answer = TypeVar("Answer")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether retrying the same call later can succeed: the connection, the server or the client state broke.
+
+    Errors the database raised on purpose (goalrt's GR codes, bad data) and
+    bad arguments from our side are not: retrying them would loop forever.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "").startswith(_TRANSIENT_SQLSTATES)
+    if isinstance(exc, asyncpg.exceptions._base.DataError | asyncpg.exceptions._base.ClientConfigurationError):
+        return False
+    return isinstance(
+        exc,
+        OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.exceptions._base.InternalClientError,
+    )
+
+
+async def connect_pool(url: str, size: int, stopping: asyncio.Event) -> asyncpg.Pool:
+    """Return a pool of ``size`` connections at most; wait for the server while it is unreachable."""
+    delay = 0.1
+    while True:
+        try:
+            pool = await asyncpg.create_pool(
+                asyncpg_dsn(url), min_size=1, max_size=size, init=setup_async_connection, timeout=10
+            )
+            assert pool is not None
+            return pool
+        except Exception as exc:
+            if not is_connection_error(exc) or stopping.is_set():
+                raise translate(exc) from exc
+            log.warning("worker: cannot connect (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class WorkerDatabase:
+    """One worker's SQL calls over its pool."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str, worker_id: str, on_retry: Callable[[], None]) -> None:
+        self.pool = pool
+        self._q = queries("goals", schema)
+        self._id = worker_id
+        # Counts the calls retried after a lost connection (the worker's stats).
+        self._on_retry = on_retry
+
+    async def call(self, name: str, *args: Any, retry: bool = True) -> list[asyncpg.Record]:
+        """Run a named query; on a lost connection wait and try again (unless ``retry`` is False)."""
+        delay = 0.05
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    rows: list[asyncpg.Record] = await conn.fetch(self._q[name], *args)
+                    return rows
+            except Exception as exc:
+                if not retry or not is_connection_error(exc):
+                    raise translate(exc) from exc
+                self._on_retry()
+                log.warning(
+                    "worker %s: database unavailable during %s (%s); retrying in %.2fs", self._id, name, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def gdl_current(self) -> tuple[int, Mapping[str, Any]] | None:
+        """Return the newest stored GDL version and its definitions, or None when none was loaded."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(self._q["gdl_current"])
+        return None if row is None else (row["version"], row["definitions"])
+
+    async def claim(
+        self,
+        limit: int,
+        lease: float,
+        goal_types: Sequence[str],
+        buckets: Sequence[int] | None,
+        count: int | None,
+        takeover: float,
+    ) -> list[ClaimedGoal]:
+        """Claim up to ``limit`` runnable goals of ``goal_types`` (``claim_goals_v2``)."""
+        rows = await self.call("goals_claim", self._id, limit, lease, list(goal_types), buckets, count, takeover)
+        return [ClaimedGoal.of(row) for row in rows]
+
+    async def fail(self, items: Sequence[FailItem]) -> None:
+        """Fail goals this worker holds (``fail_goals_v1``)."""
+        await self.call("goals_fail", self._id, [item.as_json() for item in items])
+
+    async def heartbeat(self, leases: Sequence[tuple[int, int]], seconds: float) -> set[int]:
+        """Extend the leases (goal id, epoch) still held; return the goal ids whose lease was extended."""
+        rows = await self.call("leases_heartbeat", self._id, [g for g, _ in leases], [e for _, e in leases], seconds)
+        return {row["goal_id"] for row in rows}
+
+    async def release(self, leases: Sequence[tuple[int, int]]) -> int:
+        """Give up the leases (goal id, epoch); return how many were still held."""
+        rows = await self.call("leases_release", self._id, [g for g, _ in leases], [e for _, e in leases])
+        return len(rows)
+
+    async def plan(self, items: list[PlanItem], lease: float) -> dict[int, PlanAnswer | Rejected]:
+        """Store plans (``plan_goals_v1``); answer each goal."""
+        return await self._batch("goals_plan", items, lease, PlanAnswer.of)
+
+    async def complete(self, items: list[StepItem], lease: float) -> dict[int, CompletionAnswer | Rejected]:
+        """Commit steps' outcomes (``complete_steps_v1``); answer each goal."""
+        return await self._batch("steps_complete", items, lease, CompletionAnswer.of)
+
+    async def _batch(
+        self,
+        query: str,
+        items: Sequence[PlanItem | StepItem],
+        lease: float,
+        answer: Callable[[asyncpg.Record], Answer],
+    ) -> dict[int, Answer | Rejected]:
+        """Send a batch of items; an item the database refuses is answered alone."""
+        try:
+            rows = await self.call(query, self._id, [item.as_json() for item in items], lease)
+        except GoalrtError as exc:  # call() retries what is transient; this is not (e.g. a child of an unknown type)
+            if len(items) == 1:
+                # Answer it, so its goal fails clearly.
+                return {items[0].goal_id: Rejected(items[0].goal_id, str(exc))}
+            answers: dict[int, Answer | Rejected] = {}
+            for item in items:  # find the bad one; the others go through
+                answers.update(await self._batch(query, [item], lease, answer))
+            return answers
+        return {row["goal_id"]: answer(row) for row in rows}
+
+
+__all__ = ["WorkerDatabase", "connect_pool", "is_connection_error"]

@@ -1,0 +1,95 @@
+"""The registry a worker runs for the GDL definitions stored in the database.
+
+``goalrt gdl load`` (``goalrt.gdl``) compiles a workspace and stores it as a
+version in ``goalrt.gdl_versions``; this module reads that stored JSON back,
+so the worker depends on the stored format alone, never on the compiler.
+
+``registry_for(definitions, handlers)`` turns a stored version into a
+``Registry``: each GDL goal becomes a goal type planned from its condition
+(with only its actions), each GDL action gets its Python handler
+(``@goalrt.action(NAME)`` in the handler modules, found by the action's
+``handler`` name) with the schema, retry and timeout of its declaration. An
+action with effects and no handler is a pure state transition: it runs no
+code, and its declared effects are applied with its completion. Python goal
+types and actions the handler modules register that GDL does not declare are
+kept as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, create_model
+
+from goalrt.errors import ConfigError
+from goalrt.goals.conditions import Achieve
+from goalrt.goals.registry import Action, GoalType, Registry, planned_steps
+from goalrt.goals.retry import Retry
+from goalrt.planner import ActionSchema, ObjectType, condition_from_json
+
+# GDL's parameter types as pydantic fields (objects are strings: their keys).
+_SCALARS: dict[str, Any] = {
+    "string": StrictStr,
+    "integer": StrictInt,
+    "number": float,
+    "boolean": StrictBool,
+    "any": Any,
+}
+
+
+def params_model(goal: str, params: Mapping[str, str]) -> type[BaseModel]:
+    """Return the pydantic model of a GDL goal's params: every one required, no others; objects are strings."""
+    fields: dict[str, Any] = {name: (_SCALARS.get(type_name, StrictStr), ...) for name, type_name in params.items()}
+    model: type[BaseModel] = create_model(
+        "Params_" + re.sub(r"\W", "_", goal), __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry:
+    """Return the registry a worker runs for stored definitions, with the handlers of ``handlers``.
+
+    Raises ``ConfigError`` naming every GDL action that has neither a handler
+    nor effects (nothing could run it).
+    """
+    out = handlers.copy()
+    missing = []
+    for app in (definitions.get("apps") or {}).values():
+        for spec in app.get("actions", []):
+            schema = ActionSchema.from_json(spec["schema"])
+            handler = handlers.actions.get(spec["handler"])
+            if handler is None and not schema.effects:
+                missing.append(f"{schema.name} (handler {spec['handler']})")
+                continue
+            retry = Retry(**spec["retry"])
+            fn = handler.fn if handler is not None else pure_action
+            out.actions[schema.name] = Action(schema.name, fn, spec.get("timeout"), retry, None, schema)
+        for spec in app.get("goals", []):
+            achieve = Achieve(
+                condition_from_json(spec["condition"]),
+                tuple(ObjectType(t["name"], keys_under=t["keys_under"]) for t in spec["types"]),
+                {},
+                dict(spec["param_types"]),
+                spec["max_replans"],
+                maintain=spec["maintain"],
+                actions=frozenset(spec["actions"]),
+            )
+            name = spec["name"]
+            out.goal_types[name] = GoalType(name, planned_steps(name), params_model(name, spec["params"]), achieve)
+    if missing:
+        raise ConfigError(
+            "no handler for GDL action(s) "
+            + ", ".join(sorted(missing))
+            + ": register one with @goalrt.action(NAME) in a --handlers module, or give the action effects"
+        )
+    return out
+
+
+def pure_action(_args: Any, _ctx: Any) -> None:
+    """A GDL action with effects and no handler: nothing to run; its declared effects are its result."""
+    return None
+
+
+__all__ = ["params_model", "pure_action", "registry_for"]

@@ -1,0 +1,99 @@
+"""The goals a worker holds: each under a lease with an epoch, kept alive by a heartbeat, given back on demand.
+
+A lease that the heartbeat finds lost (expired and taken over, or the goal
+cancelled) is not cut short: its handler is told (``ctx.cancelled``) and its
+late result is refused by the database and recorded, never applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from goalrt.errors import GoalrtError
+from goalrt.worker.database import WorkerDatabase
+from goalrt.worker.dispatcher import ActionContext
+from goalrt.worker.stats import WorkerStats
+
+log = logging.getLogger("goalrt.worker")
+
+
+@dataclass(slots=True)
+class Lease:
+    """A goal this worker holds, the epoch it holds it at, and the task running it."""
+
+    goal_id: int
+    epoch: int
+    task: asyncio.Task[None] | None = None
+    ctx: ActionContext | None = None
+
+
+class Leases:
+    """The leases one worker holds, by goal id."""
+
+    def __init__(
+        self, db: WorkerDatabase, worker_id: str, seconds: float, wake: asyncio.Event, stats: WorkerStats
+    ) -> None:
+        self.held: dict[int, Lease] = {}
+        self._db = db
+        self._id = worker_id
+        self.seconds = seconds
+        # Set when a lease is given up: the claim loop has a free slot.
+        self._wake = wake
+        self._stats = stats
+
+    def take(self, goal_id: int, epoch: int) -> Lease:
+        """Record a lease just claimed."""
+        lease = Lease(goal_id, epoch)
+        self.held[goal_id] = lease
+        return lease
+
+    def forget(self, lease: Lease) -> None:
+        """Stop holding ``lease`` (its goal went on without this worker) and free its slot."""
+        if self.held.get(lease.goal_id) is lease:
+            del self.held[lease.goal_id]
+            self._wake.set()
+
+    def cancel(self, goal_id: int) -> None:
+        """Stop running a cancelled goal: the handler is cancelled and its result discarded."""
+        lease = self.held.get(goal_id)
+        if lease is None:
+            return
+        log.info("worker %s: goal %s cancelled; stopping its step", self._id, goal_id)
+        if lease.ctx is not None:
+            lease.ctx.cancelled.set()
+        if lease.task is not None and not lease.task.done():
+            lease.task.cancel()
+        self.forget(lease)
+
+    async def release(self, leases: Sequence[Lease]) -> None:
+        """Give the leases back, so any worker may claim their goals at once."""
+        if not leases:
+            return
+        self._stats.released += await self._db.release([(lease.goal_id, lease.epoch) for lease in leases])
+
+    async def heartbeat(self) -> None:
+        """Extend the leases held, every third of their length, until cancelled."""
+        interval = max(self.seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            snapshot = list(self.held.values())
+            try:
+                kept = await self._db.heartbeat([(lease.goal_id, lease.epoch) for lease in snapshot], self.seconds)
+            except GoalrtError as exc:
+                log.error("worker %s: heartbeat failed: %s", self._id, exc)
+                continue
+            for lease in snapshot:
+                if lease.goal_id not in kept and self.held.get(lease.goal_id) is lease and lease.ctx is not None:
+                    # Tell the handler (ctx.cancelled) but let it finish: its
+                    # late result is then refused and recorded, never applied.
+                    if not lease.ctx.cancelled.is_set():
+                        log.warning(
+                            "worker %s: goal %s: lease lost; its result will be refused", self._id, lease.goal_id
+                        )
+                    lease.ctx.cancelled.set()
+
+
+__all__ = ["Lease", "Leases"]

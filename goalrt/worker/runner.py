@@ -1,0 +1,268 @@
+"""Run one claimed goal under its lease: plan it, check each step, run it, commit its outcome, go on.
+
+One task per goal. Plans and step outcomes are sent through batchers, so a
+busy worker commits many of them per round trip (``plan_goals_v1``,
+``complete_steps_v1``). A step's outcome, its state changes and events and
+the advance to the next step are one transaction, applied only while the
+lease is held at its epoch; the answer says which step (if any) this worker
+runs next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from concurrent.futures import Executor
+
+from goalrt.errors import GoalrtError
+from goalrt.goals.conditions import Achieve
+from goalrt.goals.registry import Registry
+from goalrt.worker.batcher import Batcher
+from goalrt.worker.database import WorkerDatabase
+from goalrt.worker.dispatcher import (
+    ActionContext,
+    StateReader,
+    StepRun,
+    SyncStateReader,
+    failure_item,
+    idempotency_key,
+    run_step,
+)
+from goalrt.worker.leases import Lease, Leases
+from goalrt.worker.planning import Decision, Planning
+from goalrt.worker.protocol import (
+    INVALID_CHANGE_SQLSTATE,
+    ClaimedGoal,
+    CompletionAnswer,
+    CompletionOutcome,
+    FailItem,
+    PlanAnswer,
+    PlanItem,
+    PlanOutcome,
+    Rejected,
+    StepItem,
+    StepOutcome,
+)
+from goalrt.worker.stats import WorkerStats
+
+log = logging.getLogger("goalrt.worker")
+
+# The counter of WorkerStats each final answer of a step adds to.
+_COUNTERS = {
+    CompletionOutcome.COMPLETE: "completed",
+    CompletionOutcome.FAILED: "failed",
+    CompletionOutcome.RETRY: "retried",
+    CompletionOutcome.REFUSED: "refused",
+    CompletionOutcome.WAITING: "waiting",
+    CompletionOutcome.BLOCKED: "blocked",
+}
+
+
+class GoalRunner:
+    """Run the goals one worker claimed, each in a task of its own."""
+
+    def __init__(
+        self,
+        db: WorkerDatabase,
+        leases: Leases,
+        stats: WorkerStats,
+        executor: Executor,
+        *,
+        worker_id: str,
+        schema: str,
+        batch: int,
+        stopping: asyncio.Event,
+        wake: asyncio.Event,
+    ) -> None:
+        self._db = db
+        self._leases = leases
+        self._stats = stats
+        self._executor = executor
+        self._id = worker_id
+        self._schema = schema
+        self._stopping = stopping
+        self._wake = wake
+        self._loop = asyncio.get_running_loop()
+        self._planner: Batcher[PlanItem, PlanAnswer | Rejected] = Batcher(self._flush_plans, max_batch=batch)
+        self._completer: Batcher[StepItem, CompletionAnswer | Rejected] = Batcher(
+            self._flush_completions, max_batch=batch
+        )
+        self.registry = Registry()
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._planning: Planning | None = None
+        self._gdl_version: int | None = None
+
+    def configure(self, registry: Registry, gdl_version: int | None) -> None:
+        """Plan and run with ``registry`` from now on (steps already running finish with the one they had)."""
+        self.registry = registry
+        self._gdl_version = gdl_version
+        self._semaphores = {
+            name: asyncio.Semaphore(a.concurrency) for name, a in registry.actions.items() if a.concurrency
+        }
+        self._planning = None
+
+    def start(self) -> None:
+        self._planner.start()
+        self._completer.start()
+
+    async def stop(self, timeout: float) -> None:
+        """Send what is queued (waiting at most ``timeout`` seconds each) and stop the batchers."""
+        await self._completer.stop(timeout=timeout)
+        await self._planner.stop(timeout=timeout)
+
+    async def sent(self) -> None:
+        """Wait until every step outcome queued has been sent."""
+        await self._completer.drained()
+
+    def run(self, claim: ClaimedGoal) -> None:
+        """Start running a goal just claimed."""
+        self._stats.claimed += 1
+        lease = self._leases.take(claim.goal_id, claim.epoch)
+        lease.task = asyncio.create_task(self._run_goal(claim, lease), name=f"goalrt-goal-{lease.goal_id}")
+
+    def planning(self) -> Planning:
+        if self._planning is None:
+            self._planning = Planning(self._db.pool, self.registry, self._executor, self._schema, self._gdl_version)
+        return self._planning
+
+    async def _run_goal(self, claim: ClaimedGoal, lease: Lease) -> None:
+        drained = False
+        try:
+            run: StepRun | None
+            if claim.step is None:
+                run = await self._plan(claim, lease)
+            else:
+                run = StepRun.of(lease.goal_id, claim.name, claim.params, lease.epoch, claim.step)
+            achieve = self.planning().achieve_of(claim.name)
+            while run is not None:
+                if achieve is not None:
+                    # A planned goal: is this step still the way to the goal?
+                    decision = await self.planning().before(achieve, run)
+                    if decision is not None:
+                        run = await self._replan(run, decision)
+                        continue
+                item = await self._execute(run, lease)
+                if achieve is not None and item.outcome is StepOutcome.FAIL:
+                    item = await self._plan_around(achieve, run, item)
+                # While draining, finish this step but leave the next one to other workers.
+                item = dataclasses.replace(item, keep=not self._stopping.is_set())
+                run = await self._complete(run, item)
+        except asyncio.CancelledError:
+            # Cancelled by the drain: the lease stays listed so the drain releases it.
+            drained = self._stopping.is_set()
+            raise
+        except Exception:
+            log.exception("worker %s: goal %s: unexpected error; releasing its lease", self._id, lease.goal_id)
+            try:
+                await self._leases.release([lease])
+            except GoalrtError as exc:
+                log.warning("worker %s: could not release goal %s (%s)", self._id, lease.goal_id, exc)
+        finally:
+            if not drained:
+                self._leases.forget(lease)
+
+    async def _fail(self, goal_id: int, epoch: int, error: str) -> None:
+        """Fail a goal this worker holds before (or instead of) running a step."""
+        await self._db.fail([FailItem(goal_id, epoch, error)])
+        self._stats.failed += 1
+
+    async def _plan(self, claim: ClaimedGoal, lease: Lease) -> StepRun | None:
+        """Make and store a newly claimed goal's first plan; return its first step to run here."""
+        decision = await self.planning().initial(claim.name, claim.params)
+        if decision.error is not None:
+            await self._fail(lease.goal_id, lease.epoch, decision.error)
+            self._leases.forget(lease)
+            return None
+        answer = await self._planner.submit(decision.item(lease.goal_id, lease.epoch))
+        if isinstance(answer, Rejected):
+            await self._fail(lease.goal_id, lease.epoch, f"plan refused: {answer.error}")
+            self._leases.forget(lease)
+            return None
+        if answer is None or answer.outcome is not PlanOutcome.PLANNED or answer.step is None:
+            self._leases.forget(lease)
+            return None
+        return StepRun.of(lease.goal_id, claim.name, claim.params, lease.epoch, answer.step)
+
+    async def _replan(self, run: StepRun, decision: Decision) -> StepRun | None:
+        """Replace the rest of a planned goal's plan before running ``run`` (or fail it)."""
+        if decision.error is not None:
+            await self._fail(run.goal_id, run.epoch, decision.error)
+            return None
+        answer = await self._planner.submit(decision.item(run.goal_id, run.epoch, replan=True))
+        if not isinstance(answer, PlanAnswer) or answer.outcome is not PlanOutcome.PLANNED or answer.step is None:
+            if isinstance(answer, PlanAnswer) and answer.outcome is PlanOutcome.COMPLETE:
+                self._stats.completed += 1
+            return None
+        return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer.step)
+
+    async def _plan_around(self, achieve: Achieve, run: StepRun, item: StepItem) -> StepItem:
+        """Turn a planned goal's failed step into a re-plan around it, when there is one."""
+        decision = await self.planning().after_failure(achieve, run, str(item.error))
+        if decision.error is not None:
+            return dataclasses.replace(item, error=f"{item.error}; {decision.error}")
+        return dataclasses.replace(
+            item, outcome=StepOutcome.REPLAN, steps=decision.steps, reason=decision.reason, detail=decision.detail
+        )
+
+    async def _execute(self, run: StepRun, lease: Lease) -> StepItem:
+        action = self.registry.actions.get(run.action)
+        reader = StateReader(self._db.pool, self._schema)
+        ctx = ActionContext(
+            goal_id=run.goal_id,
+            goal_name=run.goal_name,
+            params=run.params,
+            step=run.seq,
+            action=run.action,
+            attempt=run.attempt,
+            idempotency_key=idempotency_key(run.goal_id, run.seq),
+            worker=self._id,
+            state=reader if action is None or action.is_async else SyncStateReader(reader, self._loop),
+            log=logging.LoggerAdapter(
+                logging.getLogger(f"goalrt.action.{run.action}"), {"goal_id": run.goal_id, "step": run.seq}
+            ),
+        )
+        lease.ctx = ctx
+        self._stats.steps += 1
+        return await run_step(
+            run, self.registry, ctx, executor=self._executor, semaphore=self._semaphores.get(run.action)
+        )
+
+    async def _send(self, item: StepItem) -> CompletionAnswer | Rejected:
+        answer = await self._completer.submit(item)
+        return answer or CompletionAnswer(item.goal_id, CompletionOutcome.REFUSED, None, "no answer")
+
+    async def _complete(self, run: StepRun, item: StepItem) -> StepRun | None:
+        """Send a step's outcome; return the next step when the lease continues with it."""
+        answer = await self._send(item)
+        if isinstance(answer, Rejected) or answer.outcome is CompletionOutcome.CHANGE_REFUSED:
+            # The state change (or the item) was refused: a failed attempt like
+            # any other; an invalid change or a refused item cannot succeed later.
+            action = self.registry.actions.get(run.action)
+            permanent = isinstance(answer, Rejected) or f"({INVALID_CHANGE_SQLSTATE})" in str(answer.error)
+            item = dataclasses.replace(
+                failure_item(run, action, f"{run.action}: {answer.error}", permanent=permanent), keep=False
+            )
+            answer = await self._send(item)
+        if isinstance(answer, Rejected):
+            return None
+        outcome = answer.outcome
+        if outcome in (CompletionOutcome.CONTINUE, CompletionOutcome.ALREADY_APPLIED) and answer.step is not None:
+            return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer.step)
+        counter = _COUNTERS.get(outcome)
+        if counter:
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+        if outcome is CompletionOutcome.RETRY:
+            self._loop.call_later(float(item.retry_in or 0), self._wake.set)
+        elif outcome is CompletionOutcome.REFUSED:
+            log.warning("worker %s: goal %s step %s: result refused (%s)", self._id, run.goal_id, run.seq, answer.error)
+        return None
+
+    async def _flush_plans(self, items: list[PlanItem]) -> dict[int, PlanAnswer | Rejected]:
+        return await self._db.plan(items, self._leases.seconds)
+
+    async def _flush_completions(self, items: list[StepItem]) -> dict[int, CompletionAnswer | Rejected]:
+        return await self._db.complete(items, self._leases.seconds)
+
+
+__all__ = ["GoalRunner"]
