@@ -136,12 +136,15 @@ def test_condition_syntax_builds_the_objects() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a ==", "expected a path, {param} or a value at the end"),
-        ("a = 1", "unexpected '= 1' at column 3"),
-        ("a == 1 b", "expected 'and', 'or' or the end at column 8"),
-        ("(a == 1", "expected ')' at the end"),
-        ("a in 1", "expected '[' at column 6"),
-        ("exists(1)", "expected a path at column 8"),
+        ("a ==", "unexpected end; expected 'false', 'null', 'true', a number, a path or a string"),
+        ("a = 1", "unexpected character '=' at column 3; expected 'in' or a comparison (== != < <= > >=)"),
+        ("a == 1 b", "unexpected 'b' at column 8; expected 'and', 'or' or the end"),
+        ("(a == 1", "unexpected end; expected ')'"),
+        ("a in 1", "unexpected '1' at column 6; expected '['"),
+        ("exists(1)", "unexpected '1' at column 8; expected a path"),
+        ("a ==\n  1 ~", "unexpected character '~' at line 2 column 5; expected 'and', 'or' or the end"),
+        ("x in [a]", "'in' lists constants or parameters, not a path (a) at column 7"),
+        ("orders.*.x == 1", "orders.*.x: '*' is allowed only in GDL policies at column 1"),
         ("a == 1e999", "not a JSON scalar"),
     ],
 )
