@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.planner.domains import blocksworld, fulfillment, gripper, random_blocksworld, random_towers, soldier
 from goalrt.errors import GoalrtError, PlanningError
 from goalrt.planner import (
     FALSE,
@@ -56,7 +57,6 @@ from goalrt.planner import (
     plan,
     simulate,
 )
-from goalrt.planner.domains import blocksworld, fulfillment, gripper, random_blocksworld, random_towers, soldier
 from goalrt.planner.relaxation import RelaxedGraph
 from goalrt.planner.task import compile_task
 
@@ -503,7 +503,7 @@ def test_plan_explain_lists_steps_with_effects() -> None:
 DETERMINISM_SCRIPT = """
 import json
 from goalrt.planner import plan
-from goalrt.planner.domains import fulfillment, gripper, random_blocksworld, soldier
+from bench.planner.domains import fulfillment, gripper, random_blocksworld, soldier
 for problem in (gripper(4), random_blocksworld(5, 1), random_blocksworld(6, 4), fulfillment(2), soldier(coins=2)):
     for heuristic in ("auto", "hmax", "blind"):
         print(json.dumps(plan(problem, heuristic=heuristic).to_json(timing=False), sort_keys=True))
