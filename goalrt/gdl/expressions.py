@@ -28,12 +28,6 @@ class Scope:
     wildcards: dict[str, str] | None = None
     no_params: str = "no parameters"
 
-    def describe_params(self) -> str:
-        """Return the parameters in scope in words, for messages about an unbound variable."""
-        if not self.params:
-            return self.no_params
-        return "parameters: " + ", ".join(self.params)
-
 
 class Expressions:
     """Compile conditions and terms, recording each problem through ``fail`` (and going on)."""
@@ -48,7 +42,7 @@ class Expressions:
             if match.group(1) not in scope.params:
                 self.fail(
                     _shift(name.pos, match.start()),
-                    f"unbound variable {{{match.group(1)}}} in {text} ({scope.describe_params()})",
+                    f"unbound variable {{{match.group(1)}}} in {text} ({_in_words(scope)})",
                 )
         if "*" in text.split("."):
             if scope.wildcards is None:
@@ -78,7 +72,7 @@ class Expressions:
         var = _HOLE.fullmatch(term.text)
         if var is not None:
             if var.group(1) not in scope.params:
-                self.fail(term.pos, f"unbound variable {term.text} ({scope.describe_params()})")
+                self.fail(term.pos, f"unbound variable {term.text} ({_in_words(scope)})")
             return Var(var.group(1))
         return self.path(term, scope)
 
@@ -127,6 +121,13 @@ class Expressions:
         value = self.term(term, scope)
         assert isinstance(value, Const | Var)
         return value
+
+
+def _in_words(scope: Scope) -> str:
+    """Return the parameters in scope in words, for messages about an unbound variable."""
+    if not scope.params:
+        return scope.no_params
+    return "parameters: " + ", ".join(scope.params)
 
 
 def _shift(pos: ast.Pos, offset: int) -> ast.Pos:

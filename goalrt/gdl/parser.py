@@ -52,7 +52,7 @@ def _lark() -> Lark:
     )
 
 
-def describe_terminal(name: str) -> str:
+def _describe_terminal(name: str) -> str:
     """Return a terminal as a reader would name it: ``'{'``, ``'require'``, ``a name``."""
     if name in _WORDS:
         return _WORDS[name]
@@ -62,9 +62,9 @@ def describe_terminal(name: str) -> str:
     return name.lower()
 
 
-def expected_words(names: set[str] | frozenset[str]) -> str:
+def _expected_words(names: set[str] | frozenset[str]) -> str:
     """Return ``A, B or C`` for a set of terminal names, readable and sorted."""
-    words = sorted({describe_terminal(n) for n in names if n not in ("WS", "COMMENT")})
+    words = sorted({_describe_terminal(n) for n in names if n not in ("WS", "COMMENT")})
     if not words:
         return "nothing more"
     if len(words) == 1:
@@ -98,20 +98,20 @@ def _accepted(exc: UnexpectedToken) -> set[str]:
     return set(exc.expected)
 
 
-def syntax_problem(path: str, text: str, exc: UnexpectedInput) -> Problem:
+def _syntax_problem(path: str, text: str, exc: UnexpectedInput) -> Problem:
     """Return the problem a lark error describes, with what was expected in words."""
     if isinstance(exc, UnexpectedToken):
         pos = _end_pos(path, text) if exc.token.type == "$END" else ast.Pos(path, exc.line, exc.column)
-        return Problem(pos, f"unexpected {_describe_token(exc.token)}; expected {expected_words(_accepted(exc))}")
+        return Problem(pos, f"unexpected {_describe_token(exc.token)}; expected {_expected_words(_accepted(exc))}")
     if isinstance(exc, UnexpectedCharacters):
         at = exc.pos_in_stream or 0
         char = text[at] if at < len(text) else ""
         return Problem(
             ast.Pos(path, exc.line, exc.column),
-            f"unexpected character {char!r}; expected {expected_words(exc.allowed or set())}",
+            f"unexpected character {char!r}; expected {_expected_words(exc.allowed or set())}",
         )
     if isinstance(exc, UnexpectedEOF):
-        return Problem(_end_pos(path, text), f"unexpected end of file; expected {expected_words(set(exc.expected))}")
+        return Problem(_end_pos(path, text), f"unexpected end of file; expected {_expected_words(set(exc.expected))}")
     return Problem(ast.Pos(path, 1, 1), str(exc).splitlines()[0])
 
 
@@ -137,7 +137,7 @@ def _parse_problem(text: str, path: str) -> tuple[ast.Decl, ...] | Problem:
         tree = _lark().parse(text)
         decls = _Builder(path).transform(tree)
     except UnexpectedInput as exc:
-        return syntax_problem(path, text, exc)
+        return _syntax_problem(path, text, exc)
     except RecursionError:
         return Problem(ast.Pos(path, 1, 1), "the source is nested too deeply to read")
     except VisitError as exc:
@@ -348,4 +348,4 @@ class _Builder(Transformer[Token, Any]):
         return ast.Constant(items[0].type == "TRUE", self._pos(meta))
 
 
-__all__ = ["describe_terminal", "expected_words", "parse_or_problem", "parse_source", "syntax_problem"]
+__all__ = ["parse_or_problem", "parse_source"]
