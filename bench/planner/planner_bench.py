@@ -10,7 +10,7 @@ median time, plans per second (1 / median), the expansions and generations
 of the search (the same in every run: the planner is deterministic) and
 expansions per second (expansions / median).
 
-1. **GOAP-sized domains** (``goalrt.planner.domains``): ``soldier`` (a game-AI
+1. **GOAP-sized domains** (``domains.py`` next to this script): ``soldier`` (a game-AI
    agent, ~115 ground actions: move between 6 places, pick up, drop, buy,
    work, chop, make rope, load, shoot, stab, tie up) in four variants, and
    ``fulfillment`` (order processing with payments, fraud checks, a picking
@@ -38,8 +38,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from domains import blocksworld, fulfillment, gripper, random_blocksworld, soldier
+
 from goalrt.planner import Budget, Plan, Problem, plan
-from goalrt.planner.domains import blocksworld, fulfillment, gripper, random_blocksworld, soldier
 from goalrt.planner.task import compile_task
 
 BUDGET = Budget(max_expansions=2_000_000)

@@ -154,7 +154,7 @@ class DeleteEffect:
     pos: Pos
 
 
-EffectNode: TypeAlias = SetEffect | IncEffect | DeleteEffect
+_EffectNode: TypeAlias = SetEffect | IncEffect | DeleteEffect
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +202,7 @@ class Handler:
     pos: Pos
 
 
-ActionClause: TypeAlias = (
+_ActionClause: TypeAlias = (
     Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler
 )
 
@@ -211,7 +211,7 @@ ActionClause: TypeAlias = (
 class ActionDecl:
     name: Name
     params: tuple[Field, ...]
-    clauses: tuple[ActionClause, ...]
+    clauses: tuple[_ActionClause, ...]
     pos: Pos
 
 
@@ -270,14 +270,14 @@ class Trigger:
     pos: Pos
 
 
-GoalClause: TypeAlias = AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger
+_GoalClause: TypeAlias = AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger
 
 
 @dataclass(frozen=True, slots=True)
 class GoalDecl:
     name: Name
     params: tuple[Field, ...]
-    clauses: tuple[GoalClause, ...]
+    clauses: tuple[_GoalClause, ...]
     pos: Pos
 
 
@@ -350,13 +350,13 @@ class ExpectState:
     pos: Pos
 
 
-TestClause: TypeAlias = Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState
+_TestClause: TypeAlias = Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState
 
 
 @dataclass(frozen=True, slots=True)
 class TestDecl:
     name: Name
-    clauses: tuple[TestClause, ...]
+    clauses: tuple[_TestClause, ...]
     pos: Pos
 
 
@@ -374,7 +374,6 @@ class SourceFile:
 
 __all__ = [
     "AchieveClause",
-    "ActionClause",
     "ActionDecl",
     "AllOf",
     "AnyOf",
@@ -389,7 +388,6 @@ __all__ = [
     "Decl",
     "DeleteEffect",
     "Duration",
-    "EffectNode",
     "EventDecl",
     "ExistsCond",
     "ExpectEvent",
@@ -398,7 +396,6 @@ __all__ = [
     "Export",
     "Field",
     "Given",
-    "GoalClause",
     "GoalDecl",
     "Handler",
     "IncEffect",
@@ -419,7 +416,6 @@ __all__ = [
     "Source",
     "SourceFile",
     "Term",
-    "TestClause",
     "TestDecl",
     "Timeout",
     "Trigger",

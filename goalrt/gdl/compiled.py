@@ -19,7 +19,7 @@ from goalrt.planner import ActionSchema, Condition, ObjectType, condition_to_jso
 from goalrt.planner.values import Scalar
 
 # Bump when the compiled JSON changes shape, so a loader can refuse what it does not understand.
-FORMAT: Final = 1
+_FORMAT: Final = 1
 SHARED: Final = "shared"
 TESTS: Final = "tests"
 
@@ -255,7 +255,7 @@ class CompiledWorkspace:
                 item = table[name]
                 apps.setdefault(item.app, {k: [] for k, _ in tables})[key].append(item.to_json())
         return {
-            "format": FORMAT,
+            "format": _FORMAT,
             "name": self.name,
             "version": self.version,
             "apps": apps,
@@ -275,7 +275,6 @@ def _plural(word: str, n: int) -> str:
 
 
 __all__ = [
-    "FORMAT",
     "SHARED",
     "TESTS",
     "CompiledAction",

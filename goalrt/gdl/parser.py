@@ -7,24 +7,25 @@ A source that does not parse raises ``GdlSyntaxError`` with one problem:
 
 from __future__ import annotations
 
-import json
-import re
 from functools import cache
-from importlib import resources
 from typing import Any, Final
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
+from lark.load_grammar import FromPackageLoader
 
 from goalrt.durations import parse_duration
 from goalrt.errors import GdlError, GdlSyntaxError
 from goalrt.gdl import ast
 from goalrt.gdl.diagnostics import Problem, render
+from goalrt.planner.syntax import number_value, string_value
 
 # Readable words for the terminals whose pattern is a regular expression.
 _WORDS: Final = {
     "NAME": "a name",
+    # A path is a name that may hold ':' (orders.o:1.status); GDL's messages call both a name.
+    "PATH": "a name",
     "NUMBER": "a number",
     "DURATION": "a duration (e.g. 30s, 1h30m)",
     "STRING": "a string",
@@ -34,16 +35,24 @@ _WORDS: Final = {
     "GOAL_STATUS": "a goal status (complete, failed, cancelled, waiting, active, pending)",
     "$END": "the end of the file",
 }
-_ESCAPE: Final = re.compile(r"\\(.)")
 
 
 @cache
 def _lark() -> Lark:
-    grammar = resources.files("goalrt.gdl").joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+    # grammar.lark imports the condition rules from the planner's conditions.lark, so cond() and GDL read
+    # conditions with one grammar.
+    return Lark.open_from_package(
+        "goalrt.gdl",
+        "grammar.lark",
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        import_paths=[FromPackageLoader("goalrt.planner")],
+    )
 
 
-def describe_terminal(name: str) -> str:
+def _describe_terminal(name: str) -> str:
     """Return a terminal as a reader would name it: ``'{'``, ``'require'``, ``a name``."""
     if name in _WORDS:
         return _WORDS[name]
@@ -53,9 +62,9 @@ def describe_terminal(name: str) -> str:
     return name.lower()
 
 
-def expected_words(names: set[str] | frozenset[str]) -> str:
+def _expected_words(names: set[str] | frozenset[str]) -> str:
     """Return ``A, B or C`` for a set of terminal names, readable and sorted."""
-    words = sorted({describe_terminal(n) for n in names if n not in ("WS", "COMMENT")})
+    words = sorted({_describe_terminal(n) for n in names if n not in ("WS", "COMMENT")})
     if not words:
         return "nothing more"
     if len(words) == 1:
@@ -66,7 +75,7 @@ def expected_words(names: set[str] | frozenset[str]) -> str:
 def _describe_token(token: Token) -> str:
     if token.type == "$END":
         return "end of file"
-    if token.type == "NAME":
+    if token.type in ("NAME", "PATH"):
         return f"name {token.value!r}"
     if token.type in ("NUMBER", "STRING", "DURATION"):
         return f"{token.type.lower()} {token.value}"
@@ -89,20 +98,20 @@ def _accepted(exc: UnexpectedToken) -> set[str]:
     return set(exc.expected)
 
 
-def syntax_problem(path: str, text: str, exc: UnexpectedInput) -> Problem:
+def _syntax_problem(path: str, text: str, exc: UnexpectedInput) -> Problem:
     """Return the problem a lark error describes, with what was expected in words."""
     if isinstance(exc, UnexpectedToken):
         pos = _end_pos(path, text) if exc.token.type == "$END" else ast.Pos(path, exc.line, exc.column)
-        return Problem(pos, f"unexpected {_describe_token(exc.token)}; expected {expected_words(_accepted(exc))}")
+        return Problem(pos, f"unexpected {_describe_token(exc.token)}; expected {_expected_words(_accepted(exc))}")
     if isinstance(exc, UnexpectedCharacters):
         at = exc.pos_in_stream or 0
         char = text[at] if at < len(text) else ""
         return Problem(
             ast.Pos(path, exc.line, exc.column),
-            f"unexpected character {char!r}; expected {expected_words(exc.allowed or set())}",
+            f"unexpected character {char!r}; expected {_expected_words(exc.allowed or set())}",
         )
     if isinstance(exc, UnexpectedEOF):
-        return Problem(_end_pos(path, text), f"unexpected end of file; expected {expected_words(set(exc.expected))}")
+        return Problem(_end_pos(path, text), f"unexpected end of file; expected {_expected_words(set(exc.expected))}")
     return Problem(ast.Pos(path, 1, 1), str(exc).splitlines()[0])
 
 
@@ -128,7 +137,7 @@ def _parse_problem(text: str, path: str) -> tuple[ast.Decl, ...] | Problem:
         tree = _lark().parse(text)
         decls = _Builder(path).transform(tree)
     except UnexpectedInput as exc:
-        return syntax_problem(path, text, exc)
+        return _syntax_problem(path, text, exc)
     except RecursionError:
         return Problem(ast.Pos(path, 1, 1), "the source is nested too deeply to read")
     except VisitError as exc:
@@ -138,12 +147,6 @@ def _parse_problem(text: str, path: str) -> tuple[ast.Decl, ...] | Problem:
             return Problem(ast.Pos(path, 1, 1), "the source is nested too deeply to read")
         raise
     return tuple(decls)
-
-
-def _number(text: str) -> int | float:
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    return float(text)
 
 
 @v_args(meta=True)
@@ -169,19 +172,12 @@ class _Builder(Transformer[Token, Any]):
         token: Token = item
         pos = self._at(token)
         kind = token.type
-        if kind == "NAME":
+        if kind in ("NAME", "PATH"):
             return ast.Name(str(token), pos)
         if kind == "STRING":
-            raw = str(token)
-            body = raw[1:-1]
-            if raw.startswith('"'):
-                try:
-                    return ast.Literal(json.loads(raw), pos)
-                except json.JSONDecodeError:
-                    return ast.Literal(_ESCAPE.sub(r"\1", body), pos)
-            return ast.Literal(_ESCAPE.sub(r"\1", body), pos)
+            return ast.Literal(string_value(str(token)), pos)
         if kind == "NUMBER":
-            return ast.Literal(_number(str(token)), pos)
+            return ast.Literal(number_value(str(token)), pos)
         if kind == "TRUE":
             return ast.Literal(True, pos)
         if kind == "FALSE":
@@ -327,29 +323,29 @@ class _Builder(Transformer[Token, Any]):
     def expect_state(self, meta: Any, items: list[Any]) -> ast.ExpectState:
         return ast.ExpectState(items[0], self._pos(meta))
 
-    # -- conditions ------------------------------------------------------------
+    # -- conditions: rules of the planner's conditions.lark, which lark names with their namespace --
 
-    def any_of(self, meta: Any, items: list[ast.Cond]) -> ast.Cond:
+    def conditions__any_of(self, meta: Any, items: list[ast.Cond]) -> ast.Cond:
         return items[0] if len(items) == 1 else ast.AnyOf(tuple(items), self._pos(meta))
 
-    def all_of(self, meta: Any, items: list[ast.Cond]) -> ast.Cond:
+    def conditions__all_of(self, meta: Any, items: list[ast.Cond]) -> ast.Cond:
         return items[0] if len(items) == 1 else ast.AllOf(tuple(items), self._pos(meta))
 
-    def negation(self, meta: Any, items: list[ast.Cond]) -> ast.Negation:
+    def conditions__negation(self, meta: Any, items: list[ast.Cond]) -> ast.Negation:
         return ast.Negation(items[0], self._pos(meta))
 
-    def exists(self, meta: Any, items: list[Token]) -> ast.ExistsCond:
+    def conditions__exists(self, meta: Any, items: list[Token]) -> ast.ExistsCond:
         return ast.ExistsCond(self._name(items[0]), self._pos(meta))
 
-    def compare(self, meta: Any, items: list[Any]) -> ast.Compare:
+    def conditions__compare(self, meta: Any, items: list[Any]) -> ast.Compare:
         return ast.Compare(str(items[1]), self._term(items[0]), self._term(items[2]), self._pos(meta))
 
-    def member(self, meta: Any, items: list[Any]) -> ast.Member:
+    def conditions__member(self, meta: Any, items: list[Any]) -> ast.Member:
         options = tuple(self._term(i) for i in items[1:] if i is not None)
         return ast.Member(self._term(items[0]), options, self._pos(meta))
 
-    def constant(self, meta: Any, items: list[Token]) -> ast.Constant:
+    def conditions__constant(self, meta: Any, items: list[Token]) -> ast.Constant:
         return ast.Constant(items[0].type == "TRUE", self._pos(meta))
 
 
-__all__ = ["describe_terminal", "expected_words", "parse_or_problem", "parse_source", "syntax_problem"]
+__all__ = ["parse_or_problem", "parse_source"]

@@ -3,7 +3,7 @@
 The check is sound, not complete: ``never_holds`` answers True only when no
 state makes the condition true, and False when it cannot tell. The condition
 is put in negation normal form and expanded into a disjunction of
-conjunctions (at most ``MAX_DISJUNCTS``; beyond that it gives up). A
+conjunctions (at most 256 of them; beyond that it gives up). A
 conjunction is impossible when a literal between constants is false or when
 the literals that read one path alone admit no value for it. For one path the
 literals only compare with constants, so finitely many candidate values decide
@@ -24,7 +24,7 @@ from goalrt.planner.conditions import And, Compare, Condition, Const, Exists, In
 from goalrt.planner.semantics import holds
 from goalrt.planner.values import Scalar
 
-MAX_DISJUNCTS: Final = 256
+_MAX_DISJUNCTS: Final = 256
 _ABSENT: Final = object()
 
 
@@ -81,14 +81,14 @@ def _dnf(condition: Condition) -> list[tuple[Condition, ...]]:
         out: list[tuple[Condition, ...]] = []
         for arg in condition.args:
             out.extend(_dnf(arg))
-            if len(out) > MAX_DISJUNCTS:
+            if len(out) > _MAX_DISJUNCTS:
                 raise _TooBig
         return out
     if isinstance(condition, And):
         result: list[tuple[Condition, ...]] = [()]
         for arg in condition.args:
             result = [left + right for left in result for right in _dnf(arg)]
-            if len(result) > MAX_DISJUNCTS:
+            if len(result) > _MAX_DISJUNCTS:
                 raise _TooBig
         return result
     return [(condition,)]
@@ -134,4 +134,4 @@ def _candidates(literals: list[Condition]) -> list[object]:
     return out
 
 
-__all__ = ["MAX_DISJUNCTS", "never_holds"]
+__all__ = ["never_holds"]

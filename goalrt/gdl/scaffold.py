@@ -8,7 +8,7 @@ from typing import Final
 
 from goalrt.errors import ConfigError
 
-APP: Final = "shop"
+_APP: Final = "shop"
 
 FILES: Final[dict[str, str]] = {
     "goalrt.toml": """\
@@ -117,4 +117,4 @@ def scaffold(target: str | Path) -> list[Path]:
     return written
 
 
-__all__ = ["APP", "FILES", "scaffold"]
+__all__ = ["FILES", "scaffold"]

@@ -21,8 +21,8 @@ from goalrt.gdl.compiled import SHARED, TESTS, CompiledWorkspace
 from goalrt.gdl.compiler import compile_sources
 from goalrt.gdl.diagnostics import Problem, render_all
 
-MANIFEST: Final = "goalrt.toml"
-APP_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_MANIFEST: Final = "goalrt.toml"
+_APP_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _TOML_AT: Final = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -41,25 +41,25 @@ def find_root(path: str | Path) -> Path:
     """Return the workspace folder: ``path`` or the nearest parent holding ``goalrt.toml``."""
     start = Path(path).resolve()
     for folder in (start, *start.parents):
-        if (folder / MANIFEST).is_file():
+        if (folder / _MANIFEST).is_file():
             return folder
-    raise GdlError(f"{path}: not a goalrt workspace (no {MANIFEST} here or above; create one with `goalrt init NAME`)")
+    raise GdlError(f"{path}: not a goalrt workspace (no {_MANIFEST} here or above; create one with `goalrt init NAME`)")
 
 
 def load_workspace(path: str | Path = ".") -> Workspace:
     """Read the manifest and every .gdl source of the workspace at (or above) ``path``."""
     root = find_root(path)
-    manifest_text = (root / MANIFEST).read_text(encoding="utf-8")
+    manifest_text = (root / _MANIFEST).read_text(encoding="utf-8")
     problems: list[Problem] = []
     manifest = _manifest(manifest_text, problems)
     name = _text(manifest, "name", root.name, problems)
     version = _text(manifest, "version", "0", problems)
     listed = manifest.get("apps")
     apps_line = next((i for i, line in enumerate(manifest_text.splitlines(), 1) if line.startswith("apps")), 1)
-    at_apps = ast.Pos(MANIFEST, apps_line, 1)
+    at_apps = ast.Pos(_MANIFEST, apps_line, 1)
     found = sorted(p.name for p in (root / "apps").iterdir() if p.is_dir()) if (root / "apps").is_dir() else []
     for app in found:
-        if app in (SHARED, TESTS) or not APP_NAME.fullmatch(app):
+        if app in (SHARED, TESTS) or not _APP_NAME.fullmatch(app):
             problems.append(Problem(ast.Pos(f"apps/{app}", 1, 1), f"invalid app name {app!r}"))
     apps = tuple(found)
     if listed is not None:
@@ -78,19 +78,19 @@ def load_workspace(path: str | Path = ".") -> Workspace:
     for stray in sorted(root.glob("*.gdl")):
         problems.append(Problem(ast.Pos(stray.name, 1, 1), "a .gdl file belongs in apps/<app>/, shared/ or tests/"))
     if problems:
-        raise GdlError(render_all(problems, {MANIFEST: manifest_text}))
+        raise GdlError(render_all(problems, {_MANIFEST: manifest_text}))
     return Workspace(root, name, version, apps, tuple(sources))
 
 
 def manifest_handlers(root: Path) -> list[str]:
     """Return the handler modules ``goalrt.toml`` names (``handlers = ["workers.shop"]``), or none."""
     try:
-        manifest = tomllib.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        manifest = tomllib.loads((root / _MANIFEST).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise GdlError(f"{MANIFEST}:1:1: cannot read: {exc}") from None
+        raise GdlError(f"{_MANIFEST}:1:1: cannot read: {exc}") from None
     handlers = manifest.get("handlers", [])
     if not isinstance(handlers, list) or not all(isinstance(h, str) and h for h in handlers):
-        raise GdlError(f'{MANIFEST}:1:1: handlers must be a list of module names, e.g. ["workers.shop"]')
+        raise GdlError(f'{_MANIFEST}:1:1: handlers must be a list of module names, e.g. ["workers.shop"]')
     return list(handlers)
 
 
@@ -126,14 +126,14 @@ def _manifest(text: str, problems: list[Problem]) -> dict[str, Any]:
         match = _TOML_AT.search(str(exc))
         line, column = (int(match.group(1)), int(match.group(2))) if match else (1, 1)
         message = _TOML_AT.sub("", str(exc)).strip()
-        problems.append(Problem(ast.Pos(MANIFEST, line, column), f"invalid TOML: {message}"))
+        problems.append(Problem(ast.Pos(_MANIFEST, line, column), f"invalid TOML: {message}"))
         return {}
 
 
 def _text(manifest: dict[str, Any], key: str, default: str, problems: list[Problem]) -> str:
     value = manifest.get(key, default)
     if not isinstance(value, str) or not value:
-        problems.append(Problem(ast.Pos(MANIFEST, 1, 1), f"{key} must be a non-empty string"))
+        problems.append(Problem(ast.Pos(_MANIFEST, 1, 1), f"{key} must be a non-empty string"))
         return default
     return value
 
@@ -149,7 +149,6 @@ def source_for(path: str, text: str) -> ast.Source:
 
 
 __all__ = [
-    "MANIFEST",
     "Workspace",
     "check",
     "compile_workspace",

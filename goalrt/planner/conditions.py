@@ -112,7 +112,7 @@ def path_of(value: object) -> Path:
     raise PlanningError(f"expected a path, got {value!r}")
 
 
-def subject(value: object) -> Term:
+def _subject(value: object) -> Term:
     """Return the left side of a comparison: a string is a path, a Var or Const is kept."""
     if isinstance(value, Path | Var | Const):
         return value
@@ -121,7 +121,7 @@ def subject(value: object) -> Term:
     return Const(check_scalar(value, "comparison"))
 
 
-def operand(value: object) -> Term:
+def _operand(value: object) -> Term:
     """Return the right side of a comparison: a Path, Var or Const is kept, anything else is a constant."""
     if isinstance(value, Path | Var | Const):
         return value
@@ -140,8 +140,8 @@ class Compare:
         if op not in COMPARISONS:
             raise PlanningError(f"unknown operator {op!r}: use one of {', '.join(COMPARISONS)}")
         object.__setattr__(self, "op", op)
-        object.__setattr__(self, "left", subject(left))
-        object.__setattr__(self, "right", operand(right))
+        object.__setattr__(self, "left", _subject(left))
+        object.__setattr__(self, "right", _operand(right))
 
     def __str__(self) -> str:
         return f"{self.left} {self.op} {self.right}"
@@ -157,11 +157,11 @@ class In:
     def __init__(self, left: object, options: Iterable[object]) -> None:
         if isinstance(options, str | bytes) or not isinstance(options, Iterable):
             raise PlanningError(f"'in' needs a list of values, got {options!r}")
-        terms = tuple(operand(o) for o in options)
+        terms = tuple(_operand(o) for o in options)
         for term in terms:
             if isinstance(term, Path):
                 raise PlanningError(f"'in' options must be constants or parameters, got path {term}")
-        object.__setattr__(self, "left", subject(left))
+        object.__setattr__(self, "left", _subject(left))
         object.__setattr__(self, "options", terms)
 
     def __str__(self) -> str:
@@ -272,7 +272,7 @@ def Ge(left: object, right: object) -> Compare:
     return Compare(">=", left, right)
 
 
-def term_variables(term: Term) -> tuple[str, ...]:
+def _term_variables(term: Term) -> tuple[str, ...]:
     """Return the parameter names a term refers to."""
     if isinstance(term, Path):
         return term.variables
@@ -284,9 +284,9 @@ def term_variables(term: Term) -> tuple[str, ...]:
 def variables(condition: Condition) -> frozenset[str]:
     """Return the parameter names a condition refers to."""
     if isinstance(condition, Compare):
-        return frozenset(term_variables(condition.left) + term_variables(condition.right))
+        return frozenset(_term_variables(condition.left) + _term_variables(condition.right))
     if isinstance(condition, In):
-        return frozenset(term_variables(condition.left)).union(*(term_variables(o) for o in condition.options))
+        return frozenset(_term_variables(condition.left)).union(*(_term_variables(o) for o in condition.options))
     if isinstance(condition, Exists):
         return frozenset(condition.path.variables)
     if isinstance(condition, Not):
@@ -294,7 +294,7 @@ def variables(condition: Condition) -> frozenset[str]:
     return frozenset().union(*(variables(a) for a in condition.args))
 
 
-def bind_term(term: Term, bindings: Bindings) -> Term:
+def _bind_term(term: Term, bindings: Bindings) -> Term:
     """Return the term with its holes filled and a Var replaced by its value."""
     if isinstance(term, Path):
         return term.bind(bindings)
@@ -308,9 +308,9 @@ def bind_term(term: Term, bindings: Bindings) -> Term:
 def bind(condition: Condition, bindings: Bindings) -> Condition:
     """Return the condition with every path and parameter bound (no holes, no Vars left)."""
     if isinstance(condition, Compare):
-        return Compare(condition.op, bind_term(condition.left, bindings), bind_term(condition.right, bindings))
+        return Compare(condition.op, _bind_term(condition.left, bindings), _bind_term(condition.right, bindings))
     if isinstance(condition, In):
-        return In(bind_term(condition.left, bindings), [bind_term(o, bindings) for o in condition.options])
+        return In(_bind_term(condition.left, bindings), [_bind_term(o, bindings) for o in condition.options])
     if isinstance(condition, Exists):
         return Exists(condition.path.bind(bindings))
     if isinstance(condition, Not):

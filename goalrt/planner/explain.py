@@ -22,12 +22,12 @@ from goalrt.planner.task import Formula, Task, collect_paths, formula_literals, 
 from goalrt.planner.values import MISSING, encode
 
 # Explanations stay readable (and events small) on large domains.
-MAX_BLOCKED = 25
-MAX_CAUSES = 25
+_MAX_BLOCKED = 25
+_MAX_CAUSES = 25
 
 
 @dataclass(frozen=True, slots=True)
-class Diagnosis:
+class _Diagnosis:
     """The parts of a NoPlan that relaxed reachability can tell."""
 
     unreachable: tuple[str, ...]
@@ -36,14 +36,14 @@ class Diagnosis:
     excluded: tuple[str, ...]
 
 
-def formula_condition(task: Task, formula: Formula) -> Condition:
+def _formula_condition(task: Task, formula: Formula) -> Condition:
     """Return the condition a compiled formula stands for."""
     if isinstance(formula, bool):
         return TRUE if formula else FALSE
     if isinstance(formula, int):
         return task.literals[formula].condition
     kind, parts = formula
-    args = [formula_condition(task, p) for p in parts]
+    args = [_formula_condition(task, p) for p in parts]
     return And(*args) if kind == "and" else Or(*args)
 
 
@@ -68,7 +68,7 @@ def _op_achieves(task: Task, op: GroundOp, literal: int) -> bool:
     return False
 
 
-def diagnose(task: Task, graph: RelaxedGraph) -> Diagnosis:
+def diagnose(task: Task, graph: RelaxedGraph) -> _Diagnosis:
     """Return what relaxed reachability from the initial state says about the goal."""
     _, dist, _ = graph.explore(task.init, stop_at_goal=False)
 
@@ -76,7 +76,7 @@ def diagnose(task: Task, graph: RelaxedGraph) -> Diagnosis:
         return dist[lit] < math.inf
 
     def text(formula: Formula) -> str:
-        return str(formula_condition(task, formula))
+        return str(_formula_condition(task, formula))
 
     achievers: list[list[int]] = [[] for _ in task.literals]
     for op, made in enumerate(graph.adds):
@@ -124,12 +124,12 @@ def diagnose(task: Task, graph: RelaxedGraph) -> Diagnosis:
             elif not pruned:
                 causes.append(_nothing_makes(task, lit))
     causes.extend(f"action {name} has no ground instances: {why}" for name, why in task.empty)
-    if len(causes) > MAX_CAUSES:
-        causes[MAX_CAUSES:] = [f"{len(causes) - MAX_CAUSES} more causes are not listed"]
-    if len(blocked) > MAX_BLOCKED:
-        causes.append(f"{len(blocked) - MAX_BLOCKED} more blocked actions are not listed")
-        blocked = blocked[:MAX_BLOCKED]
-    return Diagnosis(tuple(unreachable), tuple(blocked), tuple(causes), tuple(excluded))
+    if len(causes) > _MAX_CAUSES:
+        causes[_MAX_CAUSES:] = [f"{len(causes) - _MAX_CAUSES} more causes are not listed"]
+    if len(blocked) > _MAX_BLOCKED:
+        causes.append(f"{len(blocked) - _MAX_BLOCKED} more blocked actions are not listed")
+        blocked = blocked[:_MAX_BLOCKED]
+    return _Diagnosis(tuple(unreachable), tuple(blocked), tuple(causes), tuple(excluded))
 
 
 def _nothing_makes(task: Task, lit: int) -> str:

@@ -23,7 +23,7 @@ from goalrt.planner.relaxation import INF, RelaxedGraph
 from goalrt.planner.task import Formula, State, Task, formula_literals, formula_value
 from goalrt.planner.values import Encoded, render_encoded
 
-Heuristic: TypeAlias = Callable[[State], float]
+_Heuristic: TypeAlias = Callable[[State], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +37,13 @@ class Estimator:
     h(s') for each step), so a new heuristic with a bound must be consistent too.
     """
 
-    h: Heuristic
-    bound: Heuristic | None = None
+    h: _Heuristic
+    bound: _Heuristic | None = None
     # Path-dependent landmarks: A* adds the cost of those a node's paths have not hit yet (max with h).
     landmarks: Landmarks | None = None
 
 
-def h_max(task: Task, graph: RelaxedGraph) -> Estimator:
+def _h_max(task: Task, graph: RelaxedGraph) -> Estimator:
     """Return h_max (Bonet & Geffner), lifted from facts to literals.
 
     Admissible: making a literal true requires a first action that turns it
@@ -63,7 +63,7 @@ def _round_down(value: Fraction) -> float:
     return result
 
 
-def projection_tables(task: Task) -> tuple[tuple[int, dict[Encoded, float]], ...]:
+def _projection_tables(task: Task) -> tuple[tuple[int, dict[Encoded, float]], ...]:
     """Return, per goal path with a finite domain, the exact goal distance of each of its values in the projection.
 
     The projection of the task onto one path keeps only the operators that set
@@ -140,7 +140,7 @@ def _distances(task: Task, path: int, goal: list[Formula], shares: list[int]) ->
     return {value: _round_down(best[i]) if i in best else INF for i, value in enumerate(domain)}
 
 
-def _sum_of(tables: tuple[tuple[int, dict[Encoded, float]], ...]) -> Heuristic:
+def _sum_of(tables: tuple[tuple[int, dict[Encoded, float]], ...]) -> _Heuristic:
     def h(state: State) -> float:
         total = 0.0
         for path, table in tables:
@@ -150,51 +150,51 @@ def _sum_of(tables: tuple[tuple[int, dict[Encoded, float]], ...]) -> Heuristic:
     return h
 
 
-def projection(task: Task, graph: RelaxedGraph) -> Estimator:
+def _projection(task: Task, graph: RelaxedGraph) -> Estimator:
     """Return the sum of the atomic projection distances (0 when the goal has no finite-domain path).
 
     Admissible: each projection maps a plan to a path in the projection whose
     cost is at most the plan's cost under the partitioned costs, and the
     partitioned costs sum to at most the real ones. Cheap: a few table lookups.
     """
-    return Estimator(_sum_of(projection_tables(task)))
+    return Estimator(_sum_of(_projection_tables(task)))
 
 
 def _zero(state: State) -> float:
     return 0.0
 
 
-def blind(task: Task, graph: RelaxedGraph) -> Estimator:
+def _blind(task: Task, graph: RelaxedGraph) -> Estimator:
     """Return the heuristic that is 0 everywhere (uniform-cost search)."""
     return Estimator(_zero)
 
 
-def maximum(task: Task, graph: RelaxedGraph) -> Estimator:
+def _maximum(task: Task, graph: RelaxedGraph) -> Estimator:
     """Return max(h_max, projection): the max of admissible (consistent) heuristics is admissible (consistent)."""
-    proj = _sum_of(projection_tables(task))
+    proj = _sum_of(_projection_tables(task))
     return Estimator(lambda state: max(proj(state), graph.hmax(state)), proj)
 
 
-def landmarks(task: Task, graph: RelaxedGraph) -> Estimator:
+def _landmarks(task: Task, graph: RelaxedGraph) -> Estimator:
     """Return max(LM-cut landmarks of the initial state, projection): both cost a few operations per node.
 
     Admissible: see ``goalrt.planner.landmarks`` (a landmark some path to a
     state has not hit is a landmark of that state, and the landmark costs are a
     cost partitioning) and ``projection``; the max of admissible is admissible.
     """
-    return Estimator(_sum_of(projection_tables(task)), landmarks=lm_cut(graph, task.init))
+    return Estimator(_sum_of(_projection_tables(task)), landmarks=lm_cut(graph, task.init))
 
 
-def auto(task: Task, graph: RelaxedGraph) -> Estimator:
+def _auto(task: Task, graph: RelaxedGraph) -> Estimator:
     """Return the default heuristic: today ``landmarks``, the fastest here on every benchmark domain."""
-    return landmarks(task, graph)
+    return _landmarks(task, graph)
 
 
 HEURISTICS: Final[dict[str, Callable[[Task, RelaxedGraph], Estimator]]] = {
-    "auto": auto,
-    "blind": blind,
-    "hmax": h_max,
-    "landmarks": landmarks,
-    "max": maximum,
-    "projection": projection,
+    "auto": _auto,
+    "blind": _blind,
+    "hmax": _h_max,
+    "landmarks": _landmarks,
+    "max": _maximum,
+    "projection": _projection,
 }

@@ -31,7 +31,7 @@ from goalrt.planner.relaxation import RelaxedGraph
 from goalrt.planner.task import Formula, State
 
 # A complex condition with more disjuncts than this is treated as free (a relaxation, so still admissible).
-MAX_TERMS: Final = 32
+_MAX_TERMS: Final = 32
 
 
 def _dnf(formula: Formula) -> list[frozenset[int]] | None:
@@ -55,9 +55,9 @@ def _dnf(formula: Formula) -> list[frozenset[int]] | None:
             if sub is None:
                 return None
             terms = [a | b for a in terms for b in sub]
-            if len(terms) > MAX_TERMS:
+            if len(terms) > _MAX_TERMS:
                 return None
-    return sorted(set(terms), key=sorted) if len(terms) <= MAX_TERMS else None
+    return sorted(set(terms), key=sorted) if len(terms) <= _MAX_TERMS else None
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from goalrt.errors import PlanningError
 from goalrt.planner.actions import Effect, check_cost, effect_from_json, effect_to_json
 from goalrt.planner.conditions import And, Condition, condition_from_json, condition_to_json
 from goalrt.planner.semantics import apply_effects, evaluate
 from goalrt.planner.values import Scalar
-
-if TYPE_CHECKING:
-    from goalrt.planner.results import Plan
 
 
 def ground_name(action: str, args: Iterable[Scalar]) -> str:
@@ -90,7 +87,14 @@ def apply(op: GroundOp, state: Mapping[str, Scalar]) -> dict[str, Scalar]:
     return apply_effects(op.effects, state, op.name)
 
 
-def simulate(state: Mapping[str, Scalar], plan: Plan | Iterable[GroundOp]) -> dict[str, Scalar]:
+class _Stepped(Protocol):
+    """What ``simulate`` needs of a plan (``goalrt.planner.results.Plan``, which imports this module)."""
+
+    @property
+    def steps(self) -> tuple[GroundOp, ...]: ...
+
+
+def simulate(state: Mapping[str, Scalar], plan: _Stepped | Iterable[GroundOp]) -> dict[str, Scalar]:
     """Return the state after running ``plan`` step by step from ``state``; raise if a precondition fails."""
     steps: Iterable[GroundOp] = plan.steps if hasattr(plan, "steps") else plan
     current = dict(state)

@@ -20,7 +20,7 @@ from goalrt.planner.conditions import (
 from goalrt.planner.values import NAME, SEGMENT, Scalar, check_path, check_scalar
 
 
-def check_object(name: object, where: str) -> str:
+def _check_object(name: object, where: str) -> str:
     """Return ``name`` if it can name an object (one path segment), else raise naming ``where``."""
     if not isinstance(name, str) or not SEGMENT.fullmatch(name):
         raise PlanningError(f"{where}: invalid object name {name!r} (one path segment: letters, digits, _ : @ -)")
@@ -65,7 +65,7 @@ class GoalParam:
             raise PlanningError(f"invalid goal parameter name {self.name!r}: use letters, digits and _")
         check_scalar(self.value, f"goal parameter {self.name}")
         if self.type is not None:
-            check_object(self.value, f"goal parameter {self.name} of type {self.type}")
+            _check_object(self.value, f"goal parameter {self.name} of type {self.type}")
 
     def to_json(self) -> dict[str, Any]:
         """Return the parameter as JSON."""
@@ -119,7 +119,7 @@ class Problem:
             check_type(type_name, "objects")
             if isinstance(names, str):
                 raise PlanningError(f"objects of {type_name} must be a list of names, got {names!r}")
-            objs[type_name] = tuple(check_object(n, f"objects of {type_name}") for n in names)
+            objs[type_name] = tuple(_check_object(n, f"objects of {type_name}") for n in names)
         action_list = tuple(actions)
         names_seen: set[str] = set()
         for action in action_list:

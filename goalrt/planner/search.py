@@ -59,7 +59,7 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
-class SearchOutcome:
+class _SearchOutcome:
     """What A* found: the operator indices of a cheapest plan, or why not."""
 
     ops: tuple[int, ...] | None
@@ -70,7 +70,7 @@ class SearchOutcome:
     generated: int
 
 
-def astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> SearchOutcome:
+def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> _SearchOutcome:
     """Return a minimum-cost plan for ``task`` within ``budget`` (time counted from ``started``)."""
     heuristic, bound, landmarks = estimator.h, estimator.bound, estimator.landmarks
     init = task.init
@@ -81,7 +81,7 @@ def astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> S
         unhit[init] = landmarks.full
         h0 = max(h0, landmarks.value(landmarks.full))
     if h0 == math.inf:
-        return SearchOutcome(None, math.inf, False, None, 0, 0)
+        return _SearchOutcome(None, math.inf, False, None, 0, 0)
     costs = task.costs
     applicable, successor, is_goal = task.applicable, task.successor, task.goal_test
     heappush, heappop = heapq.heappush, heapq.heappop
@@ -105,7 +105,7 @@ def astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> S
             while state in parent:
                 state, op = parent[state]
                 ops.append(op)
-            return SearchOutcome(tuple(reversed(ops)), g, False, None, expanded, generated)
+            return _SearchOutcome(tuple(reversed(ops)), g, False, None, expanded, generated)
         h = h_of.get(state)
         if h is None:
             h = h_of[state] = heuristic(state)
@@ -120,7 +120,7 @@ def astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> S
             continue
         if expanded >= limit or clock() > deadline:
             # Every node left has a key >= f, and one on an optimal path has key <= the optimal cost.
-            return SearchOutcome(None, math.inf, True, f, expanded, generated)
+            return _SearchOutcome(None, math.inf, True, f, expanded, generated)
         expanded += 1
         closed_g[state] = g
         mask = unhit[state] if landmarks is not None else 0
@@ -151,7 +151,7 @@ def astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> S
             parent[child] = (state, op)
             counter += 1
             heappush(heap, (child_g + child_h, child_h, counter, child_g, child))
-    return SearchOutcome(None, math.inf, False, None, expanded, generated)
+    return _SearchOutcome(None, math.inf, False, None, expanded, generated)
 
 
 def plan(
@@ -175,10 +175,10 @@ def plan(
     if isinstance(exclude, str):
         raise PlanningError("exclude takes a collection of ground action names, not one string")
     task = compile_task(problem, frozenset(exclude), penalties)
-    return solve(task, budget or Budget(), heuristic, started)
+    return _solve(task, budget or Budget(), heuristic, started)
 
 
-def solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan | NoPlan:
+def _solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan | NoPlan:
     """Return a minimum-cost plan for a compiled task, or a NoPlan saying why there is none."""
     goal = str(task.goal_condition)
     if task.goal_test(task.init):
@@ -200,7 +200,7 @@ def solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan | 
             excluded=diagnosis.excluded,
             seconds=time.perf_counter() - started,
         )
-    outcome = astar(task, HEURISTICS[heuristic](task, graph), budget, started)
+    outcome = _astar(task, HEURISTICS[heuristic](task, graph), budget, started)
     seconds = time.perf_counter() - started
     if outcome.ops is not None:
         steps = tuple(task.ops[i] for i in outcome.ops)

@@ -1,162 +1,239 @@
 """The condition text syntax: ``cond("orders.{o}.status == 'paid' and stock.{i} > 0")``.
 
-Grammar (``not`` binds tighter than ``and``, which binds tighter than ``or``)::
+The grammar is ``conditions.lark`` next to this module; GDL imports the same
+rules, so a condition means the same in a ``.gdl`` file and in ``cond()``::
 
     condition  := conj ("or" conj)*
     conj       := unary ("and" unary)*
     unary      := "not" unary | "(" condition ")" | "exists" "(" path ")" | "true" | "false" | comparison
-    comparison := term (("==" | "!=" | "<" | "<=" | ">" | ">=") term | "in" "[" term ("," term)* "]")
+    comparison := term ("==" | "!=" | "<" | "<=" | ">" | ">=") term | term "in" "[" [term ("," term)*] "]"
     term       := path | "{" name "}" | 'text' | "text" | number | true | false | null
 
 A path is dot-separated segments of letters, digits, ``_ : @ -`` and
 ``{param}`` holes, and does not start with a digit or ``-`` (those start a
-number); the words above are keywords, not paths. Anything this syntax cannot
-say (a path named ``true``) is built with the classes directly.
+number). The words above are keywords only where the grammar expects them
+(``exists(true)`` reads the path ``true``). Anything this syntax cannot say
+(a path named ``not``) is built with the classes directly.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Final
+from functools import cache, lru_cache
+from typing import Any, Final
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import PatternStr
 
 from goalrt.errors import PlanningError
-from goalrt.planner.conditions import FALSE, TRUE, And, Compare, Condition, Const, Exists, In, Not, Or, Path, Term, Var
-from goalrt.planner.values import COMPARISONS
-
-_CHAR = r"(?:[A-Za-z0-9_:@-]|\{[A-Za-z_][A-Za-z0-9_]*\})"
-_FIRST = r"(?:[A-Za-z_:@]|\{[A-Za-z_][A-Za-z0-9_]*\})"
-_TOKEN: Final = re.compile(
-    r"\s*(?:"
-    r"(?P<string>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
-    r"|(?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![A-Za-z0-9_:@.{-])"
-    r"|(?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)"
-    rf"|(?P<word>{_FIRST}{_CHAR}*(?:\.{_CHAR}+)*)"
-    r")"
+from goalrt.planner.conditions import (
+    CONDITION_TYPES,
+    FALSE,
+    TRUE,
+    And,
+    Compare,
+    Condition,
+    Const,
+    Exists,
+    In,
+    Not,
+    Or,
+    Path,
+    Term,
+    Var,
 )
-_KEYWORDS: Final = {"and", "or", "not", "in", "exists", "true", "false", "null"}
+
 _VAR: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ESCAPE: Final = re.compile(r"\\(.)")
+_INTEGER: Final = re.compile(r"-?\d+")
+# Readable words for the terminals whose pattern is a regular expression.
+_WORDS: Final = {
+    "PATH": "a path",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "COMPARE": "a comparison (== != < <= > >=)",
+    "$END": "the end",
+}
 
 
-def _tokens(text: str) -> list[tuple[str, str, int]]:
-    out: list[tuple[str, str, int]] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        match = _TOKEN.match(text, pos)
-        if match is None or match.lastgroup is None:
-            start = len(text) - len(text[pos:].lstrip())
-            raise PlanningError(f"condition {text!r}: unexpected {text[start : start + 10]!r} at column {start + 1}")
-        group = match.lastgroup
-        value = match.group(group)
-        kind = "keyword" if group == "word" and value in _KEYWORDS else group
-        out.append((kind, value, match.start(group)))
-        pos = match.end()
-    return out
+def string_value(raw: str) -> str:
+    """Return the text a STRING token stands for (JSON escapes in double quotes when valid JSON)."""
+    body = raw[1:-1]
+    if raw.startswith('"'):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            return _ESCAPE.sub(r"\1", body)
+        assert isinstance(value, str)
+        return value
+    return _ESCAPE.sub(r"\1", body)
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = _tokens(text)
-        self.pos = 0
+def number_value(raw: str) -> int | float:
+    """Return the number a NUMBER token stands for: an int when written without a fraction or exponent."""
+    return int(raw) if _INTEGER.fullmatch(raw) else float(raw)
 
-    def fail(self, expected: str) -> PlanningError:
-        if self.pos < len(self.tokens):
-            _, value, column = self.tokens[self.pos]
-            return PlanningError(f"condition {self.text!r}: expected {expected} at column {column + 1}, got {value!r}")
-        return PlanningError(f"condition {self.text!r}: expected {expected} at the end")
 
-    def peek(self) -> tuple[str, str]:
-        if self.pos < len(self.tokens):
-            kind, value, _ = self.tokens[self.pos]
-            return kind, value
-        return "end", ""
+class _Positioned(Exception):
+    """A PlanningError raised while building the condition, with the offset of the token it is about."""
 
-    def accept(self, value: str) -> bool:
-        kind, found = self.peek()
-        if found == value and kind in ("op", "keyword"):
-            self.pos += 1
-            return True
-        return False
+    def __init__(self, error: PlanningError, offset: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.offset = offset
 
-    def expect(self, value: str) -> None:
-        if not self.accept(value):
-            raise self.fail(repr(value))
 
-    def condition(self) -> Condition:
-        parts = [self.conjunction()]
-        while self.accept("or"):
-            parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else Or(*parts)
+def _offset(token: Any) -> int:
+    return getattr(token, "start_pos", None) or 0
 
-    def conjunction(self) -> Condition:
-        parts = [self.unary()]
-        while self.accept("and"):
-            parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else And(*parts)
 
-    def unary(self) -> Condition:
-        if self.accept("not"):
-            return Not(self.unary())
-        if self.accept("("):
-            inner = self.condition()
-            self.expect(")")
-            return inner
-        if self.accept("exists"):
-            self.expect("(")
-            kind, value = self.peek()
-            if kind != "word" or _VAR.fullmatch(value):
-                raise self.fail("a path")
-            self.pos += 1
-            self.expect(")")
-            return Exists(Path(value))
-        kind, value = self.peek()
-        if kind == "keyword" and value in ("true", "false"):
-            after = self.tokens[self.pos + 1][1] if self.pos + 1 < len(self.tokens) else ""
-            if after not in COMPARISONS and after != "in":
-                self.pos += 1
-                return TRUE if value == "true" else FALSE
-        left = self.term()
-        kind, value = self.peek()
-        if kind == "op" and value in COMPARISONS:
-            self.pos += 1
-            return Compare(value, left, self.term())
-        if self.accept("in"):
-            self.expect("[")
-            options = [self.term()]
-            while self.accept(","):
-                options.append(self.term())
-            self.expect("]")
-            return In(left, options)
-        raise self.fail("a comparison operator or 'in'")
+class _Build(Transformer[Token, Any]):
+    """Build planner conditions as the parser reduces; a term stays a token until its condition is built."""
 
-    def term(self) -> Term:
-        kind, value = self.peek()
-        if kind == "word":
-            self.pos += 1
-            var = _VAR.fullmatch(value)
-            return Var(var.group(1)) if var else Path(value)
-        if kind == "string":
-            self.pos += 1
-            return Const(_ESCAPE.sub(r"\1", value[1:-1]))
-        if kind == "number":
-            self.pos += 1
-            return Const(json.loads(value))
-        if kind == "keyword" and value in ("true", "false", "null"):
-            self.pos += 1
-            return Const({"true": True, "false": False, "null": None}[value])
-        raise self.fail("a path, {param} or a value")
+    def _path(self, token: Token) -> Path:
+        try:
+            if "*" in token.value.split("."):
+                raise PlanningError(f"{token.value}: '*' is allowed only in GDL policies")
+            return Path(token.value)
+        except PlanningError as exc:
+            raise _Positioned(exc, _offset(token)) from exc
+
+    def _term(self, token: Token) -> Term:
+        if token.type == "PATH":
+            var = _VAR.fullmatch(token.value)
+            return self._path(token) if var is None else Var(var.group(1))
+        try:
+            if token.type == "STRING":
+                return Const(string_value(token.value))
+            if token.type == "NUMBER":
+                return Const(number_value(token.value))
+            return Const({"TRUE": True, "FALSE": False}.get(token.type))
+        except PlanningError as exc:
+            raise _Positioned(exc, _offset(token)) from exc
+
+    def any_of(self, items: list[Condition]) -> Condition:
+        return items[0] if len(items) == 1 else Or(*items)
+
+    def all_of(self, items: list[Condition]) -> Condition:
+        return items[0] if len(items) == 1 else And(*items)
+
+    def negation(self, items: list[Condition]) -> Condition:
+        return Not(items[0])
+
+    def exists(self, items: list[Token]) -> Condition:
+        # A path that is exactly one hole ({o}) is the key named by the parameter's value, not the value.
+        return Exists(self._path(items[0]))
+
+    def compare(self, items: list[Token]) -> Condition:
+        return Compare(str(items[1]), self._term(items[0]), self._term(items[2]))
+
+    def member(self, items: list[Token | None]) -> Condition:
+        left = items[0]
+        assert left is not None
+        options = []
+        for token in items[1:]:
+            if token is None:
+                continue
+            if token.type == "PATH" and _VAR.fullmatch(token.value) is None:
+                error = PlanningError(f"'in' lists constants or parameters, not a path ({token.value})")
+                raise _Positioned(error, _offset(token))
+            options.append(self._term(token))
+        return In(self._term(left), options)
+
+    def constant(self, items: list[Token]) -> Condition:
+        return TRUE if items[0].type == "TRUE" else FALSE
+
+
+@cache
+def _parser() -> Lark:
+    # Built once per process (cond() runs whenever an action is registered). LALR with the transformer
+    # applied while parsing: no tree is built and nothing recurses, however deeply the text nests.
+    return Lark.open_from_package(
+        "goalrt.planner", "conditions.lark", start="condition", parser="lalr", lexer="contextual", transformer=_Build()
+    )
+
+
+def _where(text: str, offset: int) -> str:
+    line = text.count("\n", 0, offset)
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"at column {column}" if line == 0 else f"at line {line + 1} column {column}"
+
+
+def _describe(name: str) -> str:
+    if name in _WORDS:
+        return _WORDS[name]
+    for terminal in _parser().terminals:
+        if terminal.name == name and isinstance(terminal.pattern, PatternStr):
+            return repr(terminal.pattern.value)
+    return name.lower()
+
+
+def _expected(names: set[str] | frozenset[str]) -> str:
+    words = sorted({_describe(n) for n in names if n not in ("WS", "COMMENT")})
+    if len(words) <= 1:
+        return words[0] if words else "nothing more"
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+@cache
+def _tree_parser() -> Lark:
+    # For messages only: the same grammar without the transformer, so that trying tokens builds nothing.
+    return Lark.open_from_package("goalrt.planner", "conditions.lark", start="condition", parser="lalr")
+
+
+def _accepted_at(text: str) -> set[str]:
+    """Return the terminals the parser accepts where ``text`` stops parsing."""
+    # The lists in lark's exceptions hold LALR's merged lookaheads (tokens that would fail a few reductions
+    # later); parsing again step by step stops in the parser's own state, which knows what it accepts.
+    interactive = _tree_parser().parse_interactive(text)
+    try:
+        for _ in interactive.iter_parse():
+            pass
+        interactive.feed_eof()  # type: ignore[no-untyped-call]
+    except UnexpectedInput:
+        return set(interactive.accepts())  # type: ignore[no-untyped-call]
+    return set()
+
+
+def _syntax_error(text: str, exc: UnexpectedInput) -> PlanningError:
+    head = f"condition {text!r}"
+    if isinstance(exc, UnexpectedToken):
+        expected = _expected(_accepted_at(text))
+        if exc.token.type == "$END":
+            return PlanningError(f"{head}: unexpected end; expected {expected}")
+        found = repr(str(exc.token.value))
+        return PlanningError(f"{head}: unexpected {found} {_where(text, _offset(exc.token))}; expected {expected}")
+    if isinstance(exc, UnexpectedCharacters):
+        at = exc.pos_in_stream or 0
+        found = repr(text[at])
+        return PlanningError(
+            f"{head}: unexpected character {found} {_where(text, at)}; expected {_expected(_accepted_at(text))}"
+        )
+    if isinstance(exc, UnexpectedEOF):
+        return PlanningError(f"{head}: unexpected end; expected {_expected(set(exc.expected))}")
+    return PlanningError(f"{head}: {str(exc).splitlines()[0]}")
+
+
+@lru_cache(maxsize=4096)
+def _cond(text: str) -> Condition:
+    try:
+        # With a transformer attached, lark returns what the start rule's callback built.
+        result: Any = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(text, exc) from None
+    except _Positioned as exc:
+        raise PlanningError(f"condition {text!r}: {exc.error} {_where(text, exc.offset)}") from exc.error
+    except PlanningError as exc:
+        raise PlanningError(f"condition {text!r}: {exc}") from exc
+    assert isinstance(result, CONDITION_TYPES)
+    return result
 
 
 def cond(text: str) -> Condition:
     """Return the condition ``text`` describes, or raise PlanningError naming the column that is wrong."""
     if not isinstance(text, str):
         raise PlanningError(f"cond() takes a string, got {text!r}")
-    parser = _Parser(text)
-    result = parser.condition()
-    if parser.pos != len(parser.tokens):
-        raise parser.fail("'and', 'or' or the end")
-    return result
+    # Conditions are immutable, so one parse serves every caller that registers the same text.
+    return _cond(text)

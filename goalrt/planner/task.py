@@ -29,10 +29,10 @@ from goalrt.planner.values import MISSING, ORDERINGS, Encoded, Scalar, compare, 
 
 State: TypeAlias = tuple[Encoded, ...]
 Formula: TypeAlias = "int | bool | tuple[str, tuple[Formula, ...]]"
-Test: TypeAlias = Callable[[State], bool]
-ValueTest: TypeAlias = Callable[[Encoded], bool]
+_Test: TypeAlias = Callable[[State], bool]
+_ValueTest: TypeAlias = Callable[[Encoded], bool]
 # A successor-generator node: (path index or -1, ops always applicable here, children by value, don't-care child).
-Node: TypeAlias = "tuple[int, tuple[int, ...], dict[Encoded, Node], Node | None]"
+_Node: TypeAlias = "tuple[int, tuple[int, ...], dict[Encoded, _Node], _Node | None]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +41,9 @@ class Literal:
 
     condition: Condition
     paths: tuple[int, ...]
-    test: Test
+    test: _Test
     # The test on the value of its one path; None when it reads two paths.
-    value_test: ValueTest | None
+    value_test: _ValueTest | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,9 +65,9 @@ class Task:
     pruned: tuple[tuple[GroundOp, tuple[Condition, ...]], ...]
     excluded: tuple[GroundOp, ...]
     empty: tuple[tuple[str, str], ...]
-    checks: tuple[Test | None, ...]
-    tree: Node
-    goal_test: Test
+    checks: tuple[_Test | None, ...]
+    tree: _Node
+    goal_test: _Test
 
     def applicable(self, state: State) -> list[int]:
         """Return the indices of the operators applicable in ``state``, in name order."""
@@ -168,7 +168,7 @@ def _compile(state: Mapping[str, Scalar], grounding: Grounding, goal: Condition)
         incs.append(tuple((index[e.path.template], e.by) for e in op.effects if not isinstance(e, Set | Delete)))
 
     equalities: list[dict[int, Encoded]] = []
-    checks: list[Test | None] = []
+    checks: list[_Test | None] = []
     for conjunction in pre:
         eq: dict[int, Encoded] = {}
         rest: list[Formula] = []
@@ -182,7 +182,7 @@ def _compile(state: Mapping[str, Scalar], grounding: Grounding, goal: Condition)
                         continue
             rest.append(part)
         equalities.append(eq)
-        checks.append(formula_test(("and", tuple(rest)), tests) if rest else None)
+        checks.append(_formula_test(("and", tuple(rest)), tests) if rest else None)
 
     return Task(
         paths=paths,
@@ -200,7 +200,7 @@ def _compile(state: Mapping[str, Scalar], grounding: Grounding, goal: Condition)
         empty=grounding.empty,
         checks=tuple(checks),
         tree=_tree(equalities),
-        goal_test=formula_test(("and", goal_formula), tests),
+        goal_test=_formula_test(("and", goal_formula), tests),
     )
 
 
@@ -252,7 +252,7 @@ def collect_paths(part: object, into: set[str]) -> None:
 def _literal(condition: Condition, index: Mapping[str, int]) -> Literal:
     negated = isinstance(condition, Not)
     atom = condition.arg if isinstance(condition, Not) else condition
-    value_test: ValueTest
+    value_test: _ValueTest
     if isinstance(atom, Compare) and isinstance(atom.right, Path):
         assert isinstance(atom.left, Path)
         i, j, op = index[atom.left.template], index[atom.right.template], atom.op
@@ -294,7 +294,7 @@ def _exists(value: Encoded) -> bool:
     return value is not MISSING
 
 
-def _compare_test(op: str, constant: Encoded) -> ValueTest:
+def _compare_test(op: str, constant: Encoded) -> _ValueTest:
     if op == "==":
         return lambda v: v == constant
     if op == "!=":
@@ -307,7 +307,7 @@ def _compare_test(op: str, constant: Encoded) -> ValueTest:
     return lambda v: False
 
 
-def formula_test(formula: Formula, tests: list[Test]) -> Test:
+def _formula_test(formula: Formula, tests: list[_Test]) -> _Test:
     """Return a function deciding ``formula`` on a state, given the literals' tests."""
     if isinstance(formula, bool):
         constant = formula
@@ -315,7 +315,7 @@ def formula_test(formula: Formula, tests: list[Test]) -> Test:
     if isinstance(formula, int):
         return tests[formula]
     kind, parts = formula
-    subtests = tuple(formula_test(p, tests) for p in parts)
+    subtests = tuple(_formula_test(p, tests) for p in parts)
     if len(subtests) == 1:
         return subtests[0]
     if kind == "and":
@@ -344,7 +344,7 @@ def formula_literals(formula: Formula) -> list[int]:
     return [lit for p in formula[1] for lit in formula_literals(p)]
 
 
-def _tree(equalities: list[dict[int, Encoded]]) -> Node:
+def _tree(equalities: list[dict[int, Encoded]]) -> _Node:
     """Return a successor-generator decision tree over the operators' equality preconditions.
 
     Each node tests one path (the smallest index some remaining operator tests
@@ -382,7 +382,7 @@ def _tree(equalities: list[dict[int, Encoded]]) -> Node:
             work.append((other, dontcare, var + 1))
         raw[node] = (var, here, children, other)
     # A child always has a larger id than its parent, so building from the end sees children first.
-    built: list[Node] = []
+    built: list[_Node] = []
     for var, here, children, other in reversed(raw):
         size = len(raw)
         built.append(

@@ -55,7 +55,7 @@ ORDERINGS: Final[dict[str, Callable[[Any, Any], bool]]] = {
 COMPARISONS: Final = ("==", "!=", "<", "<=", ">", ">=")
 
 
-def is_scalar(value: object) -> bool:
+def _is_scalar(value: object) -> bool:
     """Return whether ``value`` is a JSON scalar the planner accepts (finite numbers only)."""
     if value is None or isinstance(value, str | bool | int):
         return True
@@ -64,7 +64,7 @@ def is_scalar(value: object) -> bool:
 
 def check_scalar(value: object, where: str) -> Scalar:
     """Return ``value`` if it is a JSON scalar, else raise naming ``where``."""
-    if not is_scalar(value):
+    if not _is_scalar(value):
         raise PlanningError(f"{where}: {value!r} is not a JSON scalar (str, finite number, bool or null)")
     return value  # type: ignore[return-value]
 
@@ -90,7 +90,7 @@ def encode(value: Scalar) -> Encoded:
     return value
 
 
-def decode(value: Encoded) -> Scalar:
+def _decode(value: Encoded) -> Scalar:
     """Return the scalar an encoded value stands for (``MISSING`` must be handled by the caller)."""
     if value is TRUE:
         return True
@@ -125,7 +125,7 @@ def render(value: Scalar) -> str:
 
 def render_encoded(value: Encoded) -> str:
     """Return an encoded value in the condition syntax; an absent value is ``<absent>``."""
-    return "<absent>" if value is MISSING else render(decode(value))
+    return "<absent>" if value is MISSING else render(_decode(value))
 
 
 def sort_key(value: Scalar) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.planner.domains import blocksworld, fulfillment, gripper, random_blocksworld, random_towers, soldier
 from goalrt.errors import GoalrtError, PlanningError
 from goalrt.planner import (
     FALSE,
@@ -56,7 +57,6 @@ from goalrt.planner import (
     plan,
     simulate,
 )
-from goalrt.planner.domains import blocksworld, fulfillment, gripper, random_blocksworld, random_towers, soldier
 from goalrt.planner.relaxation import RelaxedGraph
 from goalrt.planner.task import compile_task
 
@@ -136,12 +136,15 @@ def test_condition_syntax_builds_the_objects() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a ==", "expected a path, {param} or a value at the end"),
-        ("a = 1", "unexpected '= 1' at column 3"),
-        ("a == 1 b", "expected 'and', 'or' or the end at column 8"),
-        ("(a == 1", "expected ')' at the end"),
-        ("a in 1", "expected '[' at column 6"),
-        ("exists(1)", "expected a path at column 8"),
+        ("a ==", "unexpected end; expected 'false', 'null', 'true', a number, a path or a string"),
+        ("a = 1", "unexpected character '=' at column 3; expected 'in' or a comparison (== != < <= > >=)"),
+        ("a == 1 b", "unexpected 'b' at column 8; expected 'and', 'or' or the end"),
+        ("(a == 1", "unexpected end; expected ')'"),
+        ("a in 1", "unexpected '1' at column 6; expected '['"),
+        ("exists(1)", "unexpected '1' at column 8; expected a path"),
+        ("a ==\n  1 ~", "unexpected character '~' at line 2 column 5; expected 'and', 'or' or the end"),
+        ("x in [a]", "'in' lists constants or parameters, not a path (a) at column 7"),
+        ("orders.*.x == 1", "orders.*.x: '*' is allowed only in GDL policies at column 1"),
         ("a == 1e999", "not a JSON scalar"),
     ],
 )
@@ -500,7 +503,7 @@ def test_plan_explain_lists_steps_with_effects() -> None:
 DETERMINISM_SCRIPT = """
 import json
 from goalrt.planner import plan
-from goalrt.planner.domains import fulfillment, gripper, random_blocksworld, soldier
+from bench.planner.domains import fulfillment, gripper, random_blocksworld, soldier
 for problem in (gripper(4), random_blocksworld(5, 1), random_blocksworld(6, 4), fulfillment(2), soldier(coins=2)):
     for heuristic in ("auto", "hmax", "blind"):
         print(json.dumps(plan(problem, heuristic=heuristic).to_json(timing=False), sort_keys=True))

@@ -1,4 +1,8 @@
-"""Classic planning domains built through the public API: for tests, benchmarks and examples.
+"""Classic planning domains built through the public API: for the planner's tests and benchmark.
+
+Not part of the runtime package: ``bench/planner/planner_bench.py`` imports it as
+its sibling, the tests as ``bench.planner.domains`` (pytest puts the repository
+root on the path).
 
 - ``gripper(n)``: a robot with two grippers carries n balls from room a to room b.
 - ``blocksworld(initial, goal)`` and ``random_blocksworld(n, seed)``: stack blocks with one hand.
@@ -11,10 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from goalrt.planner.actions import ActionSchema, Increment, Set
-from goalrt.planner.conditions import And, Eq, Var
-from goalrt.planner.problem import ObjectType, Problem
-from goalrt.planner.syntax import cond
+from goalrt.planner import ActionSchema, And, Eq, Increment, ObjectType, Problem, Set, Var, cond
 from goalrt.planner.values import Scalar
 
 
