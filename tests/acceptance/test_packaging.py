@@ -51,7 +51,7 @@ def test_wheel_outside_the_repo_can_migrate(site: Path, tmp_path: Path, empty_db
         [
             sys.executable,
             "-c",
-            "import goalrt, goalrt.resources as r; print(goalrt.__file__); "
+            "import goalrt, goalrt.db.resources as r; print(goalrt.__file__); "
             "print(r.sql_dir()); print(r.migrations_dir())",
         ],
         capture_output=True,
