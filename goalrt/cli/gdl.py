@@ -1,4 +1,4 @@
-"""CLI commands for GDL workspaces: init, gdl check, gdl graph (no database), gdl load, gdl status."""
+"""CLI commands for GDL workspaces: init, gdl check/graph (no database), gdl load/status, test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from goalrt.cli.support import AppContext, fork_option, pass_app
+from goalrt.cli.support import AppContext, ForkCommand, json_option, pass_app
 from goalrt.db.connect import connect
 from goalrt.errors import GoalrtError
 from goalrt.gdl import check
@@ -37,7 +37,7 @@ def gdl() -> None:
 
 @gdl.command("check")
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the compiled definitions as JSON.")
+@json_option("Print the compiled definitions as JSON.")
 def check_cmd(path: str, as_json: bool) -> None:
     """Parse and check the workspace at PATH (default: here); print every problem, or a summary."""
     compiled = check(path)
@@ -47,9 +47,8 @@ def check_cmd(path: str, as_json: bool) -> None:
         click.echo(f"ok: {compiled.summary()} (sha256 {compiled.content_hash[:12]})")
 
 
-@gdl.command("load")
+@gdl.command("load", cls=ForkCommand)
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
-@fork_option
 @pass_app
 def load_cmd(app: AppContext, path: str) -> None:
     """Check the workspace at PATH and store it in the database as the version every worker runs."""
@@ -68,9 +67,8 @@ def load_cmd(app: AppContext, path: str) -> None:
         click.echo(f"unchanged: {compiled.name} is version {loaded.version} (sha256 {loaded.content_hash[:12]})")
 
 
-@gdl.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the current version's definitions as JSON.")
-@fork_option
+@gdl.command("status", cls=ForkCommand)
+@json_option("Print the current version's definitions as JSON.")
 @pass_app
 def status_cmd(app: AppContext, as_json: bool) -> None:
     """Show the GDL version loaded in the database (the one workers plan with)."""

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from goalrt.cli.goals import _handlers_option, _load_handlers, parse_params
-from goalrt.cli.support import AppContext, JsonParam, emit_json, fork_option, pass_app
+from goalrt.cli.goal_input import handlers_option, load_handlers, parse_params
+from goalrt.cli.support import AppContext, ForkCommand, JsonParam, emit_json, json_option, pass_app
 from goalrt.errors import ConfigError, GoalrtError
 from goalrt.goals.registry import default_registry
 from goalrt.planner import NoPlan
@@ -15,15 +15,14 @@ from goalrt.state.state import State
 from goalrt.worker.planner_bridge import make_plan, scalar_state
 
 
-@click.command("plan")
+@click.command("plan", cls=ForkCommand)
 @click.argument("name")
 @click.argument("pairs", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--params", "params_json", type=JsonParam(), default=None, help="Params as a JSON object.")
 @click.option("--at", default=None, metavar="POS|TIME", help="Plan from the state as it was here (default: now).")
 @click.option("--explain", is_flag=True, help="Show what each step changes, or why there is no plan.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan (or why there is none) as JSON.")
-@_handlers_option
-@fork_option
+@json_option("Print the plan (or why there is none) as JSON.")
+@handlers_option
 @pass_app
 def plan_cmd(
     app: AppContext,
@@ -39,7 +38,7 @@ def plan_cmd(
 
     Exits 1 when there is no plan, after printing why.
     """
-    _load_handlers(handlers)
+    load_handlers(handlers)
     goal_type = default_registry.goal_types.get(name)
     if goal_type is None:
         known = ", ".join(sorted(default_registry.goal_types)) or "none (give --handlers MODULE)"

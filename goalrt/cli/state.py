@@ -1,4 +1,4 @@
-"""CLI commands for the state: state, snapshot, replay and fork."""
+"""CLI commands for the state: state get/list/set/delete/inc/history."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import click
 
 from goalrt.cli.support import (
     AppContext,
+    ForkGroup,
     JsonParam,
     clip,
     emit_json,
-    fork_option,
+    json_option,
     pass_app,
     print_table,
     show_json,
 )
-from goalrt.errors import ConfigError, GoalrtError, OutOfRangeError
-from goalrt.state import forks, replay, snapshots
-from goalrt.state.state import Change, HistoryEntry, State, StateEntry, check_path
+from goalrt.errors import ConfigError, OutOfRangeError
+from goalrt.state.state import Change, HistoryEntry, StateEntry, check_path
 
 AT_HELP = "A past position (e.g. 120) or time (ISO 8601, e.g. 2026-11-21T10:00:00Z; no zone means UTC)."
 
@@ -27,21 +27,15 @@ def _at_option(f: Any) -> Any:
     return click.option("--at", default=None, metavar="POS|TIME", help=AT_HELP)(f)
 
 
-def _json_option(f: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
-
-
-def _print_entries(entries: list[StateEntry]) -> None:
+def print_entries(entries: list[StateEntry]) -> None:
+    """Print state entries as a table of path, value, version and pos."""
     print_table(
         ("path", "value", "version", "pos"),
         [(e.path, clip(show_json(e.value)), str(e.version), "" if e.pos is None else str(e.pos)) for e in entries],
     )
 
 
-# -- state -----------------------------------------------------------------------
-
-
-@click.group()
+@click.group(cls=ForkGroup)
 def state() -> None:
     """Read and change the state (paths holding JSON values)."""
 
@@ -49,8 +43,7 @@ def state() -> None:
 @state.command("get")
 @click.argument("path")
 @_at_option
-@_json_option
-@fork_option
+@json_option("Print JSON.")
 @pass_app
 def state_get(app: AppContext, path: str, at: str | None, as_json: bool) -> None:
     """Print the value of PATH, now or --at a past position or time."""
@@ -70,8 +63,7 @@ def state_get(app: AppContext, path: str, at: str | None, as_json: bool) -> None
 @state.command("list")
 @click.argument("pattern", required=False)
 @_at_option
-@_json_option
-@fork_option
+@json_option("Print JSON.")
 @pass_app
 def state_list(app: AppContext, pattern: str | None, at: str | None, as_json: bool) -> None:
     """List the paths under PATTERN (orders.o1, orders.*.status, orders.*), or all."""
@@ -81,7 +73,7 @@ def state_list(app: AppContext, pattern: str | None, at: str | None, as_json: bo
         for e in entries:
             emit_json(e.to_json())
     else:
-        _print_entries(entries)
+        print_entries(entries)
 
 
 def _expect_option(f: Any) -> Any:
@@ -105,8 +97,7 @@ def _report_change(path: str, verb: str, version: int, value: Any, as_json: bool
 @click.argument("path")
 @click.argument("value", type=JsonParam())
 @_expect_option
-@_json_option
-@fork_option
+@json_option("Print JSON.")
 @pass_app
 def state_set(app: AppContext, path: str, value: Any, expect_version: int | None, as_json: bool) -> None:
     """Set PATH to VALUE (JSON: 42, '"text"', '{"a": 1}', null)."""
@@ -119,8 +110,7 @@ def state_set(app: AppContext, path: str, value: Any, expect_version: int | None
 @state.command("delete")
 @click.argument("path")
 @_expect_option
-@_json_option
-@fork_option
+@json_option("Print JSON.")
 @pass_app
 def state_delete(app: AppContext, path: str, expect_version: int | None, as_json: bool) -> None:
     """Delete PATH (its version keeps counting)."""
@@ -134,8 +124,7 @@ def state_delete(app: AppContext, path: str, expect_version: int | None, as_json
 @click.argument("path")
 @click.argument("by", type=JsonParam(), default="1")
 @_expect_option
-@_json_option
-@fork_option
+@json_option("Print JSON.")
 @pass_app
 def state_inc(app: AppContext, path: str, by: Any, expect_version: int | None, as_json: bool) -> None:
     """Add BY (default 1; negative to subtract) to the number at PATH."""
@@ -153,8 +142,7 @@ def state_inc(app: AppContext, path: str, by: Any, expect_version: int | None, a
 
 @state.command("history")
 @click.argument("path")
-@_json_option
-@fork_option
+@json_option("Print JSON.")
 @pass_app
 def state_history(app: AppContext, path: str, as_json: bool) -> None:
     """Print every value PATH has held, oldest first."""
@@ -180,180 +168,4 @@ def state_history(app: AppContext, path: str, as_json: bool) -> None:
     )
 
 
-# -- snapshots ----------------------------------------------------------------------
-
-
-@click.group()
-def snapshot() -> None:
-    """Take, list and show snapshots of the state."""
-
-
-def _print_snapshots(rows: list[snapshots.Snapshot]) -> None:
-    print_table(
-        ("name", "pos", "paths", "tags", "created_at", "note"),
-        [
-            (
-                s.name or "(auto)",
-                str(s.pos),
-                str(s.paths),
-                ",".join(s.tags),
-                s.created_at.isoformat(timespec="seconds"),
-                clip(s.note or "", 40),
-            )
-            for s in rows
-        ],
-    )
-
-
-@snapshot.command("create")
-@click.argument("name")
-@click.option("--tag", "tags", multiple=True, metavar="T", help="A tag (repeatable).")
-@click.option("--note", default=None, metavar="TEXT", help="A note to keep with it.")
-@_json_option
-@fork_option
-@pass_app
-def snapshot_create(app: AppContext, name: str, tags: tuple[str, ...], note: str | None, as_json: bool) -> None:
-    """Take a snapshot of the state at the head of the log, named NAME."""
-    with app.state() as st:
-        snap = snapshots.create(st, name, tags=tags, note=note)
-    if as_json:
-        emit_json(snap.to_json())
-    else:
-        click.echo(f"snapshot {snap.name} at pos {snap.pos}: {snap.paths} paths ({snap.written} entries written)")
-
-
-@snapshot.command("list")
-@click.option("--auto", "include_auto", is_flag=True, help="Include the automatic snapshots.")
-@_json_option
-@fork_option
-@pass_app
-def snapshot_list(app: AppContext, include_auto: bool, as_json: bool) -> None:
-    """List the named snapshots (with --auto, the automatic ones too)."""
-    with app.state() as st:
-        rows = snapshots.list_snapshots(st, include_auto=include_auto)
-    if as_json:
-        for s in rows:
-            emit_json(s.to_json())
-    else:
-        _print_snapshots(rows)
-
-
-@snapshot.command("show")
-@click.argument("name")
-@click.argument("pattern", required=False)
-@_json_option
-@fork_option
-@pass_app
-def snapshot_show(app: AppContext, name: str, pattern: str | None, as_json: bool) -> None:
-    """Show snapshot NAME and the state it holds (under PATTERN)."""
-    with app.state() as st:
-        snap = snapshots.get(st, name)
-        entries = snapshots.contents(st, snap, pattern)
-    if as_json:
-        emit_json({**snap.to_json(), "state": [e.to_json() for e in entries]})
-        return
-    tags = f", tags {','.join(snap.tags)}" if snap.tags else ""
-    click.echo(f"snapshot {snap.name} at pos {snap.pos}, {snap.paths} paths{tags}, taken {snap.created_at.isoformat()}")
-    if snap.note:
-        click.echo(f"note: {snap.note}")
-    _print_entries(entries)
-
-
-@snapshot.command("every")
-@click.argument("n", required=False, type=click.IntRange(min=0))
-@fork_option
-@pass_app
-def snapshot_every(app: AppContext, n: int | None) -> None:
-    """Show or set the automatic snapshot interval in positions (0: off)."""
-    with app.state() as st:
-        if n is not None:
-            snapshots.set_interval(st, n)
-        current = snapshots.interval(st)
-    click.echo(f"automatic snapshots every {current} positions" if current else "automatic snapshots are off")
-
-
-# -- replay -------------------------------------------------------------------------
-
-
-@click.command("replay")
-@click.option("--verify", "do_verify", is_flag=True, help="Rebuild the state from the log and compare.")
-@click.option("--to", "to", default=None, metavar="POS|TIME", help="Print the state at POS from events alone.")
-@click.argument("pattern", required=False)
-@_json_option
-@fork_option
-@pass_app
-def replay_cmd(app: AppContext, do_verify: bool, to: str | None, pattern: str | None, as_json: bool) -> None:
-    """Rebuild the state from the log alone: --verify it, or print it --to a position."""
-    if do_verify == (to is not None):
-        raise click.UsageError("give exactly one of --verify and --to POS")
-    with app.state() as st:
-        if do_verify:
-            report = replay.verify(st)
-            if as_json:
-                emit_json(report.to_json())
-            if not report.identical:
-                raise GoalrtError(f"replay {report.describe()}")
-            if not as_json:
-                click.echo(report.describe())
-            return
-        assert to is not None
-        entries = st.replayed(st.position(to), pattern)
-    if as_json:
-        for e in entries:
-            emit_json(e.to_json())
-    else:
-        _print_entries(entries)
-
-
-# -- forks ---------------------------------------------------------------------------
-
-
-@click.group()
-def fork() -> None:
-    """Create, list and drop forks: isolated copies of the state for simulation."""
-
-
-@fork.command("create")
-@click.argument("name")
-@click.option("--at", default=None, metavar="POS|TIME", help="Fork the state as it was here (default: now).")
-@_json_option
-@pass_app
-def fork_create(app: AppContext, name: str, at: str | None, as_json: bool) -> None:
-    """Create fork NAME from the main line's state (now, or --at a past point)."""
-    with State.connect(app.url) as st:
-        pos = None if at is None else st.position(at)
-        created = forks.create(st.connection, name, at=pos)
-    if as_json:
-        emit_json(created.to_json())
-    else:
-        click.echo(f"fork {created.name} created at pos {created.base_pos} (schema {created.schema})")
-
-
-@fork.command("list")
-@_json_option
-@pass_app
-def fork_list(app: AppContext, as_json: bool) -> None:
-    """List the forks."""
-    with State.connect(app.url) as st:
-        rows = forks.list_forks(st.connection)
-    if as_json:
-        for f in rows:
-            emit_json(f.to_json())
-    else:
-        print_table(
-            ("name", "base_pos", "schema", "created_at"),
-            [(f.name, str(f.base_pos), f.schema, f.created_at.isoformat(timespec="seconds")) for f in rows],
-        )
-
-
-@fork.command("drop")
-@click.argument("name")
-@pass_app
-def fork_drop(app: AppContext, name: str) -> None:
-    """Drop fork NAME and everything in it."""
-    with State.connect(app.url) as st:
-        forks.drop(st.connection, name)
-    click.echo(f"fork {name} dropped")
-
-
-COMMANDS = (state, snapshot, replay_cmd, fork)
+COMMANDS = (state,)

@@ -1,4 +1,4 @@
-"""What the CLI's commands share: the app context, option types, output helpers."""
+"""What the CLI's commands share: the app context, the --fork option, option types, output helpers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AppContext:
-    """What every command shares: the database URL, resolved on first use."""
+    """What every command shares: the database URL, resolved on first use, and the fork acted on."""
 
     def __init__(self, explicit_url: str | None) -> None:
         self.explicit_url = explicit_url
@@ -48,6 +48,78 @@ def pass_app(f: Callable[Concatenate[AppContext, P], R]) -> Callable[P, R]:
     return _pass_app(f)
 
 
+# -- --fork: declared here once ------------------------------------------------------
+#
+# The root takes `--fork NAME` (`goalrt --fork sim state get x`), and so does
+# every command that acts on data a fork holds (`goalrt state get x --fork sim`),
+# both defaulting to $GOALRT_FORK. Those commands get the option from their class:
+# ForkCommand, or any command made by a ForkGroup.
+
+_FORK_HELP = "Act on this fork instead of the main line (default: $GOALRT_FORK)"
+
+
+def root_fork_option(f: F) -> F:
+    """Add the root's ``--fork NAME``, passed to the root's callback as ``fork``."""
+    return click.option(
+        "--fork", envvar=ENV_FORK, metavar="NAME", help=f"{_FORK_HELP}; also accepted after the command."
+    )(f)
+
+
+def _set_fork(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(AppContext).fork = value
+
+
+def _add_fork(params: list[click.Parameter], before: str | None = None) -> None:
+    """Add a command's ``--fork NAME`` to ``params``: eager, so the AppContext names the fork before any work."""
+    option = click.Option(
+        ["--fork"],
+        envvar=ENV_FORK,
+        metavar="NAME",
+        expose_value=False,
+        is_eager=True,
+        callback=_set_fork,
+        help=f"{_FORK_HELP}.",
+    )
+    at = next((i for i, p in enumerate(params) if p.name == before), len(params))
+    params.insert(at, option)
+
+
+class ForkCommand(click.Command):
+    """A command acting on data a fork holds: it takes ``--fork NAME``, listed after its own options.
+
+    ``fork_before`` names the option that --fork is listed before instead, where
+    a command's help has always shown it there.
+    """
+
+    def __init__(self, *args: Any, fork_before: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_fork(self.params, fork_before)
+
+
+class ForkGroup(click.Group):
+    """A group whose commands act on data a fork holds: each command it makes is a ForkCommand.
+
+    With ``fork=True`` the group takes ``--fork NAME`` itself too (a group that
+    lists something when run without a subcommand).
+    """
+
+    command_class = ForkCommand
+
+    def __init__(self, *args: Any, fork: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if fork:
+            _add_fork(self.params)
+
+
+# -- options and output ---------------------------------------------------------------
+
+
+def json_option(help: str) -> Callable[[F], F]:
+    """Add ``--json`` (passed as ``as_json``): print JSON instead of text."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
 class JsonParam(click.ParamType):  # type: ignore[type-arg]
     name = "JSON"
 
@@ -62,24 +134,6 @@ class JsonParam(click.ParamType):  # type: ignore[type-arg]
 
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, separators=(",", ":"), default=str))
-
-
-def _set_fork(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value:
-        ctx.ensure_object(AppContext).fork = value
-
-
-def fork_option(f: F) -> F:
-    """Add ``--fork NAME``: act on that fork instead of the main line."""
-    return click.option(
-        "--fork",
-        envvar=ENV_FORK,
-        metavar="NAME",
-        expose_value=False,
-        is_eager=True,
-        callback=_set_fork,
-        help="Act on this fork instead of the main line (default: $GOALRT_FORK).",
-    )(f)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

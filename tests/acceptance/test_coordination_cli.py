@@ -83,6 +83,25 @@ def test_limits_can_be_set_listed_and_dropped(db_url: str) -> None:
     one_line_error(goalrt(db_url, "limits", "drop", "api.call"), 1, "no limit on api.call")
 
 
+def test_limits_act_on_the_fork_named_before_or_after_the_command_or_in_the_environment(db_url: str) -> None:
+    def actions(*args: str, env: dict[str, str] | None = None) -> list[str]:
+        result = goalrt(db_url, *args, env=env)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line)["action"] for line in result.stdout.splitlines()]
+
+    assert goalrt(db_url, "fork", "create", "what_if").returncode == 0
+    out = goalrt(db_url, "limits", "set", "api.call", "--rate", "5", "--per", "1", "--fork", "what_if")
+    assert out.stdout == "limit set: api.call: 5 per 1s (burst 5)\n", out.stderr
+    assert actions("limits", "--json") == []  # the main line has none
+    assert actions("--fork", "what_if", "limits", "--json") == ["api.call"]
+    assert actions("limits", "--fork", "what_if", "--json") == ["api.call"]
+    assert actions("limits", "--json", env={"GOALRT_FORK": "what_if"}) == ["api.call"]
+    assert goalrt(db_url, "--fork", "what_if", "limits", "drop", "api.call").stdout == "limit dropped: api.call\n"
+    assert actions("limits", "--json", "--fork", "what_if") == []
+    one_line_error(goalrt(db_url, "list", "--fork", "nope"), 1, "no fork named 'nope'")
+    assert goalrt(db_url, "fork", "drop", "what_if").returncode == 0
+
+
 @pytest.mark.parametrize(
     ("args", "code", "fragments"),
     [

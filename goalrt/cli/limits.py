@@ -1,27 +1,12 @@
-"""CLI commands for coordination: resume a goal waiting for an answer; cluster-wide limits."""
+"""CLI commands for cluster-wide limits on actions: limits (list), limits set, limits drop."""
 
 from __future__ import annotations
 
 import click
 
-from goalrt.cli.support import AppContext, JsonParam, emit_json, fork_option, pass_app, print_table
+from goalrt.cli.support import AppContext, ForkGroup, emit_json, json_option, pass_app, print_table
 from goalrt.errors import InvalidGoalError
 from goalrt.goals.goals import Goals, Limit
-
-
-@click.command("resume")
-@click.argument("goal_id", type=int)
-@click.option("--data", "data", type=JsonParam(), required=True, metavar="JSON", help="The answer (a JSON object).")
-@click.option("--by", "actor", default=None, metavar="WHO", help="Who answers (recorded in goal.resumed).")
-@fork_option
-@pass_app
-def resume(app: AppContext, goal_id: int, data: object, actor: str | None) -> None:
-    """Answer goal ID, waiting at an ask step; a wrong answer is refused and the goal keeps waiting."""
-    if not isinstance(data, dict):
-        raise InvalidGoalError("--data must be a JSON object")
-    with Goals.connect(app.url, fork=app.fork) as goals:
-        outcome = goals.resume(goal_id, data, actor=actor)
-    click.echo(f"goal {goal_id} resumed: {outcome}")
 
 
 def _show(limit: Limit) -> str:
@@ -34,9 +19,8 @@ def _show(limit: Limit) -> str:
     return f"{limit.action}{scope}: " + ", ".join(parts)
 
 
-@click.group("limits", invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-@fork_option
+@click.group("limits", cls=ForkGroup, fork=True, invoke_without_command=True)
+@json_option("Print one JSON object per line.")
 @click.pass_context
 def limits(ctx: click.Context, as_json: bool) -> None:
     """List cluster-wide limits on actions (set them with `limits set`)."""
@@ -73,7 +57,6 @@ def limits(ctx: click.Context, as_json: bool) -> None:
 @click.option("--per", type=click.FloatRange(min=0, min_open=True), default=None, help="The rate's interval (s).")
 @click.option("--burst", type=click.IntRange(1), default=None, help="The token bucket's size (default --rate).")
 @click.option("--key", default=None, metavar="ARG", help="A separate limit for each value of this argument.")
-@fork_option
 @pass_app
 def limit_set(
     app: AppContext,
@@ -93,7 +76,6 @@ def limit_set(
 @limits.command("drop")
 @click.argument("action")
 @click.option("--key", default=None, metavar="ARG", help="The per-argument limit to drop.")
-@fork_option
 @pass_app
 def limit_drop(app: AppContext, action: str, key: str | None) -> None:
     """Remove a limit on ACTION (goals it parked may run at once)."""
@@ -104,4 +86,4 @@ def limit_drop(app: AppContext, action: str, key: str | None) -> None:
     click.echo(f"limit dropped: {action}" + (f" per {key}" if key else ""))
 
 
-COMMANDS = (resume, limits)
+COMMANDS = (limits,)

@@ -1,0 +1,144 @@
+"""CLI commands for the event log: events append/list/follow, verify."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from goalrt.cli.support import (
+    AppContext,
+    ForkCommand,
+    ForkGroup,
+    JsonParam,
+    clip,
+    emit_json,
+    json_option,
+    pass_app,
+    print_table,
+)
+from goalrt.errors import ChainBrokenError, ConfigError
+from goalrt.log.event import Event
+
+
+@click.group(cls=ForkGroup)
+def events() -> None:
+    """Append, list and follow events."""
+
+
+@events.command("append")
+@click.option("--stream", required=True, help="Stream name, e.g. order:o1.")
+@click.option("--type", "type_", required=True, help="Event type, e.g. order.created.")
+@click.option("--data", type=JsonParam(), default="{}", show_default=True, help="Event data as JSON.")
+@click.option("--metadata", type=JsonParam(), default=None, help="Metadata as a JSON object.")
+@json_option("Print the result as JSON.")
+@pass_app
+def events_append(app: AppContext, stream: str, type_: str, data: Any, metadata: Any, as_json: bool) -> None:
+    """Append one event; print its id and position."""
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ConfigError("--metadata must be a JSON object")
+    with app.log() as log:
+        event_id = log.append(stream, type_, data, metadata=metadata)
+        pos = log.position(event_id)
+    if as_json:
+        emit_json({"id": event_id, "pos": pos})
+    else:
+        where = f"at pos {pos}" if pos is not None else "(position pending)"
+        click.echo(f"appended event {event_id} {where}")
+
+
+def _print_table(rows: Sequence[Event]) -> None:
+    print_table(
+        ("pos", "stream", "type", "recorded_at", "data"),
+        [
+            (
+                str(e.pos),
+                e.stream,
+                e.type,
+                e.recorded_at.isoformat(timespec="milliseconds"),
+                clip(json.dumps(e.data, separators=(",", ":")), 60),
+            )
+            for e in rows
+        ],
+    )
+
+
+def _filters(f: Any) -> Any:
+    f = click.option("--stream", default=None, help="Only this stream.")(f)
+    f = click.option("--type", "type_", default=None, metavar="PATTERN", help="Only types matching this glob.")(f)
+    f = click.option("--after", default=0, show_default=True, type=click.IntRange(min=0), help="Start after this pos.")(
+        f
+    )
+    f = json_option("One JSON object per line.")(f)
+    return f
+
+
+# --fork is listed before --limit, where `events list --help` has always shown it.
+@events.command("list", fork_before="limit")
+@_filters
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@pass_app
+def events_list(app: AppContext, stream: str | None, type_: str | None, after: int, as_json: bool, limit: int) -> None:
+    """List committed events in log order."""
+    with app.log() as log:
+        rows = log.read(after, limit, stream=stream, type=type_)
+    if as_json:
+        for e in rows:
+            emit_json(e.to_json())
+    else:
+        _print_table(rows)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C: stop following and exit cleanly."""
+    raise KeyboardInterrupt
+
+
+@events.command("follow")
+@_filters
+@pass_app
+def events_follow(app: AppContext, stream: str | None, type_: str | None, after: int, as_json: bool) -> None:
+    """Print events as they commit, after catching up, until interrupted."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    with app.log() as log:
+        try:
+            for e in log.follow(after, stream=stream, type=type_):
+                if as_json:
+                    emit_json(e.to_json())
+                else:
+                    click.echo(f"{e.pos}\t{e.stream}\t{e.type}\t{json.dumps(e.data, separators=(',', ':'))}")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return
+
+
+@click.command("verify", cls=ForkCommand)
+@json_option("Print the report as JSON.")
+@pass_app
+def verify_cmd(app: AppContext, as_json: bool) -> None:
+    """Check the hash chain over the whole log; exit 1 naming the first bad position."""
+    with app.log() as log:
+        report = log.verify()
+        head = log.head()
+    if as_json:
+        emit_json(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "first_bad_pos": report.first_bad_pos,
+                "problem": report.problem,
+                "head": head,
+            }
+        )
+    if not report.ok:
+        raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown")
+    if not as_json:
+        noun = "event" if report.checked == 1 else "events"
+        click.echo(f"hash chain intact: {report.checked} {noun}, head {head}")
+
+
+COMMANDS = (events, verify_cmd)

@@ -1,0 +1,138 @@
+"""CLI commands for worker processes: worker (run one), workers (list them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from goalrt.cli.goal_input import handlers_option, load_handlers
+from goalrt.cli.support import AppContext, ForkCommand, clip, emit_json, json_option, pass_app, print_table
+from goalrt.db.connect import connect
+from goalrt.durations import parse_duration
+from goalrt.errors import ConfigError
+from goalrt.goals.goals import Goals
+from goalrt.goals.registry import default_registry
+from goalrt.state import forks
+
+
+@click.command("worker", cls=ForkCommand)
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Steps at once.")
+@handlers_option
+@click.option("--name", default=None, help="A name for this worker (default host:pid).")
+@click.option("--lease", default="30s", show_default=True, help="Lease length; heartbeats renew it every third.")
+@click.option("--poll", default="1s", show_default=True, help="Poll interval when no notification arrives.")
+@click.option("--grace", default="30s", show_default=True, help="On SIGTERM, how long running steps may finish.")
+@click.option(
+    "--partitions",
+    default=None,
+    metavar="B,B/N",
+    help="Serve only these buckets of N partitions (e.g. 0,1/4 or 0-3/16), and goals without a partition key.",
+)
+@click.option(
+    "--takeover",
+    default="10s",
+    show_default=True,
+    help="A worker without --partitions takes goals of a served partition after they wait this long.",
+)
+@click.option("--only", multiple=True, metavar="NAME", help="Claim only goals of this type (repeatable).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@pass_app
+def worker(
+    app: AppContext,
+    concurrency: int,
+    handlers: tuple[str, ...],
+    name: str | None,
+    lease: str,
+    poll: str,
+    grace: str,
+    partitions: str | None,
+    takeover: str,
+    only: tuple[str, ...],
+    log_level: str,
+) -> None:
+    """Run a worker: claim goals and run their steps until SIGTERM/SIGINT (then drain and exit 0)."""
+    from goalrt.gdl.runtime import current
+    from goalrt.worker.worker import Partitions, Worker
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load_handlers(handlers)
+    url = app.url
+    with connect(url) as conn:
+        schema = forks.schema_for(conn, app.fork)
+        if not default_registry.goal_types and current(conn, schema) is None:
+            raise ConfigError(
+                "no goal types registered: give --handlers MODULE (or set $GOALRT_HANDLERS), "
+                "or load GDL definitions with `goalrt gdl load`"
+            )
+    w = Worker(
+        url,
+        default_registry,
+        concurrency=concurrency,
+        name=name,
+        lease=parse_duration(lease, what="--lease"),
+        poll=parse_duration(poll, what="--poll"),
+        grace=parse_duration(grace, what="--grace"),
+        schema=schema,
+        partitions=None if partitions is None else Partitions.parse(partitions),
+        only=[n for item in only for n in item.split(",") if n] or None,
+        takeover=parse_duration(takeover, what="--takeover"),
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, w.request_stop)
+        await w.run()
+
+    asyncio.run(main())
+    s = w.stats
+    click.echo(
+        f"worker {w.id} (pid {os.getpid()}) exited: {s.claimed} claims, {s.steps} steps, {s.completed} goals "
+        f"completed, {s.failed} failed, {s.retried} retries, {s.refused} refused, {s.released} released",
+        err=True,
+    )
+    stuck = [t.name for t in threading.enumerate() if t.name.startswith("goalrt-action") and t.is_alive()]
+    if stuck:
+        # A sync handler still running past the grace period cannot be
+        # stopped (threads cannot be killed), and its goal has been released:
+        # exit without waiting for it, as a drained worker should.
+        click.echo(f"worker {w.id}: leaving {len(stuck)} handler thread(s) still running", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+@click.command("workers", cls=ForkCommand)
+@json_option("Print one JSON object per line.")
+@pass_app
+def workers(app: AppContext, as_json: bool) -> None:
+    """List registered worker processes and when each was last seen."""
+    with Goals.connect(app.url, fork=app.fork) as goals:
+        rows = goals.workers()
+    if as_json:
+        for row in rows:
+            emit_json(row)
+        return
+    print_table(
+        ("id", "host", "pid", "concurrency", "last seen", "goal types"),
+        [
+            (
+                r["id"],
+                r["hostname"],
+                str(r["pid"]),
+                str(r["concurrency"]),
+                f"{r['seconds_since_seen']:.1f}s ago",
+                clip(", ".join(r["goal_types"]), 40),
+            )
+            for r in rows
+        ],
+    )
+
+
+COMMANDS = (worker, workers)
