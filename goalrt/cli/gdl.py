@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from goalrt.cli.support import AppContext, ForkCommand, json_option, pass_app
+from goalrt.db import schemas
 from goalrt.db.connect import connect
 from goalrt.errors import GoalrtError
 from goalrt.gdl import check
@@ -16,7 +17,6 @@ from goalrt.gdl.graph import mermaid
 from goalrt.gdl.runtime import current, load
 from goalrt.gdl.scaffold import scaffold
 from goalrt.goals.registry import default_registry, import_modules
-from goalrt.state import forks
 
 if TYPE_CHECKING:
     from goalrt.gdl.testing import TestResult
@@ -54,7 +54,7 @@ def load_cmd(app: AppContext, path: str) -> None:
     """Check the workspace at PATH and store it in the database as the version every worker runs."""
     compiled = check(path)
     with connect(app.url) as conn:
-        schema = forks.schema_for(conn, app.fork)
+        schema = schemas.schema_for(conn, app.fork)
         loaded = load(conn, compiled, schema)
     runtime = loaded.runtime
     what = (
@@ -73,7 +73,7 @@ def load_cmd(app: AppContext, path: str) -> None:
 def status_cmd(app: AppContext, as_json: bool) -> None:
     """Show the GDL version loaded in the database (the one workers plan with)."""
     with connect(app.url) as conn:
-        schema = forks.schema_for(conn, app.fork)
+        schema = schemas.schema_for(conn, app.fork)
         defs = current(conn, schema)
     if defs is None:
         raise GoalrtError("no GDL definitions loaded: run `goalrt gdl load [PATH]`")

@@ -13,12 +13,12 @@ import click
 
 from goalrt.cli.goal_input import handlers_option, load_handlers
 from goalrt.cli.support import AppContext, ForkCommand, clip, emit_json, json_option, pass_app, print_table
+from goalrt.db import schemas
 from goalrt.db.connect import connect
 from goalrt.durations import parse_duration
 from goalrt.errors import ConfigError
 from goalrt.goals.goals import Goals
 from goalrt.goals.registry import default_registry
-from goalrt.state import forks
 
 
 @click.command("worker", cls=ForkCommand)
@@ -64,7 +64,7 @@ def worker(
     load_handlers(handlers)
     url = app.url
     with connect(url) as conn:
-        schema = forks.schema_for(conn, app.fork)
+        schema = schemas.schema_for(conn, app.fork)
         if not default_registry.goal_types and current(conn, schema) is None:
             raise ConfigError(
                 "no goal types registered: give --handlers MODULE (or set $GOALRT_HANDLERS), "

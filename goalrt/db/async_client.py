@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Self
 
 from goalrt.db.driver import AsyncConnection, AsyncDriver, Row
 from goalrt.db.resources import MAIN_SCHEMA, queries
-from goalrt.state.forks import open_connection_async
+from goalrt.db.schemas import open_connection_async
 
 
 class AsyncClient:

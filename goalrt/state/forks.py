@@ -15,7 +15,6 @@ it; after ``goalrt migrate``, drop and re-create forks.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,16 +22,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from goalrt.db.config import database_url
-from goalrt.db.connect import connect, connect_async
-from goalrt.db.resources import EXTENSIONS_FILE, MAIN_SCHEMA, in_schema, queries, schema_sql
-from goalrt.errors import DatabaseError, InvalidStateChangeError, OutOfRangeError, translated
+from goalrt.db.resources import EXTENSIONS_FILE, in_schema, queries, schema_sql
+from goalrt.db.schemas import checked_schema, schema_name, unknown_fork
+from goalrt.errors import DatabaseError, InvalidStateChangeError, translated
 
 if TYPE_CHECKING:
-    import asyncpg
+    pass
 
-FORK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-SCHEMA_PREFIX = "goalrt_fork_"
 Q = queries("forks")
 
 
@@ -57,75 +53,6 @@ class Fork:
             "revision": self.revision,
             "created_at": self.created_at.isoformat(),
         }
-
-
-def schema_name(name: str) -> str:
-    """Return the schema of fork ``name``, refusing a name that could not be one."""
-    if not isinstance(name, str) or not FORK_NAME.match(name):
-        raise InvalidStateChangeError(
-            f"invalid fork name {name!r}: lowercase letters, digits and _, starting with a letter (at most 40)"
-        )
-    return SCHEMA_PREFIX + name
-
-
-def _unknown(name: str) -> OutOfRangeError:
-    return OutOfRangeError(f"no fork named {name!r} (`goalrt fork list` shows the forks)")
-
-
-def _checked(fork: str, stored: object) -> str:
-    # The schema name goes into SQL text: use the one derived from the
-    # validated fork name, never the stored one, and refuse a registry row
-    # that disagrees with it.
-    schema = schema_name(fork)
-    if stored is None:
-        raise _unknown(fork)
-    if stored != schema:
-        raise OutOfRangeError(f"fork {fork!r} is registered with schema {stored!r}, not {schema!r}; refusing it")
-    return schema
-
-
-def schema_for(conn: psycopg.Connection[Any], fork: str | None) -> str:
-    """Return the schema to act on: the main one, or fork ``fork`` (which must exist)."""
-    if fork is None:
-        return MAIN_SCHEMA
-    schema_name(fork)
-    with translated(), psycopg.RawCursor(conn) as cur:
-        row = cur.execute(Q["fork_lookup"], (fork,)).fetchone()
-    return _checked(fork, None if row is None else row[0])
-
-
-async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
-    """Async ``schema_for``."""
-    if fork is None:
-        return MAIN_SCHEMA
-    schema_name(fork)
-    with translated():
-        value = await conn.fetchval(Q["fork_lookup"], fork)
-    return _checked(fork, value)
-
-
-def open_connection(url: str | None, fork: str | None) -> tuple[psycopg.Connection[Any], str]:
-    """Connect to ``url`` (default: GOALRT_DATABASE_URL or the embedded server) and resolve ``fork``.
-
-    Returns the connection and the schema to act on; the connection is
-    closed again if the fork does not exist.
-    """
-    conn = connect(database_url(url))
-    try:
-        return conn, schema_for(conn, fork)
-    except BaseException:
-        conn.close()
-        raise
-
-
-async def open_connection_async(url: str | None, fork: str | None) -> tuple[asyncpg.Connection, str]:
-    """Async ``open_connection``."""
-    conn = await connect_async(database_url(url))
-    try:
-        return conn, await schema_for_async(conn, fork)
-    except BaseException:
-        await conn.close()
-        raise
 
 
 def create(conn: psycopg.Connection[Any], name: str, *, at: int | None = None) -> Fork:
@@ -211,14 +138,14 @@ def get(conn: psycopg.Connection[Any], name: str) -> Fork:
     with translated(), psycopg.RawCursor(conn) as cur:
         row = cur.execute(Q["fork_get"], (name,)).fetchone()
     if row is None:
-        raise _unknown(name)
+        raise unknown_fork(name)
     return Fork.from_row(row)
 
 
 def drop(conn: psycopg.Connection[Any], name: str) -> None:
     """Drop fork ``name``: its schema and everything in it."""
     fork = get(conn, name)
-    schema = _checked(name, fork.schema)
+    schema = checked_schema(name, fork.schema)
     with translated(), conn.transaction(), psycopg.RawCursor(conn) as cur:
         cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         cur.execute(Q["fork_unregister"], (name,))
@@ -230,9 +157,4 @@ __all__ = [
     "drop",
     "get",
     "list_forks",
-    "open_connection",
-    "open_connection_async",
-    "schema_for",
-    "schema_for_async",
-    "schema_name",
 ]
