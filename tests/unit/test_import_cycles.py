@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[2] / "goalrt"
 # Layers that must never be imported from below (module path prefix -> what it must not import).
 FORBIDDEN = {"goalrt.worker": ("goalrt.gdl", "goalrt.cli")}
 
+# The package's parts from the bottom up (docs/architecture.md): each may import only the parts before it.
+LAYERS = ("errors", "durations", "planner", "db", "log", "state", "goals", "worker", "gdl", "demo", "cli")
+
 
 def modules(root: Path, package: str) -> dict[str, Path]:
     """Return every module of the package under ``root`` by dotted name."""
@@ -150,6 +153,23 @@ def test_the_worker_never_imports_gdl_or_the_cli() -> None:
         if any(target == b or target.startswith(b + ".") for b in banned)
     )
     assert not wrong, "\n".join(wrong)
+
+
+def _layer(module: str) -> int | None:
+    part = module.split(".")[1] if "." in module else None
+    return LAYERS.index(part) if part in LAYERS else None
+
+
+def test_each_part_imports_only_the_parts_below_it() -> None:
+    graph = import_graph(ROOT, "goalrt", everywhere=True)
+    assert {m.split(".")[1] for m in graph if "." in m} <= {*LAYERS, "__main__"}, "a new part needs its place in LAYERS"
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if (low := _layer(module)) is not None and (high := _layer(target)) is not None and high > low
+    )
+    assert not wrong, "imports against the layers " + " < ".join(LAYERS) + ":\n" + "\n".join(wrong)
 
 
 def test_the_check_names_a_cycle_it_is_shown(tmp_path: Path) -> None:
