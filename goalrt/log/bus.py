@@ -15,9 +15,6 @@ from collections.abc import Sequence
 
 from goalrt.log.event import Event
 
-CHANNEL_APPEND = "goalrt_append"
-CHANNEL_EVENTS = "goalrt_events"
-
 
 def channels(schema: str = "goalrt") -> tuple[str, str]:
     """Return the (append, events) channels of a schema: a fork has its own."""
