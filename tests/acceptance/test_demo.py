@@ -12,9 +12,6 @@ from pathlib import Path
 
 import psycopg
 
-# The README promises the demo well under a minute; it takes a few seconds.
-DEMO_SECONDS = 60
-
 
 def goalrt(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the CLI in ``cwd`` with no GOALRT_ variable at all: the embedded server under cwd/.goalrt."""
@@ -25,12 +22,12 @@ def goalrt(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedP
 
 
 def run_demo(cwd: Path) -> tuple[str, float]:
+    # Timed for the report only: the machines are shared, so the test asserts no duration.
     started = time.monotonic()
     result = goalrt(cwd, "demo")
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == "", result.stderr  # no warning, no traceback: nothing alarming
-    assert seconds < DEMO_SECONDS
     return result.stdout, seconds
 
 
