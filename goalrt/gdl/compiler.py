@@ -4,7 +4,7 @@
 file), then checks the whole workspace and reports every semantic problem at
 once, sorted by file and line, as one ``GdlError``. What it returns, a
 ``CompiledWorkspace``, holds the planner's objects (``ObjectType``,
-``ActionSchema``, ``goal_conditions.Achieve``, conditions) and the runtime
+``ActionSchema``, ``goalrt.goals.conditions.Achieve``, conditions) and the runtime
 options, and serializes to canonical JSON with a content hash.
 
 The passes live in modules named for their job: ``declarations`` (names,
