@@ -25,7 +25,7 @@ from goalrt.db.driver import AsyncConnection
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import GoalNotFoundError, InvalidGoalError
 from goalrt.goals.model import GoalInfo as GoalInfo
-from goalrt.goals.model import GoalSpec, prepared_items, prepared_params, submit_options, worker_info
+from goalrt.goals.model import GoalSpec, limit_options, prepared_items, prepared_params, submit_options, worker_info
 from goalrt.goals.model import GoalStatus as GoalStatus
 from goalrt.goals.model import GoalSummary as GoalSummary
 from goalrt.goals.model import Limit as Limit
@@ -178,11 +178,7 @@ class AsyncGoals(AsyncClient):
         key: str | None = None,
     ) -> Limit:
         """Set a cluster-wide limit on an action (per value of the argument ``key`` when given)."""
-        options = {
-            k: v
-            for k, v in {"concurrency": concurrency, "rate": rate, "per": per, "burst": burst, "key": key}.items()
-            if v is not None
-        }
+        options = limit_options(concurrency=concurrency, rate=rate, per=per, burst=burst, key=key)
         rows = await self._run("limit_set", (action, self._db.json(options)))
         return Limit(*rows[0])
 

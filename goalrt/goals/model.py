@@ -262,6 +262,33 @@ class Limit:
         return dataclasses.asdict(self)
 
 
+# The ranges goalrt.set_limit accepts: a token's wait of up to `per` seconds
+# is an interval, which overflows past these.
+LIMIT_INT_MAX = 999_999_999
+LIMIT_PER_MIN = 0.001
+LIMIT_PER_MAX = 31_536_000.0
+
+
+def limit_options(
+    *, concurrency: int | None, rate: int | None, per: float | None, burst: int | None, key: str | None
+) -> dict[str, Any]:
+    """Return the options goalrt.set_limit takes; raise ``InvalidGoalError`` naming a field out of range."""
+    for name, value in (("concurrency", concurrency), ("rate", rate), ("burst", burst)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LIMIT_INT_MAX
+        ):
+            raise InvalidGoalError(f"limit option {name} must be an integer from 1 to {LIMIT_INT_MAX}, got {value!r}")
+    if per is not None and (
+        isinstance(per, bool) or not isinstance(per, int | float) or not LIMIT_PER_MIN <= per <= LIMIT_PER_MAX
+    ):
+        raise InvalidGoalError(
+            f"limit option per must be a number of seconds from {LIMIT_PER_MIN:g} to {LIMIT_PER_MAX:.0f} (a year), "
+            f"got {per!r}"
+        )
+    options = {"concurrency": concurrency, "rate": rate, "per": per, "burst": burst, "key": key}
+    return {k: v for k, v in options.items() if v is not None}
+
+
 WORKER_KEYS = ("id", "name", "hostname", "pid", "concurrency", "goal_types", "actions", "started_at", "last_seen")
 
 
@@ -361,6 +388,7 @@ __all__ = [
     "Submitted",
     "TreeNode",
     "Waiting",
+    "limit_options",
     "prepared_items",
     "prepared_params",
     "submit_options",

@@ -117,7 +117,7 @@ class Planning:
     def _listed(self, goal_type: GoalType, params: Any) -> Decision:
         """Return the steps a goal type's function lists for ``params``."""
         planned = goal_type.plan(params)
-        steps = [step.as_json() for step in planned]
+        steps = self._with_attempts([step.as_json() for step in planned])
         dumps(steps)
         unknown = [a for step in planned for a in step.actions() if a not in self._registry.actions]
         if unknown:
@@ -152,6 +152,24 @@ class Planning:
                 names.append(ground_op_name(action.schema, step["args"] or {}))
         return sorted(set(names))
 
+    def _with_attempts(self, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Return ``steps`` with each action step's ``max_attempts`` (its retry policy), also in ``on_timeout``.
+
+        The database keeps it with the step: a claim that finds the step
+        interrupted (its worker died running it) that many times fails the goal.
+        """
+        out = []
+        for step in steps:
+            step = dict(step)
+            action = self._registry.actions.get(step.get("action", ""))
+            if step.get("kind", "action") == "action" and action is not None:
+                step["max_attempts"] = action.retry.max_attempts
+            args = step.get("args")
+            if isinstance(args, dict) and isinstance(args.get("on_timeout"), list):
+                step["args"] = {**args, "on_timeout": self._with_attempts(args["on_timeout"])}
+            out.append(step)
+        return out
+
     def _stamp(self, detail: dict[str, Any]) -> None:
         if self._gdl_version is not None:
             detail["gdl_version"] = self._gdl_version
@@ -164,7 +182,7 @@ class Planning:
             return Decision(None, None, PlanReason.NO_PLAN, f"no plan: {result.explain()}")
         detail = plan_detail(result, achieve, params, snap.versions, PlanReason.INITIAL)
         self._stamp(detail)
-        return Decision(plan_steps(result, achieve, params), detail, PlanReason.INITIAL)
+        return Decision(self._with_attempts(plan_steps(result, achieve, params)), detail, PlanReason.INITIAL)
 
     async def before(self, achieve: Achieve, run: StepRun) -> Decision | None:
         """Return a new plan when the step should not run as planned (goal reached, state drifted), else None."""
@@ -216,7 +234,7 @@ class Planning:
         detail["why"] = why
         detail["excluded"] = exclude
         self._stamp(detail)
-        return Decision(plan_steps(result, achieve, run.params or {}), detail, reason)
+        return Decision(self._with_attempts(plan_steps(result, achieve, run.params or {})), detail, reason)
 
 
 def _failed(error: str) -> Decision:

@@ -119,6 +119,11 @@ CREATE TABLE goalrt.goal_steps (
     kind            text        NOT NULL DEFAULT 'action' CHECK (kind IN ('action', 'event', 'sleep', 'ask', 'children')),
     -- A name the step's result is known by (ctx.results in later steps).
     label           text        CHECK (label <> '' AND length(label) <= 200),
+    -- The retry policy's cap on attempts, sent with the plan (NULL: no cap,
+    -- as from workers of earlier versions). A claim that takes over this
+    -- step while it is running (its worker died) fails the goal once the
+    -- interrupted attempts have used them all.
+    max_attempts    integer     CHECK (max_attempts >= 1),
     PRIMARY KEY (goal_id, seq)
 );
 

@@ -58,6 +58,12 @@ $$;
 -- goal's current step and marks it running. Returns the claimed goals with
 -- the step to run (step_seq NULL: the goal has no plan yet).
 --
+-- A step still running when its lease expired was interrupted: its worker
+-- died (or stalled) running it, and that attempt was counted when it
+-- started. When such a step has used its max_attempts, the claim fails
+-- the step and its goal (step.failed, goal.failed, saying the worker died
+-- running it) instead of starting it again.
+--
 -- First acts on what is due (wake_due_v1). A step of a limited action must
 -- be admitted (admit_step); a goal that is not is parked instead of
 -- claimed. A worker given partitions (buckets of partition_count) takes
@@ -78,6 +84,8 @@ DECLARE
     served_n integer[];
     served_b integer[];
     cand     record;
+    died     bigint;
+    reason   text;
 BEGIN
     IF worker_id IS NULL OR worker_id = '' THEN
         RAISE EXCEPTION 'worker_id must be a non-empty string' USING ERRCODE = 'GR008';
@@ -121,6 +129,32 @@ BEGIN
     IF ids IS NULL THEN
         RETURN;
     END IF;
+    -- Interrupted steps that have used their attempts fail (before any
+    -- limit admits them): a step that kills its worker does not loop.
+    FOR cand IN SELECT g.id, g.lease_owner, g.lease_epoch, s.seq, s.action, s.attempts, s.max_attempts
+               FROM goalrt.goals g
+               JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+              WHERE g.id = ANY (ids) AND s.status = 'running' AND g.lease_owner IS NOT NULL
+                AND s.attempts >= s.max_attempts
+              ORDER BY g.id
+    LOOP
+        -- This takeover and the earlier ones of the same step (goal.lease_expired).
+        SELECT 1 + count(*) INTO died FROM goalrt.event_data e
+         WHERE e.stream = 'goal:' || cand.id AND e.type = 'goal.lease_expired'
+           AND e.data -> 'step' = to_jsonb(cand.seq);
+        reason := format('step %s (%s): the worker died running it %s time%s (max_attempts %s)', cand.seq,
+                         cand.action, died, CASE WHEN died = 1 THEN '' ELSE 's' END, cand.max_attempts);
+        UPDATE goalrt.goal_steps st SET status = 'failed', error = reason, finished_at = now()
+         WHERE st.goal_id = cand.id AND st.seq = cand.seq;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        VALUES ('goal:' || cand.id, 'step.failed',
+                jsonb_build_object('goal_id', cand.id, 'seq', cand.seq, 'action', cand.action,
+                                   'attempt', cand.attempts, 'error', reason, 'final', true, 'interrupted', true,
+                                   'worker', worker_id, 'previous_worker', cand.lease_owner,
+                                   'previous_epoch', cand.lease_epoch));
+        PERFORM goalrt.end_goal(cand.id, 'failed', NULL, reason, jsonb_build_object('seq', cand.seq));
+        ids := array_remove(ids, cand.id);
+    END LOOP;
     -- Steps of limited actions start only when admitted.
     FOR cand IN SELECT g.id, g.step_seq, s.action, s.args, g.lease_epoch
                FROM goalrt.goals g
@@ -190,11 +224,13 @@ $$;
 COMMENT ON FUNCTION goalrt.claim_goals_v1(text, integer, double precision, text[]) IS
     'Claim runnable goals in (priority DESC, run_at, id) order with SKIP LOCKED, leasing each with a new epoch.';
 
--- Whether worker_id holds goal g's lease at epoch `epoch` right now.
+-- Whether worker_id holds goal g's lease at epoch `epoch` right now. Never
+-- NULL: a released lease (no owner, no expiry) is not held, and `NOT
+-- holds_lease(...)` must then be true.
 CREATE FUNCTION goalrt.holds_lease(g goalrt.goals, worker_id text, epoch bigint) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
-    SELECT g.status = 'active' AND g.lease_owner = worker_id AND g.lease_epoch = epoch
-           AND g.lease_expires_at > now()
+    SELECT coalesce(g.status = 'active' AND g.lease_owner = worker_id AND g.lease_epoch = epoch
+                    AND g.lease_expires_at > now(), false)
 $$;
 
 -- Why a result under (worker, epoch) is refused for goal g.
@@ -305,7 +341,8 @@ COMMENT ON FUNCTION goalrt.plan_goals_v1(text, jsonb, double precision) IS
 --   'retry'           the goal waits until its retry time, lease released
 --   'failed'          the step and the goal failed
 --   'released'        the next step is left for any worker (continue was false)
---   'already_applied' this exact result was applied before (a retried commit)
+--   'already_applied' this exact outcome was applied before (a re-sent commit: a complete,
+--                     or a retry, fail or replan of the same goal, epoch and seq by this worker)
 --   'refused'         the lease was lost: nothing applied, step.result_refused recorded
 --   'change_refused'  the state change was refused (error says why): nothing applied
 CREATE FUNCTION goalrt.complete_steps_v1(worker_id text, items jsonb, lease_seconds double precision)
@@ -361,7 +398,15 @@ BEGIN
 
         IF NOT goalrt.holds_lease(g, worker_id, ep) OR g.step_seq IS DISTINCT FROM sq
            OR s.status IS DISTINCT FROM 'running' THEN
-            IF x ->> 'outcome' = 'complete' AND s.status = 'complete' AND s.completed_epoch = ep THEN
+            -- A re-sent outcome whose commit was cut off: a complete left
+            -- the step complete at this epoch; a retry, fail or replan left
+            -- this worker's step.failed at this epoch in the goal's stream.
+            IF x ->> 'outcome' = 'complete' AND s.status = 'complete' AND s.completed_epoch = ep
+               OR x ->> 'outcome' <> 'complete' AND EXISTS (
+                      SELECT 1 FROM goalrt.event_data e
+                       WHERE e.stream = 'goal:' || g.id AND e.type = 'step.failed'
+                         AND e.data -> 'seq' = to_jsonb(sq) AND e.data -> 'epoch' = to_jsonb(ep)
+                         AND e.data ->> 'worker' = worker_id) THEN
                 outcome := 'already_applied';
                 IF goalrt.holds_lease(g, worker_id, ep) AND g.step_seq IS NOT NULL THEN
                     SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
@@ -441,7 +486,8 @@ BEGIN
             INSERT INTO goalrt.event_data (stream, type, data)
             VALUES (stream, 'step.failed',
                     jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
-                                       'error', x ->> 'error', 'final', true, 'replanned', true));
+                                       'error', x ->> 'error', 'final', true, 'replanned', true,
+                                       'epoch', ep, 'worker', worker_id));
             PERFORM goalrt.release_limits(g.id);
             outcome := goalrt.advance_goal(
                 g.id,
@@ -469,7 +515,8 @@ BEGIN
             INSERT INTO goalrt.event_data (stream, type, data)
             VALUES (stream, 'step.failed',
                     jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
-                                       'error', x ->> 'error', 'retry_in', delay, 'final', false));
+                                       'error', x ->> 'error', 'retry_in', delay, 'final', false,
+                                       'epoch', ep, 'worker', worker_id));
             outcome := 'retry';
         ELSE
             UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
@@ -477,7 +524,7 @@ BEGIN
             INSERT INTO goalrt.event_data (stream, type, data)
             VALUES (stream, 'step.failed',
                     jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
-                                       'error', x ->> 'error', 'final', true));
+                                       'error', x ->> 'error', 'final', true, 'epoch', ep, 'worker', worker_id));
             PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', jsonb_build_object('seq', sq));
             outcome := 'failed';
         END IF;

@@ -166,6 +166,10 @@ BEGIN
         RETURN label || '.args must be an object';
     ELSIF step ? 'label' AND jsonb_typeof(step -> 'label') NOT IN ('string', 'null') THEN
         RETURN label || '.label must be a string';
+    ELSIF step ? 'max_attempts' AND jsonb_typeof(step -> 'max_attempts') <> 'null'
+          AND (jsonb_typeof(step -> 'max_attempts') <> 'number' OR (step ->> 'max_attempts') !~ '^[0-9]{1,9}$'
+               OR (step ->> 'max_attempts')::integer < 1) THEN
+        RETURN label || '.max_attempts must be an integer from 1 to 999999999';
     END IF;
     IF kind = 'action' THEN
         RETURN NULL;
@@ -367,9 +371,9 @@ BEGIN
     UPDATE goalrt.goal_steps st SET status = 'superseded'
      WHERE st.goal_id = g.id AND st.status IN ('pending', 'running');
     first := coalesce((SELECT max(s.seq) FROM goalrt.goal_steps s WHERE s.goal_id = g.id), 0) + 1;
-    INSERT INTO goalrt.goal_steps (goal_id, seq, plan_no, kind, action, args, label)
+    INSERT INTO goalrt.goal_steps (goal_id, seq, plan_no, kind, action, args, label, max_attempts)
     SELECT g.id, first + i::integer - 1, g.plan_no + 1, coalesce(s ->> 'kind', 'action'), s ->> 'action',
-           coalesce(s -> 'args', '{}'), s ->> 'label'
+           coalesce(s -> 'args', '{}'), s ->> 'label', (s ->> 'max_attempts')::integer
       FROM jsonb_array_elements(steps) WITH ORDINALITY AS t(s, i);
     UPDATE goalrt.goals SET plan_no = g.plan_no + 1, step_seq = NULL, updated_at = now() WHERE goals.id = g.id;
     INSERT INTO goalrt.event_data (stream, type, data)
@@ -830,11 +834,15 @@ BEGIN
     END IF;
     FOREACH f IN ARRAY ARRAY['concurrency', 'rate', 'burst'] LOOP
         IF o ? f AND (jsonb_typeof(o -> f) <> 'number' OR (o ->> f) !~ '^[0-9]{1,9}$' OR (o ->> f)::integer < 1) THEN
-            RAISE EXCEPTION 'limit option % must be an integer >= 1', f USING ERRCODE = 'GR008';
+            RAISE EXCEPTION 'limit option % must be an integer from 1 to 999999999', f USING ERRCODE = 'GR008';
         END IF;
     END LOOP;
-    IF o ? 'per' AND (jsonb_typeof(o -> 'per') <> 'number' OR (o ->> 'per')::numeric <= 0) THEN
-        RAISE EXCEPTION 'limit option per must be a number of seconds > 0' USING ERRCODE = 'GR008';
+    -- A bucket's wait for its next token is up to `per` seconds, taken as an
+    -- interval: a longer one overflows (or a tinier one underflows) there.
+    IF o ? 'per' AND (jsonb_typeof(o -> 'per') <> 'number' OR (o ->> 'per')::numeric < 0.001
+                      OR (o ->> 'per')::numeric > 31536000) THEN
+        RAISE EXCEPTION 'limit option per must be a number of seconds from 0.001 to 31536000 (a year)'
+            USING ERRCODE = 'GR008';
     END IF;
     IF (o ? 'per' OR o ? 'burst') AND NOT o ? 'rate' THEN
         RAISE EXCEPTION 'limit options per and burst need rate' USING ERRCODE = 'GR008';

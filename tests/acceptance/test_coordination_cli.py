@@ -83,6 +83,20 @@ def test_limits_can_be_set_listed_and_dropped(db_url: str) -> None:
     one_line_error(goalrt(db_url, "limits", "drop", "api.call"), 1, "no limit on api.call")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--per", "1e300", "limit option per must be a number of seconds from 0.001 to 31536000 (a year), got 1e+300"),
+        ("--per", "0.0001", "limit option per must be a number of seconds from 0.001 to 31536000"),
+        ("--rate", "10000000000", "limit option rate must be an integer from 1 to 999999999"),
+    ],
+)
+def test_limits_out_of_range_are_refused_when_set(db_url: str, option: str, value: str, message: str) -> None:
+    args = ["--rate", "1", option, value] if option != "--rate" else [option, value]
+    one_line_error(goalrt(db_url, "limits", "set", "A", *args), 1, message)
+    assert goalrt(db_url, "limits", "--json").stdout == ""  # nothing written
+
+
 def test_limits_act_on_the_fork_named_before_or_after_the_command_or_in_the_environment(db_url: str) -> None:
     def actions(*args: str, env: dict[str, str] | None = None) -> list[str]:
         result = goalrt(db_url, *args, env=env)

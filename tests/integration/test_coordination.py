@@ -499,7 +499,7 @@ def test_limit_options_are_checked(db_url: str) -> None:
     with Goals.connect(db_url) as goals:
         with pytest.raises(InvalidGoalError, match="a limit needs concurrency or rate"):
             goals.set_limit("x")
-        with pytest.raises(InvalidGoalError, match="limit option concurrency must be an integer >= 1"):
+        with pytest.raises(InvalidGoalError, match="limit option concurrency must be an integer from 1 to 999999999"):
             goals.set_limit("x", concurrency=0)
         with pytest.raises(InvalidGoalError, match="per and burst need rate"):
             goals.set_limit("x", concurrency=1, per=2)
