@@ -15,7 +15,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 
-from goalrt.db.jsontext import decode, dumps
+from goalrt.db.jsontext import decode, dumps, encode
 from goalrt.errors import ConfigError, DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ async def connect_async(url: str) -> asyncpg.Connection:
 async def setup_async_connection(conn: asyncpg.Connection) -> None:
     """Register the json codecs goalrt relies on (usable as a pool ``init``): exact numbers, no raising on a bad row."""
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=dumps, decoder=decode, schema="pg_catalog")
+        await conn.set_type_codec(name, encoder=encode, decoder=decode, schema="pg_catalog")
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb, set_json_loads
 
-from goalrt.db.jsontext import decode, dumps
+from goalrt.db.jsontext import decode, encode
 from goalrt.errors import translated
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Driver:
 
     def json(self, value: Any) -> Jsonb:
         """Return ``value`` as a jsonb parameter."""
-        return Jsonb(value, dumps=dumps)
+        return Jsonb(value, dumps=encode)
 
     def in_transaction(self) -> bool:
         """Return whether a transaction is open on the connection."""

@@ -28,6 +28,9 @@ from goalrt.errors import InvalidJsonError
 MAX_JSON_DEPTH = 100
 """The deepest nesting of arrays and objects goalrt accepts in a value it sends (``[[1]]`` is 2 levels)."""
 
+ENVELOPE_DEPTH = 8
+"""Levels goalrt itself may wrap around a value when it sends it (a batch, its items, a change set)."""
+
 # What an error message shows of the input: enough to recognise it, never a 100 kB echo.
 ECHO_CHARS = 100
 
@@ -62,12 +65,12 @@ def echo(text: str, width: int = ECHO_CHARS) -> str:
     return text if len(text) <= width else f"{text[: width - 1]}… ({len(text)} characters)"
 
 
-def too_deep(text: str) -> bool:
-    """Return whether the arrays and objects of JSON ``text`` nest deeper than ``MAX_JSON_DEPTH``."""
+def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Return whether the arrays and objects of JSON ``text`` nest deeper than ``limit``."""
     # Cheap first: text cannot nest deeper than it has opening brackets (most values have few).
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+    if text.count("[") + text.count("{") <= limit:
         return False
-    return depth(text) > MAX_JSON_DEPTH
+    return depth(text) > limit
 
 
 def depth(text: str) -> int:
@@ -144,11 +147,12 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
-def dumps(value: Any) -> str:
-    """Serialise a value as strict JSON for PostgreSQL: ``Decimal`` exactly, at most ``MAX_JSON_DEPTH`` levels.
+def dumps(value: Any, *, max_depth: int | None = None) -> str:
+    """Serialise a value as strict JSON for PostgreSQL: ``Decimal`` exactly, nested at most ``max_depth`` levels.
 
-    NaN, Infinity, U+0000 (which jsonb cannot hold) and deeper nesting are
-    refused with ``InvalidJsonError``; values that are not JSON with ``TypeError``.
+    NaN, Infinity, U+0000 (which jsonb cannot hold), nesting deeper than
+    ``max_depth`` (or than Python can write) are refused with
+    ``InvalidJsonError``; values that are not JSON with ``TypeError``.
     """
     try:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"), default=_tag_decimal)
@@ -167,9 +171,14 @@ def dumps(value: Any) -> str:
         if _holds_nul(value):
             raise InvalidJsonError("JSON strings cannot hold the character U+0000 (PostgreSQL's jsonb refuses it)")
         text = _TAGGED.sub(r"\1", text)
-    if too_deep(text):
+    if max_depth is not None and too_deep(text, max_depth):
         raise _too_deep()
     return text
+
+
+def encode(value: Any) -> str:
+    """Serialise what a driver sends: a value of at most ``MAX_JSON_DEPTH`` levels in goalrt's own envelope."""
+    return dumps(value, max_depth=MAX_JSON_DEPTH + ENVELOPE_DEPTH)
 
 
 def render(value: Any, *, ensure_ascii: bool = True) -> str:
@@ -189,7 +198,7 @@ def render(value: Any, *, ensure_ascii: bool = True) -> str:
 
 def check(value: Any) -> Any:
     """Return ``value`` if goalrt can send it as JSON, else raise ``InvalidJsonError`` or ``TypeError``."""
-    dumps(value)
+    dumps(value, max_depth=MAX_JSON_DEPTH)
     return value
 
 
@@ -208,6 +217,7 @@ def is_number(value: object) -> bool:
 
 __all__ = [
     "ECHO_CHARS",
+    "ENVELOPE_DEPTH",
     "MAX_JSON_DEPTH",
     "UnreadableJson",
     "check",
@@ -215,6 +225,7 @@ __all__ = [
     "depth",
     "dumps",
     "echo",
+    "encode",
     "is_number",
     "loads",
     "number",

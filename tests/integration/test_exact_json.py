@@ -84,7 +84,8 @@ def test_numbers_round_trip_exactly_through_sync_async_and_sql(db_url: str, numb
     assert_same_number(again, number)
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
-            "SELECT value #>> '{}', (SELECT data->>'n' FROM goalrt.events WHERE id = %s) FROM goalrt.state WHERE path = %s",
+            "SELECT value #>> '{}', (SELECT data->>'n' FROM goalrt.events WHERE id = %s)"
+            " FROM goalrt.state WHERE path = %s",
             (event_id, path),
         ).fetchone()
     assert row is not None
