@@ -41,7 +41,7 @@ _MIN_EXPONENT = -16383
 # Python refuses int() of more digits than this (sys.get_int_max_str_digits); longer integers become Decimal.
 _INT_DIGITS = 4300
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]")
 _DECIMAL_TAG = "\x00goalrt-decimal:"
 # A Decimal is first written as a tagged string, then swapped for its digits. A real U+0000 is
@@ -84,8 +84,10 @@ def _too_deep() -> InvalidJsonError:
 
 
 def _parse_float(text: str) -> float | Decimal:
-    exact = Decimal(text)
     number = float(text)
+    if repr(number) == text:  # the common case, decided without a Decimal
+        return number
+    exact = Decimal(text)
     if math.isfinite(number) and Decimal(repr(number)) == exact:
         return number
     return exact
@@ -93,6 +95,16 @@ def _parse_float(text: str) -> float | Decimal:
 
 def _parse_int(text: str) -> int | Decimal:
     return int(text) if len(text.lstrip("-")) <= _INT_DIGITS else Decimal(text)
+
+
+def _parse(text: str, **options: Any) -> Any:
+    """Parse with exact numbers; integers go through C's int parsing unless one is too long for it."""
+    try:
+        return json.loads(text, parse_float=_parse_float, **options)
+    except ValueError as exc:
+        if "integer string conversion" not in str(exc):
+            raise
+        return json.loads(text, parse_float=_parse_float, parse_int=_parse_int, **options)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -110,7 +122,7 @@ def loads(text: str | bytes) -> Any:
     if too_deep(text):
         raise _too_deep()
     try:
-        return json.loads(text, parse_float=_parse_float, parse_int=_parse_int, parse_constant=_refuse_constant)
+        return _parse(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InvalidJsonError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
@@ -120,7 +132,7 @@ def decode(text: str | bytes) -> Any:
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode()
     try:
-        return json.loads(text, parse_float=_parse_float, parse_int=_parse_int)
+        return _parse(text)
     except RecursionError:
         return UnreadableJson("nested too deeply for Python to decode", len(text))
     except (ValueError, MemoryError) as exc:
