@@ -9,6 +9,7 @@ user can cause, to the classes below while keeping the original as
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -50,6 +51,10 @@ class MigrationError(GoalrtError):
 
 class InvalidEventError(GoalrtError, ValueError):
     """An event to append is malformed; the message names the field."""
+
+
+class InvalidJsonError(GoalrtError, ValueError):
+    """A value is not JSON goalrt can send (too deep, NaN, U+0000, out of jsonb's range); the message says why."""
 
 
 class AppendOnlyError(GoalrtError):
@@ -118,9 +123,20 @@ _STATE_ERRORS: dict[str, type[GoalrtError]] = {
 _MISSING_OBJECT_STATES = {"3F000", "42P01", "42883"}  # schema, table, function
 
 
+# A quoted value longer than this is cut in a message (a 100 kB name is never echoed in full).
+_ECHO_CHARS = 100
+_LONG_QUOTED = re.compile("'([^']{" + str(_ECHO_CHARS + 1) + ",})'")
+
+
+def _clip_quoted(match: re.Match[str]) -> str:
+    text = match.group(1)
+    return f"'{text[: _ECHO_CHARS - 1]}…' ({len(text)} characters)"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return _LONG_QUOTED.sub(_clip_quoted, line) if len(line) > _ECHO_CHARS else line
 
 
 def translate(exc: BaseException) -> GoalrtError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from goalrt.cli.support import (
     json_option,
     pass_app,
     print_table,
+    show_json,
 )
 from goalrt.errors import ChainBrokenError, ConfigError
 from goalrt.log.event import Event
@@ -60,7 +60,7 @@ def _print_table(rows: Sequence[Event]) -> None:
                 e.stream,
                 e.type,
                 e.recorded_at.isoformat(timespec="milliseconds"),
-                clip(json.dumps(e.data, separators=(",", ":")), 60),
+                clip(show_json(e.data), 60),
             )
             for e in rows
         ],
@@ -110,7 +110,7 @@ def events_follow(app: AppContext, stream: str | None, type_: str | None, after:
                 if as_json:
                     emit_json(e.to_json())
                 else:
-                    click.echo(f"{e.pos}\t{e.stream}\t{e.type}\t{json.dumps(e.data, separators=(',', ':'))}")
+                    click.echo(f"{e.pos}\t{e.stream}\t{e.type}\t{show_json(e.data)}")
                 sys.stdout.flush()
         except KeyboardInterrupt:
             return

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from goalrt.cli.support import F
-from goalrt.errors import InvalidGoalError
+from goalrt.db.jsontext import loads, too_deep
+from goalrt.errors import InvalidGoalError, InvalidJsonError
 from goalrt.goals.registry import import_modules
 
 ENV_HANDLERS = "GOALRT_HANDLERS"
@@ -39,9 +39,11 @@ def coerce_param(value: str, spec: dict[str, Any] | None) -> Any:
     kinds = _kinds(spec)
     if kinds is not None and kinds <= {"string", "null"} and not (value == "null" and "null" in kinds):
         return value
+    if too_deep(value):
+        return loads(value)  # raises: too deep is refused, never silently taken as text
     try:
-        return json.loads(value)
-    except json.JSONDecodeError:
+        return loads(value)
+    except InvalidJsonError:
         return value
 
 

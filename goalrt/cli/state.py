@@ -17,6 +17,7 @@ from goalrt.cli.support import (
     print_table,
     show_json,
 )
+from goalrt.db.jsontext import echo, is_number
 from goalrt.errors import ConfigError, OutOfRangeError
 from goalrt.state.state import Change, HistoryEntry, StateEntry, check_path
 
@@ -93,7 +94,8 @@ def _report_change(path: str, verb: str, version: int, value: Any, as_json: bool
         click.echo(f"{verb} {path} (version {version})")
 
 
-@state.command("set")
+# ignore_unknown_options: a negative VALUE (-5) is a value, not an option.
+@state.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("path")
 @click.argument("value", type=JsonParam())
 @_expect_option
@@ -129,8 +131,8 @@ def state_delete(app: AppContext, path: str, expect_version: int | None, as_json
 def state_inc(app: AppContext, path: str, by: Any, expect_version: int | None, as_json: bool) -> None:
     """Add BY (default 1; negative to subtract) to the number at PATH."""
     check_path(path)
-    if isinstance(by, bool) or not isinstance(by, (int, float)):
-        raise ConfigError(f"BY must be a number, got {show_json(by)}")
+    if not is_number(by):
+        raise ConfigError(f"BY must be a number, got {echo(show_json(by))}")
     with app.state() as st:
         result = st.change([Change.inc(path, by, expect_version=expect_version)])
     value = result.values[path]

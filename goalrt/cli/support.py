@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
 from goalrt.db import config
+from goalrt.db.jsontext import loads, render
+from goalrt.errors import InvalidJsonError
 from goalrt.log.eventlog import EventLog
 from goalrt.state.state import State
 
@@ -127,13 +128,14 @@ class JsonParam(click.ParamType):  # type: ignore[type-arg]
         if not isinstance(value, str):
             return value
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            self.fail(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", param, ctx)
+            # Exact numbers (Decimal where a float would round), at most MAX_JSON_DEPTH levels.
+            return loads(value)
+        except InvalidJsonError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, separators=(",", ":"), default=str))
+    click.echo(render(obj))
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -149,4 +151,4 @@ def clip(text: str, width: int = 60) -> str:
 
 
 def show_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return render(value, ensure_ascii=False)

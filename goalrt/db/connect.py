@@ -8,13 +8,14 @@ the host and port.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
 
+from goalrt.db.jsontext import decode, dumps, encode
 from goalrt.errors import ConfigError, DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def connect(url: str, *, autocommit: bool = True, raw: bool = True) -> psycopg.C
     """Open a psycopg connection (autocommit, ``$1`` placeholders by default)."""
     target = describe_target(url)
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             url,
             autocommit=autocommit,
             connect_timeout=CONNECT_TIMEOUT_S,
@@ -58,6 +59,13 @@ def connect(url: str, *, autocommit: bool = True, raw: bool = True) -> psycopg.C
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {target}: {_first_line(exc)}") from exc
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"invalid database URL: {_first_line(exc)}") from exc
+    setup_connection(conn)
+    return conn
+
+
+def setup_connection(conn: psycopg.Connection[Any]) -> None:
+    """Make a psycopg connection decode json/jsonb with exact numbers, never raising on a bad row."""
+    set_json_loads(decode, conn)
 
 
 async def connect_async(url: str) -> asyncpg.Connection:
@@ -76,9 +84,9 @@ async def connect_async(url: str) -> asyncpg.Connection:
 
 
 async def setup_async_connection(conn: asyncpg.Connection) -> None:
-    """Register the json codecs goalrt relies on (usable as a pool ``init``)."""
+    """Register the json codecs goalrt relies on (usable as a pool ``init``): exact numbers, no raising on a bad row."""
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(name, encoder=encode, decoder=decode, schema="pg_catalog")
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -100,24 +108,4 @@ def asyncpg_dsn(url: str) -> str:
     return f"postgresql://{userinfo}/{dbname}" + (f"?{query}" if query else "")
 
 
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_nul(v) for v in value)
-    return False
-
-
-def dumps(value: Any) -> str:
-    """Serialise a value as strict JSON (NaN, Infinity and U+0000 are refused).
-
-    PostgreSQL's jsonb cannot hold the character U+0000 (``\\u0000``): it is
-    refused here, with a message, rather than by the server.
-    """
-    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    # The text test is cheap; the walk tells "\u0000" apart from an escaped backslash before "u0000".
-    if "\\u0000" in text and _holds_nul(value):
-        raise ValueError("JSON strings cannot hold the character U+0000 (PostgreSQL's jsonb refuses it)")
-    return text
+__all__ = ["asyncpg_dsn", "connect", "connect_async", "describe_target", "dumps", "setup_async_connection"]

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
-from goalrt.db.connect import dumps
+from goalrt.db.jsontext import decode, encode
 from goalrt.errors import translated
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class Driver:
     def __init__(self, conn: Connection, queries: Mapping[str, str]) -> None:
         self.conn = conn
         self.queries = queries
+        # Also on a connection the caller opened: exact numbers, and a bad row never raises mid-fetch.
+        set_json_loads(decode, conn)
 
     def run(self, name: str, params: tuple[Any, ...] = ()) -> list[Row]:
         """Run the named query; return its rows (none for a statement without a result)."""
@@ -48,7 +50,7 @@ class Driver:
 
     def json(self, value: Any) -> Jsonb:
         """Return ``value`` as a jsonb parameter."""
-        return Jsonb(value, dumps=dumps)
+        return Jsonb(value, dumps=encode)
 
     def in_transaction(self) -> bool:
         """Return whether a transaction is open on the connection."""

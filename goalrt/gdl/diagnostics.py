@@ -16,6 +16,10 @@ class Problem:
     message: str
 
 
+# The most of a source line shown under a problem.
+_SHOWN = 100
+
+
 def render(problem: Problem, sources: Mapping[str, str]) -> str:
     """Return the problem as ``file:line:column: message`` followed by its source line and a caret under the column."""
     head = f"{problem.pos}: {problem.message}"
@@ -28,8 +32,13 @@ def render(problem: Problem, sources: Mapping[str, str]) -> str:
         return head
     # Tabs become one space so the caret lines up whatever the tab width.
     line = lines[problem.pos.line - 1].rstrip("\r").replace("\t", " ")
-    caret = " " * (max(problem.pos.column, 1) - 1) + "^"
-    return f"{head}\n    {line}\n    {caret}"
+    column = max(problem.pos.column, 1) - 1
+    if len(line) > _SHOWN:
+        # A 5000-character line is shown as the window around the column, never in full.
+        start = max(0, min(column - _SHOWN // 4, len(line) - _SHOWN))
+        line = ("…" if start else "") + line[start : start + _SHOWN] + ("…" if start + _SHOWN < len(line) else "")
+        column = column - start + (1 if start else 0)
+    return f"{head}\n    {line}\n    {' ' * column}^"
 
 
 def render_all(problems: Iterable[Problem], sources: Mapping[str, str]) -> list[str]:

@@ -16,10 +16,11 @@ from lark.lexer import PatternStr
 from lark.load_grammar import FromPackageLoader
 
 from goalrt.durations import parse_duration
-from goalrt.errors import GdlError, GdlSyntaxError
+from goalrt.errors import ConfigError, GdlError, GdlSyntaxError, PlanningError
 from goalrt.gdl import ast
 from goalrt.gdl.diagnostics import Problem, render
 from goalrt.planner.syntax import number_value, string_value
+from goalrt.state.model import MAX_PATH
 
 # Readable words for the terminals whose pattern is a regular expression.
 _WORDS: Final = {
@@ -141,12 +142,22 @@ def _parse_problem(text: str, path: str) -> tuple[ast.Decl, ...] | Problem:
     except RecursionError:
         return Problem(ast.Pos(path, 1, 1), "the source is nested too deeply to read")
     except VisitError as exc:
+        if isinstance(exc.orig_exc, _Located):
+            return exc.orig_exc.problem
         if isinstance(exc.orig_exc, GdlError):
             raise exc.orig_exc from None
         if isinstance(exc.orig_exc, RecursionError):
             return Problem(ast.Pos(path, 1, 1), "the source is nested too deeply to read")
         raise
     return tuple(decls)
+
+
+class _Located(Exception):
+    """A token the builder cannot turn into a value (a 5000-digit number, a path too long): its problem."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 @v_args(meta=True)
@@ -164,7 +175,13 @@ class _Builder(Transformer[Token, Any]):
         return ast.Pos(self.path, token.line or 1, token.column or 1)
 
     def _name(self, token: Token) -> ast.Name:
+        self._check_path(token)
         return ast.Name(str(token), self._at(token))
+
+    def _check_path(self, token: Token) -> None:
+        if token.type == "PATH" and len(token) > MAX_PATH:
+            problem = f"path of {len(token)} characters is too long (a state path has at most {MAX_PATH})"
+            raise _Located(Problem(self._at(token), problem))
 
     def _term(self, item: Any) -> ast.Term:
         if isinstance(item, ast.Name | ast.Literal):
@@ -173,11 +190,14 @@ class _Builder(Transformer[Token, Any]):
         pos = self._at(token)
         kind = token.type
         if kind in ("NAME", "PATH"):
-            return ast.Name(str(token), pos)
+            return self._name(token)
         if kind == "STRING":
             return ast.Literal(string_value(str(token)), pos)
         if kind == "NUMBER":
-            return ast.Literal(number_value(str(token)), pos)
+            try:
+                return ast.Literal(number_value(str(token)), pos)
+            except PlanningError as exc:
+                raise _Located(Problem(pos, str(exc))) from None
         if kind == "TRUE":
             return ast.Literal(True, pos)
         if kind == "FALSE":
@@ -190,7 +210,10 @@ class _Builder(Transformer[Token, Any]):
         return term
 
     def _duration(self, token: Token) -> ast.Duration:
-        return ast.Duration(str(token), parse_duration(str(token)), self._at(token))
+        try:
+            return ast.Duration(str(token), parse_duration(str(token)), self._at(token))
+        except ConfigError as exc:
+            raise _Located(Problem(self._at(token), str(exc))) from None
 
     # -- declarations ----------------------------------------------------------
 

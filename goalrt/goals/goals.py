@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from goalrt.db.client import Client
 from goalrt.db.driver import Connection
+from goalrt.db.jsontext import check
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import GoalNotFoundError, InvalidGoalError
 from goalrt.goals.model import GoalInfo as GoalInfo
@@ -150,6 +151,10 @@ class Goals(Client):
 
         A wrong answer raises ``InvalidGoalError`` naming the field, and the goal keeps waiting.
         """
+        try:
+            check(data)
+        except (TypeError, ValueError) as exc:
+            raise InvalidGoalError(f"resume data is not JSON goalrt can send: {exc}") from None
         rows = self._run("goal_resume", (goal_id, self._db.json(dict(data)), actor))
         return str(rows[0][1])
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from goalrt.db.connect import dumps
+from goalrt.db.jsontext import check
 from goalrt.errors import InvalidGoalError
 from goalrt.goals.registry import Registry
 from goalrt.log.event import Event
@@ -358,7 +358,7 @@ def prepared_params(registry: Registry | None, name: str, params: Mapping[str, A
         return registry.goal_types[name].normalized(params)
     out = dict(params or {})
     try:
-        dumps(out)
+        check(out)
     except (TypeError, ValueError) as exc:
         raise InvalidGoalError(f"params of goal {name} are not JSON: {exc}") from None
     return out

@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from goalrt.db.connect import dumps
+from goalrt.db.jsontext import check
 from goalrt.errors import ConfigError, InvalidGoalError
 from goalrt.goals.conditions import Achieve, action_schema, condition_of
 from goalrt.goals.retry import Retry
@@ -326,7 +326,7 @@ def import_modules(modules: Iterable[str], first: str | os.PathLike[str] | None 
 def check_json(value: Any, what: str) -> None:
     """Raise ``TypeError``/``ValueError`` naming ``what`` unless ``value`` is strict JSON."""
     try:
-        dumps(value)
+        check(value)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what} is not JSON: {exc}") from None
 

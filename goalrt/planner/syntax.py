@@ -19,6 +19,7 @@ number). The words above are keywords only where the grammar expects them
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import cache, lru_cache
 from typing import Any, Final
@@ -71,9 +72,21 @@ def string_value(raw: str) -> str:
     return _ESCAPE.sub(r"\1", body)
 
 
+# Python's int() refuses longer digit strings (sys.get_int_max_str_digits); no plan compares such numbers.
+MAX_NUMBER_CHARS = 4300
+
+
 def number_value(raw: str) -> int | float:
     """Return the number a NUMBER token stands for: an int when written without a fraction or exponent."""
-    return int(raw) if _INTEGER.fullmatch(raw) else float(raw)
+    if len(raw) > MAX_NUMBER_CHARS:
+        raise PlanningError(f"number literal of {len(raw)} characters is too long (at most {MAX_NUMBER_CHARS})")
+    if _INTEGER.fullmatch(raw):
+        return int(raw)
+    value = float(raw)
+    if not math.isfinite(value):
+        shown = raw if len(raw) <= 40 else raw[:39] + "…"
+        raise PlanningError(f"number {shown} is too large for a float")
+    return value
 
 
 class _Positioned(Exception):

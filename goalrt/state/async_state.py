@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from goalrt.db.async_client import AsyncClient
@@ -59,7 +60,7 @@ class AsyncState(AsyncClient):
         result = await self.change([Change.delete(path, expect_version=expect_version)])
         return result.versions[path]
 
-    async def increment(self, path: str, by: int | float = 1, *, expect_version: int | None = None) -> Any:
+    async def increment(self, path: str, by: int | float | Decimal = 1, *, expect_version: int | None = None) -> Any:
         """Add ``by`` to the number at ``path`` (0 if absent); return the new value."""
         result = await self.change([Change.inc(path, by, expect_version=expect_version)])
         return result.values[path]

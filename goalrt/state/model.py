@@ -9,9 +9,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from goalrt.db.connect import dumps
+from goalrt.db.jsontext import MAX_JSON_DEPTH, dumps, echo
 from goalrt.errors import InvalidStateChangeError, OutOfRangeError
 
 # Mirrors goalrt.valid_path() in sql/schema/20_state.sql (a test checks they agree).
@@ -27,7 +28,8 @@ def check_path(path: object) -> str:
     """Return ``path`` if it is a valid state path, else raise naming it."""
     if not isinstance(path, str) or len(path) > MAX_PATH or not PATH.fullmatch(path):
         raise InvalidStateChangeError(
-            f"invalid path {path!r}: use dot-separated segments of letters, digits, _ - : @ (e.g. orders.o1.status)"
+            f"invalid path {echo(repr(path))}: use dot-separated segments of letters, digits, _ - : @"
+            " (e.g. orders.o1.status)"
         )
     return path
 
@@ -39,7 +41,7 @@ class Change:
     op: str
     path: str
     value: Any = None
-    by: int | float | None = None
+    by: int | float | Decimal | None = None
     expect_version: int | None = None
 
     @classmethod
@@ -51,7 +53,7 @@ class Change:
         return cls("delete", check_path(path), expect_version=expect_version)
 
     @classmethod
-    def inc(cls, path: str, by: int | float = 1, *, expect_version: int | None = None) -> Change:
+    def inc(cls, path: str, by: int | float | Decimal = 1, *, expect_version: int | None = None) -> Change:
         return cls("inc", check_path(path), by=by, expect_version=expect_version)
 
     def as_json(self) -> dict[str, Any]:
@@ -75,7 +77,8 @@ def changes_json(changes: Iterable[Change | Mapping[str, Any]]) -> list[Any]:
     for i, change in enumerate(changes):
         item = change.as_json() if isinstance(change, Change) else change
         try:
-            dumps(item)
+            # The change's object is one level around its value.
+            dumps(item, max_depth=MAX_JSON_DEPTH + 1)
         except (TypeError, ValueError) as exc:
             raise InvalidStateChangeError(f"changes[{i}]: not JSON: {exc}") from None
         out.append(item)

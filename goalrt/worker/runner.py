@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from concurrent.futures import Executor
 
+from goalrt.db.jsontext import UnreadableJson
 from goalrt.errors import GoalrtError
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.registry import Registry
@@ -130,6 +131,10 @@ class GoalRunner:
         drained = False
         try:
             run: StepRun | None
+            unreadable = _unreadable(claim)
+            if unreadable is not None:  # e.g. params nested 2000 deep by SQL: fail this goal, not the whole claim
+                await self._fail(lease.goal_id, lease.epoch, unreadable)
+                return
             if claim.step is None:
                 run = await self._plan(claim, lease)
             else:
@@ -263,6 +268,15 @@ class GoalRunner:
 
     async def _flush_completions(self, items: list[StepItem]) -> dict[int, CompletionAnswer | Rejected]:
         return await self._db.complete(items, self._leases.seconds)
+
+
+def _unreadable(claim: ClaimedGoal) -> str | None:
+    """Return why a claimed goal's params or step args cannot be used (decoded as ``UnreadableJson``), or None."""
+    if isinstance(claim.params, UnreadableJson):
+        return f"the goal's params cannot be read: {claim.params.reason}"
+    if claim.step is not None and isinstance(claim.step.args, UnreadableJson):
+        return f"step {claim.step.seq} args cannot be read: {claim.step.args.reason}"
+    return None
 
 
 __all__ = ["GoalRunner"]

@@ -81,7 +81,7 @@ def test_migrate_append_list_verify(empty_db_url: str) -> None:
         (["events", "append", "--stream", "s", "--type", ""], "type: must not be empty", 1),
         (["events", "append", "--stream", "", "--type", "t"], "stream: must not be empty", 1),
         (["events", "append", "--stream", "s", "--type", "t", "--metadata", "[1]"], "--metadata must be", 1),
-        (["events", "append", "--stream", "s", "--type", "t", "--data", "NaN"], "NaN", 1),
+        (["events", "append", "--stream", "s", "--type", "t", "--data", "NaN"], "NaN", 2),
         (["events", "append", "--stream", "s", "--type", "t", "--frobnicate"], "No such option", 2),
     ],
 )

@@ -67,7 +67,7 @@ def test_state_time_travel_by_time(db_url: str) -> None:
         (("state", "set", "a..b", "1"), "invalid path 'a..b'", 1),
         (("state", "set", "", "1"), "invalid path ''", 1),
         (("state", "set", "a.b", "{oops"), "not valid JSON", 2),
-        (("state", "set", "a.b", "NaN"), "not JSON", 1),
+        (("state", "set", "a.b", "NaN"), "JSON has no NaN", 2),
         (("state", "inc", "a.b", '"x"'), "BY must be a number", 1),
         (("state", "get", "a.b", "--at", "soon"), "invalid position or time 'soon'", 1),
         (("state", "get", "a.b", "--at", "99"), "position 99 is after the head", 1),
