@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_S = 10
 
+# How deeply JSON values goalrt accepts may nest: deeper ones are refused
+# with a message (Python's json recursion and PostgreSQL's stack give out
+# somewhere in the thousands, with errors that name nothing).
+MAX_JSON_DEPTH = 100
+
 
 def describe_target(url: str) -> str:
     """Return "host:port/dbname" (or the socket folder) for messages; never the password."""
@@ -98,6 +103,19 @@ def asyncpg_dsn(url: str) -> str:
     dbname = quote(str(params.pop("dbname", "")), safe="")
     query = urlencode({k: str(v) for k, v in params.items()})
     return f"postgresql://{userinfo}/{dbname}" + (f"?{query}" if query else "")
+
+
+def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Return whether ``value`` nests lists and mappings deeper than ``limit`` (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _holds_nul(value: Any) -> bool:

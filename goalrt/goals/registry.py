@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from goalrt.db.connect import dumps
+from goalrt.db.connect import MAX_JSON_DEPTH, dumps, json_too_deep
 from goalrt.errors import ConfigError, InvalidGoalError
 from goalrt.goals.conditions import Achieve, action_schema, condition_of
 from goalrt.goals.retry import Retry
@@ -325,6 +325,8 @@ def import_modules(modules: Iterable[str], first: str | os.PathLike[str] | None 
 
 def check_json(value: Any, what: str) -> None:
     """Raise ``TypeError``/``ValueError`` naming ``what`` unless ``value`` is strict JSON."""
+    if json_too_deep(value):
+        raise ValueError(f"{what} is not JSON goalrt accepts: nested deeper than {MAX_JSON_DEPTH}")
     try:
         dumps(value)
     except (TypeError, ValueError) as exc:
