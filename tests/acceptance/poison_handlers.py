@@ -6,7 +6,8 @@
 - ``deep``: return JSON nested 100,000 deep;
 - ``stubborn``: an async handler that ignores its cancellation (times out after 0.5 s);
 - ``stubborn_forever``: the same without a timeout (only a drain stops the worker waiting for it);
-- ``ok``: return ``{"ok": true}``.
+- ``ok``: return ``{"ok": true}``;
+- ``permanent``: raise ``goalrt.PermanentError``.
 
 Every action has one attempt, so its goal fails at the first failure.
 """
@@ -88,3 +89,8 @@ async def stubborn_forever(args: dict[str, Any], ctx: goalrt.ActionContext) -> N
 @goalrt.action("poison.ok", retry=ONCE)
 def ok(args: dict[str, Any], ctx: goalrt.ActionContext) -> dict[str, bool]:
     return {"ok": True}
+
+
+@goalrt.action("poison.permanent", retry=ONCE)
+def permanent(args: dict[str, Any], ctx: goalrt.ActionContext) -> None:
+    raise goalrt.PermanentError("no")

@@ -186,7 +186,7 @@ def test_worker_on_an_older_revision_says_so_in_one_line(empty_db_url: str) -> N
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("kind", ["ok", "exit_sync"])
+@pytest.mark.parametrize("kind", ["ok", "permanent", "exit_sync"])
 def test_clean_stop_logs_only_what_happened(db_url: str, tmp_path: Path, kind: str) -> None:
     """No "handler threads still running" when none runs; no "cancelled" or "lease lost" for goals that ended."""
     workers = poison_workers(db_url, tmp_path)
