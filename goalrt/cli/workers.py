@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-import threading
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from goalrt.cli.goal_input import handlers_option, load_handlers
 from goalrt.cli.support import AppContext, ForkCommand, clip, emit_json, json_option, pass_app, print_table
 from goalrt.db import schemas
-from goalrt.db.connect import connect
+from goalrt.db.connect import connect, connect_async
+from goalrt.db.migrate import check_migrated
 from goalrt.durations import parse_duration
-from goalrt.errors import ConfigError
+from goalrt.errors import ConfigError, DatabaseUnavailableError
 from goalrt.goals.goals import Goals
 from goalrt.goals.registry import default_registry
+
+if TYPE_CHECKING:
+    from goalrt.worker.worker import Worker
+
+log = logging.getLogger("goalrt.worker")
 
 
 @click.command("worker", cls=ForkCommand)
@@ -57,55 +64,102 @@ def worker(
     log_level: str,
 ) -> None:
     """Run a worker: claim goals and run their steps until SIGTERM/SIGINT (then drain and exit 0)."""
-    from goalrt.gdl.runtime import current
     from goalrt.worker.worker import Partitions, Worker
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_handlers(handlers)
     url = app.url
-    with connect(url) as conn:
-        schema = schemas.schema_for(conn, app.fork)
-        if not default_registry.goal_types and current(conn, schema) is None:
-            raise ConfigError(
-                "no goal types registered: give --handlers MODULE (or set $GOALRT_HANDLERS), "
-                "or load GDL definitions with `goalrt gdl load`"
-            )
-    w = Worker(
-        url,
-        default_registry,
-        concurrency=concurrency,
-        name=name,
-        lease=parse_duration(lease, what="--lease"),
-        poll=parse_duration(poll, what="--poll"),
-        grace=parse_duration(grace, what="--grace"),
-        schema=schema,
-        partitions=None if partitions is None else Partitions.parse(partitions),
-        only=[n for item in only for n in item.split(",") if n] or None,
-        takeover=parse_duration(takeover, what="--takeover"),
-    )
+    options: dict[str, Any] = {
+        "concurrency": concurrency,
+        "name": name,
+        "lease": parse_duration(lease, what="--lease"),
+        "poll": parse_duration(poll, what="--poll"),
+        "grace": parse_duration(grace, what="--grace"),
+        "partitions": None if partitions is None else Partitions.parse(partitions),
+        "only": [n for item in only for n in item.split(",") if n] or None,
+        "takeover": parse_duration(takeover, what="--takeover"),
+    }
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        schema = await _wait_for_database(url, app.fork, stop)
+        if schema is None:
+            click.echo("worker: stopped while waiting for the database", err=True)
+            return
+        w = Worker(url, default_registry, schema=schema, **options)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, w.request_stop)
+        if stop.is_set():
+            w.request_stop()
         await w.run()
+        # Inside the loop: abandoned handler tasks must not be waited for by asyncio.run's cleanup.
+        _report(w)
 
     asyncio.run(main())
+
+
+def _report(w: Worker) -> None:
+    """Print what the worker did; exit at once if handlers it gave up on still run."""
     s = w.stats
     click.echo(
         f"worker {w.id} (pid {os.getpid()}) exited: {s.claimed} claims, {s.steps} steps, {s.completed} goals "
         f"completed, {s.failed} failed, {s.retried} retries, {s.refused} refused, {s.released} released",
         err=True,
     )
-    stuck = [t.name for t in threading.enumerate() if t.name.startswith("goalrt-action") and t.is_alive()]
-    if stuck:
-        # A sync handler still running past the grace period cannot be
-        # stopped (threads cannot be killed), and its goal has been released:
-        # exit without waiting for it, as a drained worker should.
-        click.echo(f"worker {w.id}: leaving {len(stuck)} handler thread(s) still running", err=True)
+    running = w.handler_calls.running
+    if running:
+        # A handler past its timeout or the grace period that ignores its
+        # cancellation (or a sync one: threads cannot be killed) cannot be
+        # stopped, and its goal has been given up: exit without waiting for it.
+        click.echo(f"worker {w.id}: leaving {running} handler(s) still running that it gave up on", err=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+async def _wait_for_database(url: str, fork: str | None, stop: asyncio.Event) -> str | None:
+    """Return the schema to serve once the database answers (None if stopped first); wait while it is away.
+
+    A server that is down, starting or shutting down is waited for with
+    backoff (logged once); a wrong password, an unknown database or an
+    unmigrated one is an error at once.
+    """
+    from goalrt.worker.database import is_connection_error
+
+    delay, warned = 0.1, False
+    while not stop.is_set():
+        try:
+            conn = await connect_async(url)
+            await conn.close()
+            return await asyncio.to_thread(_preflight, url, fork)
+        except DatabaseUnavailableError as exc:
+            if exc.__cause__ is not None and not is_connection_error(exc.__cause__):
+                raise
+            if not warned:
+                log.warning("worker: %s; waiting for the server", exc)
+                warned = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 5.0)
+    return None
+
+
+def _preflight(url: str, fork: str | None) -> str:
+    """Check the database is migrated and has something to run; return the schema to serve."""
+    from goalrt.gdl.runtime import current
+
+    check_migrated(url)
+    with connect(url) as conn:
+        schema = schemas.schema_for(conn, fork)
+        if not default_registry.goal_types and current(conn, schema) is None:
+            raise ConfigError(
+                "no goal types registered: give --handlers MODULE (or set $GOALRT_HANDLERS), "
+                "or load GDL definitions with `goalrt gdl load`"
+            )
+    return schema
 
 
 @click.command("workers", cls=ForkCommand)

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 
 from goalrt.db.connect import connect
 from goalrt.db.resources import migrations_dir
-from goalrt.errors import DatabaseError, MigrationError, translated
+from goalrt.errors import DatabaseError, MigrationError, NotMigratedError, translated
 
 VERSION_TABLE = "alembic_version"
 VERSION_SCHEMA = "goalrt"
@@ -48,6 +48,23 @@ def current_revision(url: str) -> str | None:
             return None
         row = conn.execute(f"SELECT version_num FROM {VERSION_SCHEMA}.{VERSION_TABLE}").fetchone()
         return row[0] if row else None
+
+
+def check_migrated(url: str) -> None:
+    """Raise ``NotMigratedError`` unless the database is at this goalrt's head revision (or a newer one).
+
+    A revision this goalrt does not know is newer (a later goalrt migrated
+    it): its functions keep the versions older workers call.
+    """
+    current = current_revision(url)
+    script = ScriptDirectory.from_config(alembic_config(""))
+    head = script.get_current_head()
+    if current == head:
+        return
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is None or current in known:
+        at = "has no goalrt schema" if current is None else f"is at revision {current}, goalrt needs {head}"
+        raise NotMigratedError(f"the database {at}: not migrated; run `goalrt migrate`")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ item is answered ``Rejected`` and the others go through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -57,10 +58,14 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
-async def connect_pool(url: str, size: int, stopping: asyncio.Event) -> asyncpg.Pool:
-    """Return a pool of ``size`` connections at most; wait for the server while it is unreachable."""
+async def connect_pool(url: str, size: int, stopping: asyncio.Event) -> asyncpg.Pool | None:
+    """Return a pool of ``size`` connections at most; wait for the server while it is unreachable (log once).
+
+    None when ``stopping`` is set while waiting.
+    """
     delay = 0.1
-    while True:
+    warned = False
+    while not stopping.is_set():
         try:
             pool = await asyncpg.create_pool(
                 asyncpg_dsn(url), min_size=1, max_size=size, init=setup_async_connection, timeout=10
@@ -68,11 +73,15 @@ async def connect_pool(url: str, size: int, stopping: asyncio.Event) -> asyncpg.
             assert pool is not None
             return pool
         except Exception as exc:
-            if not is_connection_error(exc) or stopping.is_set():
+            if not is_connection_error(exc):
                 raise translate(exc) from exc
-            log.warning("worker: cannot connect (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
+            if not warned:
+                log.warning("worker: cannot connect (%s); waiting for the server", exc)
+                warned = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
             delay = min(delay * 2, 5.0)
+    return None
 
 
 class WorkerDatabase:
@@ -105,9 +114,8 @@ class WorkerDatabase:
 
     async def gdl_current(self) -> tuple[int, Mapping[str, Any]] | None:
         """Return the newest stored GDL version and its definitions, or None when none was loaded."""
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(self._q["gdl_current"])
-        return None if row is None else (row["version"], row["definitions"])
+        rows = await self.call("gdl_current")
+        return None if not rows else (rows[0]["version"], rows[0]["definitions"])
 
     async def claim(
         self,

@@ -20,16 +20,17 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from goalrt.db.resources import queries
-from goalrt.errors import InvalidEventError, InvalidStateChangeError, PermanentError
+from goalrt.errors import GoalrtError, InvalidEventError, InvalidStateChangeError, PermanentError, translate
 from goalrt.goals.registry import Action, Registry, Result, check_json
 from goalrt.state.async_state import AsyncState
 from goalrt.state.state import Change, StateEntry, changes_json
+from goalrt.worker.database import is_connection_error
 from goalrt.worker.planner_bridge import effect_changes
 from goalrt.worker.protocol import NextStep, StepItem, StepOutcome
 
@@ -64,50 +65,79 @@ class StepRun:
 
 
 class StateReader:
-    """Read access to the state for async handlers: ``await ctx.state.get("orders.o1.status")``."""
+    """Read access to the state for async handlers: ``await ctx.state.get("orders.o1.status")``.
+
+    Each read takes a connection of its own from the worker's pool (handlers
+    running at once never share one), and a read cut off by a lost
+    connection waits and tries again, as the worker's own calls do; the
+    handler's timeout bounds the wait.
+    """
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool
         self._schema = schema
 
+    async def _read(self, read: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        delay = 0.05
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    return await read(conn)
+            except Exception as exc:
+                # The state client raises goalrt's errors: whether to retry is the driver's error's to say.
+                cause = exc.__cause__ if isinstance(exc, GoalrtError) and exc.__cause__ is not None else exc
+                if not is_connection_error(cause):
+                    if isinstance(exc, GoalrtError):
+                        raise
+                    raise translate(exc) from exc
+                log.warning("handler read: database unavailable (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def get(self, path: str) -> StateEntry | None:
-        async with self._pool.acquire() as conn:
-            return await AsyncState(conn, schema=self._schema).get(path)
+        entry: StateEntry | None = await self._read(lambda conn: AsyncState(conn, schema=self._schema).get(path))
+        return entry
 
     async def value(self, path: str, default: Any = None) -> Any:
         entry = await self.get(path)
         return default if entry is None else entry.value
 
     async def list(self, pattern: str | None = None) -> list[StateEntry]:
-        async with self._pool.acquire() as conn:
-            return await AsyncState(conn, schema=self._schema).list(pattern)
+        entries: list[StateEntry] = await self._read(lambda conn: AsyncState(conn, schema=self._schema).list(pattern))
+        return entries
 
     async def step_results(self, goal_id: int) -> dict[str, Any]:
         """Return the results of a goal's completed, labelled steps (waits and actions) by label."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(queries("goals", self._schema)["goal_results"], goal_id)
+        query = queries("goals", self._schema)["goal_results"]
+        rows = await self._read(lambda conn: conn.fetch(query, goal_id))
         return {row["label"]: row["result"] for row in rows}
 
 
 class SyncStateReader:
     """The same reads for sync handlers (they run in a thread; the reads run on the worker's loop)."""
 
-    def __init__(self, reader: StateReader, loop: asyncio.AbstractEventLoop, timeout: float = 30.0) -> None:
+    def __init__(self, reader: StateReader, loop: asyncio.AbstractEventLoop) -> None:
         self._reader = reader
         self._loop = loop
-        self._timeout = timeout
+
+    def _wait(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        # No timeout of its own: a read waits for the server like the worker (the step's timeout bounds it).
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def get(self, path: str) -> StateEntry | None:
-        return asyncio.run_coroutine_threadsafe(self._reader.get(path), self._loop).result(self._timeout)
+        entry: StateEntry | None = self._wait(self._reader.get(path))
+        return entry
 
     def value(self, path: str, default: Any = None) -> Any:
-        return asyncio.run_coroutine_threadsafe(self._reader.value(path, default), self._loop).result(self._timeout)
+        return self._wait(self._reader.value(path, default))
 
     def list(self, pattern: str | None = None) -> list[StateEntry]:
-        return asyncio.run_coroutine_threadsafe(self._reader.list(pattern), self._loop).result(self._timeout)
+        entries: list[StateEntry] = self._wait(self._reader.list(pattern))
+        return entries
 
     def step_results(self, goal_id: int) -> dict[str, Any]:
-        return asyncio.run_coroutine_threadsafe(self._reader.step_results(goal_id), self._loop).result(self._timeout)
+        results: dict[str, Any] = self._wait(self._reader.step_results(goal_id))
+        return results
 
 
 @dataclass(slots=True)
@@ -156,6 +186,8 @@ def completion_item(run: StepRun, value: Any, declared: list[Change] | None = No
     result = value if isinstance(value, Result) else Result(value)
     check_json(result.value, f"the result of action {run.action}")
     changes = changes_json(result.changes) if result.changes else []
+    for change in changes:
+        check_json(change.get("value") if isinstance(change, Mapping) else change, f"a change of action {run.action}")
     if declared:
         touched = {c.get("path") for c in changes if isinstance(c, Mapping)}
         changes = [c for c in changes_json(declared) if c.get("path") not in touched] + changes
@@ -181,12 +213,85 @@ def completion_item(run: StepRun, value: Any, declared: list[Change] | None = No
     )
 
 
+class HandlerRaised(Exception):
+    """A handler raised a ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``, its own ``CancelledError``)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"handler raised {exc!r}")
+
+
+class _TimedOut(Exception):
+    """The worker stopped waiting for a handler that outlived its timeout."""
+
+
+class HandlerCalls:
+    """The handler runs a worker cannot stop: sync calls in their threads, async tasks it abandoned."""
+
+    def __init__(self) -> None:
+        self._threads = 0
+        self._lock = threading.Lock()
+        # Strong references: an abandoned task must not be collected while it runs.
+        self._abandoned: set[asyncio.Task[Any]] = set()
+
+    @property
+    def running(self) -> int:
+        """Return how many handler runs are still going: sync calls in a thread, abandoned async tasks."""
+        return self._threads + sum(1 for task in self._abandoned if not task.done())
+
+    def call_sync(self, fn: Any, args: Any, ctx: ActionContext) -> Any:
+        """Call a sync handler in the current (pool) thread; whatever it raises becomes an ``Exception``."""
+        with self._lock:
+            self._threads += 1
+        try:
+            return fn(args, ctx)
+        except Exception:
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: the step fails, never the worker
+            raise HandlerRaised(exc) from None
+        finally:
+            with self._lock:
+                self._threads -= 1
+
+    def abandon(self, waiting: asyncio.Future[Any]) -> None:
+        """Stop waiting for a handler: cancel it, and keep an async one referenced until it ends (if ever)."""
+        waiting.cancel()
+        if isinstance(waiting, asyncio.Task) and not waiting.done():
+            self._abandoned.add(waiting)
+            waiting.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its result no longer matters
+
+
+async def _guarded(coro: Any) -> Any:
+    """Await an async handler; whatever it raises that is not an ``Exception`` becomes one.
+
+    ``SystemExit`` and ``KeyboardInterrupt`` escaping a task would stop the
+    event loop (and the worker); a ``CancelledError`` the handler raised
+    itself, not because its task was cancelled, is a failure like any other.
+    """
+    try:
+        return await coro
+    except Exception:
+        raise
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise HandlerRaised(exc) from None
+    except BaseException as exc:
+        raise HandlerRaised(exc) from None
+
+
 async def run_step(
     run: StepRun,
     registry: Registry,
     ctx: ActionContext,
     *,
     executor: Executor,
+    calls: HandlerCalls,
     semaphore: asyncio.Semaphore | None = None,
 ) -> StepItem:
     """Run the handler for ``run`` and return its outcome item (never raises but on cancellation)."""
@@ -197,15 +302,17 @@ async def run_step(
     try:
         if semaphore is not None:
             async with semaphore:
-                value = await _call(action, run, ctx, executor)
+                value = await _call(action, run, ctx, executor, calls)
         else:
-            value = await _call(action, run, ctx, executor)
+            value = await _call(action, run, ctx, executor, calls)
     except asyncio.CancelledError:
         ctx.cancelled.set()
         raise
     except PermanentError as exc:
         return failure_item(run, action, f"{run.action}: {exc}", permanent=True)
-    except TimeoutError:
+    except HandlerRaised as exc:
+        return failure_item(run, action, f"{run.action}: {exc}", permanent=False)
+    except _TimedOut:
         ctx.cancelled.set()
         return failure_item(run, action, f"{run.action}: timed out after {action.timeout:g}s", permanent=False)
     except Exception as exc:  # a handler's failure is data, not a crash of the worker
@@ -213,22 +320,41 @@ async def run_step(
     try:
         declared = effect_changes(action.schema, run.args or {}) if action.schema is not None else None
         return completion_item(run, value, declared)
-    except (TypeError, ValueError, InvalidStateChangeError, InvalidEventError) as exc:
+    except (TypeError, ValueError, RecursionError, InvalidStateChangeError, InvalidEventError) as exc:
         return failure_item(run, action, f"{run.action}: {exc}", permanent=True)
 
 
-async def _call(action: Action, run: StepRun, ctx: ActionContext, executor: Executor) -> Any:
+async def _call(action: Action, run: StepRun, ctx: ActionContext, executor: Executor, calls: HandlerCalls) -> Any:
+    """Run the handler and wait for it, at most its timeout; never wait for one the worker gave up on."""
     args = run.args if run.args is not None else {}
+    waiting: asyncio.Future[Any]
     if action.is_async:
-        coro = action.fn(args, ctx)
+        waiting = asyncio.create_task(_guarded(action.fn(args, ctx)), name=f"goalrt-handler-{run.goal_id}-{run.seq}")
     else:
-        loop = asyncio.get_running_loop()
         # A sync handler that outlives its timeout keeps its thread until it
         # returns (threads cannot be killed); its result is then dropped.
-        coro = loop.run_in_executor(executor, functools.partial(action.fn, args, ctx))
-    if action.timeout is None:
-        return await coro
-    return await asyncio.wait_for(coro, action.timeout)
+        loop = asyncio.get_running_loop()
+        waiting = loop.run_in_executor(executor, functools.partial(calls.call_sync, action.fn, args, ctx))
+    try:
+        done, _ = await asyncio.wait({waiting}, timeout=action.timeout)
+    except asyncio.CancelledError:
+        # The worker cancelled the step (a cancel, the drain): a handler that
+        # ignores its own cancellation must not hold the worker.
+        calls.abandon(waiting)
+        raise
+    if not done:
+        calls.abandon(waiting)
+        raise _TimedOut
+    return waiting.result()
 
 
-__all__ = ["ActionContext", "StateReader", "StepRun", "SyncStateReader", "idempotency_key", "run_step"]
+__all__ = [
+    "ActionContext",
+    "HandlerCalls",
+    "HandlerRaised",
+    "StateReader",
+    "StepRun",
+    "SyncStateReader",
+    "idempotency_key",
+    "run_step",
+]

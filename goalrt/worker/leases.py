@@ -43,6 +43,8 @@ class Leases:
         # Set when a lease is given up: the claim loop has a free slot.
         self._wake = wake
         self._stats = stats
+        # The log lines of cancel() being written (strong references to their tasks).
+        self._logging: set[asyncio.Task[None]] = set()
 
     def take(self, goal_id: int, epoch: int) -> Lease:
         """Record a lease just claimed."""
@@ -57,16 +59,31 @@ class Leases:
             self._wake.set()
 
     def cancel(self, goal_id: int) -> None:
-        """Stop running a cancelled goal: the handler is cancelled and its result discarded."""
+        """Stop a handler whose goal ended elsewhere (cancelled, failed, ...): cancel it, discard its result.
+
+        Only while a handler runs: a plan or an outcome on its way is answered
+        by the database with what became of the goal (the worker's own
+        outcome that ended the goal notifies too).
+        """
         lease = self.held.get(goal_id)
-        if lease is None:
+        if lease is None or lease.ctx is None:
             return
-        log.info("worker %s: goal %s cancelled; stopping its step", self._id, goal_id)
-        if lease.ctx is not None:
-            lease.ctx.cancelled.set()
+        lease.ctx.cancelled.set()
         if lease.task is not None and not lease.task.done():
             lease.task.cancel()
         self.forget(lease)
+        task = asyncio.get_running_loop().create_task(self._log_ended(goal_id))
+        self._logging.add(task)
+        task.add_done_callback(self._logging.discard)
+
+    async def _log_ended(self, goal_id: int) -> None:
+        """Log what ended a goal whose step this worker stopped (its status, read after the fact)."""
+        try:
+            rows = await self._db.call("goal_get", goal_id, retry=False)
+            status = rows[0]["status"] if rows else "gone"
+        except GoalrtError:
+            status = "ended (cancelled or failed)"
+        log.info("worker %s: goal %s %s elsewhere; stopped its step", self._id, goal_id, status)
 
     async def release(self, leases: Sequence[Lease]) -> None:
         """Give the leases back, so any worker may claim their goals at once."""
@@ -79,21 +96,29 @@ class Leases:
         interval = max(self.seconds / 3, 0.05)
         while True:
             await asyncio.sleep(interval)
-            snapshot = list(self.held.values())
+            snapshot = [(lease, lease.ctx) for lease in self.held.values()]
             try:
-                kept = await self._db.heartbeat([(lease.goal_id, lease.epoch) for lease in snapshot], self.seconds)
+                kept = await self._db.heartbeat([(lease.goal_id, lease.epoch) for lease, _ in snapshot], self.seconds)
             except GoalrtError as exc:
                 log.error("worker %s: heartbeat failed: %s", self._id, exc)
                 continue
-            for lease in snapshot:
-                if lease.goal_id not in kept and self.held.get(lease.goal_id) is lease and lease.ctx is not None:
-                    # Tell the handler (ctx.cancelled) but let it finish: its
-                    # late result is then refused and recorded, never applied.
-                    if not lease.ctx.cancelled.is_set():
-                        log.warning(
-                            "worker %s: goal %s: lease lost; its result will be refused", self._id, lease.goal_id
-                        )
-                    lease.ctx.cancelled.set()
+            for lease, ctx in snapshot:
+                # Only a handler still running the same step since the
+                # heartbeat began has certainly lost its lease: a step that
+                # ended meanwhile may have ended the lease by its own commit.
+                running = ctx is not None and lease.ctx is ctx and self.held.get(lease.goal_id) is lease
+                if lease.goal_id in kept or not running or ctx is None:
+                    continue
+                # Tell the handler (ctx.cancelled) but let it finish: its
+                # late result is then refused and recorded, never applied.
+                if not ctx.cancelled.is_set():
+                    log.warning(
+                        "worker %s: goal %s: lease lost while step %s runs; its result will be refused",
+                        self._id,
+                        lease.goal_id,
+                        ctx.step,
+                    )
+                ctx.cancelled.set()
 
 
 __all__ = ["Lease", "Leases"]

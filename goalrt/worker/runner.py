@@ -23,6 +23,7 @@ from goalrt.worker.batcher import Batcher
 from goalrt.worker.database import WorkerDatabase
 from goalrt.worker.dispatcher import (
     ActionContext,
+    HandlerCalls,
     StateReader,
     StepRun,
     SyncStateReader,
@@ -69,6 +70,7 @@ class GoalRunner:
         leases: Leases,
         stats: WorkerStats,
         executor: Executor,
+        calls: HandlerCalls,
         *,
         worker_id: str,
         schema: str,
@@ -80,6 +82,7 @@ class GoalRunner:
         self._leases = leases
         self._stats = stats
         self._executor = executor
+        self._calls = calls
         self._id = worker_id
         self._schema = schema
         self._stopping = stopping
@@ -229,9 +232,18 @@ class GoalRunner:
         )
         lease.ctx = ctx
         self._stats.steps += 1
-        return await run_step(
-            run, self.registry, ctx, executor=self._executor, semaphore=self._semaphores.get(run.action)
-        )
+        try:
+            return await run_step(
+                run,
+                self.registry,
+                ctx,
+                executor=self._executor,
+                calls=self._calls,
+                semaphore=self._semaphores.get(run.action),
+            )
+        finally:
+            # No handler runs now: a lease lost or a goal ended from here on is told by the completion's answer.
+            lease.ctx = None
 
     async def _send(self, item: StepItem) -> CompletionAnswer | Rejected:
         answer = await self._completer.submit(item)

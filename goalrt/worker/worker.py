@@ -48,6 +48,7 @@ from goalrt.goals.registry import Registry, default_registry
 from goalrt.log.bus import goal_channels
 from goalrt.worker.database import WorkerDatabase, connect_pool
 from goalrt.worker.definitions import registry_for
+from goalrt.worker.dispatcher import HandlerCalls
 from goalrt.worker.leases import Lease, Leases
 from goalrt.worker.listener import listen
 from goalrt.worker.runner import GoalRunner
@@ -130,6 +131,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="goalrt-action")
+        # The handler runs still going after a timeout or the drain gave up on them.
+        self.handler_calls = HandlerCalls()
         self._ready = asyncio.Event()
         # Made by run(), once the pool is connected.
         self._db_: WorkerDatabase | None = None
@@ -172,6 +175,10 @@ class Worker:
     async def run(self) -> None:
         """Run until ``request_stop()``; then drain and return."""
         pool = await connect_pool(self.url, 3 + min(self.concurrency, 8), self._stopping)
+        if pool is None:  # stopped while waiting for the server
+            self._executor.shutdown(wait=False)
+            log.info("worker %s stopped before the database came up", self.id)
+            return
         self._db_ = WorkerDatabase(pool, self.schema, self.id, self._count_reconnect)
         self._leases_ = Leases(self._db, self.id, self.lease, self._wake, self.stats)
         self._runner_ = GoalRunner(
@@ -179,6 +186,7 @@ class Worker:
             self._leases,
             self.stats,
             self._executor,
+            self.handler_calls,
             worker_id=self.id,
             schema=self.schema,
             batch=self.batch,
@@ -188,7 +196,7 @@ class Worker:
         try:
             await self._configure()
         except BaseException:  # a configuration error: nothing started, nothing to drain
-            await pool.close()
+            await self._close(pool)
             self._executor.shutdown(wait=False)
             raise
         background: list[asyncio.Task[Any]] = []
@@ -224,9 +232,20 @@ class Worker:
                 await asyncio.wait_for(self._db.call("worker_deregister", self.id, retry=False), 5)
             except Exception as exc:  # leaving a stale row is harmless; say so and go on
                 log.warning("worker %s: could not deregister: %s", self.id, exc)
-            await pool.close()
+            await self._close(pool)
             self._executor.shutdown(wait=False, cancel_futures=True)
-            log.info("worker %s stopped", self.id)
+            running = self.handler_calls.running
+            if running:
+                log.warning("worker %s stopped; %d handler(s) it gave up on still running", self.id, running)
+            else:
+                log.info("worker %s stopped", self.id)
+
+    async def _close(self, pool: Any) -> None:
+        """Close the pool; a connection an abandoned handler still holds is not waited for."""
+        try:
+            await asyncio.wait_for(pool.close(), 5)
+        except TimeoutError:
+            pool.terminate()
 
     def _count_reconnect(self) -> None:
         self.stats.reconnects += 1
@@ -323,7 +342,11 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _drain(self) -> None:
-        """Give running steps ``grace`` seconds, send their outcomes, and release what is left."""
+        """Give running steps ``grace`` seconds, send their outcomes, and release what is left.
+
+        A step still running then is cancelled; a handler that ignores that
+        is abandoned (its goal task does not wait for it), so the drain ends.
+        """
         tasks = [lease.task for lease in self._leases.held.values() if lease.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.grace)

@@ -34,6 +34,17 @@ from goalrt import Goals
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS = "tests.acceptance.chaos_handlers"
+POISON = "tests.acceptance.poison_handlers"
+# What each kind of poison goal ends as: (status, a part of its last error).
+EXPECTED = {
+    "exit_async": ("failed", "poison.exit_async: handler raised SystemExit(3)"),
+    "exit_sync": ("failed", "poison.exit_sync: handler raised SystemExit(3)"),
+    "interrupt": ("failed", "poison.interrupt: handler raised KeyboardInterrupt()"),
+    "base": ("failed", "poison.base: handler raised Weird('odd')"),
+    "deep": ("failed", "is not JSON goalrt accepts: nested deeper than 100"),
+    "stubborn": ("failed", "poison.stubborn: timed out after 0.5s"),
+    "ok": ("complete", None),
+}
 
 
 class Workers:
@@ -152,7 +163,10 @@ def check_exactly_once(conn: psycopg.Connection, ids: list[int], steps: int) -> 
         "SELECT count(*) FROM goalrt.events WHERE type = 'state.changed' AND stream LIKE 'goal:%'"
     ).fetchone()
     assert logged == (len(ids) * steps,)
-    completed = conn.execute("SELECT count(*) FROM goalrt.events WHERE type = 'step.completed'").fetchone()
+    completed = conn.execute(
+        "SELECT count(*) FROM goalrt.events WHERE type = 'step.completed' AND stream = ANY(%s)",
+        ([f"goal:{g}" for g in ids],),
+    ).fetchone()
     assert completed == (len(ids) * steps,)
     # Duplicated external calls: only for steps whose goal changed hands, never more than the attempts.
     dups = conn.execute(
@@ -194,6 +208,53 @@ def test_sigkill_chaos_loses_nothing_and_applies_nothing_twice(db_url: str, work
         report = check_exactly_once(conn, ids, steps)
     assert kills >= 2, "the run finished before the chaos started; raise the load"
     print(f"chaos: {count} goals x {steps} steps, {kills} kills, {report}")
+
+
+def finished(conn: psycopg.Connection, ids: list[int]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM goalrt.goals WHERE id = ANY(%s) AND status NOT IN ('complete', 'failed')", (ids,)
+    ).fetchone()
+    return row == (0,)
+
+
+def test_misbehaving_handlers_fail_their_steps_and_never_their_workers(
+    db_url: str, workers: Workers, tmp_path: Path
+) -> None:
+    """The chaos run with poison: 3 workers, SIGKILLs, chaos goals exactly once, poison goals failed clearly."""
+    rng = random.Random(16)
+    names = ["p0", "p1", "p2"]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for name in names:
+            workers.start(name, "--handlers", POISON)
+        wait_until(lambda: registered(conn, 3), 60, workers, "workers registered")
+        chaos = submit(db_url, 60, 2, rng)
+        with Goals.connect(db_url) as goals:
+            poison = {kind: [goals.submit("poison", {"kind": kind}).id for _ in range(3)] for kind in EXPECTED}
+        ids = chaos + [i for group in poison.values() for i in group]
+        deadline = time.monotonic() + 120
+        killed = False
+        while not finished(conn, ids):
+            assert time.monotonic() < deadline, f"goals unfinished\n{workers.tail()}"
+            # Every worker stays up (it is killed only here, once, and started again).
+            for name in names:
+                assert workers.procs[name].poll() is None, f"worker {name} died\n{workers.tail()}"
+            time.sleep(0.3)
+            if not killed:
+                workers.kill("p1")
+                workers.start("p1", "--handlers", POISON)
+                killed = True
+        for kind, group in poison.items():
+            status, error = EXPECTED[kind]
+            rows = conn.execute("SELECT status, last_error FROM goalrt.goals WHERE id = ANY(%s)", (group,)).fetchall()
+            for row in rows:
+                assert row[0] == status, (kind, row)
+                assert error is None or error in (row[1] or ""), (kind, row)
+        check_exactly_once(conn, chaos, 2)
+        stuck = conn.execute("SELECT count(*) FROM goalrt.goals WHERE status IN ('pending', 'active')").fetchone()
+        assert stuck == (0,)
+    workers.stop_all()
+    exits = {name: proc.returncode for name, proc in workers.procs.items()}
+    assert set(exits.values()) == {0}, f"{exits}\n{workers.tail()}"
 
 
 def test_sigterm_drains_finishes_short_steps_and_releases_long_ones(db_url: str, workers: Workers) -> None:
