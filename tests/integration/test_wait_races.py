@@ -9,6 +9,7 @@ has autocommit off and holds its transaction open while the rest happens.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -133,3 +134,31 @@ def test_an_open_append_does_not_hold_up_a_workers_other_steps(db_url: str, c: p
         done.wait(30)
     assert goal(c, other)["step_seq"] == 2
     assert settle(c, [waiter]) == ["complete"]
+
+
+def test_an_event_ordered_before_the_submit_does_not_count_and_its_recheck_ends(
+    db_url: str, c: psycopg.Connection
+) -> None:
+    """Append (open), submit, commit, no tick between: one batch puts the event first, so it never counts."""
+    with psycopg.connect(db_url) as appender:
+        (event_id,) = appender.execute(
+            "SELECT goalrt.append_event('pay', 'order.paid', %s)", (Jsonb(PAID),)
+        ).fetchone() or (None,)
+        gid = submit(c)
+        appender.commit()
+    (row,) = claim(c)
+    assert plan(c, gid, row["epoch"], [wait_event("order.paid", where=PAID)])["outcome"] == "waiting"
+
+    def rechecks() -> int:
+        (n,) = c.execute("SELECT count(*) FROM goalrt.wait_rechecks WHERE goal_id = %s", (gid,)).fetchone() or (0,)
+        return int(n)
+
+    assert rechecks() == 1  # neither has a position: only the tick can order them
+    c.execute("SELECT goalrt.tick()")
+    assert (pos_of(c, event_id) or 0) < (pos_of(c, submitted_id(c, gid)) or 0)
+    deadline = time.monotonic() + 30
+    while rechecks() and time.monotonic() < deadline:
+        c.execute("SELECT goalrt.wake_due_v1(100)")
+        time.sleep(0.1)
+    assert rechecks() == 0
+    assert goal(c, gid)["status"] == "waiting"
