@@ -76,17 +76,35 @@ BEGIN
         -- an event positioned after that read is still taken for unpositioned.
         SELECT c.snapshot INTO snap FROM goalrt.clock c;
         since_pos := (SELECT o.pos FROM goalrt.event_order o WHERE o.event_id = p_since);
-        IF since_pos IS NOT NULL THEN
-            SELECT e.id, e.stream, e.type, e.data INTO ev
-              FROM goalrt.late_events l JOIN goalrt.event_data e ON e.id = l.event_id
-             WHERE l.type = p_type AND l.pos > since_pos AND l.event_id < p_since
-               AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
-             ORDER BY l.pos LIMIT 1;
+        IF since_pos IS NULL THEN
+            -- Neither it nor an event appended before it has a position (a
+            -- positioned one is ordered before it). Such an event, committed
+            -- before this wait's lock was tried, joins the since point's
+            -- batch, ordered before it, unless a tick in flight took its
+            -- snapshot between their commits. With the clock's lock free
+            -- (no tick in flight) and the since point still without a
+            -- position after that, none can be after it. The since point
+            -- of this very transaction (since="wait") has no such question.
+            IF (SELECT e.xid FROM goalrt.event_data e WHERE e.id = p_since) = pg_current_xact_id() THEN
+                RETURN;
+            END IF;
+            IF pg_try_advisory_lock_shared('goalrt.clock'::regclass::oid::integer, 1) THEN
+                PERFORM pg_advisory_unlock_shared('goalrt.clock'::regclass::oid::integer, 1);
+                IF NOT EXISTS (SELECT 1 FROM goalrt.event_order o WHERE o.event_id = p_since) THEN
+                    RETURN;
+                END IF;
+            END IF;
+            settled := false;
+            RETURN;
         END IF;
+        SELECT e.id, e.stream, e.type, e.data INTO ev
+          FROM goalrt.late_events l JOIN goalrt.event_data e ON e.id = l.event_id
+         WHERE l.type = p_type AND l.pos > since_pos AND l.event_id < p_since
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
+         ORDER BY l.pos LIMIT 1;
         IF ev.id IS NULL THEN
             -- Committed and not positioned yet (the next tick's batch, found
-            -- as tick() finds it): after the since point if that has a
-            -- position; if it has none either, the tick decides, so look again.
+            -- as tick() finds it): their positions will be larger.
             SELECT e.id, e.stream, e.type, e.data INTO ev
               FROM (SELECT e0.* FROM goalrt.event_data e0
                      WHERE e0.xid >= pg_snapshot_xmax(snap)
@@ -97,10 +115,6 @@ BEGIN
                AND e.xid <> pg_current_xact_id()
                AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
              ORDER BY e.id LIMIT 1;
-            IF ev.id IS NOT NULL AND since_pos IS NULL THEN
-                settled := false;
-                RETURN;
-            END IF;
         END IF;
     END IF;
     IF ev.id IS NOT NULL THEN
