@@ -47,7 +47,9 @@ CREATE TABLE goalrt.goal_waits (
     event_type text        NOT NULL,
     -- The event's data must contain this (jsonb @>).
     filter     jsonb       NOT NULL DEFAULT '{}',
-    -- Only events with a larger id match (0: any).
+    -- The wait's since point: the id of its goal's goal.submitted, or of
+    -- its goal.waiting (0: any event). An event counts when it was appended
+    -- after it (a larger id) or is ordered after it in the log (pos).
     since_id   bigint      NOT NULL DEFAULT 0,
     match_key  text,
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -60,6 +62,58 @@ CREATE TABLE goalrt.goal_waits (
 CREATE INDEX goal_waits_match_idx ON goalrt.goal_waits (event_type, match_key);
 
 COMMENT ON TABLE goalrt.goal_waits IS 'Goals waiting for an event: its type and what its data must contain.';
+
+-- Goals whose event wait must be looked at again (wake_due_v1 does): its
+-- start could not rule out an event it cannot see yet (an append of the
+-- type was in flight, holding the type's lock), or an event's place in the
+-- log relative to the wait's since point was not known yet. No foreign key:
+-- its check would lock the goal's row, which an appender must not do.
+CREATE TABLE goalrt.wait_rechecks (
+    id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    goal_id bigint      NOT NULL,
+    due_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX wait_rechecks_due_idx ON goalrt.wait_rechecks (due_at);
+
+COMMENT ON TABLE goalrt.wait_rechecks IS 'Event waits to look back for again: their start could not see every event.';
+
+-- Events ordered in the log after an event with a larger id (their
+-- transaction was still open when a later-appended one was positioned):
+-- the only events whose order by pos and by id disagree. A wait finds here
+-- those appended before its since point but ordered after it, without
+-- scanning the log since. goalrt's own goal.* and step.* events, which no
+-- wait can be for, are left out. Written by the trigger below on each tick.
+CREATE TABLE goalrt.late_events (
+    pos      bigint PRIMARY KEY,
+    event_id bigint NOT NULL,
+    type     text   NOT NULL
+);
+CREATE INDEX late_events_type_idx ON goalrt.late_events (type, pos);
+
+COMMENT ON TABLE goalrt.late_events IS
+    'Events positioned after an event with a larger id: where the log''s order and the id order disagree.';
+
+-- A statement trigger: one run per tick (a tick positions its batch with
+-- one INSERT), never per event. A batch is in id order, so only its events
+-- below the largest id positioned before it are late.
+CREATE FUNCTION goalrt.note_late_events() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+BEGIN
+    INSERT INTO goalrt.late_events (pos, event_id, type)
+    SELECT n.pos, n.event_id, e.type
+      FROM new_rows n
+      JOIN goalrt.event_data e ON e.id = n.event_id
+     WHERE n.event_id < (SELECT o.event_id FROM goalrt.event_order o
+                          WHERE o.pos < (SELECT min(m.pos) FROM new_rows m)
+                          ORDER BY o.event_id DESC LIMIT 1)
+       AND e.type !~ '^(goal|step)\.';
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER event_order_late_events
+    AFTER INSERT ON goalrt.event_order REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION goalrt.note_late_events();
 
 -- Cluster-wide limits on actions. key_arg '' is one limit for all calls;
 -- otherwise each value of the step's argument key_arg has its own.
@@ -142,6 +196,82 @@ $$;
 CREATE FUNCTION goalrt.wait_lock_key(event_type text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT AS $$
     SELECT (hashtext(event_type) & 63)
+$$;
+
+-- Look back for an event of p_type whose data contains one of alts and
+-- that counts for a wait with since point p_since (see goal_waits): hit
+-- is the first one ({"id", "stream", "type", "data"}) or NULL. settled is
+-- false when an event this cannot see or place yet may still count; the
+-- caller then records a recheck (wait_rechecks) rather than waiting here.
+--
+-- Appenders hold the type's lock (shared) from their match to their
+-- commit. Holding it exclusively here means no append that matched before
+-- this wait existed is still open: each has committed (so it is seen
+-- below) or rolled back. It is only tried, never waited for: a slow
+-- client must not stall the worker starting a wait.
+CREATE FUNCTION goalrt.wait_look_back(p_type text, alts jsonb, p_since bigint, OUT hit jsonb, OUT settled boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    snap      pg_snapshot;
+    since_pos bigint;
+    ev        record;
+BEGIN
+    settled := pg_try_advisory_xact_lock('goalrt.goal_waits'::regclass::oid::integer, goalrt.wait_lock_key(p_type));
+    -- Appended after the since point.
+    SELECT e.id, e.stream, e.type, e.data INTO ev FROM goalrt.event_data e
+     WHERE e.type = p_type AND e.id > p_since
+       AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
+     ORDER BY e.id LIMIT 1;
+    IF NOT FOUND AND p_since > 0 THEN
+        -- Appended before it but ordered after it. The clock is read first:
+        -- an event positioned after that read is still taken for unpositioned.
+        SELECT c.snapshot INTO snap FROM goalrt.clock c;
+        since_pos := (SELECT o.pos FROM goalrt.event_order o WHERE o.event_id = p_since);
+        IF since_pos IS NULL THEN
+            -- Neither it nor an event appended before it has a position (a
+            -- positioned one is ordered before it). Such an event, committed
+            -- before this wait's lock was tried, joins the since point's
+            -- batch, ordered before it, unless a tick in flight took its
+            -- snapshot between their commits. With the clock's lock free
+            -- (no tick in flight) and the since point still without a
+            -- position after that, none can be after it. The since point
+            -- of this very transaction (since="wait") has no such question.
+            IF (SELECT e.xid FROM goalrt.event_data e WHERE e.id = p_since) = pg_current_xact_id() THEN
+                RETURN;
+            END IF;
+            IF pg_try_advisory_lock_shared('goalrt.clock'::regclass::oid::integer, 1) THEN
+                PERFORM pg_advisory_unlock_shared('goalrt.clock'::regclass::oid::integer, 1);
+                IF NOT EXISTS (SELECT 1 FROM goalrt.event_order o WHERE o.event_id = p_since) THEN
+                    RETURN;
+                END IF;
+            END IF;
+            settled := false;
+            RETURN;
+        END IF;
+        SELECT e.id, e.stream, e.type, e.data INTO ev
+          FROM goalrt.late_events l JOIN goalrt.event_data e ON e.id = l.event_id
+         WHERE l.type = p_type AND l.pos > since_pos AND l.event_id < p_since
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
+         ORDER BY l.pos LIMIT 1;
+        IF ev.id IS NULL THEN
+            -- Committed and not positioned yet (the next tick's batch, found
+            -- as tick() finds it): their positions will be larger.
+            SELECT e.id, e.stream, e.type, e.data INTO ev
+              FROM (SELECT e0.* FROM goalrt.event_data e0
+                     WHERE e0.xid >= pg_snapshot_xmax(snap)
+                    UNION ALL
+                    SELECT e0.* FROM goalrt.event_data e0
+                     WHERE e0.xid = ANY (ARRAY(SELECT pg_snapshot_xip(snap)))) e
+             WHERE e.type = p_type AND e.id < p_since AND NOT pg_visible_in_snapshot(e.xid, snap)
+               AND e.xid <> pg_current_xact_id()
+               AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
+             ORDER BY e.id LIMIT 1;
+        END IF;
+    END IF;
+    IF ev.id IS NOT NULL THEN
+        hit := jsonb_build_object('id', ev.id, 'stream', ev.stream, 'type', ev.type, 'data', ev.data);
+    END IF;
+END
 $$;
 
 -- The first problem of a step as a plan gives it, or NULL.
@@ -450,7 +580,8 @@ DECLARE
     res      jsonb := p_result;
     due      timestamptz;
     since    bigint;
-    ev       record;
+    lb       record;
+    logged   boolean := false;
     kids     jsonb := '[]';
     alts     jsonb;
     child    jsonb;
@@ -492,6 +623,7 @@ BEGIN
          WHERE st.goal_id = g.id AND st.seq = s.seq;
         due := CASE WHEN s.args ? 'timeout' THEN now() + make_interval(secs => (s.args ->> 'timeout')::float8) END;
         res := NULL;
+        logged := false;
         IF s.kind = 'sleep' THEN
             due := coalesce((s.args ->> 'until')::timestamptz,
                             now() + make_interval(secs => (s.args ->> 'seconds')::float8));
@@ -499,32 +631,34 @@ BEGIN
                 res := jsonb_build_object('slept_until', due);
             END IF;
         ELSIF s.kind = 'event' THEN
-            -- Appenders of this event type hold this lock (shared) while they
-            -- match waits; taking it exclusively waits for those in flight to
-            -- commit, so an event is either seen here or sees this wait.
-            PERFORM pg_advisory_xact_lock('goalrt.goal_waits'::regclass::oid::integer,
-                                          goalrt.wait_lock_key(s.args ->> 'event'));
-            since := 0;
             alts := CASE WHEN jsonb_typeof(s.args -> 'where') = 'array' THEN s.args -> 'where'
                          ELSE jsonb_build_array(coalesce(s.args -> 'where', '{}')) END;
+            -- The since point: the goal's submit, or this wait's goal.waiting
+            -- (written first, so that its id exists).
             IF coalesce(s.args ->> 'since', 'submit') = 'submit' THEN
                 SELECT min(e.id) INTO since FROM goalrt.event_data e
                  WHERE e.stream = 'goal:' || g.id AND e.type = 'goal.submitted';
-                SELECT e.id, e.stream, e.type, e.data INTO ev FROM goalrt.event_data e
-                 WHERE e.type = s.args ->> 'event' AND e.id > coalesce(since, 0)
-                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
-                 ORDER BY e.id LIMIT 1;
-                IF FOUND THEN
-                    res := jsonb_build_object('event', jsonb_build_object(
-                               'id', ev.id, 'stream', ev.stream, 'type', ev.type, 'data', ev.data));
-                END IF;
+            ELSE
+                INSERT INTO goalrt.event_data (stream, type, data)
+                VALUES ('goal:' || g.id, 'goal.waiting',
+                        jsonb_strip_nulls(jsonb_build_object(
+                            'goal_id', g.id, 'seq', s.seq, 'kind', s.kind, 'for', s.args, 'until', due)))
+                RETURNING event_data.id INTO since;
+                logged := true;
             END IF;
-            IF res IS NULL THEN
+            since := coalesce(since, 0);
+            lb := goalrt.wait_look_back(s.args ->> 'event', alts, since);
+            IF lb.hit IS NOT NULL THEN
+                res := jsonb_build_object('event', lb.hit);
+            ELSE
                 DELETE FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
                 INSERT INTO goalrt.goal_waits (goal_id, alt, seq, event_type, filter, since_id, match_key)
-                SELECT g.id, f.n::integer - 1, s.seq, s.args ->> 'event', f.v, coalesce(since, 0),
+                SELECT g.id, f.n::integer - 1, s.seq, s.args ->> 'event', f.v, since,
                        (goalrt.match_keys(f.v))[1]
                   FROM jsonb_array_elements(alts) WITH ORDINALITY AS f(v, n);
+                IF NOT lb.settled THEN
+                    INSERT INTO goalrt.wait_rechecks (goal_id) VALUES (g.id);
+                END IF;
             END IF;
         ELSIF s.kind = 'children' THEN
             kids := '[]';
@@ -558,11 +692,13 @@ BEGIN
            SET status = 'waiting', step_seq = s.seq, lease_owner = NULL, lease_expires_at = NULL, wake_at = due,
                blocked_on = NULL, updated_at = now()
          WHERE goals.id = g.id;
-        INSERT INTO goalrt.event_data (stream, type, data)
-        VALUES ('goal:' || g.id, 'goal.waiting',
-                jsonb_strip_nulls(jsonb_build_object(
-                    'goal_id', g.id, 'seq', s.seq, 'kind', s.kind, 'for', s.args, 'until', due,
-                    'children', CASE WHEN s.kind = 'children' THEN kids END)));
+        IF NOT logged THEN
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES ('goal:' || g.id, 'goal.waiting',
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'goal_id', g.id, 'seq', s.seq, 'kind', s.kind, 'for', s.args, 'until', due,
+                        'children', CASE WHEN s.kind = 'children' THEN kids END)));
+        END IF;
         RETURN 'waiting';
     END LOOP;
 END
@@ -684,9 +820,14 @@ $$;
 -- depends on a notification. append_event, append_events, change_state
 -- (state.changed) and the events a step emits call it; goalrt's own goal.*
 -- and step.* events are not matched (waiting for them is refused).
--- The shared lock per event type, taken after the insert, pairs with the
--- exclusive one a goal takes before it looks back for an event: one of the
--- two always sees the other.
+-- The shared lock per event type, taken after the insert and held to
+-- commit, pairs with the exclusive one a wait's look-back tries
+-- (wait_look_back): one of the two always sees the other.
+-- An event counts for a wait when it was appended after the wait's since
+-- point (a larger id) or the since point already has a position (this
+-- event's, given at its commit, will be larger). Otherwise (appended
+-- before it, neither positioned yet) only the tick can tell their order:
+-- the goal is left for a recheck (wait_rechecks), seen once this commits.
 CREATE FUNCTION goalrt.match_appended(types text[], ids bigint[]) RETURNS void
 LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
 DECLARE
@@ -703,24 +844,77 @@ BEGIN
         RETURN;
     END IF;
     FOR m IN
-        SELECT DISTINCT ON (w.goal_id) w.goal_id, n.id, n.stream, n.type, n.data
-          FROM goalrt.event_data n
-          CROSS JOIN LATERAL (
-              SELECT w0.goal_id, w0.since_id, w0.filter FROM goalrt.goal_waits w0
-               WHERE w0.event_type = n.type AND w0.match_key IS NULL
-              UNION ALL
-              SELECT w1.goal_id, w1.since_id, w1.filter FROM goalrt.goal_waits w1
-               WHERE w1.event_type = n.type AND w1.match_key = ANY (goalrt.match_keys(n.data))
-          ) w
-         WHERE n.id = ANY (ids) AND n.id > w.since_id AND (w.filter = '{}' OR n.data @> w.filter)
-         ORDER BY w.goal_id, n.id
+        SELECT DISTINCT ON (q.goal_id) q.* FROM (
+            SELECT w.goal_id, n.id, n.stream, n.type, n.data,
+                   n.id > w.since_id
+                   OR EXISTS (SELECT 1 FROM goalrt.event_order o WHERE o.event_id = w.since_id) AS counts
+              FROM goalrt.event_data n
+              CROSS JOIN LATERAL (
+                  SELECT w0.goal_id, w0.since_id, w0.filter FROM goalrt.goal_waits w0
+                   WHERE w0.event_type = n.type AND w0.match_key IS NULL
+                  UNION ALL
+                  SELECT w1.goal_id, w1.since_id, w1.filter FROM goalrt.goal_waits w1
+                   WHERE w1.event_type = n.type AND w1.match_key = ANY (goalrt.match_keys(n.data))
+              ) w
+             WHERE n.id = ANY (ids) AND (w.filter = '{}' OR n.data @> w.filter)) q
+         ORDER BY q.goal_id, NOT q.counts, q.id
     LOOP
-        PERFORM goalrt.finish_wait(
-            m.goal_id,
-            jsonb_build_object('event', jsonb_build_object('id', m.id, 'stream', m.stream, 'type', m.type,
-                                                           'data', m.data)),
-            false, NULL);
+        IF m.counts THEN
+            PERFORM goalrt.finish_wait(
+                m.goal_id,
+                jsonb_build_object('event', jsonb_build_object('id', m.id, 'stream', m.stream, 'type', m.type,
+                                                               'data', m.data)),
+                false, NULL);
+        ELSE
+            INSERT INTO goalrt.wait_rechecks (goal_id) VALUES (m.goal_id);
+        END IF;
     END LOOP;
+END
+$$;
+
+-- Look again at the event waits whose start could not see every event
+-- (wait_rechecks), at most max_count: a goal whose event is found now
+-- resumes; one still unsure is looked at again a second later. Never
+-- waits: a goal another transaction holds is skipped and looked at again.
+-- Returns how many goals it resumed.
+CREATE FUNCTION goalrt.recheck_waits(max_count integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    r     record;
+    g     goalrt.goals;
+    s     goalrt.goal_steps;
+    since bigint;
+    lb    record;
+    alts  jsonb;
+    n     integer := 0;
+BEGIN
+    FOR r IN SELECT q.id, q.goal_id FROM goalrt.wait_rechecks q
+              WHERE q.due_at <= now() ORDER BY q.due_at LIMIT max_count FOR UPDATE SKIP LOCKED
+    LOOP
+        DELETE FROM goalrt.wait_rechecks q WHERE q.id = r.id;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = r.goal_id FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            IF EXISTS (SELECT 1 FROM goalrt.goals WHERE goals.id = r.goal_id) THEN
+                INSERT INTO goalrt.wait_rechecks (goal_id, due_at) VALUES (r.goal_id, now() + interval '1 second');
+            END IF;
+            CONTINUE;
+        END IF;
+        SELECT min(w.since_id) INTO since FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
+        IF g.status <> 'waiting' OR since IS NULL THEN
+            CONTINUE;
+        END IF;
+        SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+        alts := CASE WHEN jsonb_typeof(s.args -> 'where') = 'array' THEN s.args -> 'where'
+                     ELSE jsonb_build_array(coalesce(s.args -> 'where', '{}')) END;
+        lb := goalrt.wait_look_back(s.args ->> 'event', alts, since);
+        IF lb.hit IS NOT NULL THEN
+            PERFORM goalrt.finish_wait(g.id, jsonb_build_object('event', lb.hit), false, NULL);
+            n := n + 1;
+        ELSIF NOT lb.settled THEN
+            INSERT INTO goalrt.wait_rechecks (goal_id, due_at) VALUES (g.id, now() + interval '1 second');
+        END IF;
+    END LOOP;
+    RETURN n;
 END
 $$;
 
@@ -742,7 +936,7 @@ BEGIN
     )
     UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL FROM due WHERE g.id = due.id;
     GET DIAGNOSTICS woken = ROW_COUNT;
-    n := n + woken;
+    n := n + woken + goalrt.recheck_waits(max_count);
     FOR r IN SELECT g.id, g.wake_at, s.kind
                FROM goalrt.goals g
                JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq

@@ -91,6 +91,18 @@ def wake(conn: psycopg.Connection) -> int:
     return int(row[0])
 
 
+def settle(conn: psycopg.Connection, ids: list[int], timeout: float = 60.0) -> list[str]:
+    """Tick the log and act on what is due (rechecks of waits) until none of the goals waits; their statuses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [str(goal(conn, g)["status"]) for g in ids]
+        if "waiting" not in statuses or time.monotonic() > deadline:
+            return statuses
+        conn.execute("SELECT goalrt.tick()")
+        wake(conn)
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def c(conn: psycopg.Connection) -> psycopg.Connection:
     register(conn, "g", "child")
@@ -158,20 +170,45 @@ def test_a_batch_of_events_wakes_a_goal_with_the_first_match(c: psycopg.Connecti
     assert goal(c, gid)["result"]["event"]["data"] == {"k": 1, "i": 1}
 
 
-def test_events_racing_with_waits_are_never_missed(db_url: str, c: psycopg.Connection) -> None:
+@pytest.mark.parametrize("opened_before_submit", [False, True])
+def test_events_racing_with_waits_are_never_missed(
+    db_url: str, c: psycopg.Connection, opened_before_submit: bool
+) -> None:
     """Goals enter their waits while other sessions append the events: every goal wakes.
 
     Each goal waits for its own order's event (since submit). A waiter and an
     appender in flight at the same moment must not miss each other: either
-    the wait's look-back sees the event, or the event's trigger sees the wait.
+    the wait's look-back (or its recheck) sees the event, or the event's match
+    sees the wait. With opened_before_submit, some events are appended by
+    transactions opened before their goals were submitted and committed at
+    random moments around the waits' start while the log is ticked: they are
+    ordered after the submit, so they count too.
     """
     n = 60
-    ids = [submit(c, params={}) for _ in range(n)]
-    rows = {r["goal_id"]: r for r in claim(c, n=n)}
     rng = random.Random(7)
-    order = list(range(n))
+    early = [i for i in range(n) if opened_before_submit and i % 2 == 0]
+    opened: list[psycopg.Connection] = []
+    for i in early:
+        a = psycopg.connect(db_url)
+        a.execute("SELECT goalrt.append_event('pay', 'paid', %s)", (Jsonb({"order": f"o{i}"}),))
+        opened.append(a)
+    ids = [submit(c, params={}) for _ in range(n)]
+    c.execute("SELECT goalrt.tick()")  # the submits are positioned: every early event is ordered after them
+    rows = {r["goal_id"]: r for r in claim(c, n=n)}
+    order = [i for i in range(n) if i not in early]
     rng.shuffle(order)
     errors: list[BaseException] = []
+
+    def committers() -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as t:
+                for a in opened:
+                    time.sleep(rng.random() * 0.01)
+                    a.commit()
+                    a.close()
+                    t.execute("SELECT goalrt.tick()")
+        except BaseException as exc:
+            errors.append(exc)
 
     def waiters() -> None:
         try:
@@ -191,7 +228,7 @@ def test_events_racing_with_waits_are_never_missed(db_url: str, c: psycopg.Conne
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=waiters)] + [
+    threads = [threading.Thread(target=waiters), threading.Thread(target=committers)] + [
         threading.Thread(target=appenders, args=(order[k::3],)) for k in range(3)
     ]
     for t in threads:
@@ -199,7 +236,7 @@ def test_events_racing_with_waits_are_never_missed(db_url: str, c: psycopg.Conne
     for t in threads:
         t.join(60)
     assert not errors, errors
-    statuses = [goal(c, g)["status"] for g in ids]
+    statuses = settle(c, ids)
     assert statuses == ["complete"] * n, {s: statuses.count(s) for s in set(statuses)}
     assert c.execute("SELECT count(*) FROM goalrt.goal_waits").fetchone() == (0,)
 
