@@ -44,7 +44,9 @@ def test_a_result_nested_too_deep_fails_its_step_clearly(db_url: str, conn: psyc
         b = (await goals.submit("deep-change", {})).id
         first, second = await until_finished(goals, a, b)
         assert first.status == "failed"
-        assert first.last_error == "deep: the result of action deep is not JSON: JSON nested deeper than 100 levels (goalrt's limit)"
+        assert first.last_error == (
+            "deep: the result of action deep is not JSON: JSON nested deeper than 100 levels (goalrt's limit)"
+        )
         assert second.status == "failed"
         assert second.last_error is not None and "nested deeper than 100" in second.last_error
         assert worker.stats.claimed == 2  # not released and claimed again
