@@ -12,24 +12,37 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from goalrt.log.eventlog import EventLog
+
+
+@contextmanager
+def reader_role(server_url: str, db_url: str) -> Iterator[str]:
+    """Create a real LOGIN role that is only a goalrt_reader; yield its URL to ``db_url``."""
+    name = f"goalrt_test_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE goalrt_reader").format(sql.Identifier(name)))
+    params = conninfo_to_dict(db_url)
+    params["user"] = name
+    params.pop("password", None)
+    try:
+        yield make_conninfo("", **params)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture
 def reader_url(server_url: str, db_url: str) -> Iterator[str]:
     """Return the URL of a real LOGIN role that is only a goalrt_reader."""
-    name = f"goalrt_test_reader_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE goalrt_reader").format(sql.Identifier(name)))
-    yield make_conninfo(db_url, user=name)
-    with psycopg.connect(server_url, autocommit=True) as c:
-        c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    with reader_role(server_url, db_url) as url:
+        yield url
 
 
 def owner_tick(conn: psycopg.Connection) -> int:
