@@ -101,7 +101,13 @@ class EventLog(Client):
     # -- the clock -------------------------------------------------------------
 
     def tick(self, wait_ms: int = 200) -> int:
-        """Position every committed event not yet positioned; return the head."""
+        """Position every committed event not yet positioned; return the head.
+
+        The tick commits on its own at once (``CALL goalrt.tick_commit``), so
+        inside a transaction nothing is positioned: that returns the head.
+        """
+        if self._db.in_transaction():
+            return self.head()
         rows = self._run("clock_tick", (wait_ms,))
         return int(rows[0][0])
 
@@ -125,14 +131,19 @@ class EventLog(Client):
         """Return up to ``limit`` events with pos > ``after``, in pos order.
 
         ``type`` is a glob (``order.*``). Outside a transaction the clock is
-        advanced first, so everything committed before the call is included;
-        inside one, only what is already positioned is read (a tick would hold
-        the clock's lock until the transaction ends).
+        first advanced by a tick committed on its own, so everything committed
+        before the call is included; inside one, only what is already
+        positioned is read (the database ticks only as a transaction's single
+        statement, so that no transaction can hold the clock).
         """
-        return self._read_page(after, limit, stream, type, advance=not self._db.in_transaction())
+        if not self._db.in_transaction():
+            self.tick()
+        return self._read_page(after, limit, stream, type)
 
-    def _read_page(self, after: int, limit: int, stream: str | None, type: str | None, *, advance: bool) -> list[Event]:
-        rows = self._run("events_read", (after, limit, stream, type, advance))
+    def _read_page(self, after: int, limit: int, stream: str | None, type: str | None) -> list[Event]:
+        # Never advance inside the read: read_events leaves out the positions
+        # its own transaction assigns, so a tick there would only delay them.
+        rows = self._run("events_read", (after, limit, stream, type, False))
         return [Event.from_row(r) for r in rows]
 
     def follow(
@@ -153,11 +164,11 @@ class EventLog(Client):
         pacer = bus.FollowPacer(idle_poll=idle_poll)
         with self._db.listen(bus.channels(self.schema)) as listener:
             while stop is None or not stop.is_set():
-                # One tick per poll. A filtered follower ticks first, for the
-                # head it may skip to; an unfiltered one lets the read tick.
-                filtered = stream is not None or type is not None
-                head = self.tick() if filtered else 0
-                events = self._read_page(after, batch, stream, type, advance=not filtered)
+                # One tick per poll, committed on its own before the read (a
+                # read never returns what its own transaction positioned); its
+                # head is where a short page may skip to.
+                head = self.tick()
+                events = self._read_page(after, batch, stream, type)
                 yield from events
                 after = bus.advance(after, events, head, batch)
                 wait, wake_on_notify = pacer.wait_after(len(events), batch)

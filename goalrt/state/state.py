@@ -69,12 +69,13 @@ class State(Client):
 
     def tick(self) -> int:
         """Give positions to committed changes (see EventLog.tick); return the head."""
-        rows = self._run("clock_tick")
+        # A tick commits on its own; inside a transaction only read the head.
+        rows = self._run("clock_head" if self._db.in_transaction() else "clock_tick")
         return int(rows[0][0])
 
     def _fresh(self) -> None:
         # Outside a transaction, position what has committed so entries carry
-        # their pos; inside one a tick would hold the clock's lock to the end.
+        # their pos; inside one nothing can be (a tick commits on its own).
         if not self._db.in_transaction():
             self.tick()
 

@@ -12,7 +12,7 @@ SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash
   FROM goalrt.read_events($1::bigint, $2::integer, $3::text, $4::text, $5::boolean);
 
 -- name: clock_tick
-SELECT goalrt.tick($1::integer);
+CALL goalrt.tick_commit($1::integer, NULL::bigint);
 
 -- name: clock_head
 SELECT head FROM goalrt.clock;

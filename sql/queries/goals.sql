@@ -65,7 +65,7 @@ SELECT extract(epoch FROM min(wake_at) - clock_timestamp())::float8 FROM goalrt.
 
 -- name: clock_tick
 -- Position what has committed, so a goal's newest events are listed.
-SELECT goalrt.tick();
+CALL goalrt.tick_commit(200, NULL::bigint);
 
 -- name: goal_events
 SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash

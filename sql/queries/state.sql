@@ -6,7 +6,10 @@
 SELECT event_id, path, version, value FROM goalrt.change_state($1::jsonb, $2::text, $3::jsonb);
 
 -- name: clock_tick
-SELECT goalrt.tick();
+CALL goalrt.tick_commit(200, NULL::bigint);
+
+-- name: clock_head
+SELECT head FROM goalrt.clock;
 
 -- name: state_get
 SELECT path, value, version, pos, changed_at FROM goalrt.state WHERE path = $1::text;

@@ -71,7 +71,12 @@ CREATE TABLE goalrt.event_order (
     -- The running maximum of the events' times up to this position (commit
     -- time with track_commit_timestamp on, else recorded_at): never
     -- decreases, so goalrt.pos_at(time) is a binary search.
-    log_time  timestamptz NOT NULL
+    log_time  timestamptz NOT NULL,
+    -- The transaction of the tick that assigned this position (NULL for
+    -- positions assigned before goalrt recorded it, all long committed).
+    -- Readers skip their own transaction's positions: those are not
+    -- committed yet, and would vanish if it rolled back.
+    tick_xid  xid8
 );
 
 COMMENT ON TABLE goalrt.event_order IS
@@ -100,7 +105,8 @@ CREATE VIEW goalrt.events AS
 SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at,
        o.prev_hash, o.hash
   FROM goalrt.event_order o
-  JOIN goalrt.event_data e ON e.id = o.event_id;
+  JOIN goalrt.event_data e ON e.id = o.event_id
+ WHERE NOT coalesce(o.tick_xid = pg_current_xact_id_if_assigned(), false);
 
 COMMENT ON VIEW goalrt.events IS
     'Every committed event with its position, in canonical order by pos. `WHERE pos > N ORDER BY pos` is gap-free.';
@@ -260,18 +266,27 @@ COMMENT ON FUNCTION goalrt.append_events(jsonb) IS
 -- The clock
 -------------------------------------------------------------------------------
 
--- Give positions to every event committed since the last tick and return the
--- head (the last assigned pos). Safe to call from any number of sessions at
--- once: ticks are serialised by a transaction-level advisory lock, and a
--- caller that cannot get it within wait_ms returns the current head instead
--- of waiting behind a long transaction.
+-- The tick itself: give positions to every event committed since the last
+-- tick and return the head (the last assigned pos). Safe to call from any
+-- number of sessions at once: ticks are serialised by a transaction-level
+-- advisory lock, and a caller that cannot get it within wait_ms returns the
+-- current head instead of waiting behind a long transaction.
 --
 -- A tick needs a fresh snapshot per statement, so it does nothing (and just
 -- returns the head) in a REPEATABLE READ or SERIALIZABLE transaction, and in
 -- a transaction that has already written (its own uncommitted events must
 -- never be positioned). It cannot write in a READ ONLY transaction or on a
 -- standby either; there too it returns the head, so reads keep working.
-CREATE FUNCTION goalrt.tick(wait_ms integer DEFAULT 200) RETURNS bigint
+--
+-- A tick that positions events holds the clock (the lock, the clock row and
+-- every later position) until its transaction ends, so only the owner may
+-- call this function: goalrt's functions call it where the transaction is
+-- sure to end at once (tick_commit) or is the owner's own (see goalrt.tick).
+--
+-- Its commit is synchronous whatever the caller's synchronous_commit: the
+-- commit record is flushed before the transaction becomes visible, so no
+-- other session can see a position that a crash could take back.
+CREATE FUNCTION goalrt.position_events(wait_ms integer) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 -- work_mem: a large batch is sorted by id; keep that sort in memory.
 SET search_path = pg_catalog, goalrt, pg_temp SET work_mem = '64MB' AS $$
@@ -368,8 +383,14 @@ BEGIN
         RETURN p;
     END IF;
 
-    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash, log_time)
-    SELECT * FROM unnest(new_pos, new_ids, new_prev, new_hash, new_time);
+    -- Not a SET clause: that would be undone when the function returns,
+    -- before the commit it is for. SET LOCAL lasts to the transaction's end.
+    -- (remote_write and stronger already flush locally; only off is raised.)
+    IF current_setting('synchronous_commit') = 'off' THEN
+        SET LOCAL synchronous_commit = on;
+    END IF;
+    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash, log_time, tick_xid)
+    SELECT *, pg_current_xact_id() FROM unnest(new_pos, new_ids, new_prev, new_hash, new_time);
     UPDATE goalrt.clock
        SET snapshot = cur, head = p, head_hash = h, ticks = clock.ticks + 1, ticked_at = now();
     -- One notification per tick, never per event; delivered after commit.
@@ -378,8 +399,64 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION goalrt.position_events(integer) IS
+    'The tick, for goalrt''s own functions: see goalrt.tick and goalrt.tick_commit.';
+
+-- Tick and return the head, if the caller may hold the clock until its
+-- transaction ends: a member of the owner's role, or goalrt.tick_commit,
+-- which commits as soon as this returns. For anyone else it returns the
+-- committed head without ticking, so no transaction another role keeps
+-- open can hold the clock. tick_commit is recognised by the call stack:
+-- called by it alone (the stack's two lines), and every procedure that
+-- could be shown under its name is the owner's. (A procedure is shown
+-- without its schema when the session's search_path held that schema: if
+-- someone else owns a procedure of that name and signature in any schema,
+-- such sessions do not tick here. goalrt's clients qualify every name.)
+CREATE FUNCTION goalrt.tick(wait_ms integer DEFAULT 200) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    stack  text;
+    caller text[];
+BEGIN
+    -- current_user is the owner here (SECURITY DEFINER); session_user is
+    -- who logged in.
+    IF pg_has_role(session_user, current_user, 'USAGE') THEN
+        RETURN goalrt.position_events(wait_ms);
+    END IF;
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    caller := regexp_match(stack,
+        '^[^\n]*\nPL/pgSQL function (?:([^\n]+)\.)?tick_commit\(integer,bigint\) line [0-9]+ at assignment$');
+    IF caller IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_proc p
+         WHERE p.proname = 'tick_commit'
+           AND p.proowner <> (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+           AND NOT pg_is_other_temp_schema(p.pronamespace)
+           AND (caller[1] IS NULL OR p.pronamespace::regnamespace::text = caller[1])
+    ) THEN
+        RETURN goalrt.position_events(wait_ms);
+    END IF;
+    RETURN (SELECT c.head FROM goalrt.clock c);
+END
+$$;
+
 COMMENT ON FUNCTION goalrt.tick(integer) IS
-    'Assign positions to newly committed events; returns the head position.';
+    'Assign positions to newly committed events (for the owner; others CALL goalrt.tick_commit); returns the head position.';
+
+-- Tick and commit: the way every role ticks. A procedure, so that it can
+-- COMMIT right after the tick: nothing of the caller's runs between the two.
+-- Called inside a transaction block (or from a function) its COMMIT fails
+-- and the tick is rolled back with the transaction. The commit is
+-- synchronous (see position_events). Returns the head in `head`.
+CREATE PROCEDURE goalrt.tick_commit(wait_ms integer DEFAULT 200, INOUT head bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    head := goalrt.tick(wait_ms);
+    COMMIT;
+END
+$$;
+
+COMMENT ON PROCEDURE goalrt.tick_commit(integer, bigint) IS
+    'Tick the clock and commit at once (CALL it outside a transaction block); returns the head.';
 
 -------------------------------------------------------------------------------
 -- Reading
@@ -392,24 +469,32 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                pg_catalog.replace(pattern, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%'), '?', '_')
 $$;
 
--- Events after a position, in pos order. With advance (the default) it
--- first ticks the clock, so a reader needs no background ticker and sees
--- everything committed before the call. A tick holds the clock's lock until
--- the caller's transaction ends: inside a long explicit transaction pass
--- advance => false (or read goalrt.events directly).
+-- Events after a position, in pos order: only positions of committed ticks,
+-- never one its own transaction assigned (that could still roll back). To
+-- read everything committed before the call, CALL goalrt.tick_commit()
+-- first (goalrt's Python clients do). With advance (the default) a session
+-- of the owner also ticks here; what that tick positions is returned from
+-- the next call on.
 CREATE FUNCTION goalrt.read_events(
     after_pos bigint DEFAULT 0, max_count integer DEFAULT 1000,
     stream_name text DEFAULT NULL, type_pattern text DEFAULT NULL,
     advance boolean DEFAULT true
 ) RETURNS SETOF goalrt.events
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    mine xid8;
 BEGIN
     IF max_count IS NULL OR max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be a positive integer' USING ERRCODE = '22023';
     END IF;
-    IF advance THEN
-        PERFORM goalrt.tick();
+    -- Only the owner's sessions tick here: anyone else's read could be held
+    -- open (a long statement, a client that does not fetch) with the clock.
+    IF advance AND pg_has_role(session_user, current_user, 'USAGE') THEN
+        PERFORM goalrt.position_events(200);
     END IF;
+    -- The positions this transaction assigned (its own tick's, uncommitted)
+    -- are visible to it: leave them out.
+    mine := pg_current_xact_id_if_assigned();
     -- Unfiltered (the hot path of every follower): a static query walking
     -- event_order's primary key. With filters, the query is planned for the
     -- actual values: a cached generic plan over "x IS NULL OR ..." once
@@ -420,6 +505,7 @@ BEGIN
           FROM goalrt.event_order o
           JOIN goalrt.event_data e ON e.id = o.event_id
          WHERE o.pos > coalesce(after_pos, 0)
+           AND (mine IS NULL OR o.tick_xid IS DISTINCT FROM mine)
          ORDER BY o.pos
          LIMIT max_count;
     ELSE
@@ -427,12 +513,13 @@ BEGIN
             'SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, o.prev_hash, o.hash
                FROM goalrt.event_order o
                JOIN goalrt.event_data e ON e.id = o.event_id
-              WHERE o.pos > $1 %s %s
+              WHERE o.pos > $1 %s %s %s
               ORDER BY o.pos
               LIMIT $2',
             CASE WHEN stream_name IS NOT NULL THEN 'AND e.stream = $3' ELSE '' END,
-            CASE WHEN type_pattern IS NOT NULL THEN 'AND e.type LIKE goalrt.glob_to_like($4)' ELSE '' END)
-        USING coalesce(after_pos, 0), max_count, stream_name, type_pattern;
+            CASE WHEN type_pattern IS NOT NULL THEN 'AND e.type LIKE goalrt.glob_to_like($4)' ELSE '' END,
+            CASE WHEN mine IS NOT NULL THEN 'AND o.tick_xid IS DISTINCT FROM $5' ELSE '' END)
+        USING coalesce(after_pos, 0), max_count, stream_name, type_pattern, mine;
     END IF;
 END
 $$;

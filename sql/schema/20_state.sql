@@ -698,7 +698,9 @@ BEGIN
     LOCK TABLE goalrt.state_data IN SHARE MODE;
     PERFORM set_config('lock_timeout', saved, true);
     FOR attempt IN 1 .. 3 LOOP
-        head := goalrt.tick(greatest(wait_ms, 1) / 3 + 1);
+        -- Inside the caller's transaction: replay commits or rolls back as
+        -- soon as it has copied the state (a writer's function).
+        head := goalrt.position_events(greatest(wait_ms, 1) / 3 + 1);
         IF NOT EXISTS (SELECT 1 FROM goalrt.state_data s
                          LEFT JOIN goalrt.event_order o ON o.event_id = s.event_id
                         WHERE s.event_id IS NOT NULL AND (o.pos IS NULL OR o.pos > head)) THEN

@@ -2,7 +2,7 @@
 -- Roles and privileges
 --
 -- Three group roles (NOLOGIN; grant them to your login roles):
---   goalrt_reader  reads the log (the view, read_events, verify_chain, tick)
+--   goalrt_reader  reads the log (the view, read_events, verify_chain, tick_commit)
 --   goalrt_writer  reader + appends through the append functions only
 --   goalrt_admin   writer + may create objects in the goalrt schema
 -- Roles are cluster-wide, so they are created only when missing and are not
@@ -26,6 +26,7 @@ $$;
 REVOKE ALL ON SCHEMA goalrt FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA goalrt FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA goalrt FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA goalrt FROM PUBLIC;
 
 DO $$
 BEGIN
@@ -45,6 +46,7 @@ BEGIN
         goalrt.chain_hash(bytea, bigint, bytea),
         goalrt.glob_to_like(text)
         TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON PROCEDURE goalrt.tick_commit(integer, bigint) TO goalrt_reader, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON FUNCTION
         goalrt.append_event(text, text, jsonb, jsonb),
         goalrt.append_events(jsonb)

@@ -179,10 +179,16 @@ def test_position_of_event(log: EventLog) -> None:
 
 def test_read_events_from_plain_sql(conn: psycopg.Connection) -> None:
     conn.execute("SELECT goalrt.append_event('s', 't', '{\"k\": 1}')")
+    conn.execute("CALL goalrt.tick_commit()")
     rows = conn.execute("SELECT pos, stream, type, data FROM goalrt.read_events(0, 10)").fetchall()
     assert rows == [(1, "s", "t", {"k": 1})]
+    # The owner's read_events also ticks, but never shows what its own
+    # (uncommitted) tick positioned: that comes with the next call.
+    conn.execute("SELECT goalrt.append_event('s', 'u')")
+    assert conn.execute("SELECT pos FROM goalrt.read_events(1, 10)").fetchall() == []
+    assert conn.execute("SELECT pos FROM goalrt.read_events(1, 10)").fetchall() == [(2,)]
     by_hand = conn.execute("SELECT pos, type FROM goalrt.events WHERE pos > 0 ORDER BY pos").fetchall()
-    assert by_hand == [(1, "t")]
+    assert by_hand == [(1, "t"), (2, "u")]
     with pytest.raises(psycopg.Error, match="max_count must be a positive integer"):
         conn.execute("SELECT * FROM goalrt.read_events(0, 0)")
 

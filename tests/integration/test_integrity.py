@@ -137,6 +137,7 @@ def test_writer_appends_only_through_functions(
     grant(conn, "goalrt_writer", login_role)
     with as_role(db_url, login_role) as c:
         c.execute("SELECT goalrt.append_event('s', 'by-writer')")
+        c.execute("CALL goalrt.tick_commit()")
         assert c.execute("SELECT type FROM goalrt.read_events(10, 10)").fetchall() == [("by-writer",)]
         for statement in [
             "INSERT INTO goalrt.event_data (stream, type) VALUES ('s', 't')",

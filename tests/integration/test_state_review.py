@@ -39,6 +39,7 @@ def test_temp_types_cannot_run_code_inside_goalrt_functions(reader_url: str, sta
                 "(pg_catalog.set_config('goalrt_test.leak', CURRENT_USER::pg_catalog.text, false)"
                 " IS NOT NULL)"
             )
+        reader.execute("CALL goalrt.tick_commit()")
         reader.execute("SELECT goalrt.tick()")
         reader.execute("SELECT * FROM goalrt.read_events()")
         reader.execute("SELECT * FROM goalrt.verify_chain()")

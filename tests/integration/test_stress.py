@@ -2,9 +2,13 @@
 
 Writers append single events and batches from many connections, with random
 delays inside their transactions, savepoints, and about 20% rollbacks, while
-followers read continuously: some through read_events (which ticks), one by
-the plain `WHERE pos > N ORDER BY pos` query a person would type in psql
-(which never ticks), plus a ticker that competes for the clock's lock.
+followers read continuously: some through read_events (which, for the owner,
+ticks), one by the plain `WHERE pos > N ORDER BY pos` query a person would
+type in psql (which never ticks), one that reads (and ticks) in transactions
+it then rolls back, keeping what it was shown, one through EventLog.read
+with synchronous_commit=off, and a goalrt_reader login role that reads in
+long transactions; plus a ticker under synchronous_commit=off that competes
+for the clock's lock.
 
 At the end every follower must have received exactly the committed events,
 each once, in one identical order, with gapless positions; each writer's
@@ -20,12 +24,14 @@ import os
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psycopg
 import pytest
 
 from goalrt.log.eventlog import EventLog
+from tests.integration.test_tick_commit import reader_role
 
 WRITERS = 10
 DURATION = float(os.environ.get("GOALRT_STRESS_SECONDS", "8"))
@@ -104,12 +110,33 @@ class Follower(threading.Thread):
     def run(self) -> None:
         try:
             with psycopg.connect(self.url, autocommit=True) as conn:
+                if self.mode == "sync_off":
+                    conn.execute("SET synchronous_commit = off")
+                log = EventLog(conn)
                 after = 0
+                reads = 0
                 while True:
+                    reads += 1
                     if self.mode == "read_events":
                         rows = conn.execute(
                             "SELECT pos, id, data FROM goalrt.read_events(%s, %s)", (after, self.batch)
                         ).fetchall()
+                    elif self.mode == "rolled_back":  # reads (and ticks) in a transaction that rolls back
+                        with conn.transaction(force_rollback=True):
+                            rows = conn.execute(
+                                "SELECT pos, id, data FROM goalrt.read_events(%s, %s)", (after, self.batch)
+                            ).fetchall()
+                            time.sleep(0.01)  # working on them: more commits land before the rollback
+                    elif self.mode == "long_transaction":  # a reader's transaction, open across many reads
+                        if reads % 50 == 1:
+                            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                                conn.commit()
+                            conn.autocommit = False
+                        rows = conn.execute(
+                            "SELECT pos, id, data FROM goalrt.read_events(%s, %s)", (after, self.batch)
+                        ).fetchall()
+                    elif self.mode == "sync_off":
+                        rows = [(e.pos, e.id, e.data) for e in log.read(after, self.batch)]
                     else:  # by hand, never ticking
                         rows = conn.execute(
                             "SELECT pos, id, data FROM goalrt.events WHERE pos > %s ORDER BY pos LIMIT %s",
@@ -129,6 +156,7 @@ class Follower(threading.Thread):
 def ticker(url: str, stop: threading.Event, shared: Shared) -> None:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = off")
             while not stop.is_set():
                 conn.execute("SELECT goalrt.tick(5)")
                 time.sleep(0.002)
@@ -136,15 +164,24 @@ def ticker(url: str, stop: threading.Event, shared: Shared) -> None:
         shared.errors.append(exc)
 
 
+@pytest.fixture
+def reader_url(server_url: str, db_url: str) -> Iterator[str]:
+    with reader_role(server_url, db_url) as url:
+        yield url
+
+
 @pytest.mark.stress
 @pytest.mark.timeout(max(120, int(DURATION * 6)))
-def test_every_follower_gets_every_committed_event_once_in_one_order(db_url: str) -> None:
+def test_every_follower_gets_every_committed_event_once_in_one_order(db_url: str, reader_url: str) -> None:
     shared = Shared()
     stop = threading.Event()
     followers = [
         Follower(db_url, "read_events", 100, shared),
         Follower(db_url, "read_events", 7, shared),
         Follower(db_url, "by_hand", 50, shared),
+        Follower(db_url, "rolled_back", 1000, shared),  # keeps up: reads its own tick's positions
+        Follower(db_url, "sync_off", 20, shared),
+        Follower(reader_url, "long_transaction", 30, shared),
     ]
     writers = [threading.Thread(target=writer, args=(db_url, i, shared, stop), daemon=True) for i in range(WRITERS)]
     tick_thread = threading.Thread(target=ticker, args=(db_url, stop, shared), daemon=True)
