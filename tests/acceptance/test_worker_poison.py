@@ -174,11 +174,15 @@ def test_worker_on_an_older_revision_says_so_in_one_line(empty_db_url: str) -> N
 
     from goalrt.db.migrate import alembic_config, upgrade
 
+    from ..integration.test_migrations import build_legacy
+
     head = ScriptDirectory.from_config(alembic_config("")).get_revision("head")
     assert head is not None
     older = head.down_revision
     if not isinstance(older, str):
         pytest.skip("goalrt has a single revision: there is no older one to be at")
+    # A new database is built at head only: an older one is the baseline's catalog upgraded to ``older``.
+    build_legacy(empty_db_url)
     upgrade(empty_db_url, older)
     result = run_worker_once(empty_db_url)
     assert result.returncode == 1, result.stderr
