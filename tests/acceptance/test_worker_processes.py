@@ -41,7 +41,7 @@ EXPECTED = {
     "exit_sync": ("failed", "poison.exit_sync: handler raised SystemExit(3)"),
     "interrupt": ("failed", "poison.interrupt: handler raised KeyboardInterrupt()"),
     "base": ("failed", "poison.base: handler raised Weird('odd')"),
-    "deep": ("failed", "is not JSON goalrt accepts: nested deeper than 100"),
+    "deep": ("failed", "is not JSON: JSON nested deeper than 100 levels"),
     "stubborn": ("failed", "poison.stubborn: timed out after 0.5s"),
     "ok": ("complete", None),
 }
