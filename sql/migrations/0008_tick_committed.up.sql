@@ -148,7 +148,7 @@ BEGIN
     END IF;
     GET DIAGNOSTICS stack = PG_CONTEXT;
     caller := regexp_match(stack,
-        '^[^\n]*\nPL/pgSQL function (?:([^\n]+)\.)?tick_commit\(integer,bigint\) line [0-9]+ at assignment$');
+        '^[^\n]*\n[^\n]*\s(?:([^\s.]+)\.)?tick_commit\(integer,bigint\)(?:\s[^\n]*)?$');
     IF caller IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM pg_proc p
          WHERE p.proname = 'tick_commit'

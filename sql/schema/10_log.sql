@@ -412,6 +412,8 @@ COMMENT ON FUNCTION goalrt.position_events(integer) IS
 -- without its schema when the session's search_path held that schema: if
 -- someone else owns a procedure of that name and signature in any schema,
 -- such sessions do not tick here. goalrt's clients qualify every name.)
+-- Only the name and signature are matched, not the words around them: the
+-- stack is written in the server's lc_messages language.
 CREATE FUNCTION goalrt.tick(wait_ms integer DEFAULT 200) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
@@ -425,7 +427,7 @@ BEGIN
     END IF;
     GET DIAGNOSTICS stack = PG_CONTEXT;
     caller := regexp_match(stack,
-        '^[^\n]*\nPL/pgSQL function (?:([^\n]+)\.)?tick_commit\(integer,bigint\) line [0-9]+ at assignment$');
+        '^[^\n]*\n[^\n]*\s(?:([^\s.]+)\.)?tick_commit\(integer,bigint\)(?:\s[^\n]*)?$');
     IF caller IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM pg_proc p
          WHERE p.proname = 'tick_commit'
