@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from goalrt.db.config import database_url
 from goalrt.db.connect import connect
-from goalrt.db.migrations_support import apply_schema, builds_empty_database, refuse_predating
+from goalrt.db.migrations_support import apply_schema, builds_empty_database, collect_warnings, refuse_predating
 
 # Any fixed pair works; it only has to be the same for every goalrt process.
 MIGRATION_LOCK = (0x676F616C, 0x6D696772)  # "goal", "migr"
@@ -28,6 +28,9 @@ engine = create_engine(
 )
 
 with engine.connect() as connection:
+    # The SQL's WARNINGs (objects the migration names but leaves alone, roles
+    # it could not create) go back to the caller; psycopg would drop them.
+    collect_warnings(connection, context.config.attributes.setdefault("goalrt_warnings", []))
     connection.exec_driver_sql("SELECT pg_advisory_lock(%s, %s)", MIGRATION_LOCK)
     try:
         connection.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS goalrt")

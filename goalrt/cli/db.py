@@ -89,6 +89,8 @@ def migrate_cmd(app: AppContext, check: bool) -> None:
         click.echo(f"database is up to date (revision {st.head})")
         return
     result = migrate.upgrade(url)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.before == result.current:
         click.echo(f"database already at head (revision {result.current})")
     else:

@@ -73,6 +73,8 @@ class MigrationStatus:
     head: str
     # For upgrade/downgrade: the revision found under the migration lock.
     before: str | None = None
+    # For upgrade/downgrade: the WARNINGs the migration's SQL raised, in order.
+    warnings: tuple[str, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -105,7 +107,12 @@ def _run(fn: Callable[[Config, str], None], url: str, revision: str) -> Migratio
         if exc.__class__.__module__.startswith(("alembic", "sqlalchemy")):
             raise MigrationError(f"migration failed: {str(exc).splitlines()[0]}") from exc
         raise
-    return MigrationStatus(current_revision(url), head_revision(), config.attributes.get("goalrt_before"))
+    return MigrationStatus(
+        current_revision(url),
+        head_revision(),
+        config.attributes.get("goalrt_before"),
+        tuple(config.attributes.get("goalrt_warnings", ())),
+    )
 
 
 __all__ = ["MigrationStatus", "downgrade", "head_revision", "status", "upgrade"]

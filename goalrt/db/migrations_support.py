@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from alembic import op
 from alembic.runtime.migration import MigrationContext, RevisionStep
 
@@ -26,6 +27,16 @@ def apply_schema(connection: Any) -> None:
     dbapi = _dbapi(connection)
     for path in schema_files():
         _execute(dbapi, path.read_text(encoding="utf-8"))
+
+
+def collect_warnings(connection: Any, into: list[str]) -> None:
+    """Append the primary message of every WARNING the server sends on env.py's connection to ``into``."""
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING" and diag.message_primary:
+            into.append(diag.message_primary)
+
+    _dbapi(connection).add_notice_handler(keep)
 
 
 def _dbapi(connection: Any) -> Any:

@@ -39,8 +39,12 @@ def unknown_fork(name: str) -> OutOfRangeError:
     return OutOfRangeError(f"no fork named {name!r} (`goalrt fork list` shows the forks)")
 
 
-def checked_schema(fork: str, stored: object) -> str:
-    """Return fork ``fork``'s schema, given the schema name its registry row holds (None: no row)."""
+def checked_schema(fork: str, stored: object, foreign_owner: str | None = None) -> str:
+    """Return fork ``fork``'s schema, given the schema name its registry row holds (None: no row).
+
+    ``foreign_owner`` is the schema's owner when that is neither goalrt's
+    owner nor the current user (``fork_lookup``): such a fork is refused.
+    """
     # The schema name goes into SQL text: use the one derived from the
     # validated fork name, never the stored one, and refuse a registry row
     # that disagrees with it.
@@ -49,6 +53,11 @@ def checked_schema(fork: str, stored: object) -> str:
         raise unknown_fork(fork)
     if stored != schema:
         raise OutOfRangeError(f"fork {fork!r} is registered with schema {stored!r}, not {schema!r}; refusing it")
+    if foreign_owner is not None:
+        raise OutOfRangeError(
+            f"fork {fork!r} belongs to role {foreign_owner}, not to goalrt's owner: its functions would run"
+            " that role's code as you; refusing it"
+        )
     return schema
 
 
@@ -59,7 +68,7 @@ def schema_for(conn: psycopg.Connection[Any], fork: str | None) -> str:
     schema_name(fork)
     with translated(), psycopg.RawCursor(conn) as cur:
         row = cur.execute(Q["fork_lookup"], (fork,)).fetchone()
-    return checked_schema(fork, None if row is None else row[0])
+    return checked_schema(fork, *(row or (None,)))
 
 
 async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
@@ -68,8 +77,8 @@ async def schema_for_async(conn: asyncpg.Connection, fork: str | None) -> str:
         return MAIN_SCHEMA
     schema_name(fork)
     with translated():
-        value = await conn.fetchval(Q["fork_lookup"], fork)
-    return checked_schema(fork, value)
+        row = await conn.fetchrow(Q["fork_lookup"], fork)
+    return checked_schema(fork, *(row or (None,)))
 
 
 def open_connection(url: str | None, fork: str | None) -> tuple[psycopg.Connection[Any], str]:

@@ -1,7 +1,16 @@
 -- Queries of the fork registry (in the main schema; never rewritten for a fork).
 
 -- name: fork_lookup
-SELECT schema_name FROM goalrt.forks WHERE name = $1::text;
+-- The fork's schema, and its owner when that is neither (a member of)
+-- goalrt's owner nor the current user: the code in such a schema is
+-- someone else's, and calling it would run it as the current user.
+SELECT f.schema_name,
+       CASE WHEN NOT pg_has_role(n.nspowner, g.nspowner, 'MEMBER')
+                 AND n.nspowner <> current_user::regrole THEN n.nspowner::regrole::text END
+  FROM goalrt.forks f
+  LEFT JOIN pg_namespace n ON n.nspname = f.schema_name
+  JOIN pg_namespace g ON g.nspname = 'goalrt'
+ WHERE f.name = $1::text;
 
 -- name: forks_list
 SELECT name, schema_name, base_pos, revision, created_at FROM goalrt.forks ORDER BY name;

@@ -4,9 +4,16 @@
 -- Three group roles (NOLOGIN; grant them to your login roles):
 --   goalrt_reader  reads the log (the view, read_events, verify_chain, tick_commit)
 --   goalrt_writer  reader + appends through the append functions only
---   goalrt_admin   writer + may create objects in the goalrt schema
+--   goalrt_admin   writer + loads GDL, edits settings and the fork registry
 -- Roles are cluster-wide, so they are created only when missing and are not
 -- dropped by a downgrade (another database may use them).
+--
+-- No role but the owner may create objects in the schema: the SECURITY
+-- DEFINER functions run as the owner and look names up in it
+-- (search_path = pg_catalog, goalrt, pg_temp), so a function someone else
+-- put there, say goalrt.format(text, bigint), would be called instead of
+-- pg_catalog's and run as the owner. foreign_objects() names what others
+-- did put there.
 -------------------------------------------------------------------------------
 
 DO $$
@@ -23,7 +30,82 @@ EXCEPTION WHEN insufficient_privilege THEN
 END
 $$;
 
+-- What roles other than the owners put in goalrt's schemas (this one and the
+-- forks'), and who else may create objects there: a schema owned by a role
+-- that is not (a member of) this schema's owner, a CREATE privilege, or an
+-- object whose owner is not (a member of) its schema's owner (an extension
+-- stands for its members; parts of an object, such as a table's row type,
+-- go with it). Empty on a sound database. Superusers count as members of
+-- every role.
+CREATE FUNCTION goalrt.foreign_objects()
+RETURNS TABLE (schema_name text, kind text, object text, role text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH home AS (
+        SELECT c.relnamespace AS oid FROM pg_class c WHERE c.oid = 'goalrt.forks'::regclass
+    ), s AS (
+        SELECT n.oid, n.nspname, n.nspowner, n.nspacl FROM pg_namespace n
+         WHERE n.oid = (SELECT oid FROM home) OR n.nspname IN (SELECT f.schema_name FROM goalrt.forks f)
+    ), objects (nsp, kind, object, owner, classid, objid) AS (
+        SELECT relnamespace, 'relation', oid::regclass::text, relowner, 'pg_class'::regclass::oid, oid
+          FROM pg_class WHERE relkind NOT IN ('i', 'I', 't')
+        UNION ALL
+        SELECT pronamespace, CASE prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
+               oid::regprocedure::text, proowner, 'pg_proc'::regclass::oid, oid FROM pg_proc
+        UNION ALL
+        SELECT oprnamespace, 'operator', oid::regoperator::text, oprowner, 'pg_operator'::regclass::oid, oid
+          FROM pg_operator
+        UNION ALL
+        SELECT typnamespace, 'type', oid::regtype::text, typowner, 'pg_type'::regclass::oid, oid FROM pg_type
+        UNION ALL
+        SELECT collnamespace, 'collation', oid::regcollation::text, collowner, 'pg_collation'::regclass::oid, oid
+          FROM pg_collation
+        UNION ALL
+        SELECT connamespace, 'conversion', quote_ident(conname), conowner, 'pg_conversion'::regclass::oid, oid
+          FROM pg_conversion
+        UNION ALL
+        SELECT cfgnamespace, 'text search configuration', oid::regconfig::text, cfgowner,
+               'pg_ts_config'::regclass::oid, oid FROM pg_ts_config
+        UNION ALL
+        SELECT dictnamespace, 'text search dictionary', oid::regdictionary::text, dictowner,
+               'pg_ts_dict'::regclass::oid, oid FROM pg_ts_dict
+        UNION ALL
+        SELECT extnamespace, 'extension', quote_ident(extname), extowner, 'pg_extension'::regclass::oid, oid
+          FROM pg_extension
+    )
+    SELECT s.nspname::text, 'schema', quote_ident(s.nspname), s.nspowner::regrole::text
+      FROM s, pg_namespace h
+     WHERE h.oid = (SELECT oid FROM home) AND NOT pg_has_role(s.nspowner, h.nspowner, 'MEMBER')
+    UNION ALL
+    SELECT s.nspname::text, 'CREATE privilege', quote_ident(s.nspname),
+           CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
+      FROM s, aclexplode(s.nspacl) a
+     WHERE a.privilege_type = 'CREATE' AND (a.grantee = 0 OR NOT pg_has_role(a.grantee, s.nspowner, 'MEMBER'))
+    UNION ALL
+    SELECT s.nspname::text, o.kind, o.object, o.owner::regrole::text
+      FROM objects o JOIN s ON s.oid = o.nsp
+     WHERE NOT pg_has_role(o.owner, s.nspowner, 'MEMBER')
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = o.classid AND d.objid = o.objid AND d.deptype IN ('i', 'e'))
+     ORDER BY 1, 2, 3
+$$;
+
+COMMENT ON FUNCTION goalrt.foreign_objects() IS
+    'What roles other than the owners put in goalrt''s schemas, and who else may create there (empty when sound).';
+
 REVOKE ALL ON SCHEMA goalrt FROM PUBLIC;
+-- The schema may be older than this file (a downgrade to base leaves it, a
+-- DBA may have made it): no role but its owner keeps CREATE on it.
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN SELECT a.grantee FROM pg_namespace n, aclexplode(n.nspacl) a
+              WHERE n.oid = (SELECT c.relnamespace FROM pg_class c WHERE c.oid = 'goalrt.settings'::regclass)
+                AND a.privilege_type = 'CREATE' AND a.grantee NOT IN (0, n.nspowner) LOOP
+        EXECUTE format('REVOKE CREATE ON SCHEMA goalrt FROM %s CASCADE', r);
+    END LOOP;
+END
+$$;
 REVOKE ALL ON ALL TABLES IN SCHEMA goalrt FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA goalrt FROM PUBLIC;
 REVOKE ALL ON ALL PROCEDURES IN SCHEMA goalrt FROM PUBLIC;
@@ -35,7 +117,6 @@ BEGIN
         RETURN;
     END IF;
     GRANT USAGE ON SCHEMA goalrt TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT CREATE ON SCHEMA goalrt TO goalrt_admin;
     GRANT SELECT ON goalrt.events, goalrt.event_data, goalrt.event_order, goalrt.clock
         TO goalrt_reader, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON FUNCTION
@@ -44,7 +125,8 @@ BEGIN
         goalrt.verify_chain(),
         goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz),
         goalrt.chain_hash(bytea, bigint, bytea),
-        goalrt.glob_to_like(text)
+        goalrt.glob_to_like(text),
+        goalrt.foreign_objects()
         TO goalrt_reader, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON PROCEDURE goalrt.tick_commit(integer, bigint) TO goalrt_reader, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON FUNCTION

@@ -11,6 +11,7 @@ import gzip
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg import sql
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
@@ -27,7 +29,7 @@ from goalrt.db.migrations_support import BASELINE
 from goalrt.db.resources import migrations_dir
 from goalrt.errors import MigrationError, NotMigratedError
 from goalrt.log.eventlog import EventLog
-from goalrt.state import replay
+from goalrt.state import forks, replay
 from goalrt.state.state import State
 
 from ..conftest import create_database, drop_database, with_dbname
@@ -129,6 +131,40 @@ def test_a_0005_database_upgrades_with_its_data(legacy_db_url: str) -> None:
         claimed = conn.execute("SELECT goal_id FROM goalrt.claim_goals_v1('w1', 10, 30)").fetchall()
     assert again is not None
     assert sorted(r[0] for r in claimed) == sorted([submitted[0], again[0]])
+
+
+def test_0009_leaves_no_role_but_the_owner_create_in_goalrts_schemas(legacy_db_url: str) -> None:
+    url = legacy_db_url
+    migrate.upgrade(url, "0008")
+    role = f"goalrt_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        forks.create(conn, "old")
+        # As 0008 built a fork's schema (fork_schema_sql is today's schema files).
+        conn.execute("GRANT CREATE ON SCHEMA goalrt_fork_old TO goalrt_admin")
+        conn.execute(sql.SQL("CREATE ROLE {} IN ROLE goalrt_admin").format(sql.Identifier(role)))
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            # What 0008 let an admin do.
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            conn.execute("CREATE FUNCTION goalrt.format(text, bigint) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$")
+        cli = run_cli(url, "migrate")
+        assert cli.returncode == 0, cli.stderr
+        assert cli.stdout.strip() == f"migrated database from 0008 to {migrate.head_revision()}"
+        [warning] = cli.stderr.splitlines()
+        assert warning.startswith("warning: goalrt's schemas hold what roles other than the owner put there")
+        assert warning.endswith(f"function goalrt.format(text,bigint) ({role})")
+        with psycopg.connect(url, autocommit=True) as conn:
+            creators = conn.execute(
+                "SELECT n.nspname, a.grantee::regrole::text FROM pg_namespace n, aclexplode(n.nspacl) a"
+                " WHERE n.nspname LIKE 'goalrt%' AND a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner"
+            ).fetchall()
+            assert creators == []
+            found = conn.execute("SELECT kind, object, role FROM goalrt.foreign_objects()").fetchall()
+            assert found == [("function", "goalrt.format(text,bigint)", role)]
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_database_older_than_the_baseline_is_refused_in_one_line(empty_db_url: str) -> None:
