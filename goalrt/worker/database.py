@@ -117,6 +117,12 @@ class WorkerDatabase:
         rows = await self.call("gdl_current")
         return None if not rows else (rows[0]["version"], rows[0]["definitions"])
 
+    async def gdl_version(self) -> int | None:
+        """Return the newest stored GDL version (None when none was loaded): a cheap check before ``gdl_current``."""
+        rows = await self.call("gdl_version")
+        version: int | None = rows[0][0]
+        return version
+
     async def claim(
         self,
         limit: int,

@@ -12,6 +12,8 @@ This module decides, with the database's state and the goal's plan history:
   goal fails with the planner's explanation.
 - **Before each step**: read the state again. The goal's condition already
   holds: the goal completes at once (an empty plan, reason ``achieved``).
+  The plan was made with another GDL version than the worker's: re-plan
+  under the worker's (reason ``definitions``; not one of ``max_replans``).
   The step's precondition no longer holds: re-plan from the current state
   (reason ``drift``).
 - **A step that failed for good**: its ground action is excluded and the
@@ -93,6 +95,16 @@ class Planning:
         self._executor = executor
         self._schema = schema
         self._q = queries("goals", schema)
+
+    @property
+    def registry(self) -> Registry:
+        """Return the registry this planning plans (and its goal's steps run) with."""
+        return self._registry
+
+    @property
+    def gdl_version(self) -> int | None:
+        """Return the GDL version this planning's registry was built from (None: no definitions loaded)."""
+        return self._gdl_version
 
     def achieve_of(self, goal_name: str) -> Achieve | None:
         """Return how a goal type is planned from its condition (None: it lists its steps, or is unknown)."""
@@ -184,8 +196,13 @@ class Planning:
         self._stamp(detail)
         return Decision(self._with_attempts(plan_steps(result, achieve, params)), detail, PlanReason.INITIAL)
 
-    async def before(self, achieve: Achieve, run: StepRun) -> Decision | None:
-        """Return a new plan when the step should not run as planned (goal reached, state drifted), else None."""
+    async def before(self, achieve: Achieve, run: StepRun, plan_version: int | None) -> Decision | None:
+        """Return a new plan when the step should not run as planned, else None.
+
+        It should not when the goal is reached, when its plan was made with
+        GDL version ``plan_version`` and this planning has another, or when
+        the state drifted from what the step needs.
+        """
         snap = await self.snapshot()
         params = run.params or {}
         if run.action == RECHECK:
@@ -196,6 +213,11 @@ class Planning:
             why = "the goal's condition already holds"
             steps = watch_steps(achieve, params) if achieve.maintain else []
             return Decision(steps, {"reason": PlanReason.ACHIEVED.value, "why": why}, PlanReason.ACHIEVED)
+        if plan_version != self._gdl_version:
+            # The rest of the plan was made with other actions (other effects,
+            # maybe gone): it proves nothing under these definitions.
+            why = f"GDL version {self._gdl_version} replaced version {plan_version} of the plan"
+            return await self._replan(achieve, run, snap, PlanReason.DEFINITIONS, why, [], counted=False)
         action = self._registry.actions.get(run.action)
         if action is None or action.schema is None or precondition_holds(action.schema, run.args or {}, snap.values):
             return None
@@ -220,12 +242,18 @@ class Planning:
         why: str,
         failed_now: list[str],
         fresh: bool = False,
+        counted: bool = True,
     ) -> Decision:
-        """Return a new plan from ``snap``; ``fresh`` (a maintained goal's recheck) starts a new round of re-plans."""
+        """Return a new plan from ``snap``.
+
+        ``fresh`` (a maintained goal's recheck) starts a new round of
+        re-plans; a re-plan not ``counted`` (new definitions) is made
+        whatever the goal's ``max_replans``, and is not one of them.
+        """
         plans, failed = await self._history(run.goal_id)
         exclude = [] if fresh else sorted(set(self._excluded(failed)) | set(failed_now))
         reasons = [f"{s['action']} failed: {s['error']}" for s in failed] + [why]
-        if not fresh and plans >= 1 + achieve.max_replans and not achieve.maintain:
+        if counted and not fresh and plans >= 1 + achieve.max_replans and not achieve.maintain:
             return Decision(None, None, reason, f"gave up after {plans} plans: " + "; ".join(reasons))
         result = await self._plan(achieve, run.params or {}, snap, exclude)
         if isinstance(result, NoPlan):

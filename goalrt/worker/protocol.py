@@ -93,6 +93,8 @@ class PlanReason(StrEnum):
     STEP_FAILED = "step_failed"
     # A maintained goal's watch saw a change of a path its condition reads.
     RECHECK = "recheck"
+    # A newer GDL version than the plan's was loaded: the rest of the plan is made again under it.
+    DEFINITIONS = "definitions"
     # No plan exists (the goal fails; never recorded as a plan).
     NO_PLAN = "no_plan"
 
@@ -120,7 +122,12 @@ class NextStep:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedGoal:
-    """A row of ``claim_goals_v2``: a goal now leased at ``epoch``; ``step`` is None until it is planned."""
+    """A row of ``claim_goals_v2``: a goal now leased at ``epoch``; ``step`` is None until it is planned.
+
+    ``plan_gdl_version`` is not a column of the function: the ``goals_claim``
+    query adds it (the GDL version the goal's plan was made with, from its
+    last ``goal.planned``; None when that plan recorded none).
+    """
 
     goal_id: int
     name: str
@@ -128,13 +135,15 @@ class ClaimedGoal:
     epoch: int
     plan_no: int
     step: NextStep | None
+    plan_gdl_version: int | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ClaimedGoal:
         step = None
         if row["step_seq"] is not None:
             step = NextStep(row["step_seq"], row["action"], row["args"], row["attempt"])
-        return cls(row["goal_id"], row["name"], row["params"], row["epoch"], row["plan_no"], step)
+        version = row.get("plan_gdl_version")
+        return cls(row["goal_id"], row["name"], row["params"], row["epoch"], row["plan_no"], step, version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,12 @@ busy worker commits many of them per round trip (``plan_goals_v1``,
 the advance to the next step are one transaction, applied only while the
 lease is held at its epoch; the answer says which step (if any) this worker
 runs next.
+
+Before each step the task takes the registry the worker has now: a GDL
+version loaded meanwhile re-plans a goal declared by a condition (its plan
+was made with the old one, see ``planning``), and a goal whose type the
+worker no longer has is released. A step already running finishes with the
+registry it started with.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from goalrt.db.jsontext import UnreadableJson
@@ -77,6 +84,7 @@ class GoalRunner:
         batch: int,
         stopping: asyncio.Event,
         wake: asyncio.Event,
+        catch_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._db = db
         self._leases = leases
@@ -87,6 +95,8 @@ class GoalRunner:
         self._schema = schema
         self._stopping = stopping
         self._wake = wake
+        # Loads a newer GDL version than the worker's, if there is one (a plan made with it was claimed).
+        self._catch_up = catch_up
         self._loop = asyncio.get_running_loop()
         self._planner: Batcher[PlanItem, PlanAnswer | Rejected] = Batcher(self._flush_plans, max_batch=batch)
         self._completer: Batcher[StepItem, CompletionAnswer | Rejected] = Batcher(
@@ -138,21 +148,40 @@ class GoalRunner:
             if unreadable is not None:  # e.g. params nested 2000 deep by SQL: fail this goal, not the whole claim
                 await self._fail(lease.goal_id, lease.epoch, unreadable)
                 return
+            # The GDL version the goal's plan was made with.
+            version = claim.plan_gdl_version
             if claim.step is None:
+                version = self.planning().gdl_version
                 run = await self._plan(claim, lease)
             else:
                 run = StepRun.of(lease.goal_id, claim.name, claim.params, lease.epoch, claim.step)
-            achieve = self.planning().achieve_of(claim.name)
             while run is not None:
+                planning = await self._planning_for(version)
+                if claim.name not in planning.registry.goal_types:
+                    # A new GDL version dropped the goal type: leave the goal,
+                    # as its unclaimed peers, to a worker that has the type.
+                    log.warning(
+                        "worker %s: goal %s: goal type %s is gone; releasing it", self._id, lease.goal_id, claim.name
+                    )
+                    await self._leases.release([lease])
+                    return
+                achieve = planning.achieve_of(claim.name)
                 if achieve is not None:
                     # A planned goal: is this step still the way to the goal?
-                    decision = await self.planning().before(achieve, run)
+                    decision = await planning.before(achieve, run, version)
                     if decision is not None:
+                        version = planning.gdl_version
                         run = await self._replan(run, decision)
                         continue
-                item = await self._execute(run, lease)
+                # With the registry the decision above was made with (a reload may have come meanwhile).
+                item = await self._execute(run, lease, planning.registry)
                 if achieve is not None and item.outcome is StepOutcome.FAIL:
-                    item = await self._plan_around(achieve, run, item)
+                    # Around the failed step with what the worker has now (a version loaded while it ran).
+                    planning = await self._planning_for(version)
+                    achieve = planning.achieve_of(claim.name)
+                    if achieve is not None:
+                        item = await self._plan_around(planning, achieve, run, item)
+                        version = planning.gdl_version
                 # While draining, finish this step but leave the next one to other workers.
                 item = dataclasses.replace(item, keep=not self._stopping.is_set())
                 run = await self._complete(run, item)
@@ -169,6 +198,19 @@ class GoalRunner:
         finally:
             if not drained:
                 self._leases.forget(lease)
+
+    async def _planning_for(self, plan_version: int | None) -> Planning:
+        """Return the planning of the worker's registry; first catch up when the plan is of a newer GDL version.
+
+        The worker may not have heard of that version yet (its notification is
+        on its way): re-planning under an older one would undo the plan.
+        """
+        planning = self.planning()
+        mine = planning.gdl_version
+        if self._catch_up is not None and plan_version is not None and (mine is None or plan_version > mine):
+            await self._catch_up()
+            planning = self.planning()
+        return planning
 
     async def _fail(self, goal_id: int, epoch: int, error: str) -> None:
         """Fail a goal this worker holds before (or instead of) running a step."""
@@ -204,17 +246,17 @@ class GoalRunner:
             return None
         return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer.step)
 
-    async def _plan_around(self, achieve: Achieve, run: StepRun, item: StepItem) -> StepItem:
+    async def _plan_around(self, planning: Planning, achieve: Achieve, run: StepRun, item: StepItem) -> StepItem:
         """Turn a planned goal's failed step into a re-plan around it, when there is one."""
-        decision = await self.planning().after_failure(achieve, run, str(item.error))
+        decision = await planning.after_failure(achieve, run, str(item.error))
         if decision.error is not None:
             return dataclasses.replace(item, error=f"{item.error}; {decision.error}")
         return dataclasses.replace(
             item, outcome=StepOutcome.REPLAN, steps=decision.steps, reason=decision.reason, detail=decision.detail
         )
 
-    async def _execute(self, run: StepRun, lease: Lease) -> StepItem:
-        action = self.registry.actions.get(run.action)
+    async def _execute(self, run: StepRun, lease: Lease, registry: Registry) -> StepItem:
+        action = registry.actions.get(run.action)
         reader = StateReader(self._db.pool, self._schema)
         ctx = ActionContext(
             goal_id=run.goal_id,
@@ -235,7 +277,7 @@ class GoalRunner:
         try:
             return await run_step(
                 run,
-                self.registry,
+                registry,
                 ctx,
                 executor=self._executor,
                 calls=self._calls,

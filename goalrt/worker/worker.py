@@ -13,6 +13,10 @@ What it does, and what it promises (details in docs/goals.md):
   events, and the advance to the next step are committed in one
   transaction, only if the lease is still held at that epoch.
 - Wakes on a NOTIFY when goals are submitted or released; polls as a fallback.
+- Plans with the newest GDL version: it reads it at start, on a NOTIFY of
+  ``goalrt gdl load``, and after each reconnect of its listener (a
+  notification may have been lost); the goals it holds re-plan under it
+  before their next step (``runner``).
 - On a lost connection (PostgreSQL restart, pg_terminate_backend), retries
   with backoff; a completion whose commit may or may not have happened is
   sent again and recognised (``already_applied``).
@@ -113,6 +117,9 @@ class Worker:
         # The GDL version this worker plans with (None: no definitions loaded).
         self.gdl_version: int | None = None
         self._gdl_changed = False
+        # One reload at a time (the claim loop's, a goal's catch-up); a version this worker could not run.
+        self._reloading = asyncio.Lock()
+        self._unrunnable: int | None = None
         # The goal types this worker claims (--only narrows what it could run).
         self.goal_types = self.only or sorted(self.registry.goal_types)
         self.partitions = partitions
@@ -192,6 +199,7 @@ class Worker:
             batch=self.batch,
             stopping=self._stopping,
             wake=self._wake,
+            catch_up=self._reload_definitions,
         )
         try:
             await self._configure()
@@ -209,8 +217,8 @@ class Worker:
                 self._gdl_channel: self._on_gdl,
             }
             background = [
-                # On each (re)connect: anything submitted while we were not listening.
-                asyncio.create_task(listen(self.url, channels, self._wake.set, self.id), name="goalrt-listen"),
+                # On each (re)connect: anything submitted or loaded while we were not listening.
+                asyncio.create_task(listen(self.url, channels, self._on_listening, self.id), name="goalrt-listen"),
                 asyncio.create_task(self._leases.heartbeat(), name="goalrt-heartbeat"),
             ]
             self._ready.set()
@@ -275,13 +283,28 @@ class Worker:
         self._runner.configure(registry, version)
 
     async def _reload_definitions(self) -> None:
-        """A new GDL version was loaded: plan with it from now on (plans already made run as recorded)."""
+        """Plan with the newest GDL version from now on, if it is not the one this worker has.
+
+        The goals this worker holds re-plan under it before their next step.
+        A version the worker cannot run (a handler is missing) is logged
+        once and not tried again; the worker keeps the one it had.
+        """
         self._gdl_changed = False
-        try:
-            await self._configure()
-            await self._register()
-        except GoalrtError as exc:
-            log.error("worker %s: cannot run GDL version loaded now, keeping %s: %s", self.id, self.gdl_version, exc)
+        async with self._reloading:
+            newest = self.gdl_version
+            try:
+                newest = await self._db.gdl_version()
+                if newest in (self.gdl_version, self._unrunnable):
+                    return
+                await self._configure()
+                await self._register()
+            except ConfigError as exc:
+                self._unrunnable = newest
+                log.error(
+                    "worker %s: cannot run GDL version %s; keeping %s: %s", self.id, newest, self.gdl_version, exc
+                )
+            except GoalrtError as exc:
+                log.error("worker %s: could not load GDL version %s: %s", self.id, newest, exc)
 
     async def _register(self) -> None:
         for name, goal_type in sorted(self.registry.goal_types.items()):
@@ -372,6 +395,11 @@ class Worker:
         self._wake.set()
 
     def _on_gdl(self, *_args: Any) -> None:
+        self._gdl_changed = True
+        self._wake.set()
+
+    def _on_listening(self) -> None:
+        # A GDL load while the listener was down told nobody: check the version.
         self._gdl_changed = True
         self._wake.set()
 

@@ -95,9 +95,16 @@ SELECT goalrt.register_worker_v2($1::text, $2::text, $3::text, $4::integer, $5::
 SELECT goalrt.deregister_worker_v1($1::text);
 
 -- name: goals_claim
-SELECT goal_id, name, params, epoch, plan_no, step_seq, action, args, attempt
+-- With a goal planned already, the GDL version its plan was made with (its
+-- last goal.planned): the worker re-plans a plan of another version than its own.
+SELECT c.goal_id, c.name, c.params, c.epoch, c.plan_no, c.step_seq, c.action, c.args, c.attempt,
+       CASE WHEN c.step_seq IS NOT NULL THEN
+           (SELECT (e.data -> 'planner' ->> 'gdl_version')::bigint FROM goalrt.event_data e
+             WHERE e.stream = 'goal:' || c.goal_id AND e.type = 'goal.planned'
+             ORDER BY e.id DESC LIMIT 1)
+       END AS plan_gdl_version
   FROM goalrt.claim_goals_v2($1::text, $2::integer, $3::double precision, $4::text[], $5::integer[], $6::integer,
-                              $7::double precision);
+                              $7::double precision) c;
 
 -- name: goals_plan
 SELECT goal_id, outcome, step_seq, action, args, attempt
@@ -117,11 +124,18 @@ SELECT goal_id FROM goalrt.heartbeat_v1($1::text, $2::bigint[], $3::bigint[], $4
 SELECT goal_id FROM goalrt.release_goals_v1($1::text, $2::bigint[], $3::bigint[]);
 
 -- name: goal_plan_history
--- How many plans a goal has had and the action steps that failed for good (for re-planning).
-SELECT g.plan_no,
+-- How many plans a goal has had that count against its max_replans (a re-plan
+-- under new GDL definitions, reason 'definitions', does not) and the action
+-- steps that failed for good (for re-planning).
+SELECT g.plan_no - (SELECT count(*) FROM goalrt.event_data e
+                     WHERE e.stream = 'goal:' || g.id AND e.type = 'goal.planned'
+                       AND e.data ->> 'reason' = 'definitions')::integer,
        (SELECT jsonb_agg(jsonb_build_object('action', s.action, 'args', s.args, 'error', s.error) ORDER BY s.seq)
           FROM goalrt.goal_steps s WHERE s.goal_id = g.id AND s.status = 'failed' AND s.kind = 'action')
   FROM goalrt.goals g WHERE g.id = $1::bigint;
 
 -- name: gdl_current
 SELECT version, definitions FROM goalrt.gdl_versions ORDER BY version DESC LIMIT 1;
+
+-- name: gdl_version
+SELECT max(version) FROM goalrt.gdl_versions;

@@ -17,10 +17,11 @@
 --                  submit unless the submit gives its own (the column is
 --                  defined with its table in 30_goals.sql)
 --
--- Which version a goal runs: a plan is data (its steps are rows), so steps
--- already planned run as recorded whatever is loaded later; every plan a
--- worker makes (first plan or re-plan) uses the newest version the worker
--- has seen, and goal.planned records it as detail.gdl_version.
+-- Which version a goal runs: every plan a worker makes (first plan or
+-- re-plan) uses the newest version the worker has seen, and goal.planned
+-- records it as detail.gdl_version. A goal declared by a condition whose
+-- plan is of an older version is re-planned by the worker before its next
+-- step (reason 'definitions'; see docs/gdl.md).
 -------------------------------------------------------------------------------
 
 CREATE TABLE goalrt.gdl_versions (

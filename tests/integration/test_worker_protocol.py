@@ -15,6 +15,7 @@ import re
 import psycopg
 import pytest
 
+from goalrt.db.resources import queries
 from goalrt.worker.protocol import (
     INVALID_CHANGE_SQLSTATE,
     Advance,
@@ -151,7 +152,9 @@ def test_every_field_sent_in_a_step_item_is_covered_above() -> None:
     [
         (
             "claim_goals_v2",
-            {f.name for f in dataclasses.fields(ClaimedGoal)} - {"step"} | {"step_seq", "action", "args", "attempt"},
+            # plan_gdl_version: the goals_claim query adds it (see the test below).
+            {f.name for f in dataclasses.fields(ClaimedGoal)} - {"step", "plan_gdl_version"}
+            | {"step_seq", "action", "args", "attempt"},
         ),
         ("plan_goals_v1", {"goal_id", "outcome", "step_seq", "action", "args", "attempt"}),
         ("complete_steps_v1", {"goal_id", "outcome", "step_seq", "action", "args", "attempt", "error"}),
@@ -161,6 +164,10 @@ def test_every_column_read_is_one_the_function_returns(
     conn: psycopg.Connection, function: str, columns: set[str]
 ) -> None:
     assert columns <= returned_columns(conn, function)
+
+
+def test_the_claim_query_adds_the_gdl_version_of_each_plan() -> None:
+    assert "AS plan_gdl_version" in queries("goals")["goals_claim"]
 
 
 def test_answers_are_read_from_rows_of_those_columns() -> None:
