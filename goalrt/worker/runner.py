@@ -32,6 +32,7 @@ from goalrt.worker.dispatcher import (
     run_step,
 )
 from goalrt.worker.leases import Lease, Leases
+from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.planning import Decision, Planning
 from goalrt.worker.protocol import (
     INVALID_CHANGE_SQLSTATE,
@@ -144,6 +145,9 @@ class GoalRunner:
                 run = StepRun.of(lease.goal_id, claim.name, claim.params, lease.epoch, claim.step)
             achieve = self.planning().achieve_of(claim.name)
             while run is not None:
+                if not self._can_run(run.action):
+                    await self._hand_over(run, lease)
+                    return
                 if achieve is not None:
                     # A planned goal: is this step still the way to the goal?
                     decision = await self.planning().before(achieve, run)
@@ -169,6 +173,27 @@ class GoalRunner:
         finally:
             if not drained:
                 self._leases.forget(lease)
+
+    def _can_run(self, action: str) -> bool:
+        known = self.registry.actions.get(action)
+        return action == RECHECK or (known is not None and known.runnable)
+
+    async def _hand_over(self, run: StepRun, lease: Lease) -> None:
+        """Give back a goal whose step this worker cannot run, its attempt uncounted, for a worker that can.
+
+        The database hands such steps over by itself (the claim and the
+        advance to a next step check the actions a worker registered); this
+        catches the moment between a new GDL version and the registration
+        that follows it.
+        """
+        log.info(
+            "worker %s: goal %s step %s (%s): no handler here; handing it over",
+            self._id,
+            run.goal_id,
+            run.seq,
+            run.action,
+        )
+        await self._leases.release([lease])
 
     async def _fail(self, goal_id: int, epoch: int, error: str) -> None:
         """Fail a goal this worker holds before (or instead of) running a step."""
