@@ -201,7 +201,7 @@ def workers(app: AppContext, as_json: bool) -> None:
             emit_json(row)
         return
     print_table(
-        ("id", "host", "pid", "concurrency", "last seen", "goal types"),
+        ("id", "host", "pid", "concurrency", "last seen", "goal types", "actions"),
         [
             (
                 r["id"],
@@ -210,6 +210,7 @@ def workers(app: AppContext, as_json: bool) -> None:
                 str(r["concurrency"]),
                 f"{r['seconds_since_seen']:.1f}s ago",
                 clip(", ".join(r["goal_types"]), 40),
+                clip(", ".join(r["actions"]), 60),
             )
             for r in rows
         ],

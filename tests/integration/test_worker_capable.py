@@ -195,6 +195,58 @@ def test_a_pure_action_runs_as_a_state_transition(db_url: str, tmp_path: Path) -
         assert state.value("users.u1.status") == "welcomed"
 
 
+def test_a_new_action_loaded_while_workers_run_waits_for_a_worker_with_its_handler(db_url: str, tmp_path: Path) -> None:
+    """Deploying crm.sync before restarting the workers: it must not 'run' with a null result."""
+    load_workspace(db_url, workspace(tmp_path / "v1"))
+    newer_text = ONBOARDING.replace(
+        'goal onboard(u: User) { achieve users.{u}.status == "welcomed" }',
+        'action crm.sync(u: User) {\n  require users.{u}.status == "welcomed"\n  effect  users.{u}.synced = true\n}\n'
+        'goal onboard(u: User) { achieve users.{u}.status == "welcomed" and users.{u}.synced == true }',
+    )
+    sign_up(db_url, "u1", "good.example")
+    registry = kyc_handlers()
+    registry.actions.update(mail_handlers().actions)
+
+    async def body(goals: AsyncGoals, worker: Worker) -> None:
+        newer = load_workspace(db_url, workspace(tmp_path / "v2", newer_text))
+        await wait_for(_loaded(db_url, worker, newer), 10)
+        assert "crm.sync" not in worker.runnable
+        gid = (await goals.submit("onboard", {"u": "u1"})).id
+        info = await unserved_or_finished(goals, gid)
+        assert (info.status, info.unserved_action) == ("active", "crm.sync")
+        assert [(s.action, s.status) for s in info.steps][-1] == ("crm.sync", "pending")
+
+        crm = Registry()
+
+        @crm.action("crm.sync")
+        async def sync(args: dict[str, Any], ctx: ActionContext) -> Any:
+            return {"synced": args["u"]}
+
+        other = Worker(db_url, crm, name="crm", **FAST)
+        task = asyncio.create_task(other.run())
+        try:
+            (info,) = await until_finished(goals, gid)
+        finally:
+            other.request_stop()
+            await asyncio.wait_for(task, 30)
+        assert info.status == "complete", info.last_error
+        assert info.steps[-1].result == {"synced": "u1"}
+
+    asyncio.run(with_worker(db_url, registry, body))
+
+
+def _loaded(db_url: str, worker: Worker, version: int) -> Any:
+    async def check() -> bool:
+        if worker.gdl_version == version:
+            return True
+        # The load's NOTIFY may have come before the worker's LISTEN connection did: say it again.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify('goalrt_gdl', '')")
+        return False
+
+    return check
+
+
 # -- the SQL functions, driven by hand as workers would ---------------------------------------
 
 
