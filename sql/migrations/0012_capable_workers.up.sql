@@ -291,7 +291,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
        AND g.status IN ('pending', 'active')
        AND (g.lease_owner IS NULL OR g.lease_expires_at <= now())
        AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
-                        WHERE s.action = ANY (w.actions) AND w.last_seen > now() - interval '1 minute');
+                        WHERE s.action = ANY (w.actions) AND g.name = ANY (w.goal_types)
+                          AND w.last_seen > now() - interval '1 minute');
 $$;
 
 COMMENT ON FUNCTION goalrt.unserved_action(goalrt.goals) IS

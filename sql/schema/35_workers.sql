@@ -51,10 +51,11 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $
 $$;
 
 -- The action of goal g's next step when no live worker (seen within the
--- last minute: workers heartbeat at least every 20 s) registered it, so the
--- goal waits for a worker that can run it; NULL otherwise (the goal is not
--- pending or active, has no step to run, is leased, or a live worker can
--- run the step). Read at query time: `goalrt get` and `goalrt list` show it.
+-- last minute: workers heartbeat at least every 20 s) registered it and the
+-- goal's type, so the goal waits for a worker that can run it; NULL
+-- otherwise (the goal is not pending or active, has no step to run, is
+-- leased, or a live worker can take the step). Read at query time: `goalrt
+-- get` and `goalrt list` show it.
 CREATE FUNCTION goalrt.unserved_action(g goalrt.goals) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
     SELECT s.action
@@ -63,7 +64,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
        AND g.status IN ('pending', 'active')
        AND (g.lease_owner IS NULL OR g.lease_expires_at <= now())
        AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
-                        WHERE s.action = ANY (w.actions) AND w.last_seen > now() - interval '1 minute');
+                        WHERE s.action = ANY (w.actions) AND g.name = ANY (w.goal_types)
+                          AND w.last_seen > now() - interval '1 minute');
 $$;
 
 COMMENT ON FUNCTION goalrt.unserved_action(goalrt.goals) IS
