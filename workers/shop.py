@@ -2,9 +2,10 @@
 
 The GDL workspace declares the actions (parameters, requires, effects, cost,
 retry, limits); this module registers only their code, by name. ``label.print``
-has no handler here: it is a pure state transition, its declared effect is
-the whole action. ``refund`` and ``payment.refund`` are plain Python (GDL has
-no syntax for ``ask`` yet).
+has no handler here: GDL marks it ``pure``, its declared effect is the whole
+action. A worker without this module runs none of the other actions: their
+steps wait for a worker that has it. ``refund`` and ``payment.refund`` are
+plain Python (GDL has no syntax for ``ask`` yet).
 
 Check and draw the workspace (no database needed):
 

@@ -124,7 +124,7 @@ def list_cmd(app: AppContext, status: str | None, name: str | None, waiting: boo
             (
                 str(r.id),
                 r.name,
-                r.status,
+                _shown_status(r.status, r.unserved_action),
                 str(r.priority),
                 "" if r.step_seq is None else str(r.step_seq),
                 str(r.claims),
@@ -184,8 +184,16 @@ def get(app: AppContext, goal_id: int, tree: bool, as_json: bool) -> None:
         _print_goal(info)
 
 
+def _shown_status(status: str, unserved_action: str | None) -> str:
+    """Return a goal's status as listed: with the action it waits for a worker to run, if any."""
+    if unserved_action is None:
+        return status
+    return f"{status} (waiting for a worker that can run {unserved_action})"
+
+
 def _print_goal(info: GoalInfo) -> None:
-    click.echo(f"goal {info.id}: {info.name}  [{info.status}]  priority {info.priority}")
+    status = _shown_status(info.status, info.unserved_action)
+    click.echo(f"goal {info.id}: {info.name}  [{status}]  priority {info.priority}")
     click.echo(f"params: {show_json(info.params)}")
     if info.key:
         click.echo(f"key: {info.key}")
@@ -195,6 +203,11 @@ def _print_goal(info: GoalInfo) -> None:
         click.echo(f"parent: goal {info.parent_id} (step {info.parent_step})")
     if info.deadline_at:
         click.echo(f"deadline: {info.deadline_at}")
+    if info.unserved_action:
+        click.echo(
+            f"waiting: no live worker can run {info.unserved_action} (none registered its handler); "
+            "start one that has it"
+        )
     if info.blocked_on:
         click.echo(f"blocked by limit {info.blocked_on} until a slot frees (at the latest {info.wake_at})")
     elif info.wake_at and info.status in ("pending", "active"):

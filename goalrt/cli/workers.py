@@ -18,9 +18,9 @@ from goalrt.db import schemas
 from goalrt.db.connect import connect, connect_async
 from goalrt.db.migrate import check_migrated
 from goalrt.durations import parse_duration
-from goalrt.errors import ConfigError, DatabaseUnavailableError
+from goalrt.errors import ConfigError, DatabaseUnavailableError, GdlError
 from goalrt.goals.goals import Goals
-from goalrt.goals.registry import default_registry
+from goalrt.goals.registry import default_registry, import_modules
 
 if TYPE_CHECKING:
     from goalrt.worker.worker import Worker
@@ -63,11 +63,16 @@ def worker(
     only: tuple[str, ...],
     log_level: str,
 ) -> None:
-    """Run a worker: claim goals and run their steps until SIGTERM/SIGINT (then drain and exit 0)."""
+    """Run a worker: claim goals and run their steps until SIGTERM/SIGINT (then drain and exit 0).
+
+    It imports the --handlers modules, or else those `handlers` in goalrt.toml
+    names (in this folder or a parent), and runs only the actions it has a
+    handler for (and GDL's pure ones): other steps wait for a worker that has one.
+    """
     from goalrt.worker.worker import Partitions, Worker
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_handlers(handlers)
+    _load_worker_handlers(handlers)
     url = app.url
     options: dict[str, Any] = {
         "concurrency": concurrency,
@@ -99,6 +104,28 @@ def worker(
         _report(w)
 
     asyncio.run(main())
+
+
+def _load_worker_handlers(handlers: tuple[str, ...]) -> None:
+    """Import the --handlers modules; without the option, those ``goalrt.toml`` names (here or in a parent folder).
+
+    A worker started in a workspace runs its handlers, as ``goalrt test``
+    does; ``--handlers`` (or $GOALRT_HANDLERS) replaces the manifest's list,
+    e.g. for a worker that runs only some of them.
+    """
+    if handlers:
+        load_handlers(handlers)
+        return
+    from goalrt.gdl.workspace import find_root, manifest_handlers
+
+    try:
+        root = find_root(".")
+    except GdlError:  # not in a workspace
+        return
+    modules = manifest_handlers(root)
+    if modules:
+        import_modules(modules, root)
+        log.info("worker: handlers from %s: %s", root / "goalrt.toml", ", ".join(modules))
 
 
 def _report(w: Worker) -> None:
@@ -174,7 +201,7 @@ def workers(app: AppContext, as_json: bool) -> None:
             emit_json(row)
         return
     print_table(
-        ("id", "host", "pid", "concurrency", "last seen", "goal types"),
+        ("id", "host", "pid", "concurrency", "last seen", "goal types", "actions"),
         [
             (
                 r["id"],
@@ -183,6 +210,7 @@ def workers(app: AppContext, as_json: bool) -> None:
                 str(r["concurrency"]),
                 f"{r['seconds_since_seen']:.1f}s ago",
                 clip(", ".join(r["goal_types"]), 40),
+                clip(", ".join(r["actions"]), 60),
             )
             for r in rows
         ],

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from goalrt.db import config, migrate
 from goalrt.db.connect import connect, describe_target
-from goalrt.demo.model import Run, Say
+from goalrt.demo.model import ORDERS, Run, Say
 from goalrt.demo.report import infos, say_sql, say_summary, say_timeline, timeline
 from goalrt.demo.scenario import live
 from goalrt.demo.workspace import import_handlers, shop_handlers, shop_workspace
@@ -20,6 +20,7 @@ from goalrt.errors import GoalrtError
 from goalrt.gdl import check
 from goalrt.gdl.runtime import current, load
 from goalrt.goals.registry import default_registry
+from goalrt.log.event import Event
 from goalrt.log.eventlog import EventLog
 
 
@@ -63,13 +64,17 @@ def _run(url: str, say: Say, started: float) -> None:
         say(f"             (it replaces workspace {before.workspace} version {before.version} in this database)")
     handlers = shop_handlers(workspace)
     import_handlers(handlers)
-    pure = sorted(n for n, a in compiled.actions.items() if a.handler not in default_registry.actions)
-    say(f"  handlers   {handlers}" + (f" (none for {', '.join(pure)}: its effects are the action)" if pure else ""))
+    missing = sorted(n for n, a in compiled.actions.items() if not a.pure and a.handler not in default_registry.actions)
+    if missing:
+        raise GoalrtError(f"demo: {handlers} has no handler for {', '.join(missing)}")
+    pure = sorted(n for n, a in compiled.actions.items() if a.pure)
+    say(f"  handlers   {handlers}" + (f" ({', '.join(pure)} is pure: its effects are the action)" if pure else ""))
 
     this = Run(url, tag, start, started)
     asyncio.run(live(this, say))
     goals = infos(url, this)
     events = timeline(url, this)
+    _check_handlers_ran(events)
     say_timeline(say, this, events, goals)
     say_summary(say, this, events, goals)
     say_sql(say, this, events, embedded)
@@ -79,6 +84,16 @@ def _run(url: str, say: Say, started: float) -> None:
     if embedded:
         say("the embedded server keeps running for psql; `goalrt db stop` stops it")
     say("demo ok")
+
+
+def _check_handlers_ran(events: list[Event]) -> None:
+    """Raise unless every order's payment and shipment handlers ran (each appends its event once)."""
+    for kind in ("payment.completed", "shipment.dispatched"):
+        count = sum(1 for e in events if e.type == kind)
+        if count != len(ORDERS):
+            raise GoalrtError(
+                f"demo: {count} {kind} event(s) for {len(ORDERS)} orders: a step completed without its handler"
+            )
 
 
 def _embedded_url(url: str) -> bool:

@@ -202,8 +202,15 @@ class Handler:
     pos: Pos
 
 
+@dataclass(frozen=True, slots=True)
+class Pure:
+    """``pure``: the action runs no handler; its effects are the whole action."""
+
+    pos: Pos
+
+
 _ActionClause: TypeAlias = (
-    Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler
+    Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler | Pure
 )
 
 

@@ -134,6 +134,13 @@ class Clauses:
             handler = handler_clause.name.text
             if not DOTTED.fullmatch(handler):
                 self.fail(handler_clause.name.pos, f"{where}: invalid handler name {handler!r}")
+        pure_clause = self.once(decl.clauses, (ast.Pure,), where, "pure")
+        if pure_clause is not None and handler_clause is not None:
+            self.fail(pure_clause.pos, f"{where}: a pure action runs no handler; give pure or handler, not both")
+        elif pure_clause is not None and not any(
+            isinstance(c, ast.SetEffect | ast.IncEffect | ast.DeleteEffect) for c in decl.clauses
+        ):
+            self.fail(pure_clause.pos, f"{where}: a pure action is its effects alone, and it has none")
         if len(self.decls.problems) > before:
             return None
         try:
@@ -143,7 +150,9 @@ class Clauses:
             return None
         if requires:
             self.never(pre, requires[0].pos, f"{where} can never run: its require conditions can never all hold")
-        return CompiledAction(d.name, d.app, schema, handler, timeout, retry, concurrency, rate)
+        return CompiledAction(
+            d.name, d.app, schema, handler, timeout, retry, concurrency, rate, pure_clause is not None
+        )
 
     # -- goals -----------------------------------------------------------------------------
 

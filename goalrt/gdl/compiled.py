@@ -62,11 +62,14 @@ class CompiledAction:
     concurrency: int | None = None
     # (starts, per seconds): a token bucket shared by every worker.
     rate: tuple[int, float] | None = None
+    # `pure`: no handler runs; the declared effects are the whole action (any worker runs it).
+    pure: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": self.schema.to_json(),
             "handler": self.handler,
+            "pure": self.pure,
             "timeout": self.timeout,
             "retry": {
                 "max_attempts": self.retry.max_attempts,

@@ -295,6 +295,9 @@ class _Builder(Transformer[Token, Any]):
     def handler(self, meta: Any, items: list[Token]) -> ast.Handler:
         return ast.Handler(self._name(items[0]), self._pos(meta))
 
+    def pure(self, meta: Any, _items: list[Token]) -> ast.Pure:
+        return ast.Pure(self._pos(meta))
+
     # -- goal clauses ----------------------------------------------------------
 
     def achieve(self, meta: Any, items: list[Any]) -> ast.AchieveClause:

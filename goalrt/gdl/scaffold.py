@@ -16,7 +16,7 @@ FILES: Final[dict[str, str]] = {
 name = "{name}"
 version = "0.1.0"
 apps = ["shop"]
-# Modules that register the action handlers (`goalrt test` and `goalrt worker --handlers` import them).
+# Modules that register the action handlers (`goalrt test` and `goalrt worker` started here import them).
 handlers = ["workers.shop"]
 """,
     "apps/shop/types.gdl": """\
@@ -38,11 +38,13 @@ action payment.charge(o: Order) {
   cost 1  retry 3 backoff exponential 1s  timeout 30s  concurrency 5
 }
 
-# No handler is registered for shipping.ship: its effect is the whole action.
+# shipping.ship has no handler: `pure` makes its effect the whole action. (An
+# action with neither runs nowhere: its goals wait for a worker with a handler.)
 action shipping.ship(o: Order) {
   require orders.{o}.status == "paid"
   effect  orders.{o}.status = "shipped"
   timeout 1m
+  pure
 }
 """,
     "apps/shop/goals.gdl": """\
@@ -79,7 +81,7 @@ test checkout_ships_a_created_order {
 }
 """,
     "workers/__init__.py": '''\
-"""Action handlers of this workspace: `goalrt worker --handlers workers.shop`."""
+"""Action handlers of this workspace: `goalrt worker` started in it imports those goalrt.toml lists."""
 ''',
     "workers/shop.py": '''\
 """Handlers of the shop app's actions (declared in apps/shop/actions.gdl)."""

@@ -13,7 +13,9 @@ For each test (in file and line order; ``-k`` keeps those whose name contains a 
    their goals);
 5. one in-process worker (one step at a time) runs the fork's goals with the
    real handlers, except the actions the test ``simulate``\\ s, which run by
-   their declared effects alone, until no goal is pending or active;
+   their declared effects alone (as ``pure`` actions do), until no goal is
+   pending or active; a goal whose next step has no handler (and is neither
+   pure nor simulated) fails the test, naming the action;
 6. every ``expect`` checked: an event of the type was appended, the goals
    ended in the status, the condition holds on the final state;
 7. the fork dropped.
@@ -143,7 +145,14 @@ def _run_in_fork(
     elif test.when is not None:
         with EventLog.connect(url, fork=fork) as log:
             log.append("test", test.when["event"], dict(test.when.get("data") or {}))
-    settled = asyncio.run(_run_worker(url, schema, _simulating(compiled, handlers, test.simulate), timeout, conn))
+    settled, unserved = asyncio.run(
+        _run_worker(url, schema, _simulating(compiled, handlers, test.simulate), timeout, conn)
+    )
+    for goal, name, action in unserved:
+        result.failures.append(
+            f"goal {goal} {name} waits for a worker that can run {action}: no handler for it in the handler modules "
+            f"(register one, mark the action `pure`, or `simulate` it in the test)"
+        )
     if not settled:
         result.failures.append(f"goals still pending or active after {timeout:g}s: {_open_goals(conn, schema)}")
     for expect in test.expects:
@@ -161,8 +170,14 @@ def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Seque
     return out
 
 
-async def _run_worker(url: str, schema: str, handlers: Registry, timeout: float, conn: Any) -> bool:
-    """Run one worker on the fork until no goal is pending or active; return False on timeout."""
+async def _run_worker(
+    url: str, schema: str, handlers: Registry, timeout: float, conn: Any
+) -> tuple[bool, list[tuple[int, str, str]]]:
+    """Run one worker on the fork until no goal it can move on is pending or active.
+
+    Return whether that happened in time, and the goals left waiting for a
+    worker with a handler this one lacks (read while it is still registered).
+    """
     worker = Worker(url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test")
     task = asyncio.create_task(worker.run())
     deadline = time.monotonic() + timeout
@@ -177,19 +192,29 @@ async def _run_worker(url: str, schema: str, handlers: Registry, timeout: float,
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(SETTLE_POLL_S)
+        unserved = await asyncio.to_thread(_unserved, conn, schema)
     finally:
         worker.request_stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task  # re-raises what stopped the worker (a configuration error, say)
-    return settled
+    return settled, unserved
 
 
 def _open_goals(conn: Any, schema: str) -> int:
-    query = sql.SQL("SELECT count(*) FROM {}.goals WHERE status IN ('pending', 'active')").format(
-        sql.Identifier(schema)
-    )
+    """Return how many goals are pending or active, less those waiting for a worker with a handler (none comes)."""
+    query = sql.SQL(
+        "SELECT count(*) FROM {0}.goals g WHERE status IN ('pending', 'active') AND {0}.unserved_action(g) IS NULL"
+    ).format(sql.Identifier(schema))
     row = conn.execute(query).fetchone()
     return int(row[0])
+
+
+def _unserved(conn: Any, schema: str) -> list[tuple[int, str, str]]:
+    """Return (id, name, action) of the goals whose next step no worker of the test can run."""
+    query = sql.SQL(
+        "SELECT id, name, a FROM {0}.goals g, {0}.unserved_action(g) a WHERE a IS NOT NULL ORDER BY id"
+    ).format(sql.Identifier(schema))
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(query).fetchall()]
 
 
 def _check(conn: Any, url: str, fork: str, schema: str, expect: CompiledExpect, goal_id: int | None) -> str | None:

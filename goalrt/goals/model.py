@@ -119,6 +119,8 @@ class GoalInfo:
     deadline_at: datetime | None
     blocked_on: str | None
     parent_step: int | None
+    # The action of the next step when no live worker can run it: the goal waits for one that can.
+    unserved_action: str | None = None
     steps: tuple[StepInfo, ...] = ()
     events: tuple[Event, ...] = ()
 
@@ -156,6 +158,7 @@ class GoalInfo:
             "deadline_at": _iso(self.deadline_at),
             "blocked_on": self.blocked_on,
             "parent_step": self.parent_step,
+            "unserved_action": self.unserved_action,
             "steps": [s.to_json() for s in self.steps],
             "events": [e.to_json() for e in self.events],
         }
@@ -175,6 +178,8 @@ class GoalSummary:
     last_error: str | None
     created_at: datetime
     finished_at: datetime | None
+    # As in GoalInfo: the next step's action when no live worker can run it.
+    unserved_action: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> GoalSummary:
@@ -192,6 +197,7 @@ class GoalSummary:
             "last_error": self.last_error,
             "created_at": _iso(self.created_at),
             "finished_at": _iso(self.finished_at),
+            "unserved_action": self.unserved_action,
         }
 
 

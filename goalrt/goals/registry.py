@@ -97,10 +97,15 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A registered action handler and how to run it."""
+    """A registered action handler and how to run it.
+
+    ``fn`` is None for an action a worker knows (from GDL, to plan with) but
+    cannot run: it has no handler for it. Actions registered in Python always
+    have their function.
+    """
 
     name: str
-    fn: Callable[..., Any]
+    fn: Callable[..., Any] | None
     timeout: float | None = None
     retry: Retry = field(default_factory=Retry)
     concurrency: int | None = None
@@ -110,6 +115,11 @@ class Action:
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def runnable(self) -> bool:
+        """Whether a worker with this registry can run the action (it has a handler, or the action is pure)."""
+        return self.fn is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +193,10 @@ class Registry:
     def __init__(self) -> None:
         self.actions: dict[str, Action] = {}
         self.goal_types: dict[str, GoalType] = {}
+
+    def runnable_actions(self) -> list[str]:
+        """Return the names of the actions this registry can run, sorted (what a worker registers)."""
+        return sorted(name for name, action in self.actions.items() if action.runnable)
 
     def copy(self) -> Registry:
         """Return a new registry holding the same actions and goal types (to add to or replace in)."""

@@ -9,10 +9,13 @@ so the worker depends on the stored format alone, never on the compiler.
 (with only its actions), each GDL action gets its Python handler
 (``@goalrt.action(NAME)`` in the handler modules, found by the action's
 ``handler`` name) with the schema, retry and timeout of its declaration. An
-action with effects and no handler is a pure state transition: it runs no
-code, and its declared effects are applied with its completion. Python goal
-types and actions the handler modules register that GDL does not declare are
-kept as they are.
+action GDL marks ``pure`` is a state transition: it runs no code (a handler
+registered under its name is not run), and its declared effects are applied
+with its completion. Any other action without a handler in ``handlers`` is
+known to the planner but not runnable by this worker (``Action.fn`` None):
+the worker does not register it, so it never claims or continues a step of
+it, and a worker that has the handler runs it. Python goal types and actions
+the handler modules register that GDL does not declare are kept as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, create_model
 
-from goalrt.errors import ConfigError
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.registry import Action, GoalType, Registry, planned_steps
 from goalrt.goals.retry import Retry
@@ -51,20 +53,17 @@ def params_model(goal: str, params: Mapping[str, str]) -> type[BaseModel]:
 def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry:
     """Return the registry a worker runs for stored definitions, with the handlers of ``handlers``.
 
-    Raises ``ConfigError`` naming every GDL action that has neither a handler
-    nor effects (nothing could run it).
+    A GDL action is runnable when it is ``pure`` or ``handlers`` has its
+    handler; the others are there for the planner only (``Action.fn`` None).
     """
     out = handlers.copy()
-    missing = []
     for app in (definitions.get("apps") or {}).values():
         for spec in app.get("actions", []):
             schema = ActionSchema.from_json(spec["schema"])
             handler = handlers.actions.get(spec["handler"])
-            if handler is None and not schema.effects:
-                missing.append(f"{schema.name} (handler {spec['handler']})")
-                continue
+            # Definitions stored before `pure` existed have no key: their actions need a handler.
+            fn = pure_action if spec.get("pure") is True else None if handler is None else handler.fn
             retry = Retry(**spec["retry"])
-            fn = handler.fn if handler is not None else pure_action
             out.actions[schema.name] = Action(schema.name, fn, spec.get("timeout"), retry, None, schema)
         for spec in app.get("goals", []):
             achieve = Achieve(
@@ -78,18 +77,29 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry
             )
             name = spec["name"]
             out.goal_types[name] = GoalType(name, planned_steps(name), params_model(name, spec["params"]), achieve)
-    if missing:
-        raise ConfigError(
-            "no handler for GDL action(s) "
-            + ", ".join(sorted(missing))
-            + ": register one with @goalrt.action(NAME) in a --handlers module, or give the action effects"
-        )
     return out
 
 
+def unhandled(definitions: Mapping[str, Any], handlers: Registry) -> tuple[list[str], list[str]]:
+    """Return the GDL actions ``handlers`` has no handler for, and the pure ones it has a handler for (not run).
+
+    Each as ``"NAME (handler HANDLER)"``, sorted: what a worker says when it starts.
+    """
+    missing, ignored = [], []
+    for app in (definitions.get("apps") or {}).values():
+        for spec in app.get("actions", []):
+            name = f"{spec['schema']['name']} (handler {spec['handler']})"
+            if spec.get("pure") is True:
+                if spec["handler"] in handlers.actions:
+                    ignored.append(name)
+            elif spec["handler"] not in handlers.actions:
+                missing.append(name)
+    return sorted(missing), sorted(ignored)
+
+
 def pure_action(_args: Any, _ctx: Any) -> None:
-    """A GDL action with effects and no handler: nothing to run; its declared effects are its result."""
+    """A GDL action marked ``pure``: nothing to run; its declared effects are its result."""
     return None
 
 
-__all__ = ["params_model", "pure_action", "registry_for"]
+__all__ = ["params_model", "pure_action", "registry_for", "unhandled"]

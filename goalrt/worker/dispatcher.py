@@ -296,8 +296,9 @@ async def run_step(
 ) -> StepItem:
     """Run the handler for ``run`` and return its outcome item (never raises but on cancellation)."""
     action = registry.actions.get(run.action)
-    if action is None:
-        known = ", ".join(sorted(registry.actions)) or "none"
+    if action is None or action.fn is None:
+        # The runner hands over a step it cannot run before it gets here.
+        known = ", ".join(registry.runnable_actions()) or "none"
         return failure_item(run, None, f"unknown action {run.action!r} (this worker has: {known})", permanent=True)
     try:
         if semaphore is not None:
@@ -326,6 +327,7 @@ async def run_step(
 
 async def _call(action: Action, run: StepRun, ctx: ActionContext, executor: Executor, calls: HandlerCalls) -> Any:
     """Run the handler and wait for it, at most its timeout; never wait for one the worker gave up on."""
+    assert action.fn is not None, "run_step runs only actions with a handler"
     args = run.args if run.args is not None else {}
     waiting: asyncio.Future[Any]
     if action.is_async:

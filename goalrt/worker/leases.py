@@ -92,8 +92,12 @@ class Leases:
         self._stats.released += await self._db.release([(lease.goal_id, lease.epoch) for lease in leases])
 
     async def heartbeat(self) -> None:
-        """Extend the leases held, every third of their length, until cancelled."""
-        interval = max(self.seconds / 3, 0.05)
+        """Extend the leases held, every third of their length (at most every 20 s), until cancelled.
+
+        The heartbeat also tells the cluster the worker is live: a worker seen
+        within the last minute is one ``goalrt.unserved_action`` counts on.
+        """
+        interval = min(max(self.seconds / 3, 0.05), 20.0)
         while True:
             await asyncio.sleep(interval)
             snapshot = [(lease, lease.ctx) for lease in self.held.values()]

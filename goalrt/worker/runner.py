@@ -39,6 +39,7 @@ from goalrt.worker.dispatcher import (
     run_step,
 )
 from goalrt.worker.leases import Lease, Leases
+from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.planning import Decision, Planning
 from goalrt.worker.protocol import (
     INVALID_CHANGE_SQLSTATE,
@@ -173,6 +174,9 @@ class GoalRunner:
                         version = planning.gdl_version
                         run = await self._replan(run, decision)
                         continue
+                if not self._can_run(planning.registry, run.action):
+                    await self._hand_over(run, lease)
+                    return
                 # With the registry the decision above was made with (a reload may have come meanwhile).
                 item = await self._execute(run, lease, planning.registry)
                 if achieve is not None and item.outcome is StepOutcome.FAIL:
@@ -211,6 +215,28 @@ class GoalRunner:
             await self._catch_up()
             planning = self.planning()
         return planning
+
+    @staticmethod
+    def _can_run(registry: Registry, action: str) -> bool:
+        known = registry.actions.get(action)
+        return action == RECHECK or (known is not None and known.runnable)
+
+    async def _hand_over(self, run: StepRun, lease: Lease) -> None:
+        """Give back a goal whose step this worker cannot run, its attempt uncounted, for a worker that can.
+
+        The database hands such steps over by itself (the claim and the
+        advance to a next step check the actions a worker registered); this
+        catches the moment between a new GDL version and the registration
+        that follows it.
+        """
+        log.info(
+            "worker %s: goal %s step %s (%s): no handler here; handing it over",
+            self._id,
+            run.goal_id,
+            run.seq,
+            run.action,
+        )
+        await self._leases.release([lease])
 
     async def _fail(self, goal_id: int, epoch: int, error: str) -> None:
         """Fail a goal this worker holds before (or instead of) running a step."""

@@ -8,6 +8,9 @@ What it does, and what it promises (details in docs/goals.md):
 - Claims runnable goals in batches (``claim_goals_v2``: FOR UPDATE SKIP
   LOCKED, ordered by priority, run_at, id), each under a lease with a fresh
   epoch, and keeps the leases alive with a heartbeat while their steps run.
+- Runs only the actions it can (a handler it has, or a GDL action marked
+  ``pure``): it registers them, claims only goals to plan or whose next step
+  is one of them, and hands a goal over when its next step is not.
 - Plans a goal the first time it takes it (the goal type's steps), then runs
   the steps one after another. Each result, with its state changes and
   events, and the advance to the next step are committed in one
@@ -51,10 +54,11 @@ from goalrt.errors import ConfigError, GoalrtError
 from goalrt.goals.registry import Registry, default_registry
 from goalrt.log.bus import goal_channels
 from goalrt.worker.database import WorkerDatabase, connect_pool
-from goalrt.worker.definitions import registry_for
+from goalrt.worker.definitions import registry_for, unhandled
 from goalrt.worker.dispatcher import HandlerCalls
 from goalrt.worker.leases import Lease, Leases
 from goalrt.worker.listener import listen
+from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.runner import GoalRunner
 from goalrt.worker.stats import WorkerStats
 
@@ -156,6 +160,15 @@ class Worker:
         self._wake.set()
 
     @property
+    def runnable(self) -> list[str]:
+        """The actions this worker runs, sorted: those it has a handler for, GDL's pure ones, and re-checks.
+
+        (A maintained goal's plan ends in a ``goalrt.recheck`` step: every
+        worker handles it by planning again.)
+        """
+        return sorted({*self.registry.runnable_actions(), RECHECK})
+
+    @property
     def held(self) -> dict[int, int]:
         """Goal id -> epoch of the leases held now."""
         held = {} if self._leases_ is None else self._leases_.held
@@ -227,7 +240,7 @@ class Worker:
                 self.id,
                 self.concurrency,
                 ", ".join(sorted(self.registry.goal_types)),
-                ", ".join(sorted(self.registry.actions)) or "none",
+                ", ".join(self.runnable),
             )
             await self._claim_loop()
             await self._drain()
@@ -268,6 +281,20 @@ class Worker:
         if stored is not None:
             version, definitions = stored
             registry = registry_for(definitions, self.handlers)
+            missing, ignored = unhandled(definitions, self.handlers)
+            if missing:
+                log.warning(
+                    "worker %s: no handler for GDL action(s) %s: it leaves their steps to workers that have one "
+                    "(mark an action `pure` in GDL if its effects are the whole action)",
+                    self.id,
+                    ", ".join(missing),
+                )
+            if ignored:
+                log.warning(
+                    "worker %s: GDL action(s) %s are pure: the handlers registered for them are not run",
+                    self.id,
+                    ", ".join(ignored),
+                )
         if not registry.goal_types:
             raise ConfigError(
                 "no goal types registered: give --handlers MODULE, or load GDL definitions with `goalrt gdl load`"
@@ -317,7 +344,7 @@ class Worker:
             os.getpid(),
             self.concurrency,
             self.goal_types,
-            sorted(self.registry.actions),
+            self.runnable,
             None if self.partitions is None else list(self.partitions.buckets),
             None if self.partitions is None else self.partitions.count,
         )

@@ -19,8 +19,8 @@ SELECT id, status FROM goalrt.cancel_goal($1::bigint, $2::text);
 -- name: goal_get
 SELECT id, name, params, status, priority, run_at, idempotency_key, parent_id, partition_key, plan_no, step_seq,
        lease_owner, lease_epoch, lease_expires_at, claims, result, last_error, created_at, updated_at, finished_at,
-       wake_at, deadline_at, blocked_on, parent_step
-  FROM goalrt.goals WHERE id = $1::bigint;
+       wake_at, deadline_at, blocked_on, parent_step, goalrt.unserved_action(g)
+  FROM goalrt.goals g WHERE id = $1::bigint;
 
 -- name: goal_steps
 SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at, kind, label
@@ -73,8 +73,9 @@ SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash
 
 -- name: goals_list
 -- Newest first. Filters are planned per call (see read_events in the log).
-SELECT id, name, status, priority, run_at, step_seq, claims, last_error, created_at, finished_at
-  FROM goalrt.goals
+SELECT id, name, status, priority, run_at, step_seq, claims, last_error, created_at, finished_at,
+       goalrt.unserved_action(g)
+  FROM goalrt.goals g
  WHERE ($1::text IS NULL OR status = $1::text) AND ($2::text IS NULL OR name = $2::text)
  ORDER BY id DESC
  LIMIT $3::integer;

@@ -50,6 +50,27 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $
     DELETE FROM goalrt.workers w WHERE w.id = worker_id;
 $$;
 
+-- The action of goal g's next step when no live worker (seen within the
+-- last minute: workers heartbeat at least every 20 s) registered it and the
+-- goal's type, so the goal waits for a worker that can run it; NULL
+-- otherwise (the goal is not pending or active, has no step to run, is
+-- leased, or a live worker can take the step). Read at query time: `goalrt
+-- get` and `goalrt list` show it.
+CREATE FUNCTION goalrt.unserved_action(g goalrt.goals) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT s.action
+      FROM goalrt.goal_steps s
+     WHERE s.goal_id = g.id AND s.seq = g.step_seq AND s.kind = 'action'
+       AND g.status IN ('pending', 'active')
+       AND (g.lease_owner IS NULL OR g.lease_expires_at <= now())
+       AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
+                        WHERE s.action = ANY (w.actions) AND g.name = ANY (w.goal_types)
+                          AND w.last_seen > now() - interval '1 minute');
+$$;
+
+COMMENT ON FUNCTION goalrt.unserved_action(goalrt.goals) IS
+    'The action of the goal''s next step when no live worker can run it (the goal waits for one), else NULL.';
+
 -- Claim up to max_count runnable goals for a worker, in claim order
 -- (priority DESC, run_at, id), skipping rows other claimers hold. A
 -- runnable goal is pending or active, due (no wake_at), and not leased (or
@@ -70,6 +91,11 @@ $$;
 -- goals of those partitions and goals without a partition key; a worker
 -- without takes the rest, and a served partition's goals too once they
 -- have waited takeover_seconds (so nothing starves if its worker is gone).
+--
+-- A registered worker takes only goals it can run: those still to be
+-- planned (any worker plans) and those whose next step's action is one of
+-- the actions it registered (register_worker_v2). A caller that never
+-- registered (psql, a test) takes any goal, as before workers told.
 CREATE FUNCTION goalrt.claim_goals_v2(
     worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL,
     partitions integer[] DEFAULT NULL, partition_count integer DEFAULT NULL,
@@ -86,6 +112,7 @@ DECLARE
     cand     record;
     died     bigint;
     reason   text;
+    runnable text[];
 BEGIN
     IF worker_id IS NULL OR worker_id = '' THEN
         RAISE EXCEPTION 'worker_id must be a non-empty string' USING ERRCODE = 'GR008';
@@ -97,6 +124,7 @@ BEGIN
         RAISE EXCEPTION 'give partitions and partition_count together' USING ERRCODE = 'GR008';
     END IF;
     PERFORM goalrt.wake_due_v1(greatest(max_count, 1));
+    SELECT w.actions INTO runnable FROM goalrt.workers w WHERE w.id = worker_id;
     IF partitions IS NULL THEN
         -- The partitions live workers serve (their goals are left to them).
         SELECT array_agg(w.partition_count ORDER BY w.id, b), array_agg(b ORDER BY w.id, b)
@@ -113,6 +141,10 @@ BEGIN
            AND g.run_at <= now()
            AND (g.lease_expires_at IS NULL OR g.lease_expires_at <= now())
            AND (claim_goals_v2.goal_types IS NULL OR g.name = ANY (claim_goals_v2.goal_types))
+           AND (runnable IS NULL OR g.step_seq IS NULL
+                OR EXISTS (SELECT 1 FROM goalrt.goal_steps s
+                            WHERE s.goal_id = g.id AND s.seq = g.step_seq
+                              AND (s.kind <> 'action' OR s.action = ANY (runnable))))
            AND (g.partition_key IS NULL
                 OR (claim_goals_v2.partitions IS NOT NULL
                     AND goalrt.partition_of(g.partition_key, claim_goals_v2.partition_count)

@@ -564,11 +564,12 @@ $$;
 
 -- Move goal p_goal on to step p_next (NULL: none left, the goal completes
 -- with p_result). An action step starts at once under the lease of
--- p_worker when given (and admitted by its limits), else it is left for
--- any worker to claim. A wait starts here: the goal waits without a lease,
--- or moves on at once when what it waits for is already there. Returns
--- 'continue', 'released', 'blocked', 'waiting' or 'complete'. The caller
--- holds the goal's row lock.
+-- p_worker when given, if that worker can run it (it registered the action,
+-- or never registered) and its limits admit it; else it is left for a
+-- worker that can run it to claim (a hand-over). A wait starts here: the
+-- goal waits without a lease, or moves on at once when what it waits for
+-- is already there. Returns 'continue', 'released', 'blocked', 'waiting'
+-- or 'complete'. The caller holds the goal's row lock.
 CREATE FUNCTION goalrt.advance_goal(
     p_goal bigint, p_next integer, p_worker text, lease_seconds double precision, p_result jsonb
 ) RETURNS text
@@ -596,7 +597,9 @@ BEGIN
         END IF;
         SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = nxt;
         IF s.kind = 'action' THEN
-            IF p_worker IS NOT NULL AND g.lease_owner = p_worker THEN
+            IF p_worker IS NOT NULL AND g.lease_owner = p_worker
+               AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
+                                WHERE w.id = p_worker AND NOT s.action = ANY (w.actions)) THEN
                 IF goalrt.admit_step(g.id, s.seq, s.action, s.args, g.lease_epoch) IS NOT NULL THEN
                     RETURN 'blocked';
                 END IF;

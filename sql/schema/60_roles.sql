@@ -166,6 +166,7 @@ BEGIN
         goalrt.schema_types(jsonb),
         goalrt.params_problem(jsonb, jsonb)
         TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION goalrt.unserved_action(goalrt.goals) TO goalrt_reader, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON FUNCTION
         goalrt.register_goal_type(text, jsonb),
         goalrt.submit_goal(text, jsonb, jsonb),

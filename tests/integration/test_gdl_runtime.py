@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from goalrt import ActionContext, AsyncGoals, GoalInfo, Registry, Result, State
 from goalrt.db.connect import connect, dumps
-from goalrt.errors import ConfigError, InvalidGoalError, InvalidStateChangeError
+from goalrt.errors import InvalidGoalError, InvalidStateChangeError
 from goalrt.gdl import check
 from goalrt.gdl.runtime import current, load
 from goalrt.goals.goals import Goals
 from goalrt.log.eventlog import EventLog
 from goalrt.planner import condition_from_json, holds
 from goalrt.state.state import Change
-from goalrt.worker.definitions import registry_for
+from goalrt.worker.definitions import registry_for, unhandled
 from tests.integration.test_worker import until_finished, with_worker
 
 TYPES = """
@@ -37,6 +37,7 @@ action ship(o: Order) {
   require orders.{o}.status == "paid"
   effect orders.{o}.status = "shipped"
   concurrency 3
+  pure
 }
 """
 GOALS = """
@@ -71,7 +72,7 @@ def loaded(db_url: str, tmp_path: Path) -> int:
 
 
 def handlers(calls: list[str]) -> Registry:
-    """The Python side: a handler for pay; ship has none (its effect is the whole action)."""
+    """The Python side: a handler for pay; ship is pure (its effect is the whole action)."""
     registry = Registry()
 
     @registry.action("pay")
@@ -257,7 +258,7 @@ def test_a_worker_runs_gdl_goals_with_pure_actions_and_records_the_version(db_ur
         assert [p["gdl_version"] for p in plans(info)] == [loaded]
 
     asyncio.run(with_worker(db_url, handlers(calls), body))
-    assert calls == ["pay(o1)"]  # ship has no handler: its declared effect did the work
+    assert calls == ["pay(o1)"]  # ship is pure: its declared effect did the work
     with State.connect(db_url) as state:
         assert state.value("orders.o1.status") == "shipped"
 
@@ -283,9 +284,11 @@ def test_a_running_worker_plans_with_a_newly_loaded_version(db_url: str, tmp_pat
     asyncio.run(with_worker(db_url, handlers([]), body))
 
 
-def test_an_action_with_no_handler_and_no_effects_is_named(tmp_path: Path) -> None:
+def test_an_action_without_a_handler_is_known_to_the_planner_but_not_runnable(tmp_path: Path) -> None:
     root = workspace(tmp_path)
     (root / "apps" / "shop" / "extra.gdl").write_text("action audit(o: Order) { cost 1 }\n")
     body = check(root).to_json()
-    with pytest.raises(ConfigError, match=r"no handler for GDL action\(s\) audit \(handler audit\)"):
-        registry_for(body, Registry())
+    registry = registry_for(body, handlers([]))
+    assert registry.runnable_actions() == ["pay", "ship"]
+    assert registry.actions["audit"].schema is not None and not registry.actions["audit"].runnable
+    assert unhandled(body, handlers([])) == (["audit (handler audit)"], [])

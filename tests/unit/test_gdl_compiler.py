@@ -35,6 +35,9 @@ INVALID = {
     "goal_without_condition": "apps/a/goals.gdl:1:6: goal g: needs an 'achieve' or a 'maintain' condition",
     "invalid_manifest": "goalrt.toml:2:11: invalid TOML: Invalid value",
     "missing_colon": "apps/a/types.gdl:2:6: unexpected name 'string'; expected ':'",
+    "pure_with_handler": "apps/a/actions.gdl:5:3: action go: a pure action runs no handler; "
+    "give pure or handler, not both",
+    "pure_without_effects": "apps/a/actions.gdl:4:3: action go: a pure action is its effects alone, and it has none",
     "policy_constant_false": "apps/a/policies.gdl:1:26: policy nothing can never hold: "
     "no state satisfies its conditions",
     "policy_never_holds": "apps/a/policies.gdl:2:11: policy amounts can never hold: no state satisfies its conditions",
@@ -113,6 +116,9 @@ def test_valid_workspace_compiles_to_planner_objects() -> None:
     invoice = compiled.actions["payment.invoice"]
     assert invoice.retry.factor == 1.0 and invoice.retry.backoff == 0.5 and invoice.handler == "payment.invoice"
     ship = compiled.actions["shipping.ship"]
+    # `pure`: no handler runs, the effects are the action; any other action needs its handler.
+    assert compiled.actions["truck.call"].pure and compiled.actions["truck.call"].to_json()["pure"] is True
+    assert not ship.pure and ship.to_json()["pure"] is False
     assert [str(e) for e in ship.schema.effects] == [
         "orders.{o}.status = 'shipped'",
         "orders.{o}.hold = {t}",
