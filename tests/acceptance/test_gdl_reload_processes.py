@@ -2,7 +2,7 @@
 
 Version 1 onboards a user by ``activate`` then ``crm.push``. Version 2 drops
 ``crm.push`` (its handler stays registered, as a plain Python action the
-planner cannot use) and onboards by ``crm.queue`` then ``crm.confirm``,
+planner cannot use) and onboards by ``crm.queue`` then ``crm.confirm`` (pure),
 which also sets ``confirmed``. The test loads version 2 with ``goalrt gdl
 load`` while goals are half way, kills a worker and starts it again. What
 must hold:
@@ -43,6 +43,7 @@ action crm.confirm(u: User) {
   require users.{u}.crm == "queued"
   effect users.{u}.crm = "synced"
   effect users.{u}.confirmed = true
+  pure
 }
 """
 DECLARED = {1: {"activate", "crm.push"}, 2: {"activate", "crm.queue", "crm.confirm"}}

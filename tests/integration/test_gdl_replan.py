@@ -103,7 +103,7 @@ async def hold_first_step_across(db_url: str, worker: Worker, gate: Gate, newer:
 def test_a_held_goal_re_plans_with_an_action_the_new_version_adds(db_url: str, tmp_path: Path) -> None:
     """The issue's goal 35: the old plan's next step fails for good; the new version has another way."""
     push = 'action crm.push(u: User) {\n require users.{u}.status == "active"\n effect users.{u}.crm = "synced"\n}\n'
-    batch = push.replace("crm.push", "crm.batch").replace("}\n", " cost 2\n}\n")
+    batch = push.replace("crm.push", "crm.batch").replace("}\n", " cost 2\n pure\n}\n")
     goal = 'achieve users.{u}.crm == "synced"\n  max_replans 0'
     v1 = load_version(db_url, version(tmp_path / "v1", ACTIVATE + push, goal))
     # Version 2 adds crm.batch and makes crm.push dearer, so its plan does without crm.push.
@@ -143,7 +143,7 @@ def test_a_held_goal_whose_next_action_is_removed_re_plans(db_url: str, tmp_path
 
     async def body(goals: AsyncGoals, worker: Worker) -> None:
         gid = (await goals.submit("onboard", {"u": "u1"})).id
-        sync = push.replace("crm.push", "crm.sync")
+        sync = push.replace("crm.push", "crm.sync").replace("}\n", " pure\n}\n")
         await hold_first_step_across(db_url, worker, gate, version(tmp_path / "v2", ACTIVATE + sync))
         (info,) = await until_finished(goals, gid)
         assert info.status == "complete", info.last_error
@@ -162,15 +162,16 @@ def test_a_step_that_fails_for_good_while_a_version_loads_is_planned_around_with
     db_url: str, tmp_path: Path
 ) -> None:
     push = 'action crm.push(u: User) {\n require users.{u}.status == "active"\n effect users.{u}.crm = "synced"\n}\n'
-    load_version(db_url, version(tmp_path / "v1", ACTIVATE + push.replace("crm.push", "crm.sync")))
+    sync = push.replace("crm.push", "crm.sync").replace("}\n", " pure\n}\n")
+    load_version(db_url, version(tmp_path / "v1", ACTIVATE + sync))
     gate = Gate(PermanentError("the directory refuses"))
     new_user(db_url, "u1")
     # Version 2 has another way to activate a user, run by its declared effect.
-    manual = ACTIVATE.replace("activate(", "activate.manual(").replace("  retry", "  cost 3\n  retry")
+    manual = ACTIVATE.replace("activate(", "activate.manual(").replace("  retry", "  cost 3\n  pure\n  retry")
 
     async def body(goals: AsyncGoals, worker: Worker) -> None:
         gid = (await goals.submit("onboard", {"u": "u1"})).id
-        newer = version(tmp_path / "v2", ACTIVATE + manual + push.replace("crm.push", "crm.sync"))
+        newer = version(tmp_path / "v2", ACTIVATE + manual + sync)
         v2 = await hold_first_step_across(db_url, worker, gate, newer)
         (info,) = await until_finished(goals, gid)
         assert info.status == "complete", info.last_error
@@ -187,13 +188,14 @@ PURE_PUSH = """
 action crm.push(u: User) {
   require users.{u}.status == "active"
   effect users.{u}.crm = "EFFECT"
-  handler crm.pure
+  pure
 }
 """
 CONFIRM = """
 action crm.confirm(u: User) {
   require users.{u}.crm == "queued"
   effect users.{u}.crm = "synced"
+  pure
 }
 """
 
