@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from concurrent.futures import Executor
 
@@ -151,6 +152,10 @@ class GoalRunner:
                         run = await self._replan(run, decision)
                         continue
                 item = await self._execute(run, lease)
+                if item is None:
+                    # The goal (or an ancestor) ended, or the lease was lost, before the handler could start.
+                    self._leases.not_started(lease, run.seq)
+                    return
                 if achieve is not None and item.outcome is StepOutcome.FAIL:
                     item = await self._plan_around(achieve, run, item)
                 # While draining, finish this step but leave the next one to other workers.
@@ -213,7 +218,7 @@ class GoalRunner:
             item, outcome=StepOutcome.REPLAN, steps=decision.steps, reason=decision.reason, detail=decision.detail
         )
 
-    async def _execute(self, run: StepRun, lease: Lease) -> StepItem:
+    async def _execute(self, run: StepRun, lease: Lease) -> StepItem | None:
         action = self.registry.actions.get(run.action)
         reader = StateReader(self._db.pool, self._schema)
         ctx = ActionContext(
@@ -239,6 +244,7 @@ class GoalRunner:
                 ctx,
                 executor=self._executor,
                 calls=self._calls,
+                gate=functools.partial(self._db.start_step, run.goal_id, run.epoch, run.seq),
                 semaphore=self._semaphores.get(run.action),
             )
         finally:
