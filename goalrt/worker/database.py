@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -108,6 +108,39 @@ class WorkerDatabase:
                 self._on_retry()
                 log.warning(
                     "worker %s: database unavailable during %s (%s); retrying in %.2fs", self._id, name, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def start_step(self, goal_id: int, epoch: int, seq: int, start: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``start`` (it starts a step's handler) under the goal's start lock if the step may still start.
+
+        ``step_start_v1`` takes the lock and checks that the goal still runs
+        step ``seq`` under this worker's lease at ``epoch`` and that no
+        ancestor ended; ending a goal waits for that lock. So a cancel
+        commits either before the check (False: ``start`` is not called) or
+        after the handler began. The lock is given back once ``start``
+        returned (or with the connection, if it is lost then).
+        """
+        delay = 0.05
+        started = False
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    if not await conn.fetchval(self._q["step_start"], self._id, goal_id, epoch, seq):
+                        return False
+                    started = True
+                    await start()
+                    await conn.fetchval(self._q["step_started"], goal_id)
+                return True
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise translate(exc) from exc
+                if started:  # the handler began; the lock ended with the connection
+                    return True
+                self._on_retry()
+                log.warning(
+                    "worker %s: database unavailable during step_start (%s); retrying in %.2fs", self._id, exc, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -12,6 +12,10 @@ The dispatcher turns whatever happens into one item for
 Handlers never write to the database themselves: their effects are committed
 by the worker with the step's completion, in one transaction, under the
 lease (see docs/goals.md for the exactly-once guarantee this gives).
+
+A handler is called only through a start gate (``StartGate``): under the
+goal's start lock, once the database said the goal still runs the step
+under this lease, so no handler starts once its goal's cancel committed.
 """
 
 from __future__ import annotations
@@ -213,6 +217,51 @@ def completion_item(run: StepRun, value: Any, declared: list[Change] | None = No
     )
 
 
+# Runs a function that starts a step's handler (and returns once the handler
+# has begun) under the goal's start lock, if the step may still start;
+# returns whether it ran it (see ``WorkerDatabase.start_step``).
+StartGate = Callable[[Callable[[], Awaitable[None]]], Awaitable[bool]]
+
+
+class _NotStarted(Exception):
+    """The step may no longer start: its goal or an ancestor ended, or the lease was lost."""
+
+
+class _Turn:
+    """When a sync handler's thread may call it: once the loop holds the goal's start lock.
+
+    The thread says it is ready (so the lock is never held while every
+    thread is busy), waits for the answer, and says it is calling the
+    handler; the first answer counts, and a refusal sends the thread back
+    without calling it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.ready = asyncio.Event()
+        self.started = asyncio.Event()
+        self._answered = threading.Event()
+        self._allowed = False
+
+    def wait(self) -> bool:
+        """In the thread: wait for the answer; True means call the handler now."""
+        self._loop.call_soon_threadsafe(self.ready.set)
+        self._answered.wait()
+        if self._allowed:
+            self._loop.call_soon_threadsafe(self.started.set)
+        return self._allowed
+
+    def answer(self, allowed: bool) -> None:
+        if not self._answered.is_set():
+            self._allowed = allowed
+            self._answered.set()
+
+    async def start(self) -> None:
+        """Let the thread call the handler; return once it does."""
+        self.answer(True)
+        await self.started.wait()
+
+
 class HandlerRaised(Exception):
     """A handler raised a ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``, its own ``CancelledError``)."""
 
@@ -238,11 +287,16 @@ class HandlerCalls:
         """Return how many handler runs are still going: sync calls in a thread, abandoned async tasks."""
         return self._threads + sum(1 for task in self._abandoned if not task.done())
 
-    def call_sync(self, fn: Any, args: Any, ctx: ActionContext) -> Any:
-        """Call a sync handler in the current (pool) thread; whatever it raises becomes an ``Exception``."""
+    def call_sync(self, fn: Any, args: Any, ctx: ActionContext, turn: _Turn) -> Any:
+        """Call a sync handler in the current (pool) thread when its turn comes; whatever it raises is an ``Exception``.
+
+        Returns ``_NotStarted`` (the class) without calling it when the turn is refused.
+        """
         with self._lock:
             self._threads += 1
         try:
+            if not turn.wait():
+                return _NotStarted
             return fn(args, ctx)
         except Exception:
             raise
@@ -265,13 +319,16 @@ class HandlerCalls:
             task.exception()  # retrieved: its result no longer matters
 
 
-async def _guarded(coro: Any) -> Any:
-    """Await an async handler; whatever it raises that is not an ``Exception`` becomes one.
+async def _guarded(coro: Any, started: asyncio.Event) -> Any:
+    """Set ``started`` and await an async handler; whatever it raises that is not an ``Exception`` becomes one.
 
-    ``SystemExit`` and ``KeyboardInterrupt`` escaping a task would stop the
-    event loop (and the worker); a ``CancelledError`` the handler raised
-    itself, not because its task was cancelled, is a failure like any other.
+    The handler runs up to its first await in this same step of the task,
+    before anyone waiting for ``started`` runs again. ``SystemExit`` and
+    ``KeyboardInterrupt`` escaping a task would stop the event loop (and the
+    worker); a ``CancelledError`` the handler raised itself, not because its
+    task was cancelled, is a failure like any other.
     """
+    started.set()
     try:
         return await coro
     except Exception:
@@ -292,9 +349,15 @@ async def run_step(
     *,
     executor: Executor,
     calls: HandlerCalls,
+    gate: StartGate,
     semaphore: asyncio.Semaphore | None = None,
-) -> StepItem:
-    """Run the handler for ``run`` and return its outcome item (never raises but on cancellation)."""
+) -> StepItem | None:
+    """Run the handler for ``run`` and return its outcome item (never raises but on cancellation).
+
+    The handler is started through ``gate``: None when the step may no
+    longer start (its goal or an ancestor ended, or the lease was lost), and
+    nothing ran.
+    """
     action = registry.actions.get(run.action)
     if action is None or action.fn is None:
         # The runner hands over a step it cannot run before it gets here.
@@ -303,12 +366,14 @@ async def run_step(
     try:
         if semaphore is not None:
             async with semaphore:
-                value = await _call(action, run, ctx, executor, calls)
+                value = await _call(action, run, ctx, executor, calls, gate)
         else:
-            value = await _call(action, run, ctx, executor, calls)
+            value = await _call(action, run, ctx, executor, calls, gate)
     except asyncio.CancelledError:
         ctx.cancelled.set()
         raise
+    except _NotStarted:
+        return None
     except PermanentError as exc:
         return failure_item(run, action, f"{run.action}: {exc}", permanent=True)
     except HandlerRaised as exc:
@@ -325,20 +390,65 @@ async def run_step(
         return failure_item(run, action, f"{run.action}: {exc}", permanent=True)
 
 
-async def _call(action: Action, run: StepRun, ctx: ActionContext, executor: Executor, calls: HandlerCalls) -> Any:
-    """Run the handler and wait for it, at most its timeout; never wait for one the worker gave up on."""
+async def _call(
+    action: Action, run: StepRun, ctx: ActionContext, executor: Executor, calls: HandlerCalls, gate: StartGate
+) -> Any:
+    """Start the handler through ``gate`` and wait for it, at most its timeout; never wait for one given up on.
+
+    Raises ``_NotStarted`` when the gate says the step may no longer start.
+    """
     assert action.fn is not None, "run_step runs only actions with a handler"
     args = run.args if run.args is not None else {}
+    loop = asyncio.get_running_loop()
+    deadline = None if action.timeout is None else loop.time() + action.timeout
     waiting: asyncio.Future[Any]
     if action.is_async:
-        waiting = asyncio.create_task(_guarded(action.fn(args, ctx)), name=f"goalrt-handler-{run.goal_id}-{run.seq}")
+        started = asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def start() -> None:
+            tasks.append(
+                asyncio.create_task(
+                    _guarded(action.fn(args, ctx), started), name=f"goalrt-handler-{run.goal_id}-{run.seq}"
+                )
+            )
+            await started.wait()
+
+        try:
+            allowed = await gate(start)
+        except BaseException:
+            for task in tasks:
+                calls.abandon(task)
+            raise
+        if not allowed:
+            raise _NotStarted
+        waiting = tasks[0]
     else:
         # A sync handler that outlives its timeout keeps its thread until it
         # returns (threads cannot be killed); its result is then dropped.
-        loop = asyncio.get_running_loop()
-        waiting = loop.run_in_executor(executor, functools.partial(calls.call_sync, action.fn, args, ctx))
+        turn = _Turn(loop)
+        waiting = loop.run_in_executor(executor, functools.partial(calls.call_sync, action.fn, args, ctx, turn))
+        try:
+            # A thread first: the start lock is never held while every thread is busy.
+            ready = asyncio.ensure_future(turn.ready.wait())
+            try:
+                await asyncio.wait({ready, waiting}, timeout=_left(loop, deadline), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+            if not turn.ready.is_set():
+                if waiting.done():
+                    return waiting.result()  # the thread failed before its turn: raise that
+                calls.abandon(waiting)
+                raise _TimedOut
+            if not await gate(turn.start):
+                raise _NotStarted
+        except asyncio.CancelledError:
+            calls.abandon(waiting)
+            raise
+        finally:
+            turn.answer(False)  # a thread still waiting for its turn goes back without calling the handler
     try:
-        done, _ = await asyncio.wait({waiting}, timeout=action.timeout)
+        done, _ = await asyncio.wait({waiting}, timeout=_left(loop, deadline))
     except asyncio.CancelledError:
         # The worker cancelled the step (a cancel, the drain): a handler that
         # ignores its own cancellation must not hold the worker.
@@ -350,10 +460,16 @@ async def _call(action: Action, run: StepRun, ctx: ActionContext, executor: Exec
     return waiting.result()
 
 
+def _left(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
+    """Return the seconds left until ``deadline`` (None: no deadline)."""
+    return None if deadline is None else max(deadline - loop.time(), 0.0)
+
+
 __all__ = [
     "ActionContext",
     "HandlerCalls",
     "HandlerRaised",
+    "StartGate",
     "StateReader",
     "StepRun",
     "SyncStateReader",

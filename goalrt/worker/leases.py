@@ -72,18 +72,26 @@ class Leases:
         if lease.task is not None and not lease.task.done():
             lease.task.cancel()
         self.forget(lease)
-        task = asyncio.get_running_loop().create_task(self._log_ended(goal_id))
+        self._log_later(goal_id, "stopped its step")
+
+    def not_started(self, lease: Lease, seq: int) -> None:
+        """Stop holding a goal whose step did not start: it ended (or its lease was lost) before the handler could."""
+        self.forget(lease)
+        self._log_later(lease.goal_id, f"its step {seq} did not start")
+
+    def _log_later(self, goal_id: int, what: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._log_ended(goal_id, what))
         self._logging.add(task)
         task.add_done_callback(self._logging.discard)
 
-    async def _log_ended(self, goal_id: int) -> None:
-        """Log what ended a goal whose step this worker stopped (its status, read after the fact)."""
+    async def _log_ended(self, goal_id: int, what: str) -> None:
+        """Log what ended a goal whose step this worker stopped or did not start (its status, read after the fact)."""
         try:
             rows = await self._db.call("goal_get", goal_id, retry=False)
             status = rows[0]["status"] if rows else "gone"
         except GoalrtError:
             status = "ended (cancelled or failed)"
-        log.info("worker %s: goal %s %s elsewhere; stopped its step", self._id, goal_id, status)
+        log.info("worker %s: goal %s %s elsewhere; %s", self._id, goal_id, status, what)
 
     async def release(self, leases: Sequence[Lease]) -> None:
         """Give the leases back, so any worker may claim their goals at once."""

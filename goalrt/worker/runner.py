@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -179,6 +180,10 @@ class GoalRunner:
                     return
                 # With the registry the decision above was made with (a reload may have come meanwhile).
                 item = await self._execute(run, lease, planning.registry)
+                if item is None:
+                    # The goal (or an ancestor) ended, or the lease was lost, before the handler could start.
+                    self._leases.not_started(lease, run.seq)
+                    return
                 if achieve is not None and item.outcome is StepOutcome.FAIL:
                     # Around the failed step with what the worker has now (a version loaded while it ran).
                     planning = await self._planning_for(version)
@@ -281,7 +286,7 @@ class GoalRunner:
             item, outcome=StepOutcome.REPLAN, steps=decision.steps, reason=decision.reason, detail=decision.detail
         )
 
-    async def _execute(self, run: StepRun, lease: Lease, registry: Registry) -> StepItem:
+    async def _execute(self, run: StepRun, lease: Lease, registry: Registry) -> StepItem | None:
         action = registry.actions.get(run.action)
         reader = StateReader(self._db.pool, self._schema)
         ctx = ActionContext(
@@ -307,6 +312,7 @@ class GoalRunner:
                 ctx,
                 executor=self._executor,
                 calls=self._calls,
+                gate=functools.partial(self._db.start_step, run.goal_id, run.epoch, run.seq),
                 semaphore=self._semaphores.get(run.action),
             )
         finally:

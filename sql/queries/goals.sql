@@ -115,6 +115,13 @@ SELECT goal_id, outcome, step_seq, action, args, attempt
 SELECT goal_id, outcome, step_seq, action, args, attempt, error
   FROM goalrt.complete_steps_v1($1::text, $2::jsonb, $3::double precision);
 
+-- name: step_start
+-- Take the goal's start lock and say whether its step may start (see step_start_v1).
+SELECT goalrt.step_start_v1($1::text, $2::bigint, $3::bigint, $4::integer);
+
+-- name: step_started
+SELECT goalrt.step_started_v1($1::bigint);
+
 -- name: goals_fail
 SELECT goal_id, outcome FROM goalrt.fail_goals_v1($1::text, $2::jsonb);
 

@@ -8,7 +8,7 @@
 --   pending -> active -> (waiting <-> active) -> complete | failed | cancelled
 --   pending -> cancelled, waiting -> failed | cancelled
 --
--- Workers claim runnable goals with FOR UPDATE SKIP LOCKED in the order
+-- Workers claim runnable goals with FOR NO KEY UPDATE SKIP LOCKED in the order
 -- (priority DESC, run_at, id), taking a lease: an owner, an expiry and an
 -- epoch that every claim increments (the fencing token). A worker's result
 -- is applied only while its lease is held: same epoch, not expired, goal
@@ -506,16 +506,21 @@ $$;
 COMMENT ON FUNCTION goalrt.submit_goals(jsonb) IS
     'Submit a JSON array of goals atomically; returns (id, created) per element, in order.';
 
--- Cancel a goal that has not finished, and its unfinished child goals. A
--- worker running one of their steps learns it from the goalrt_cancel
--- notification (or its next heartbeat), and its result is refused.
+-- Cancel a goal that has not finished, and its unfinished child goals. No
+-- step of theirs starts once this has committed (end_goal takes their
+-- start locks); a worker running one of their steps learns it from the
+-- goalrt_cancel notification (or its next heartbeat), and its result is
+-- refused. Takes its locks in the lock order (35_workers.sql): the goal
+-- and its subtree in id order, then the buckets of their slots; so it
+-- never deadlocks with the workers.
 CREATE FUNCTION goalrt.cancel_goal(goal_id bigint, reason text DEFAULT NULL)
 RETURNS TABLE (id bigint, status text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     g goalrt.goals;
 BEGIN
-    SELECT * INTO g FROM goalrt.goals WHERE goals.id = cancel_goal.goal_id FOR UPDATE;
+    PERFORM goalrt.lock_limits(goalrt.lock_goals(ARRAY[cancel_goal.goal_id]), NULL);
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = cancel_goal.goal_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'goal % does not exist', coalesce(goal_id::text, 'NULL') USING ERRCODE = 'GR009';
     END IF;

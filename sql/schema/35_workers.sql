@@ -7,6 +7,38 @@
 -- the worker holds its lease at the epoch of the claim (the lease model is
 -- described in 30_goals.sql). The waits and limits a step may meet are in
 -- 40_coordination.sql.
+--
+-- Lock order. goalrt's functions wait for locks only in this order, so none
+-- of them ever waits for a lock held by one that waits for it (no deadlock
+-- between them):
+--
+--   1. goal rows, in id order: a function first locks the goals it acts on
+--      and, where it may end them, their unfinished descendants (a child's
+--      id is larger than its parent's: parents before children);
+--      lock_goals. Goal rows are locked FOR NO KEY UPDATE (ids never
+--      change), which never blocks the key-share lock that a child's
+--      insert or update takes on its parent (its foreign key);
+--   2. limit buckets, in (action, key_arg, key) order: those its goals'
+--      slots use and those the steps it may start would take; lock_limits;
+--   3. state paths, in byte order (change_state; complete_steps_v1 locks
+--      the paths of all its items at once);
+--   4. event-type locks, shared, in key order (match_appended;
+--      complete_steps_v1 takes those of all its items at once).
+--
+-- Whatever a function locks beyond that it takes without waiting (SKIP
+-- LOCKED, a try-lock): the parent of a goal that ends, its children, a
+-- goal whose event wait an append matched, the bucket of a slot it frees,
+-- the exclusive event-type lock of a wait's look-back. What another
+-- transaction holds is recorded (wait_rechecks, limit_rechecks) and done
+-- by the next wake_due_v1. A claim acts on what is due first; once that
+-- took a lock out of the order (goalrt.late_locks is on), its admissions
+-- wait for no bucket either, and leave a goal whose bucket is held to the
+-- next claim.
+--
+-- Start locks: ending a goal takes its start lock (an advisory lock)
+-- shared, and a worker takes it exclusively, holding no other lock, while
+-- it checks and starts a step's handler (step_start_v1). So no handler
+-- starts once the end of its goal, or of an ancestor, has committed.
 -------------------------------------------------------------------------------
 
 -- Record a worker process and the partitions it serves (NULL: all), and
@@ -87,10 +119,12 @@ COMMENT ON FUNCTION goalrt.unserved_action(goalrt.goals) IS
 --
 -- First acts on what is due (wake_due_v1). A step of a limited action must
 -- be admitted (admit_step); a goal that is not is parked instead of
--- claimed. A worker given partitions (buckets of partition_count) takes
--- goals of those partitions and goals without a partition key; a worker
--- without takes the rest, and a served partition's goals too once they
--- have waited takeover_seconds (so nothing starves if its worker is gone).
+-- claimed (or left runnable for the next claim when its bucket is locked
+-- and this claim may not wait for it: see the lock order above). A worker
+-- given partitions (buckets of partition_count) takes goals of those
+-- partitions and goals without a partition key; a worker without takes
+-- the rest, and a served partition's goals too once they have waited
+-- takeover_seconds (so nothing starves if its worker is gone).
 --
 -- A registered worker takes only goals it can run: those still to be
 -- planned (any worker plans) and those whose next step's action is one of
@@ -113,6 +147,7 @@ DECLARE
     died     bigint;
     reason   text;
     runnable text[];
+    late     boolean;
 BEGIN
     IF worker_id IS NULL OR worker_id = '' THEN
         RAISE EXCEPTION 'worker_id must be a non-empty string' USING ERRCODE = 'GR008';
@@ -156,7 +191,7 @@ BEGIN
                                          WHERE goalrt.partition_of(g.partition_key, sv.n) = sv.b))))
          ORDER BY g.priority DESC, g.run_at, g.id
          LIMIT greatest(max_count, 0)
-           FOR UPDATE SKIP LOCKED
+           FOR NO KEY UPDATE SKIP LOCKED
     ) p;
     IF ids IS NULL THEN
         RETURN;
@@ -187,7 +222,18 @@ BEGIN
         PERFORM goalrt.end_goal(cand.id, 'failed', NULL, reason, jsonb_build_object('seq', cand.seq));
         ids := array_remove(ids, cand.id);
     END LOOP;
-    -- Steps of limited actions start only when admitted.
+    -- Steps of limited actions start only when admitted, their buckets
+    -- locked first in key order (lock order, see the top of this file). When
+    -- what was due took a lock out of that order, no bucket is waited for:
+    -- a goal whose bucket another transaction holds is left for the next claim.
+    late := current_setting('goalrt.late_locks', true) = 'on';
+    IF NOT late THEN
+        PERFORM goalrt.lock_limits('{}', (
+            SELECT jsonb_agg(jsonb_build_object('action', s.action, 'args', s.args))
+              FROM goalrt.goals g
+              JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+             WHERE g.id = ANY (ids) AND s.kind = 'action'));
+    END IF;
     FOR cand IN SELECT g.id, g.step_seq, s.action, s.args, g.lease_epoch
                FROM goalrt.goals g
                JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
@@ -195,7 +241,10 @@ BEGIN
                 AND EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = s.action)
               ORDER BY g.priority DESC, g.run_at, g.id
     LOOP
-        IF goalrt.admit_step(cand.id, cand.step_seq, cand.action, cand.args, cand.lease_epoch + 1) IS NOT NULL THEN
+        IF late AND NOT goalrt.lock_limits('{}', jsonb_build_array(jsonb_build_object('action', cand.action,
+                                                                                      'args', cand.args)), false) THEN
+            ids := array_remove(ids, cand.id);
+        ELSIF goalrt.admit_step(cand.id, cand.step_seq, cand.action, cand.args, cand.lease_epoch + 1) IS NOT NULL THEN
             ids := array_remove(ids, cand.id);
         END IF;
     END LOOP;
@@ -300,6 +349,16 @@ BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
     END IF;
+    -- Lock order (see the top of this file): the goals and their subtrees,
+    -- then the buckets of their slots and of each plan's first action.
+    PERFORM goalrt.lock_limits(
+        goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e))),
+        (SELECT jsonb_agg(f.st)
+           FROM jsonb_array_elements(items) AS t(e),
+                LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'steps') = 'array'
+                                                                  THEN e -> 'steps' ELSE '[]' END)
+                                        WITH ORDINALITY AS u(st, i)
+                          WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f));
     FOR x IN SELECT e FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, i) ORDER BY (e ->> 'goal_id')::bigint
     LOOP
         IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
@@ -316,7 +375,7 @@ BEGIN
         goal_id := (x ->> 'goal_id')::bigint;
         ep := (x ->> 'epoch')::bigint;
         outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL;
-        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR NO KEY UPDATE;
         IF g.id IS NULL OR NOT goalrt.holds_lease(g, worker_id, ep) THEN
             IF g.id IS NOT NULL THEN
                 INSERT INTO goalrt.event_data (stream, type, data)
@@ -393,11 +452,57 @@ DECLARE
     delay    double precision;
     ev_ids   bigint[];
     ev_types text[];
+    paths    text[];
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
     END IF;
-    -- Lock goals in id order: two workers' batches never deadlock.
+    -- Lock order (see the top of this file), for all items before the
+    -- first is applied: the goals and their subtrees; the buckets of their
+    -- slots and of the actions they may start next; the state paths they
+    -- change (a new path by a placeholder row, version 0, removed below if
+    -- unused); the event types they append.
+    PERFORM goalrt.lock_limits(
+        goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e))),
+        (SELECT jsonb_agg(q.st) FROM (
+            SELECT f.st
+              FROM jsonb_array_elements(items) AS t(e),
+                   LATERAL (SELECT jsonb_build_object('action', s0.action, 'args', s0.args) AS st
+                              FROM goalrt.goals g0
+                              JOIN goalrt.goal_steps s0 ON s0.goal_id = g0.id AND s0.plan_no = g0.plan_no
+                             WHERE e ->> 'outcome' = 'complete' AND g0.id = (e ->> 'goal_id')::bigint
+                               AND s0.seq > (e ->> 'seq')::integer AND s0.status = 'pending' AND s0.kind = 'action'
+                             ORDER BY s0.seq LIMIT 1) f
+            UNION ALL
+            SELECT f.st
+              FROM jsonb_array_elements(items) AS t(e),
+                   LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN e ->> 'outcome' = 'replan'
+                                                                      AND jsonb_typeof(e -> 'steps') = 'array'
+                                                                     THEN e -> 'steps' ELSE '[]' END)
+                                           WITH ORDINALITY AS u(st, i)
+                             WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f) q));
+    paths := ARRAY(SELECT DISTINCT c ->> 'path'
+                     FROM jsonb_array_elements(items) AS t(e),
+                          jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
+                                                    THEN e -> 'changes' ELSE '[]' END) AS u(c)
+                    WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path'));
+    IF cardinality(paths) > 0 THEN
+        PERFORM set_config('goalrt.applying', 'on', true);
+        INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos)
+        SELECT p, NULL, 0, 0 FROM unnest(paths) AS p ORDER BY p COLLATE "C"
+        ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = sd.version WHERE false;
+        PERFORM set_config('goalrt.applying', 'off', true);
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared('goalrt.goal_waits'::regclass::oid::integer, k.k)
+       FROM (SELECT DISTINCT goalrt.wait_lock_key(ty) AS k
+               FROM (SELECT ev ->> 'type' AS ty
+                       FROM jsonb_array_elements(items) AS t(e),
+                            jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'events') = 'array'
+                                                      THEN e -> 'events' ELSE '[]' END) AS u(ev)
+                      WHERE jsonb_typeof(ev -> 'type') = 'string'
+                     UNION ALL
+                     SELECT 'state.changed' WHERE cardinality(paths) > 0) q
+              ORDER BY 1) k;
     FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
         goal_id := (x ->> 'goal_id')::bigint;
         ep := (x ->> 'epoch')::bigint;
@@ -419,7 +524,7 @@ BEGIN
                 RAISE EXCEPTION '%', error USING ERRCODE = 'GR008';
             END IF;
         END IF;
-        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR NO KEY UPDATE;
         IF NOT FOUND THEN
             outcome := 'refused'; error := format('goal %s does not exist', goal_id);
             RETURN NEXT;
@@ -562,6 +667,12 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+    IF cardinality(paths) > 0 THEN
+        -- Placeholders of paths that no change set wrote (its item was refused).
+        PERFORM set_config('goalrt.applying', 'on', true);
+        DELETE FROM goalrt.state_data sd WHERE sd.path = ANY (paths) AND sd.version = 0;
+        PERFORM set_config('goalrt.applying', 'off', true);
+    END IF;
 END
 $$;
 
@@ -578,8 +689,12 @@ DECLARE
     x jsonb;
     g goalrt.goals;
 BEGIN
+    -- Lock order (see the top of this file): the goals and their subtrees, then the buckets of their slots.
+    PERFORM goalrt.lock_limits(
+        goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint
+                                  FROM jsonb_array_elements(coalesce(items, '[]')) AS t(e))), NULL);
     FOR x IN SELECT e FROM jsonb_array_elements(coalesce(items, '[]')) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
-        SELECT * INTO g FROM goalrt.goals WHERE goals.id = (x ->> 'goal_id')::bigint FOR UPDATE;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = (x ->> 'goal_id')::bigint FOR NO KEY UPDATE;
         goal_id := (x ->> 'goal_id')::bigint;
         IF NOT FOUND OR NOT goalrt.holds_lease(g, worker_id, (x ->> 'epoch')::bigint) THEN
             outcome := 'refused';
@@ -591,6 +706,46 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END
+$$;
+
+-- Whether worker_id may start the handler of step seq of goal goal_id now.
+-- A worker calls this just before it calls the handler, and
+-- step_started_v1 once the handler has begun, on the same connection,
+-- holding no other lock between the two. This takes the goal's start lock
+-- (an advisory lock, exclusive, for the session) and then checks, with the
+-- commits made meanwhile in view, that the goal still runs that step under
+-- this worker's lease at that epoch and that no ancestor of it has ended.
+-- Ending a goal takes the same lock shared until its commit (end_goal), so
+-- an end commits either before this check (false: the handler must not
+-- start, and the lock is given back) or after the handler began.
+CREATE FUNCTION goalrt.step_start_v1(worker_id text, goal_id bigint, epoch bigint, seq integer) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+    PERFORM pg_advisory_lock('goalrt.goals'::regclass::oid::integer, (step_start_v1.goal_id & 2147483647)::integer);
+    IF EXISTS (SELECT 1 FROM goalrt.goals g
+                 JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+                WHERE g.id = step_start_v1.goal_id AND goalrt.holds_lease(g, worker_id, epoch)
+                  AND g.step_seq = step_start_v1.seq AND s.status = 'running')
+       AND NOT EXISTS (WITH RECURSIVE up AS (
+                           SELECT g.parent_id FROM goalrt.goals g WHERE g.id = step_start_v1.goal_id
+                           UNION ALL
+                           SELECT a.parent_id FROM goalrt.goals a JOIN up ON a.id = up.parent_id)
+                       SELECT 1 FROM goalrt.goals a JOIN up ON a.id = up.parent_id
+                        WHERE a.status IN ('complete', 'failed', 'cancelled')) THEN
+        RETURN true;
+    END IF;
+    PERFORM pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (step_start_v1.goal_id & 2147483647)::integer);
+    RETURN false;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.step_start_v1(text, bigint, bigint, integer) IS
+    'Take a goal''s start lock and say whether its step may start now (the goal still runs it under this lease).';
+
+-- The handler of goal goal_id's step has begun: give back its start lock.
+CREATE FUNCTION goalrt.step_started_v1(goal_id bigint) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (goal_id & 2147483647)::integer)
 $$;
 
 -- Extend the leases a worker still holds and refresh its heartbeat. Returns
@@ -610,7 +765,7 @@ BEGIN
           JOIN unnest(goal_ids, epochs) AS h(id, epoch) ON g.id = h.id AND g.lease_epoch = h.epoch
          WHERE g.lease_owner = worker_id AND g.status = 'active' AND g.lease_expires_at > now()
          ORDER BY g.id
-           FOR UPDATE OF g
+           FOR NO KEY UPDATE OF g
     )
     UPDATE goalrt.goals g
        SET lease_expires_at = now() + make_interval(secs => lease_seconds)
@@ -636,7 +791,7 @@ BEGIN
           JOIN unnest(goal_ids, epochs) AS h(id, epoch) ON g.id = h.id AND g.lease_epoch = h.epoch
          WHERE g.lease_owner = worker_id AND g.status = 'active'
          ORDER BY g.id
-           FOR UPDATE OF g
+           FOR NO KEY UPDATE OF g
     ), steps AS (
         UPDATE goalrt.goal_steps s SET status = 'pending', attempts = greatest(s.attempts - 1, 0)
           FROM held
@@ -654,6 +809,8 @@ BEGIN
     )
     SELECT array_agg(r.id ORDER BY r.id) INTO released FROM done r;
     IF released IS NOT NULL THEN
+        -- Lock order (see the top of this file): the buckets of their slots after the goals.
+        PERFORM goalrt.lock_limits(released, NULL);
         PERFORM goalrt.release_limits(r) FROM unnest(released) AS r;
         PERFORM pg_notify('goalrt_goals', '');
         RETURN QUERY SELECT r FROM unnest(released) AS r;

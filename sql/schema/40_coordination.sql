@@ -32,6 +32,12 @@
 -- value of one argument (e.g. per customer). A step is admitted when it
 -- starts; a goal whose step is not admitted is parked (goals.blocked_on,
 -- wake_at) without a lease, and woken when a slot frees or a token is due.
+--
+-- Every function takes its locks in the lock order of 35_workers.sql: the
+-- internal functions here (end_goal, child_ended, release_limits,
+-- match_appended, recheck_waits) never wait for a goal or a bucket they
+-- did not lock first; what another transaction holds is recorded in
+-- wait_rechecks or limit_rechecks and done by the next wake_due_v1.
 -------------------------------------------------------------------------------
 
 -- A wait for an event looks back for one appended since its goal started.
@@ -63,11 +69,14 @@ CREATE INDEX goal_waits_match_idx ON goalrt.goal_waits (event_type, match_key);
 
 COMMENT ON TABLE goalrt.goal_waits IS 'Goals waiting for an event: its type and what its data must contain.';
 
--- Goals whose event wait must be looked at again (wake_due_v1 does): its
--- start could not rule out an event it cannot see yet (an append of the
--- type was in flight, holding the type's lock), or an event's place in the
--- log relative to the wait's since point was not known yet. No foreign key:
--- its check would lock the goal's row, which an appender must not do.
+-- Goals to look at again (wake_due_v1 does, see recheck_waits): an event
+-- wait whose start could not rule out an event it cannot see yet (an
+-- append of the type was in flight, holding the type's lock), or whose
+-- event's place in the log relative to the wait's since point was not
+-- known yet; and a goal that a transaction had to act on but found locked
+-- by another (lock order): its event wait matched, its parent or a child
+-- of its ended. No foreign key: its check would lock the goal's row, which
+-- an appender must not do.
 CREATE TABLE goalrt.wait_rechecks (
     id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     goal_id bigint      NOT NULL,
@@ -75,7 +84,8 @@ CREATE TABLE goalrt.wait_rechecks (
 );
 CREATE INDEX wait_rechecks_due_idx ON goalrt.wait_rechecks (due_at);
 
-COMMENT ON TABLE goalrt.wait_rechecks IS 'Event waits to look back for again: their start could not see every event.';
+COMMENT ON TABLE goalrt.wait_rechecks IS
+    'Goals to look at again: an event wait that could not see every event, or a goal that was locked when it had to change.';
 
 -- Events ordered in the log after an event with a larger id (their
 -- transaction was still open when a later-appended one was positioned):
@@ -161,8 +171,23 @@ CREATE TABLE goalrt.limit_holders (
 );
 CREATE INDEX limit_holders_key_idx ON goalrt.limit_holders (action, key_arg, key);
 
--- The internal functions below (release_limits, admit_step, insert_plan,
--- end_goal, advance_goal, finish_wait, child_ended) carry no SET clause:
+-- Keys whose parked goals must be looked at again: a slot was freed while
+-- another transaction held the key's bucket (an admission that may park a
+-- goal the release cannot see yet). wake_due_v1 wakes a goal parked on the
+-- key once no transaction holds the bucket.
+CREATE TABLE goalrt.limit_rechecks (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    action  text   NOT NULL,
+    key_arg text   NOT NULL,
+    key     text   NOT NULL
+);
+
+COMMENT ON TABLE goalrt.limit_rechecks IS
+    'Limit keys whose parked goals to wake once their bucket is free: a slot was freed while it was locked.';
+
+-- The internal functions below (lock_goals, lock_limits, release_limits,
+-- admit_step, insert_plan, end_goal, advance_goal, finish_wait,
+-- child_ended) carry no SET clause:
 -- they run only inside goalrt's functions, which set search_path,
 -- enable_seqscan and jit for them, and a SET clause costs tens of
 -- microseconds on every call.
@@ -217,6 +242,10 @@ DECLARE
     ev        record;
 BEGIN
     settled := pg_try_advisory_xact_lock('goalrt.goal_waits'::regclass::oid::integer, goalrt.wait_lock_key(p_type));
+    IF settled THEN
+        -- A lock out of the order (35_workers.sql): this transaction waits for no bucket any more.
+        PERFORM set_config('goalrt.late_locks', 'on', true);
+    END IF;
     -- Appended after the since point.
     SELECT e.id, e.stream, e.type, e.data INTO ev FROM goalrt.event_data e
      WHERE e.type = p_type AND e.id > p_since
@@ -367,27 +396,109 @@ BEGIN
 END
 $$;
 
+-- The first step of the lock order (35_workers.sql): lock goals `ids` and
+-- the unfinished goals of their subtrees, in id order, waiting for each.
+-- Returns the ids locked. A child created meanwhile under one of them is
+-- not locked here: end_goal takes it without waiting, or leaves it to a
+-- recheck.
+CREATE FUNCTION goalrt.lock_goals(ids bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    locked bigint[];
+BEGIN
+    SELECT array_agg(q.id ORDER BY q.id) INTO locked FROM (
+        SELECT g.id FROM goalrt.goals g
+         WHERE g.id IN (WITH RECURSIVE t AS (
+                            SELECT g0.id FROM goalrt.goals g0 WHERE g0.id = ANY (ids)
+                            UNION
+                            SELECT k.id FROM goalrt.goals k JOIN t ON k.parent_id = t.id
+                             WHERE k.status IN ('pending', 'active', 'waiting'))
+                        SELECT t.id FROM t)
+         ORDER BY g.id
+           FOR NO KEY UPDATE) q;
+    RETURN coalesce(locked, '{}');
+END
+$$;
+
+-- The limit keys that the slots held by goals `ids` use and that the steps
+-- `starts` ([{"action", "args"}]) would take, with the tokens of a new
+-- bucket for each.
+CREATE FUNCTION goalrt.limit_keys(ids bigint[], starts jsonb)
+RETURNS TABLE (action text, key_arg text, key text, tokens double precision)
+LANGUAGE sql STABLE AS $$
+    SELECT k.action, k.key_arg, k.key, coalesce(l.burst, l.rate, 0)::double precision
+      FROM (SELECT h.action, h.key_arg, h.key FROM goalrt.limit_holders h WHERE h.goal_id = ANY (ids)
+            UNION
+            SELECT l0.action, l0.key_arg,
+                   CASE WHEN l0.key_arg = '' THEN '' ELSE coalesce(s -> 'args' ->> l0.key_arg, '') END
+              FROM jsonb_array_elements(coalesce(starts, '[]')) AS t(s)
+              JOIN goalrt.limits l0 ON l0.action = s ->> 'action') k
+      JOIN goalrt.limits l ON l.action = k.action AND l.key_arg = k.key_arg
+$$;
+
+-- The second step of the lock order: lock the buckets of limit_keys(ids,
+-- starts) in key order, waiting for each; a bucket not made yet is made
+-- (full, as admit_step makes it). With `wait` false nothing is waited for
+-- and nothing made: returns whether every bucket was free (those that were
+-- stay locked).
+CREATE FUNCTION goalrt.lock_limits(ids bigint[], starts jsonb, wait boolean DEFAULT true) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    wanted integer;
+    got    integer;
+BEGIN
+    IF wait THEN
+        -- The conflict branch locks an existing bucket though `WHERE false` updates nothing.
+        INSERT INTO goalrt.limit_buckets AS b (action, key_arg, key, tokens, refilled_at)
+        SELECT k.action, k.key_arg, k.key, k.tokens, clock_timestamp()
+          FROM goalrt.limit_keys(ids, starts) k
+         ORDER BY k.action, k.key_arg, k.key
+        ON CONFLICT ON CONSTRAINT limit_buckets_pkey DO UPDATE SET tokens = b.tokens WHERE false;
+        RETURN true;
+    END IF;
+    SELECT count(*) INTO wanted FROM goalrt.limit_keys(ids, starts);
+    SELECT count(*) INTO got FROM (
+        SELECT 1 FROM goalrt.limit_buckets b
+          JOIN goalrt.limit_keys(ids, starts) k ON k.action = b.action AND k.key_arg = b.key_arg AND k.key = b.key
+         ORDER BY b.action, b.key_arg, b.key
+           FOR UPDATE OF b SKIP LOCKED) q;
+    RETURN got = wanted;
+END
+$$;
+
 -- Free the concurrency slots a goal holds, and wake one goal parked on each.
 -- The bucket's row lock comes first: an admission parks goals while holding
--- it, so a release waits for that parking to commit and then sees the goal
--- to wake (without it, the parked goal would sleep with the slot free).
+-- it, so a release that holds it sees every goal parked on the key (without
+-- it, a goal parked meanwhile would sleep with the slot free). The lock is
+-- not waited for (lock order): when another transaction holds the bucket,
+-- the slot is freed all the same and the key left in limit_rechecks, for
+-- wake_due_v1 to wake a parked goal once that transaction is over.
 CREATE FUNCTION goalrt.release_limits(p_goal bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    h record;
+    h     record;
     woken bigint;
+    held  boolean;
 BEGIN
     FOR h IN SELECT lh.action, lh.key_arg, lh.key FROM goalrt.limit_holders lh
               WHERE lh.goal_id = p_goal ORDER BY lh.action, lh.key_arg, lh.key
     LOOP
+        -- Locks out of the order from here on: this transaction waits for no bucket any more.
+        PERFORM set_config('goalrt.late_locks', 'on', true);
         PERFORM 1 FROM goalrt.limit_buckets lb
-         WHERE lb.action = h.action AND lb.key_arg = h.key_arg AND lb.key = h.key FOR UPDATE;
+         WHERE lb.action = h.action AND lb.key_arg = h.key_arg AND lb.key = h.key FOR UPDATE SKIP LOCKED;
+        held := FOUND;
         DELETE FROM goalrt.limit_holders lh
          WHERE lh.goal_id = p_goal AND lh.action = h.action AND lh.key_arg = h.key_arg;
+        IF NOT held THEN
+            INSERT INTO goalrt.limit_rechecks (action, key_arg, key) VALUES (h.action, h.key_arg, h.key);
+            PERFORM pg_notify('goalrt_goals', '');
+            CONTINUE;
+        END IF;
         UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
          WHERE g.id = (SELECT b.id FROM goalrt.goals b
                         WHERE b.blocked_on = h.action || '|' || h.key_arg || '|' || h.key
-                        ORDER BY b.priority DESC, b.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                        ORDER BY b.priority DESC, b.id LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED)
         RETURNING g.id INTO woken;
         IF woken IS NOT NULL THEN
             PERFORM pg_notify('goalrt_goals', '');
@@ -514,10 +625,25 @@ BEGIN
 END
 $$;
 
+-- Leave goal p_goal, which another transaction holds, to wake_due_v1 to
+-- look at again (recheck_waits) once that transaction is over.
+CREATE FUNCTION goalrt.recheck_later(p_goal bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO goalrt.wait_rechecks (goal_id) VALUES (p_goal);
+    PERFORM pg_notify('goalrt_goals', '');
+END
+$$;
+
 -- End a goal: complete, failed or cancelled. Cancels its open steps, frees
 -- its limits, records goal.<status>, tells a worker running it to stop,
 -- cancels its unfinished child goals, and lets its parent know. Does
--- nothing to a goal already ended.
+-- nothing to a goal already ended. Takes the goal's start lock (shared,
+-- see step_start_v1): no step of it starts once this has committed.
+-- Waits for no row lock (lock order): a goal another transaction holds
+-- (this one, when the caller did not lock it; a child) is left to a
+-- recheck, which cancels it if its parent has ended, and its subtree's
+-- start locks are taken here, so none of its steps starts meanwhile.
 CREATE FUNCTION goalrt.end_goal(p_goal bigint, p_status text, p_result jsonb, p_error text, detail jsonb)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -525,10 +651,24 @@ DECLARE
     g goalrt.goals;
     c bigint;
 BEGIN
-    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal FOR UPDATE;
-    IF NOT FOUND OR g.status IN ('complete', 'failed', 'cancelled') THEN
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM goalrt.goals WHERE goals.id = p_goal AND goals.status IN ('pending', 'active', 'waiting')) THEN
+            PERFORM goalrt.recheck_later(p_goal);
+            PERFORM pg_advisory_xact_lock_shared('goalrt.goals'::regclass::oid::integer, (t.id & 2147483647)::integer)
+               FROM (WITH RECURSIVE t AS (
+                         SELECT p_goal AS id
+                         UNION
+                         SELECT k.id FROM goalrt.goals k JOIN t ON k.parent_id = t.id
+                          WHERE k.status IN ('pending', 'active', 'waiting'))
+                     SELECT t.id FROM t ORDER BY t.id) t;
+        END IF;
         RETURN;
     END IF;
+    IF g.status IN ('complete', 'failed', 'cancelled') THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared('goalrt.goals'::regclass::oid::integer, (g.id & 2147483647)::integer);
     UPDATE goalrt.goal_steps st SET status = 'cancelled', finished_at = now()
      WHERE st.goal_id = g.id AND st.status IN ('pending', 'running');
     DELETE FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
@@ -719,7 +859,7 @@ DECLARE
     c     bigint;
     first integer;
 BEGIN
-    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal FOR UPDATE;
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal FOR NO KEY UPDATE;
     IF NOT FOUND OR g.status <> 'waiting' THEN
         RETURN NULL;
     END IF;
@@ -764,7 +904,10 @@ $$;
 -- A child goal ended: the parent waiting for its children moves on when
 -- all of them (mode all) or the first to complete (mode any) have ended; a
 -- failed or cancelled child fails the parent unless on_failure is
--- 'continue'. Locks the parent.
+-- 'continue'. Locks the parent without waiting (lock order): a parent
+-- another transaction holds is left to a recheck, which calls this with
+-- p_child NULL: the child that decides is then the first to fail (mode
+-- all), the first to complete (mode any), else the last to end.
 CREATE FUNCTION goalrt.child_ended(p_parent bigint, p_child bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -776,17 +919,41 @@ DECLARE
     done_n   integer;
     kids     jsonb;
     sib      bigint;
+    decides  bigint := p_child;
 BEGIN
-    SELECT * INTO p FROM goalrt.goals WHERE goals.id = p_parent FOR UPDATE;
-    IF NOT FOUND OR p.status <> 'waiting' THEN
+    SELECT * INTO p FROM goalrt.goals WHERE goals.id = p_parent FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM goalrt.goals WHERE goals.id = p_parent AND goals.status = 'waiting') THEN
+            PERFORM goalrt.recheck_later(p_parent);
+        END IF;
+        RETURN;
+    END IF;
+    IF p.status <> 'waiting' THEN
         RETURN;
     END IF;
     SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = p.id AND st.seq = p.step_seq;
-    SELECT * INTO c FROM goalrt.goals WHERE goals.id = p_child;
-    IF s.kind <> 'children' OR c.parent_step IS DISTINCT FROM s.seq THEN
+    IF s.kind <> 'children' THEN
         RETURN;
     END IF;
     mode := coalesce(s.args ->> 'mode', 'all');
+    IF decides IS NULL AND mode = 'all' AND coalesce(s.args ->> 'on_failure', 'fail') = 'fail' THEN
+        SELECT k.id INTO decides FROM goalrt.goals k
+         WHERE k.parent_id = p.id AND k.parent_step = s.seq AND k.status IN ('failed', 'cancelled')
+         ORDER BY k.finished_at, k.id LIMIT 1;
+    ELSIF decides IS NULL AND mode = 'any' THEN
+        SELECT k.id INTO decides FROM goalrt.goals k
+         WHERE k.parent_id = p.id AND k.parent_step = s.seq AND k.status = 'complete'
+         ORDER BY k.finished_at, k.id LIMIT 1;
+    END IF;
+    IF decides IS NULL THEN
+        SELECT k.id INTO decides FROM goalrt.goals k
+         WHERE k.parent_id = p.id AND k.parent_step = s.seq AND k.status IN ('complete', 'failed', 'cancelled')
+         ORDER BY k.finished_at DESC, k.id DESC LIMIT 1;
+    END IF;
+    SELECT * INTO c FROM goalrt.goals WHERE goals.id = decides;
+    IF NOT FOUND OR c.parent_step IS DISTINCT FROM s.seq THEN
+        RETURN;
+    END IF;
     SELECT count(*) FILTER (WHERE k.status IN ('pending', 'active', 'waiting')),
            count(*) FILTER (WHERE k.status = 'complete')
       INTO open_n, done_n
@@ -820,7 +987,9 @@ $$;
 
 -- Match events just appended (ids, of the given types) against the goals
 -- waiting for them, in the appending transaction, so a wakeup never
--- depends on a notification. append_event, append_events, change_state
+-- depends on a notification (a waiting goal that another transaction
+-- holds is not waited for: it is left to a recheck, seen once this
+-- commits, which finds the event). append_event, append_events, change_state
 -- (state.changed) and the events a step emits call it; goalrt's own goal.*
 -- and step.* events are not matched (waiting for them is refused).
 -- The shared lock per event type, taken after the insert and held to
@@ -834,8 +1003,9 @@ $$;
 CREATE FUNCTION goalrt.match_appended(types text[], ids bigint[]) RETURNS void
 LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
 DECLARE
-    k integer;
-    m record;
+    k    integer;
+    m    record;
+    free boolean;
 BEGIN
     IF EXISTS (SELECT 1 FROM goalrt.gdl_triggers t WHERE t.event_type = ANY (types)) THEN
         PERFORM goalrt.fire_triggers(types, ids);
@@ -863,6 +1033,14 @@ BEGIN
          ORDER BY q.goal_id, NOT q.counts, q.id
     LOOP
         IF m.counts THEN
+            -- The goal is not waited for (lock order): one another transaction
+            -- holds is looked at again once it is free, and finds this event then.
+            PERFORM 1 FROM goalrt.goals g WHERE g.id = m.goal_id FOR NO KEY UPDATE SKIP LOCKED;
+            free := FOUND;
+        END IF;
+        IF m.counts AND NOT free THEN
+            PERFORM goalrt.recheck_later(m.goal_id);
+        ELSIF m.counts THEN
             PERFORM goalrt.finish_wait(
                 m.goal_id,
                 jsonb_build_object('event', jsonb_build_object('id', m.id, 'stream', m.stream, 'type', m.type,
@@ -875,38 +1053,69 @@ BEGIN
 END
 $$;
 
--- Look again at the event waits whose start could not see every event
--- (wait_rechecks), at most max_count: a goal whose event is found now
--- resumes; one still unsure is looked at again a second later. Never
--- waits: a goal another transaction holds is skipped and looked at again.
--- Returns how many goals it resumed.
+-- Look again at the goals of wait_rechecks that are due, at most
+-- max_count, as the transaction that left them could not: a goal whose
+-- parent has ended, or whose parent's children wait is over, is cancelled;
+-- a goal waiting for children looks at them; a goal waiting for an event
+-- looks back for it (found now, the goal resumes; still unsure, it is
+-- looked at again a second later). Never waits: a goal another transaction
+-- holds is skipped and looked at again a second later. Returns how many
+-- goals it changed.
 CREATE FUNCTION goalrt.recheck_waits(max_count integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    r     record;
-    g     goalrt.goals;
-    s     goalrt.goal_steps;
-    since bigint;
-    lb    record;
-    alts  jsonb;
-    n     integer := 0;
+    r      record;
+    g      goalrt.goals;
+    s      goalrt.goal_steps;
+    par    goalrt.goals;
+    ps     goalrt.goal_steps;
+    why    text;
+    since  bigint;
+    lb     record;
+    alts   jsonb;
+    n      integer := 0;
 BEGIN
     FOR r IN SELECT q.id, q.goal_id FROM goalrt.wait_rechecks q
               WHERE q.due_at <= now() ORDER BY q.due_at LIMIT max_count FOR UPDATE SKIP LOCKED
     LOOP
         DELETE FROM goalrt.wait_rechecks q WHERE q.id = r.id;
-        SELECT * INTO g FROM goalrt.goals WHERE goals.id = r.goal_id FOR UPDATE SKIP LOCKED;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = r.goal_id FOR NO KEY UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
             IF EXISTS (SELECT 1 FROM goalrt.goals WHERE goals.id = r.goal_id) THEN
                 INSERT INTO goalrt.wait_rechecks (goal_id, due_at) VALUES (r.goal_id, now() + interval '1 second');
             END IF;
             CONTINUE;
         END IF;
-        SELECT min(w.since_id) INTO since FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
-        IF g.status <> 'waiting' OR since IS NULL THEN
+        IF g.status NOT IN ('pending', 'active', 'waiting') THEN
+            CONTINUE;
+        END IF;
+        -- A child whose parent ended, or stopped waiting for it, while another transaction held it.
+        SELECT * INTO par FROM goalrt.goals WHERE goals.id = g.parent_id;
+        SELECT * INTO ps FROM goalrt.goal_steps st WHERE st.goal_id = g.parent_id AND st.seq = g.parent_step;
+        why := CASE WHEN par.status IN ('complete', 'failed', 'cancelled')
+                        THEN format('parent goal %s %s', par.id, par.status)
+                    WHEN ps.status = 'failed' AND ps.error = 'wait_timeout' THEN 'the parent''s wait timed out'
+                    WHEN ps.status = 'complete' AND ps.result ? 'first'
+                        THEN format('child goal %s completed first', ps.result ->> 'first') END;
+        IF why IS NOT NULL THEN
+            PERFORM goalrt.end_goal(g.id, 'cancelled', NULL, why, jsonb_build_object('reason', why));
+            n := n + 1;
+            CONTINUE;
+        END IF;
+        IF g.status <> 'waiting' THEN
             CONTINUE;
         END IF;
         SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+        IF s.kind = 'children' THEN
+            -- One of its children ended while another transaction held it.
+            PERFORM goalrt.child_ended(g.id, NULL);
+            n := n + 1;
+            CONTINUE;
+        END IF;
+        SELECT min(w.since_id) INTO since FROM goalrt.goal_waits w WHERE w.goal_id = g.id;
+        IF since IS NULL THEN
+            CONTINUE;
+        END IF;
         alts := CASE WHEN jsonb_typeof(s.args -> 'where') = 'array' THEN s.args -> 'where'
                      ELSE jsonb_build_array(coalesce(s.args -> 'where', '{}')) END;
         lb := goalrt.wait_look_back(s.args ->> 'event', alts, since);
@@ -923,19 +1132,43 @@ $$;
 
 -- Act on what is due, at most max_count of each kind: delayed goals and
 -- parked ones become claimable, sleeps end, waits time out, deadlines fail
--- their goals. Every claim calls this first; returns how many it handled.
+-- their goals, and what other transactions left for later is done (a slot
+-- freed while its bucket was locked, wait_rechecks). Every claim calls this
+-- first; returns how many it handled. Never waits for a lock: what another
+-- transaction holds is left for the next call.
 CREATE FUNCTION goalrt.wake_due_v1(max_count integer DEFAULT 100) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     r     record;
     n     integer := 0;
     woken integer;
+    freed bigint;
 BEGIN
+    -- Slots freed while their bucket was locked: once it is free, every goal
+    -- parked on the key is visible, and one of them is woken.
+    FOR r IN SELECT q.id, q.action, q.key_arg, q.key FROM goalrt.limit_rechecks q
+              ORDER BY q.id LIMIT max_count FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM 1 FROM goalrt.limit_buckets lb
+         WHERE lb.action = r.action AND lb.key_arg = r.key_arg AND lb.key = r.key FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND AND EXISTS (SELECT 1 FROM goalrt.limit_buckets lb
+                                  WHERE lb.action = r.action AND lb.key_arg = r.key_arg AND lb.key = r.key) THEN
+            CONTINUE;
+        END IF;
+        PERFORM set_config('goalrt.late_locks', 'on', true);
+        DELETE FROM goalrt.limit_rechecks q WHERE q.id = r.id;
+        UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
+         WHERE g.id = (SELECT b.id FROM goalrt.goals b
+                        WHERE b.blocked_on = r.action || '|' || r.key_arg || '|' || r.key
+                        ORDER BY b.priority DESC, b.id LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED)
+        RETURNING g.id INTO freed;
+        n := n + CASE WHEN freed IS NULL THEN 0 ELSE 1 END;
+    END LOOP;
     WITH due AS (
         SELECT g.id FROM goalrt.goals g
          WHERE g.wake_at <= now() AND g.status IN ('pending', 'active')
          ORDER BY g.wake_at LIMIT max_count
-           FOR UPDATE SKIP LOCKED
+           FOR NO KEY UPDATE SKIP LOCKED
     )
     UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL FROM due WHERE g.id = due.id;
     GET DIAGNOSTICS woken = ROW_COUNT;
@@ -945,7 +1178,7 @@ BEGIN
                JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
               WHERE g.wake_at <= now() AND g.status = 'waiting'
               ORDER BY g.wake_at LIMIT max_count
-                FOR UPDATE OF g SKIP LOCKED
+                FOR NO KEY UPDATE OF g SKIP LOCKED
     LOOP
         IF r.kind = 'sleep' THEN
             PERFORM goalrt.finish_wait(r.id, jsonb_build_object('slept_until', r.wake_at), false, NULL);
@@ -957,7 +1190,7 @@ BEGIN
     FOR r IN SELECT g.id, g.deadline_at FROM goalrt.goals g
               WHERE g.deadline_at <= now() AND g.status IN ('pending', 'active', 'waiting')
               ORDER BY g.deadline_at LIMIT max_count
-                FOR UPDATE SKIP LOCKED
+                FOR NO KEY UPDATE SKIP LOCKED
     LOOP
         PERFORM goalrt.end_goal(r.id, 'failed', NULL, 'deadline_exceeded: the deadline ' || r.deadline_at || ' passed',
                                 jsonb_build_object('deadline', r.deadline_at));
@@ -983,7 +1216,7 @@ DECLARE
     s       goalrt.goal_steps;
     problem text;
 BEGIN
-    SELECT * INTO g FROM goalrt.goals WHERE goals.id = resume_goal.goal_id FOR UPDATE;
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = resume_goal.goal_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'goal % does not exist', coalesce(resume_goal.goal_id::text, 'NULL') USING ERRCODE = 'GR009';
     END IF;
@@ -1050,6 +1283,14 @@ BEGIN
     IF o ? 'key' AND (jsonb_typeof(o -> 'key') <> 'string' OR o ->> 'key' = '') THEN
         RAISE EXCEPTION 'limit option key must be the name of an argument of the action' USING ERRCODE = 'GR008';
     END IF;
+    -- Lock order (35_workers.sql): the goals the old limit parked, then its buckets.
+    PERFORM 1 FROM goalrt.goals g
+     WHERE g.blocked_on IS NOT NULL
+       AND left(g.blocked_on, length(set_limit.action || '|' || coalesce(o ->> 'key', '') || '|'))
+           = set_limit.action || '|' || coalesce(o ->> 'key', '') || '|'
+     ORDER BY g.id FOR NO KEY UPDATE;
+    PERFORM 1 FROM goalrt.limit_buckets b
+     WHERE b.action = set_limit.action AND b.key_arg = coalesce(o ->> 'key', '') ORDER BY b.key FOR UPDATE;
     RETURN QUERY
     INSERT INTO goalrt.limits AS l (action, key_arg, max_concurrent, rate, per_seconds, burst)
     VALUES (set_limit.action, coalesce(o ->> 'key', ''), (o ->> 'concurrency')::integer, (o ->> 'rate')::integer,
@@ -1074,8 +1315,13 @@ COMMENT ON FUNCTION goalrt.set_limit(text, jsonb) IS
 CREATE FUNCTION goalrt.drop_limit(action text, key_arg text DEFAULT '') RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
-    b text;
+    b text := drop_limit.action || '|' || coalesce(drop_limit.key_arg, '') || '|';
 BEGIN
+    -- Lock order (35_workers.sql): the goals it parked, then its buckets.
+    PERFORM 1 FROM goalrt.goals g WHERE g.blocked_on IS NOT NULL AND left(g.blocked_on, length(b)) = b
+     ORDER BY g.id FOR NO KEY UPDATE;
+    PERFORM 1 FROM goalrt.limit_buckets lb
+     WHERE lb.action = drop_limit.action AND lb.key_arg = coalesce(drop_limit.key_arg, '') ORDER BY lb.key FOR UPDATE;
     DELETE FROM goalrt.limits l WHERE l.action = drop_limit.action AND l.key_arg = coalesce(drop_limit.key_arg, '');
     IF NOT FOUND THEN
         RETURN false;
@@ -1083,7 +1329,6 @@ BEGIN
     DELETE FROM goalrt.limit_buckets lb WHERE lb.action = drop_limit.action AND lb.key_arg = coalesce(drop_limit.key_arg, '');
     DELETE FROM goalrt.limit_holders h WHERE h.action = drop_limit.action AND h.key_arg = coalesce(drop_limit.key_arg, '');
     -- Goals it parked may run now.
-    b := drop_limit.action || '|' || coalesce(drop_limit.key_arg, '') || '|';
     UPDATE goalrt.goals g SET wake_at = NULL, blocked_on = NULL
      WHERE g.blocked_on IS NOT NULL AND left(g.blocked_on, length(b)) = b;
     PERFORM pg_notify('goalrt_goals', '');

@@ -179,7 +179,9 @@ BEGIN
         goalrt.complete_steps_v1(text, jsonb, double precision),
         goalrt.fail_goals_v1(text, jsonb),
         goalrt.heartbeat_v1(text, bigint[], bigint[], double precision),
-        goalrt.release_goals_v1(text, bigint[], bigint[])
+        goalrt.release_goals_v1(text, bigint[], bigint[]),
+        goalrt.step_start_v1(text, bigint, bigint, integer),
+        goalrt.step_started_v1(bigint)
         TO goalrt_writer, goalrt_admin;
     -- Coordination: waits, limits, trees.
     GRANT SELECT ON goalrt.goal_waits, goalrt.limits, goalrt.limit_buckets, goalrt.limit_holders,
