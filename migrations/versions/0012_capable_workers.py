@@ -1,7 +1,7 @@
 """Workers claim and continue only the steps they can run; goalrt.unserved_action names the others.
 
 Revision ID: 0012
-Revises: 0009 (0011 once the migrations between are merged)
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from goalrt.db.migrations_support import apply_sql
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
