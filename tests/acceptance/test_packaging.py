@@ -97,7 +97,7 @@ def test_wheel_outside_the_repo_runs_the_demo(site: Path, tmp_path: Path, db_url
     assert result.stderr == ""
     # The workspace and the handlers came from the wheel, not from this clone.
     assert f"  workspace  shop from {shop}: " in result.stdout
-    assert f"  handlers   {shop / 'workers' / 'shop.py'} (none for label.print" in result.stdout
+    assert f"  handlers   {shop / 'workers' / 'shop.py'} (label.print is pure" in result.stdout
     assert "  goals     4: 4 complete (checkout 2, fulfill 1, refund 1)" in result.stdout
     assert result.stdout.rstrip().endswith("demo ok")
 
