@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-pg15 stress lint format bench clean-db
+.PHONY: install demo test test-pg15 stress fuzz lint format bench clean-db
 
 install:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
@@ -18,6 +18,9 @@ test-pg15:
 
 stress:
 	GOALRT_STRESS_SECONDS=300 $(VENV)/bin/pytest -m stress
+
+fuzz:
+	GOALRT_FUZZ_ITERATIONS=2000 $(VENV)/bin/pytest --timeout=0 tests/integration/test_json_fuzz.py
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(PY) tools/async_to_sync.py --check

@@ -23,6 +23,7 @@ SQLSTATE_DIRECT_WRITE = "GR006"
 SQLSTATE_INVALID_TRANSITION = "GR007"
 SQLSTATE_INVALID_GOAL = "GR008"
 SQLSTATE_GOAL_NOT_FOUND = "GR009"
+SQLSTATE_JSON_TOO_DEEP = "GR010"
 
 
 class GoalrtError(Exception):
@@ -118,6 +119,7 @@ _STATE_ERRORS: dict[str, type[GoalrtError]] = {
     SQLSTATE_INVALID_TRANSITION: InvalidTransitionError,
     SQLSTATE_INVALID_GOAL: InvalidGoalError,
     SQLSTATE_GOAL_NOT_FOUND: GoalNotFoundError,
+    SQLSTATE_JSON_TOO_DEEP: InvalidJsonError,
 }
 
 _MISSING_OBJECT_STATES = {"3F000", "42P01", "42883"}  # schema, table, function

@@ -1,7 +1,7 @@
 """goalrt's functions take their locks in one order; no handler starts after its goal's cancel committed.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from goalrt.db.migrations_support import apply_sql
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -266,6 +266,9 @@ BEGIN
                 RAISE EXCEPTION '%', error USING ERRCODE = 'GR008';
             END IF;
         END IF;
+        IF goalrt.json_too_deep(x -> 'result') THEN
+            PERFORM goalrt.json_depth_error(format('goal %s step %s: result', goal_id, sq), x -> 'result');
+        END IF;
         SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR UPDATE;
         IF NOT FOUND THEN
             outcome := 'refused'; error := format('goal %s does not exist', goal_id);
@@ -327,6 +330,10 @@ BEGIN
                     RAISE EXCEPTION 'goal %: events must be {"type", "data"} with a non-empty type (not state.changed)',
                         g.id USING ERRCODE = 'GR002';
                 END IF;
+                PERFORM goalrt.json_depth_error(format('goal %s step %s: events[%s].data', g.id, sq, i - 1),
+                                                e -> 'data')
+                   FROM jsonb_array_elements(x -> 'events') WITH ORDINALITY AS t(e, i)
+                  WHERE goalrt.json_too_deep(e -> 'data');
                 WITH ins AS (
                     INSERT INTO goalrt.event_data (stream, type, data, metadata)
                     SELECT stream, e ->> 'type', coalesce(e -> 'data', '{}'),
@@ -883,6 +890,9 @@ BEGIN
             CASE WHEN g.status <> 'waiting' THEN 'it is ' || g.status
                  ELSE format('it waits for %s %s', s.kind, s.action) END
             USING ERRCODE = 'GR007';
+    END IF;
+    IF goalrt.json_too_deep(data) THEN
+        PERFORM goalrt.json_depth_error('data', data);
     END IF;
     problem := goalrt.json_problem(coalesce(s.args -> 'schema', '{}'), data, 'data');
     IF problem IS NOT NULL THEN

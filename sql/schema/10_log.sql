@@ -27,6 +27,8 @@
 --   GR008  invalid goal submission or worker call (unknown goal type, bad
 --          params or options)
 --   GR009  goal not found
+--   GR010  a JSON value nested deeper than goalrt's limit (100 levels of
+--          arrays and objects; see goalrt.json_too_deep)
 
 CREATE SCHEMA IF NOT EXISTS goalrt;
 
@@ -166,6 +168,52 @@ $$;
 -- Appending
 -------------------------------------------------------------------------------
 
+-- Nesting. jsonb takes JSON nested thousands of levels deep, which Python
+-- cannot decode and recursive code cannot walk. Every function that stores a
+-- JSON value a caller gives (event data and metadata, state values, goal
+-- params and params schemas, step args, plan details, results, answers)
+-- refuses one nested deeper than 100 levels of arrays and objects, counted as
+-- goalrt/db/jsontext.py's MAX_JSON_DEPTH counts them: a scalar is 0, [] and
+-- {} are 1, [[1]] is 2. A value is deeper than 100 exactly when an array or
+-- object sits 100 levels below its root; the search stops at that level, so
+-- it never recurses deeper and costs about 0.3 us for a small value (a
+-- guard on the value's size would cost more than it saves).
+CREATE FUNCTION goalrt.json_too_deep(value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.jsonb_path_exists(value, 'strict $.**{100} ? (@.type() == "array" || @.type() == "object")')
+$$;
+
+-- Refuse `value` (where goalrt.json_too_deep holds) with GR010, in one line
+-- naming `field`, how deep it nests and the limit. Callers test first, as
+--   IF goalrt.json_too_deep(v) THEN PERFORM goalrt.json_depth_error('data', v); END IF;
+-- (an IF of the inlined test costs a tenth of a PERFORM).
+CREATE FUNCTION goalrt.json_depth_error(field text, value jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    deep integer := 100;  -- an array or object sits at this level below the root
+    free integer;         -- none sits at this level (NULL until one is found)
+    mid  integer;
+BEGIN
+    -- The depth is one more than the deepest such level: double, then halve.
+    -- Searching very deep levels can exhaust the stack; then say "at least".
+    BEGIN
+        WHILE free IS NULL OR free - deep > 1 LOOP
+            mid := CASE WHEN free IS NULL THEN deep * 2 ELSE (deep + free) / 2 END;
+            IF jsonb_path_exists(value, format(
+                   'strict $.**{%s} ? (@.type() == "array" || @.type() == "object")', mid)::jsonpath) THEN
+                deep := mid;
+            ELSE
+                free := mid;
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN statement_too_complex THEN
+        RAISE EXCEPTION '% is nested at least % levels deep; the limit is 100', field, deep + 1
+            USING ERRCODE = 'GR010';
+    END;
+    RAISE EXCEPTION '% is nested % levels deep; the limit is 100', field, deep + 1 USING ERRCODE = 'GR010';
+END
+$$;
+
 -- Append one event. Appends match waits (see match_appended).
 CREATE FUNCTION goalrt.append_event(
     stream text, type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}'
@@ -187,6 +235,12 @@ BEGIN
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata)
             USING ERRCODE = 'GR002';
+    END IF;
+    IF goalrt.json_too_deep(data) THEN
+        PERFORM goalrt.json_depth_error('data', data);
+    END IF;
+    IF goalrt.json_too_deep(metadata) THEN
+        PERFORM goalrt.json_depth_error('metadata', metadata);
     END IF;
     INSERT INTO goalrt.event_data (stream, type, data, metadata)
     VALUES (append_event.stream, append_event.type,
@@ -242,6 +296,10 @@ BEGIN
             CASE WHEN bad.problem LIKE '.%' THEN bad.problem ELSE ' ' || bad.problem END
             USING ERRCODE = 'GR002';
     END IF;
+    PERFORM goalrt.json_depth_error(format('events[%s].%s', i - 1, f), v)
+       FROM jsonb_array_elements(events) WITH ORDINALITY AS t(x, i),
+            LATERAL (VALUES ('data', x -> 'data'), ('metadata', x -> 'metadata')) AS d(f, v)
+      WHERE goalrt.json_too_deep(v);
 
     WITH ins AS (
         INSERT INTO goalrt.event_data (stream, type, data, metadata)

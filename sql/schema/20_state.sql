@@ -155,6 +155,9 @@ BEGIN
     IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
         RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata) USING ERRCODE = 'GR002';
     END IF;
+    IF goalrt.json_too_deep(metadata) THEN
+        PERFORM goalrt.json_depth_error('metadata', metadata);
+    END IF;
 
     -- Validate the whole set first: the error names the first bad change.
     SELECT v.idx, v.problem INTO bad
@@ -199,6 +202,9 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'path % appears more than once in one change set', bad.p USING ERRCODE = 'GR003';
     END IF;
+    PERFORM goalrt.json_depth_error(format('changes[%s].value', i - 1), x -> 'value')
+       FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
+      WHERE goalrt.json_too_deep(x -> 'value');
 
     PERFORM set_config('goalrt.applying', 'on', true);
     -- Lock every path in byte order: a new path by inserting a placeholder

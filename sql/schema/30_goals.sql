@@ -200,6 +200,9 @@ BEGIN
         RAISE EXCEPTION 'params_schema of goal type % must be a JSON object (a JSON Schema)', name
             USING ERRCODE = 'GR008';
     END IF;
+    IF goalrt.json_too_deep(params_schema) THEN
+        PERFORM goalrt.json_depth_error('params_schema', params_schema);
+    END IF;
     INSERT INTO goalrt.goal_types AS t (name, params_schema)
     VALUES (register_goal_type.name, register_goal_type.params_schema)
     ON CONFLICT ON CONSTRAINT goal_types_pkey DO UPDATE
@@ -339,6 +342,9 @@ BEGIN
     -- The goal type's defaults (GDL priority, deadline) unless the submit gives its own.
     IF gt.defaults <> '{}' AND jsonb_typeof(o) = 'object' THEN
         o := gt.defaults || o;
+    END IF;
+    IF goalrt.json_too_deep(params) THEN
+        PERFORM goalrt.json_depth_error(label || 'params', params);
     END IF;
     problem := goalrt.params_problem(gt.params_schema, coalesce(params, '{}'));
     IF problem IS NOT NULL THEN

@@ -330,6 +330,9 @@ BEGIN
                OR (step ->> 'max_attempts')::integer < 1) THEN
         RETURN label || '.max_attempts must be an integer from 1 to 999999999';
     END IF;
+    IF goalrt.json_too_deep(a) THEN
+        PERFORM goalrt.json_depth_error(label || '.args', a);
+    END IF;
     IF kind = 'action' THEN
         RETURN NULL;
     END IF;
@@ -608,6 +611,9 @@ DECLARE
     g     goalrt.goals;
     first integer;
 BEGIN
+    IF goalrt.json_too_deep(detail) THEN
+        PERFORM goalrt.json_depth_error(format('plan for goal %s: detail', p_goal), detail);
+    END IF;
     SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal;
     UPDATE goalrt.goal_steps st SET status = 'superseded'
      WHERE st.goal_id = g.id AND st.status IN ('pending', 'running');
@@ -1226,6 +1232,9 @@ BEGIN
             CASE WHEN g.status <> 'waiting' THEN 'it is ' || g.status
                  ELSE format('it waits for %s %s', s.kind, s.action) END
             USING ERRCODE = 'GR007';
+    END IF;
+    IF goalrt.json_too_deep(data) THEN
+        PERFORM goalrt.json_depth_error('data', data);
     END IF;
     problem := goalrt.json_problem(coalesce(s.args -> 'schema', '{}'), data, 'data');
     IF problem IS NOT NULL THEN

@@ -267,7 +267,7 @@ BEGIN
             SELECT * INTO r FROM goalrt.submit_one(
                 m.goal_name, params, jsonb_build_object('key', 'event:' || m.id || ':' || m.goal_name), '');
             created := created OR r.created;
-        EXCEPTION WHEN SQLSTATE 'GR008' THEN
+        EXCEPTION WHEN SQLSTATE 'GR008' OR SQLSTATE 'GR010' THEN
             INSERT INTO goalrt.event_data (stream, type, data)
             VALUES ('gdl', 'gdl.trigger_refused',
                     jsonb_build_object('event_id', m.id, 'event_type', m.type, 'goal', m.goal_name,

@@ -126,7 +126,9 @@ BEGIN
         goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz),
         goalrt.chain_hash(bytea, bigint, bytea),
         goalrt.glob_to_like(text),
-        goalrt.foreign_objects()
+        goalrt.foreign_objects(),
+        goalrt.json_too_deep(jsonb),
+        goalrt.json_depth_error(text, jsonb)
         TO goalrt_reader, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON PROCEDURE goalrt.tick_commit(integer, bigint) TO goalrt_reader, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON FUNCTION

@@ -98,11 +98,8 @@ def test_an_undecodable_event_is_listed_with_a_marker(db_url: str) -> None:
     ok(db_url, "events", "append", "--stream", "s", "--type", "before")
     with psycopg.connect(db_url, autocommit=True) as conn:
         deep = "[" * 2000 + "]" * 2000
-        conn.execute(
-            "SELECT goalrt.append_events(jsonb_build_array("
-            "jsonb_build_object('stream', 's', 'type', 'poison', 'data', %s::jsonb)))",
-            (deep,),
-        )
+        # As the tables' owner: a row from before migration 0010 (goalrt's functions refuse it now).
+        conn.execute("INSERT INTO goalrt.event_data (stream, type, data) VALUES ('s', 'poison', %s::jsonb)", (deep,))
     ok(db_url, "events", "append", "--stream", "s", "--type", "after")
     result = goalrt(db_url, "events", "list", "--json")
     assert result.returncode == 0, result.stderr[-500:]

@@ -24,6 +24,7 @@ FakeDriverError.__module__ = "psycopg.errors"
     [
         ("GR001", "goalrt.event_data is append-only: UPDATE refused", errors.AppendOnlyError),
         ("GR002", "event type must be a non-empty string", errors.InvalidEventError),
+        ("GR010", "data is nested 101 levels deep; the limit is 100", errors.InvalidJsonError),
         ("42883", "function goalrt.tick(integer) does not exist", errors.NotMigratedError),
         ("3F000", 'schema "goalrt" does not exist', errors.NotMigratedError),
         ("08006", "server closed the connection", errors.DatabaseUnavailableError),
