@@ -87,6 +87,28 @@ def test_migrations_equal_schema_files(legacy_db_url: str, db_url: str) -> None:
     assert_same_catalog(legacy_db_url, db_url)
 
 
+def test_each_delta_downgrade_restores_the_catalog_below_it(legacy_db_url: str) -> None:
+    """Every delta's down migration brings the catalog back to exactly the revision below it.
+
+    A down file copies the functions the revision below had: when two deltas
+    change the same function, the later one's down must hold the earlier
+    one's text, not the baseline's.
+    """
+    script = ScriptDirectory.from_config(migrate.alembic_config(legacy_db_url))
+    deltas = [r.revision for r in reversed(list(script.walk_revisions())) if r.down_revision is not None]
+    below = BASELINE
+    for revision in deltas:
+        before = describe(legacy_db_url)
+        migrate.upgrade(legacy_db_url, revision)
+        migrate.downgrade(legacy_db_url, below)
+        after = describe(legacy_db_url)
+        for kind in before:
+            assert before[kind] == after[kind], f"{kind} differ after {revision} went up and down again"
+        migrate.upgrade(legacy_db_url, revision)
+        below = revision
+    assert below == migrate.head_revision()
+
+
 def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "goalrt", "--database-url", url, *args],
