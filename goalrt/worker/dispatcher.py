@@ -397,7 +397,8 @@ async def _call(
 
     Raises ``_NotStarted`` when the gate says the step may no longer start.
     """
-    assert action.fn is not None, "run_step runs only actions with a handler"
+    fn = action.fn
+    assert fn is not None, "run_step runs only actions with a handler"
     args = run.args if run.args is not None else {}
     loop = asyncio.get_running_loop()
     deadline = None if action.timeout is None else loop.time() + action.timeout
@@ -409,7 +410,7 @@ async def _call(
         async def start() -> None:
             tasks.append(
                 asyncio.create_task(
-                    _guarded(action.fn(args, ctx), started), name=f"goalrt-handler-{run.goal_id}-{run.seq}"
+                    _guarded(fn(args, ctx), started), name=f"goalrt-handler-{run.goal_id}-{run.seq}"
                 )
             )
             await started.wait()
@@ -427,7 +428,7 @@ async def _call(
         # A sync handler that outlives its timeout keeps its thread until it
         # returns (threads cannot be killed); its result is then dropped.
         turn = _Turn(loop)
-        waiting = loop.run_in_executor(executor, functools.partial(calls.call_sync, action.fn, args, ctx, turn))
+        waiting = loop.run_in_executor(executor, functools.partial(calls.call_sync, fn, args, ctx, turn))
         try:
             # A thread first: the start lock is never held while every thread is busy.
             ready = asyncio.ensure_future(turn.ready.wait())
