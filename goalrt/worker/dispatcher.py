@@ -409,9 +409,7 @@ async def _call(
 
         async def start() -> None:
             tasks.append(
-                asyncio.create_task(
-                    _guarded(fn(args, ctx), started), name=f"goalrt-handler-{run.goal_id}-{run.seq}"
-                )
+                asyncio.create_task(_guarded(fn(args, ctx), started), name=f"goalrt-handler-{run.goal_id}-{run.seq}")
             )
             await started.wait()
 
