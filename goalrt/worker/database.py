@@ -94,6 +94,14 @@ class WorkerDatabase:
         # Counts the calls retried after a lost connection (the worker's stats).
         self._on_retry = on_retry
 
+    def query(self, name: str) -> str:
+        """The text of a named query of ``sql/queries/goals.sql``, for this worker's schema."""
+        return self._q[name]
+
+    def count_retry(self) -> None:
+        """Count a call retried after a lost connection (the worker's stats)."""
+        self._on_retry()
+
     async def call(self, name: str, *args: Any, retry: bool = True) -> list[asyncpg.Record]:
         """Run a named query; on a lost connection wait and try again (unless ``retry`` is False)."""
         delay = 0.05
@@ -114,6 +122,10 @@ class WorkerDatabase:
 
     async def start_step(self, goal_id: int, epoch: int, seq: int, start: Callable[[], Awaitable[None]]) -> bool:
         """Run ``start`` (it starts a step's handler) under the goal's start lock if the step may still start.
+
+        One step alone, waiting for the lock (``StartGates`` starts most
+        steps many at a time and sends here those whose goal's end is in
+        progress).
 
         ``step_start_v1`` takes the lock and checks that the goal still runs
         step ``seq`` under this worker's lease at ``epoch`` and that no

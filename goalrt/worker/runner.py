@@ -55,6 +55,7 @@ from goalrt.worker.protocol import (
     StepItem,
     StepOutcome,
 )
+from goalrt.worker.start_gate import StartGates
 from goalrt.worker.stats import WorkerStats
 
 log = logging.getLogger("goalrt.worker")
@@ -101,6 +102,7 @@ class GoalRunner:
         self._catch_up = catch_up
         self._loop = asyncio.get_running_loop()
         self._planner: Batcher[PlanItem, PlanAnswer | Rejected] = Batcher(self._flush_plans, max_batch=batch)
+        self._gates = StartGates(db, worker_id, max_batch=batch)
         self._completer: Batcher[StepItem, CompletionAnswer | Rejected] = Batcher(
             self._flush_completions, max_batch=batch
         )
@@ -121,11 +123,13 @@ class GoalRunner:
     def start(self) -> None:
         self._planner.start()
         self._completer.start()
+        self._gates.start()
 
     async def stop(self, timeout: float) -> None:
         """Send what is queued (waiting at most ``timeout`` seconds each) and stop the batchers."""
         await self._completer.stop(timeout=timeout)
         await self._planner.stop(timeout=timeout)
+        await self._gates.stop(timeout=timeout)
 
     async def sent(self) -> None:
         """Wait until every step outcome queued has been sent."""
@@ -312,7 +316,7 @@ class GoalRunner:
                 ctx,
                 executor=self._executor,
                 calls=self._calls,
-                gate=functools.partial(self._db.start_step, run.goal_id, run.epoch, run.seq),
+                gate=functools.partial(self._gates.run, run.goal_id, run.epoch, run.seq),
                 semaphore=self._semaphores.get(run.action),
             )
         finally:

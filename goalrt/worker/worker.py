@@ -194,7 +194,8 @@ class Worker:
 
     async def run(self) -> None:
         """Run until ``request_stop()``; then drain and return."""
-        pool = await connect_pool(self.url, 3 + min(self.concurrency, 8), self._stopping)
+        # One connection more than before the start locks: they keep one (StartGates).
+        pool = await connect_pool(self.url, 4 + min(self.concurrency, 8), self._stopping)
         if pool is None:  # stopped while waiting for the server
             self._executor.shutdown(wait=False)
             log.info("worker %s stopped before the database came up", self.id)

@@ -985,7 +985,9 @@ DROP FUNCTION goalrt.lock_limits(bigint[], jsonb, boolean);
 DROP FUNCTION goalrt.limit_keys(bigint[], jsonb);
 DROP FUNCTION goalrt.lock_goals(bigint[]);
 DROP FUNCTION goalrt.step_started_v1(bigint);
+DROP FUNCTION goalrt.step_start_v2(text, bigint[], bigint[], integer[]);
 DROP FUNCTION goalrt.step_start_v1(text, bigint, bigint, integer);
+DROP FUNCTION goalrt.step_may_start(text, bigint, bigint, integer);
 DROP TABLE goalrt.limit_rechecks;
 
 COMMENT ON TABLE goalrt.wait_rechecks IS 'Event waits to look back for again: their start could not see every event.';

@@ -17,26 +17,79 @@ REVOKE ALL ON goalrt.limit_rechecks FROM PUBLIC;
 COMMENT ON TABLE goalrt.wait_rechecks IS
     'Goals to look at again: an event wait that could not see every event, or a goal that was locked when it had to change.';
 
+-- Whether worker_id may start the handler of step seq of goal goal_id now:
+-- the goal still runs that step under this worker's lease at that epoch
+-- and no ancestor of it has ended. Asked with the goal's start lock held
+-- (step_start_v1, step_start_v2).
+CREATE FUNCTION goalrt.step_may_start(worker_id text, goal_id bigint, epoch bigint, seq integer) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM goalrt.goals g
+                     JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+                    WHERE g.id = step_may_start.goal_id AND goalrt.holds_lease(g, worker_id, epoch)
+                      AND g.step_seq = step_may_start.seq AND s.status = 'running')
+       AND NOT EXISTS (WITH RECURSIVE up AS (
+                           SELECT g.parent_id FROM goalrt.goals g WHERE g.id = step_may_start.goal_id
+                           UNION ALL
+                           SELECT a.parent_id FROM goalrt.goals a JOIN up ON a.id = up.parent_id)
+                       SELECT 1 FROM goalrt.goals a JOIN up ON a.id = up.parent_id
+                        WHERE a.status IN ('complete', 'failed', 'cancelled'))
+$$;
+
+-- Whether worker_id may start the handler of step seq of goal goal_id now.
+-- A worker calls this just before it calls the handler, and
+-- step_started_v1 once the handler has begun, on the same connection,
+-- holding no other lock between the two. This takes the goal's start lock
+-- (an advisory lock, exclusive, for the session) and then checks, with the
+-- commits made meanwhile in view, step_may_start.
+-- Ending a goal takes the same lock shared until its commit (end_goal), so
+-- an end commits either before this check (false: the handler must not
+-- start, and the lock is given back) or after the handler began.
 CREATE FUNCTION goalrt.step_start_v1(worker_id text, goal_id bigint, epoch bigint, seq integer) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
     PERFORM pg_advisory_lock('goalrt.goals'::regclass::oid::integer, (step_start_v1.goal_id & 2147483647)::integer);
-    IF EXISTS (SELECT 1 FROM goalrt.goals g
-                 JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
-                WHERE g.id = step_start_v1.goal_id AND goalrt.holds_lease(g, worker_id, epoch)
-                  AND g.step_seq = step_start_v1.seq AND s.status = 'running')
-       AND NOT EXISTS (WITH RECURSIVE up AS (
-                           SELECT g.parent_id FROM goalrt.goals g WHERE g.id = step_start_v1.goal_id
-                           UNION ALL
-                           SELECT a.parent_id FROM goalrt.goals a JOIN up ON a.id = up.parent_id)
-                       SELECT 1 FROM goalrt.goals a JOIN up ON a.id = up.parent_id
-                        WHERE a.status IN ('complete', 'failed', 'cancelled')) THEN
+    IF goalrt.step_may_start(worker_id, step_start_v1.goal_id, epoch, seq) THEN
         RETURN true;
     END IF;
     PERFORM pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (step_start_v1.goal_id & 2147483647)::integer);
     RETURN false;
 END
 $$;
+
+COMMENT ON FUNCTION goalrt.step_start_v1(text, bigint, bigint, integer) IS
+    'Take a goal''s start lock and say whether its step may start now (the goal still runs it under this lease).';
+
+-- step_start_v1 for many steps in one call, never waiting: each goal's
+-- start lock is tried (in goal id order) and outcome says 'start' (the lock
+-- is now held by this session: start the handler, then step_started_v1),
+-- 'refused' (the step may not start; no lock held) or 'busy' (another
+-- transaction holds the lock, an end of the goal in progress: ask again
+-- with step_start_v1, which waits for it, holding no other start lock).
+-- A session that holds start locks therefore never waits for one, so it
+-- cannot deadlock with ends.
+CREATE FUNCTION goalrt.step_start_v2(worker_id text, goal_ids bigint[], epochs bigint[], seqs integer[])
+RETURNS TABLE (goal_id bigint, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    it record;
+BEGIN
+    FOR it IN SELECT t.g, t.e, t.s FROM unnest(goal_ids, epochs, seqs) AS t(g, e, s) ORDER BY t.g LOOP
+        goal_id := it.g;
+        IF NOT pg_try_advisory_lock('goalrt.goals'::regclass::oid::integer, (it.g & 2147483647)::integer) THEN
+            outcome := 'busy';
+        ELSIF goalrt.step_may_start(worker_id, it.g, it.e, it.s) THEN
+            outcome := 'start';
+        ELSE
+            PERFORM pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (it.g & 2147483647)::integer);
+            outcome := 'refused';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.step_start_v2(text, bigint[], bigint[], integer[]) IS
+    'step_start_v1 for many steps without waiting: start (lock held), refused, or busy (ask step_start_v1).';
 
 CREATE FUNCTION goalrt.step_started_v1(goal_id bigint) RETURNS boolean
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
@@ -107,9 +160,6 @@ BEGIN
     PERFORM pg_notify('goalrt_goals', '');
 END
 $$;
-
-COMMENT ON FUNCTION goalrt.step_start_v1(text, bigint, bigint, integer) IS
-    'Take a goal''s start lock and say whether its step may start now (the goal still runs it under this lease).';
 
 CREATE OR REPLACE FUNCTION goalrt.cancel_goal(goal_id bigint, reason text DEFAULT NULL)
 RETURNS TABLE (id bigint, status text)
@@ -1297,6 +1347,8 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION goalrt.step_start_v1(text, bigint, bigint, integer),
+    goalrt.step_start_v2(text, bigint[], bigint[], integer[]),
+    goalrt.step_may_start(text, bigint, bigint, integer),
     goalrt.step_started_v1(bigint),
     goalrt.lock_goals(bigint[]),
     goalrt.limit_keys(bigint[], jsonb),
@@ -1311,6 +1363,7 @@ BEGIN
     END IF;
     GRANT EXECUTE ON FUNCTION
         goalrt.step_start_v1(text, bigint, bigint, integer),
+        goalrt.step_start_v2(text, bigint[], bigint[], integer[]),
         goalrt.step_started_v1(bigint)
         TO goalrt_writer, goalrt_admin;
 END

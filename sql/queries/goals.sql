@@ -122,6 +122,14 @@ SELECT goalrt.step_start_v1($1::text, $2::bigint, $3::bigint, $4::integer);
 -- name: step_started
 SELECT goalrt.step_started_v1($1::bigint);
 
+-- name: step_start_many
+-- Try the start locks of many steps at once (see step_start_v2): start, refused or busy.
+SELECT goal_id, outcome FROM goalrt.step_start_v2($1::text, $2::bigint[], $3::bigint[], $4::integer[]);
+
+-- name: step_started_many
+-- Give back the start locks of steps whose handlers have begun.
+SELECT goalrt.step_started_v1(g) FROM unnest($1::bigint[]) AS t(g);
+
 -- name: goals_fail
 SELECT goal_id, outcome FROM goalrt.fail_goals_v1($1::text, $2::jsonb);
 

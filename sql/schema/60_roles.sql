@@ -183,6 +183,7 @@ BEGIN
         goalrt.heartbeat_v1(text, bigint[], bigint[], double precision),
         goalrt.release_goals_v1(text, bigint[], bigint[]),
         goalrt.step_start_v1(text, bigint, bigint, integer),
+        goalrt.step_start_v2(text, bigint[], bigint[], integer[]),
         goalrt.step_started_v1(bigint)
         TO goalrt_writer, goalrt_admin;
     -- Coordination: waits, limits, trees.

@@ -234,3 +234,27 @@ def test_a_cancel_waits_for_a_step_start_in_flight(c: psycopg.Connection[Any], d
         starter.execute("SELECT goalrt.step_started_v1(%s)", (gid,))
         assert cancelling.outcome() == [(gid, "cancelled")]
         assert starter.execute(start, (W, gid, epoch)).fetchone() == (False,)
+
+
+def test_many_step_starts_never_wait_and_say_busy_for_an_end_in_progress(
+    c: psycopg.Connection[Any], db_url: str
+) -> None:
+    """step_start_v2: start (lock held), refused (may not start), busy (an end holds the lock; nothing waited)."""
+    free, free_epoch = started(c, [Step("a", {})])
+    ending, ending_epoch = started(c, [Step("a", {})])
+    stale, stale_epoch = started(c, [Step("a", {})])
+    many = "SELECT goal_id, outcome FROM goalrt.step_start_v2(%s, %s, %s, %s) ORDER BY goal_id"
+    key = "SELECT pg_advisory_xact_lock_shared('goalrt.goals'::regclass::oid::integer, %s)"
+    with psycopg.connect(db_url) as end, psycopg.connect(db_url, autocommit=True) as starter:
+        end.execute(key, (ending,))  # as end_goal does until its commit
+        rows = starter.execute(
+            many, (W, [stale, ending, free], [stale_epoch + 1, ending_epoch, free_epoch], [1, 1, 1])
+        ).fetchall()
+        assert rows == [(free, "start"), (ending, "busy"), (stale, "refused")]
+        # The lock of the step that may start is held by the starter's session, and only that one.
+        held = "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        assert [r[0] for r in starter.execute(held)] == [free]
+        starter.execute("SELECT goalrt.step_started_v1(g) FROM unnest(%s::bigint[]) AS t(g)", ([free],))
+        assert starter.execute(held).fetchall() == []
+        end.rollback()
+        assert starter.execute(many, (W, [ending], [ending_epoch], [1])).fetchall() == [(ending, "start")]
