@@ -98,27 +98,35 @@ class WorkerDatabase:
         """The text of a named query of ``sql/queries/goals.sql``, for this worker's schema."""
         return self._q[name]
 
-    def count_retry(self) -> None:
-        """Count a call retried after a lost connection (the worker's stats)."""
-        self._on_retry()
+    async def retrying(self, what: str, attempt: Callable[[], Awaitable[Answer]], *, retry: bool = True) -> Answer:
+        """Return what ``attempt`` returns; on a lost connection wait and run it again (unless ``retry`` is False).
 
-    async def call(self, name: str, *args: Any, retry: bool = True) -> list[asyncpg.Record]:
-        """Run a named query; on a lost connection wait and try again (unless ``retry`` is False)."""
+        An error the database raised on purpose is raised as goalrt's error.
+        Each retry is counted (the worker's stats) and logged.
+        """
         delay = 0.05
         while True:
             try:
-                async with self.pool.acquire() as conn:
-                    rows: list[asyncpg.Record] = await conn.fetch(self._q[name], *args)
-                    return rows
+                return await attempt()
             except Exception as exc:
                 if not retry or not is_connection_error(exc):
                     raise translate(exc) from exc
                 self._on_retry()
                 log.warning(
-                    "worker %s: database unavailable during %s (%s); retrying in %.2fs", self._id, name, exc, delay
+                    "worker %s: database unavailable during %s (%s); retrying in %.2fs", self._id, what, exc, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def call(self, name: str, *args: Any, retry: bool = True) -> list[asyncpg.Record]:
+        """Run a named query; on a lost connection wait and try again (unless ``retry`` is False)."""
+
+        async def attempt() -> list[asyncpg.Record]:
+            async with self.pool.acquire() as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(self._q[name], *args)
+                return rows
+
+        return await self.retrying(name, attempt, retry=retry)
 
     async def start_step(self, goal_id: int, epoch: int, seq: int, start: Callable[[], Awaitable[None]]) -> bool:
         """Run ``start`` (it starts a step's handler) under the goal's start lock if the step may still start.
@@ -134,9 +142,10 @@ class WorkerDatabase:
         after the handler began. The lock is given back once ``start``
         returned (or with the connection, if it is lost then).
         """
-        delay = 0.05
         started = False
-        while True:
+
+        async def attempt() -> bool:
+            nonlocal started
             try:
                 async with self.pool.acquire() as conn:
                     if not await conn.fetchval(self._q["step_start"], self._id, goal_id, epoch, seq):
@@ -144,18 +153,13 @@ class WorkerDatabase:
                     started = True
                     await start()
                     await conn.fetchval(self._q["step_started"], goal_id)
-                return True
             except Exception as exc:
-                if not is_connection_error(exc):
-                    raise translate(exc) from exc
-                if started:  # the handler began; the lock ended with the connection
+                if started and is_connection_error(exc):  # the handler began; the lock ended with the connection
                     return True
-                self._on_retry()
-                log.warning(
-                    "worker %s: database unavailable during step_start (%s); retrying in %.2fs", self._id, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                raise
+            return True
+
+        return await self.retrying("step_start", attempt)
 
     async def gdl_current(self) -> tuple[int, Mapping[str, Any]] | None:
         """Return the newest stored GDL version and its definitions, or None when none was loaded."""

@@ -24,7 +24,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from goalrt.errors import translate
 from goalrt.worker.batcher import Batcher
 from goalrt.worker.database import WorkerDatabase, is_connection_error
 
@@ -75,20 +74,7 @@ class StartGates:
         False when it may not (the goal or an ancestor ended, or the lease
         was lost): ``start`` was not called.
         """
-        delay = 0.05
-        while True:
-            try:
-                session = await self._locks.submit(_Start(goal_id, epoch, seq))
-                break
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise translate(exc) from exc
-                self._db.count_retry()
-                log.warning(
-                    "worker %s: database unavailable during step_start (%s); retrying in %.2fs", self._id, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        session = await self._db.retrying("step_start", lambda: self._locks.submit(_Start(goal_id, epoch, seq)))
         if session is None:
             return False
         if session == _BUSY:
