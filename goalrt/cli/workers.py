@@ -169,7 +169,8 @@ async def _wait_for_database(url: str, fork: str | None, stop: asyncio.Event) ->
                 log.warning("worker: %s; waiting for the server", exc)
                 warned = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+            async with asyncio.timeout(delay):
+                await stop.wait()
         delay = min(delay * 2, 5.0)
     return None
 

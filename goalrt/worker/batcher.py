@@ -56,7 +56,8 @@ class Batcher(Generic[Item, Answer]):
     async def stop(self, timeout: float | None = None) -> None:
         """Wait (at most ``timeout`` seconds) for queued items to be flushed, then stop."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drained(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.drained()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -79,7 +79,8 @@ async def connect_pool(url: str, size: int, stopping: asyncio.Event) -> asyncpg.
                 log.warning("worker: cannot connect (%s); waiting for the server", exc)
                 warned = True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await stopping.wait()
             delay = min(delay * 2, 5.0)
     return None
 

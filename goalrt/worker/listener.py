@@ -37,7 +37,8 @@ async def listen(url: str, channels: Mapping[str, Callback], on_connect: Callabl
             on_connect()
             while not lost.is_set():
                 try:
-                    await asyncio.wait_for(lost.wait(), 5)
+                    async with asyncio.timeout(5):
+                        await lost.wait()
                 except TimeoutError:
                     if conn.is_closed():
                         break

@@ -246,12 +246,11 @@ class Worker:
             await self._claim_loop()
             await self._drain()
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await _cancel(background)
             await self._runner.stop(timeout=5)
             try:
-                await asyncio.wait_for(self._db.call("worker_deregister", self.id, retry=False), 5)
+                async with asyncio.timeout(5):
+                    await self._db.call("worker_deregister", self.id, retry=False)
             except Exception as exc:  # leaving a stale row is harmless; say so and go on
                 log.warning("worker %s: could not deregister: %s", self.id, exc)
             await self._close(pool)
@@ -265,7 +264,8 @@ class Worker:
     async def _close(self, pool: Any) -> None:
         """Close the pool; a connection an abandoned handler still holds is not waited for."""
         try:
-            await asyncio.wait_for(pool.close(), 5)
+            async with asyncio.timeout(5):
+                await pool.close()
         except TimeoutError:
             pool.terminate()
 
@@ -390,7 +390,8 @@ class Worker:
     async def _sleep(self, seconds: float) -> None:
         """Sleep until woken (a notification, a free slot, a retry due, stop) or ``seconds`` pass."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _drain(self) -> None:
         """Give running steps ``grace`` seconds, send their outcomes, and release what is left.
@@ -405,13 +406,15 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         try:
-            await asyncio.wait_for(self._runner.sent(), 10)
+            async with asyncio.timeout(10):
+                await self._runner.sent()
         except TimeoutError:
             log.warning("worker %s: results still unsent after 10s (database down?); leaving them", self.id)
         leftover = list(self._leases.held.values())
         if leftover:
             try:
-                await asyncio.wait_for(self._leases.release(leftover), 10)
+                async with asyncio.timeout(10):
+                    await self._leases.release(leftover)
                 log.info("worker %s: released %d goal(s) it could not finish", self.id, len(leftover))
             except Exception as exc:
                 log.warning("worker %s: could not release leases (%s); they expire in %gs", self.id, exc, self.lease)
@@ -437,6 +440,19 @@ class Worker:
         except ValueError:
             return
         self._leases.cancel(goal_id)
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait for them; cancel again any that swallowed the cancellation (log it)."""
+    for _ in range(3):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=5)
+    alive = ", ".join(task.get_name() for task in tasks if not task.done())
+    log.error("worker: background task(s) %s ignore cancellation", alive)
 
 
 __all__ = ["Lease", "Partitions", "Worker", "WorkerStats"]

@@ -54,3 +54,14 @@ def test_every_public_name_is_used() -> None:
                 continue
             unused.append(f"{path.relative_to(PACKAGE.parent)}:{name}")
     assert not unused, f"public names nothing uses (remove them, or use them): {unused}"
+
+
+def test_no_asyncio_wait_for() -> None:
+    """``asyncio.wait_for`` on Python 3.11 drops a cancellation that arrives as the awaited thing ends.
+
+    The worker's listener lost its cancel that way when its connection was
+    terminated at the moment the worker stopped, and reconnected forever (the
+    worker's stop hung). ``asyncio.timeout`` keeps the cancellation.
+    """
+    users = [str(p.relative_to(REPO)) for p, text in modules().items() if re.search(r"\bwait_for\(", text)]
+    assert not users, f"use `async with asyncio.timeout(...)` instead of asyncio.wait_for in {users}"
