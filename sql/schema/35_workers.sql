@@ -345,6 +345,7 @@ DECLARE
     first   integer;
     cur     goalrt.goal_steps;
     problem text;
+    fast    bigint[];
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
@@ -359,7 +360,61 @@ BEGIN
                                                                   THEN e -> 'steps' ELSE '[]' END)
                                         WITH ORDINALITY AS u(st, i)
                           WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f));
-    FOR x IN SELECT e FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, i) ORDER BY (e ->> 'goal_id')::bigint
+    -- The common case, for the whole batch at once: a goal's first plan,
+    -- under this worker's lease, whose first step is an action with no
+    -- limit that this worker can run. What the loop below would do for it
+    -- (insert_plan, then advance_goal starting the first step), done in a
+    -- few statements for all such goals: the first step is inserted
+    -- running. Everything else goes through the loop.
+    SELECT coalesce(array_agg(c.gid ORDER BY c.gid), '{}') INTO fast
+      FROM (SELECT (e ->> 'goal_id')::bigint AS gid, (e ->> 'epoch')::bigint AS ep, e -> 'steps' AS steps,
+                   count(*) OVER (PARTITION BY (e ->> 'goal_id')::bigint) AS n
+              FROM jsonb_array_elements(items) AS t(e)
+             WHERE jsonb_typeof(e -> 'steps') = 'array' AND jsonb_array_length(e -> 'steps') > 0
+               AND coalesce(e -> 'steps' -> 0 ->> 'kind', 'action') = 'action'
+               AND NOT coalesce((e ->> 'replan')::boolean, false)
+               AND (jsonb_typeof(e -> 'detail') IS DISTINCT FROM 'object'
+                    OR NOT goalrt.json_too_deep(e -> 'detail'))) c
+      JOIN goalrt.goals gl ON gl.id = c.gid
+     WHERE c.n = 1 AND gl.plan_no = 0 AND goalrt.holds_lease(gl, worker_id, c.ep)
+       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.steps) WITH ORDINALITY AS u(st, i)
+                        WHERE goalrt.step_problem(st, format('plan for goal %s: steps[%s]', c.gid, i - 1)) IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM goalrt.limit_holders h WHERE h.goal_id = gl.id)
+       AND NOT EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = c.steps -> 0 ->> 'action')
+       AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
+                        WHERE w.id = worker_id AND NOT (c.steps -> 0 ->> 'action') = ANY (w.actions));
+    IF cardinality(fast) > 0 THEN
+        INSERT INTO goalrt.goal_steps
+               (goal_id, seq, plan_no, kind, action, args, label, max_attempts, status, attempts, started_at)
+        SELECT (e ->> 'goal_id')::bigint, u.i::integer, 1, coalesce(u.st ->> 'kind', 'action'), u.st ->> 'action',
+               coalesce(u.st -> 'args', '{}'), u.st ->> 'label', (u.st ->> 'max_attempts')::integer,
+               CASE WHEN u.i = 1 THEN 'running' ELSE 'pending' END, CASE WHEN u.i = 1 THEN 1 ELSE 0 END,
+               CASE WHEN u.i = 1 THEN now() END
+          FROM jsonb_array_elements(items) AS t(e), jsonb_array_elements(e -> 'steps') WITH ORDINALITY AS u(st, i)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+         ORDER BY 1, 2;
+        UPDATE goalrt.goals gl
+           SET plan_no = 1, step_seq = 1, updated_at = now(),
+               lease_expires_at = greatest(gl.lease_expires_at, now() + make_interval(secs => lease_seconds))
+         WHERE gl.id = ANY (fast);
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || (e ->> 'goal_id'), 'goal.planned',
+               jsonb_strip_nulls(jsonb_build_object(
+                   'goal_id', (e ->> 'goal_id')::bigint, 'plan_no', 1, 'first_seq', 1, 'steps', e -> 'steps',
+                   'reason', e ->> 'reason',
+                   'planner', CASE WHEN jsonb_typeof(e -> 'detail') = 'object' THEN e -> 'detail' END))
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+         ORDER BY (e ->> 'goal_id')::bigint;
+        RETURN QUERY
+        SELECT (e ->> 'goal_id')::bigint, 'planned'::text, 1, e -> 'steps' -> 0 ->> 'action',
+               coalesce(e -> 'steps' -> 0 -> 'args', '{}'), 1
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast);
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, i)
+              WHERE (e ->> 'goal_id') IS NULL OR NOT (e ->> 'goal_id')::bigint = ANY (fast)
+              ORDER BY (e ->> 'goal_id')::bigint
     LOOP
         IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
             RAISE EXCEPTION 'plan for goal %: steps must be an array of {"action", "args"}', x ->> 'goal_id'
@@ -453,6 +508,8 @@ DECLARE
     ev_ids   bigint[];
     ev_types text[];
     paths    text[];
+    fast     bigint[];
+    ended    bigint[];
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
@@ -503,7 +560,107 @@ BEGIN
                      UNION ALL
                      SELECT 'state.changed' WHERE cardinality(paths) > 0) q
               ORDER BY 1) k;
-    FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
+    -- The common case, for the whole batch at once: a step completed under
+    -- the lease with no state change, no event and no limit slot, whose goal
+    -- then either completes (no parent, no unfinished child) or goes on to
+    -- its next step, an action with no limit that this worker can run, under
+    -- the same lease. What the loop below (and advance_goal, end_goal) would
+    -- do for it, in a few statements for all such items; the rest go through
+    -- the loop. fast: the items' goals; ended: those that complete.
+    SELECT coalesce(array_agg(c.gid ORDER BY c.gid), '{}'),
+           coalesce(array_agg(c.gid ORDER BY c.gid) FILTER (WHERE nx.seq IS NULL), '{}')
+      INTO fast, ended
+      FROM (SELECT (e ->> 'goal_id')::bigint AS gid, (e ->> 'epoch')::bigint AS ep, (e ->> 'seq')::integer AS sq,
+                   coalesce((e ->> 'continue')::boolean, false) AS cont,
+                   count(*) OVER (PARTITION BY (e ->> 'goal_id')::bigint) AS n
+              FROM jsonb_array_elements(items) AS t(e)
+             WHERE e ->> 'outcome' = 'complete'
+               AND (jsonb_typeof(e -> 'changes') IS DISTINCT FROM 'array' OR jsonb_array_length(e -> 'changes') = 0)
+               AND (jsonb_typeof(e -> 'events') IS DISTINCT FROM 'array' OR jsonb_array_length(e -> 'events') = 0)
+               AND NOT coalesce(goalrt.json_too_deep(e -> 'result'), false)) c
+      JOIN goalrt.goals gl ON gl.id = c.gid
+      JOIN goalrt.goal_steps cs ON cs.goal_id = gl.id AND cs.seq = c.sq
+      LEFT JOIN LATERAL (SELECT n.seq, n.kind, n.action FROM goalrt.goal_steps n
+                          WHERE n.goal_id = gl.id AND n.seq > c.sq AND n.status = 'pending' AND n.plan_no = gl.plan_no
+                          ORDER BY n.seq LIMIT 1) nx ON true
+     WHERE c.n = 1 AND goalrt.holds_lease(gl, worker_id, c.ep) AND gl.step_seq = c.sq AND cs.status = 'running'
+       AND NOT EXISTS (SELECT 1 FROM goalrt.limit_holders h WHERE h.goal_id = gl.id)
+       AND CASE WHEN nx.seq IS NULL
+                THEN gl.parent_id IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM goalrt.goals k
+                                      WHERE k.parent_id = gl.id AND k.status IN ('pending', 'active', 'waiting'))
+                ELSE c.cont AND nx.kind = 'action'
+                     AND NOT EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = nx.action)
+                     AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
+                                      WHERE w.id = worker_id AND NOT nx.action = ANY (w.actions)) END;
+    IF cardinality(fast) > 0 THEN
+        -- No step of a goal ending here starts once this commits (end_goal's start lock).
+        PERFORM pg_advisory_xact_lock_shared('goalrt.goals'::regclass::oid::integer, (e.id & 2147483647)::integer)
+           FROM unnest(ended) AS e(id) ORDER BY e.id;
+        UPDATE goalrt.goal_steps st
+           SET status = 'complete', result = e -> 'result', error = NULL, completed_epoch = (e ->> 'epoch')::bigint,
+               finished_at = now()
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+           AND st.goal_id = (e ->> 'goal_id')::bigint AND st.seq = (e ->> 'seq')::integer;
+        IF cardinality(ended) > 0 THEN
+            -- As end_goal: any other open step of the plan is cancelled, waits dropped.
+            UPDATE goalrt.goal_steps st SET status = 'cancelled', finished_at = now()
+             WHERE st.goal_id = ANY (ended) AND st.status IN ('pending', 'running');
+            DELETE FROM goalrt.goal_waits w WHERE w.goal_id = ANY (ended);
+        END IF;
+        -- The next step of each goal going on starts under the same lease (as advance_goal).
+        WITH following AS (
+            SELECT (e ->> 'goal_id')::bigint AS gid,
+                   (SELECT min(n.seq) FROM goalrt.goal_steps n JOIN goalrt.goals g0 ON g0.id = n.goal_id
+                     WHERE n.goal_id = (e ->> 'goal_id')::bigint AND n.seq > (e ->> 'seq')::integer
+                       AND n.status = 'pending' AND n.plan_no = g0.plan_no) AS seq
+              FROM jsonb_array_elements(items) AS t(e)
+             WHERE (e ->> 'goal_id')::bigint = ANY (fast) AND NOT (e ->> 'goal_id')::bigint = ANY (ended)
+        ), started AS (
+            UPDATE goalrt.goal_steps st SET status = 'running', attempts = st.attempts + 1, started_at = now()
+              FROM following f WHERE st.goal_id = f.gid AND st.seq = f.seq
+            RETURNING st.goal_id, st.seq
+        )
+        UPDATE goalrt.goals gl
+           SET step_seq = started.seq, updated_at = now(),
+               lease_expires_at = greatest(gl.lease_expires_at, now() + make_interval(secs => lease_seconds))
+          FROM started
+         WHERE gl.id = started.goal_id;
+        UPDATE goalrt.goals gl
+           SET status = 'complete', result = e -> 'result', last_error = NULL, step_seq = NULL, lease_owner = NULL,
+               lease_expires_at = NULL, wake_at = NULL, blocked_on = NULL, updated_at = now(), finished_at = now()
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE gl.id = ANY (ended) AND gl.id = (e ->> 'goal_id')::bigint;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || q.gid, q.type, q.data
+          FROM (SELECT (e ->> 'goal_id')::bigint AS gid, 1 AS o, 'step.completed' AS type,
+                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'seq', (e ->> 'seq')::integer,
+                                          'action', st.action, 'attempt', st.attempts,
+                                          'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id,
+                                          'result', e -> 'result') AS data
+                  FROM jsonb_array_elements(items) AS t(e)
+                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
+                                           AND st.seq = (e ->> 'seq')::integer
+                 WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+                UNION ALL
+                SELECT (e ->> 'goal_id')::bigint, 2, 'goal.completed',
+                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result')
+                  FROM jsonb_array_elements(items) AS t(e)
+                 WHERE (e ->> 'goal_id')::bigint = ANY (ended)) q
+         ORDER BY q.gid, q.o;
+        RETURN QUERY
+        SELECT (e ->> 'goal_id')::bigint,
+               CASE WHEN (e ->> 'goal_id')::bigint = ANY (ended) THEN 'complete' ELSE 'continue' END,
+               n.seq, n.action, n.args, n.attempts, NULL::text
+          FROM jsonb_array_elements(items) AS t(e)
+          JOIN goalrt.goals gl ON gl.id = (e ->> 'goal_id')::bigint
+          LEFT JOIN goalrt.goal_steps n ON n.goal_id = gl.id AND n.seq = gl.step_seq
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast);
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e)
+              WHERE (e ->> 'goal_id') IS NULL OR NOT (e ->> 'goal_id')::bigint = ANY (fast)
+              ORDER BY (e ->> 'goal_id')::bigint LOOP
         goal_id := (x ->> 'goal_id')::bigint;
         ep := (x ->> 'epoch')::bigint;
         sq := (x ->> 'seq')::integer;
