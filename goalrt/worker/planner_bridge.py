@@ -6,7 +6,8 @@
 - ``plan_steps`` / ``plan_detail`` / ``watch_steps``: a plan becomes the goal's
   steps for ``plan_goals_v1`` and what ``goal.planned`` records beside them;
 - ``goal_holds`` / ``precondition_holds`` / ``ground_op_name``: the checks the
-  worker makes before each step (``goalrt.worker.planning`` decides what follows);
+  worker makes before each step (``goalrt.worker.planning`` decides what follows;
+  ``goalrt.worker.state_reads`` says which paths they and the planner read);
 - ``effect_changes``: an action's declared effects as the state changes its
   completion applies.
 
@@ -69,6 +70,18 @@ def scalar_state(entries: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return {path: value for path, value in entries if isinstance(value, SCALARS)}
 
 
+def planned_actions(achieve: Achieve, registry: Registry) -> list[ActionSchema]:
+    """Return the actions a goal plans with, by name: those whose parameters are of types it knows."""
+    known = {t.name for t in achieve.types} | set(achieve.objects) | set(achieve.param_types.values())
+    return [
+        a.schema
+        for _, a in sorted(registry.actions.items())
+        if a.schema is not None
+        and all(t in known for _, t in a.schema.params)
+        and (achieve.actions is None or a.name in achieve.actions)
+    ]
+
+
 def problem_for(achieve: Achieve, registry: Registry, params: Mapping[str, Any], state: Mapping[str, Any]) -> Problem:
     """Return the planning problem of a goal: its condition from ``state`` with the registry's planned actions."""
     goal_params = [
@@ -76,19 +89,10 @@ def problem_for(achieve: Achieve, registry: Registry, params: Mapping[str, Any],
         for name, value in sorted(params.items())
         if isinstance(value, SCALARS)
     ]
-    # The actions this goal can plan with: those whose parameters are of types it knows.
-    known = {t.name for t in achieve.types} | set(achieve.objects) | set(achieve.param_types.values())
-    actions = [
-        a.schema
-        for _, a in sorted(registry.actions.items())
-        if a.schema is not None
-        and all(t in known for _, t in a.schema.params)
-        and (achieve.actions is None or a.name in achieve.actions)
-    ]
     return Problem(
         types=achieve.types,
         state=state,
-        actions=actions,
+        actions=planned_actions(achieve, registry),
         goal=achieve.condition,
         objects={k: tuple(v) for k, v in achieve.objects.items()},
         goal_params=goal_params,
@@ -206,6 +210,7 @@ __all__ = [
     "make_plan",
     "plan_detail",
     "plan_steps",
+    "planned_actions",
     "precondition_holds",
     "problem_for",
     "scalar_state",

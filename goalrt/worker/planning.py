@@ -19,6 +19,12 @@ This module decides, with the database's state and the goal's plan history:
 - **A step that failed for good**: its ground action is excluded and the
   goal re-planned (``step_failed``), at most ``max_replans`` times; then, or
   when no other plan exists, the goal fails with the reason of each attempt.
+
+Each read is one statement over the paths these decisions can depend on
+(``goalrt.worker.state_reads``), never the whole state. Before a step it is
+first only the goal's paths and the step's; when they call for a re-plan,
+the decision is made again from one read of everything the planner needs, so
+each decision is the one a read of the whole state at that moment gives.
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ from goalrt.errors import GoalrtError
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.registry import GoalType, Registry
 from goalrt.planner import NoPlan, Plan
-from goalrt.state.async_state import AsyncState
 from goalrt.worker.dispatcher import StepRun
 from goalrt.worker.planner_bridge import (
     RECHECK,
@@ -50,6 +55,7 @@ from goalrt.worker.planner_bridge import (
     watch_steps,
 )
 from goalrt.worker.protocol import PlanItem, PlanReason
+from goalrt.worker.state_reads import Reads, domain_reads, goal_paths, step_paths
 
 if TYPE_CHECKING:
     import asyncpg
@@ -95,6 +101,9 @@ class Planning:
         self._executor = executor
         self._schema = schema
         self._q = queries("goals", schema)
+        self._read_paths = queries("state", schema)["state_read_paths"]
+        # Per goal type (its Achieve): the reads that depend on the registry only.
+        self._domains: dict[int, tuple[Achieve, Reads]] = {}
 
     @property
     def registry(self) -> Registry:
@@ -137,10 +146,23 @@ class Planning:
             return _failed(f"step uses unknown action {unknown[0]!r} (this worker has: {known})")
         return Decision(steps, None, None)
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, reads: Reads) -> Snapshot:
+        """Return the paths ``reads`` names as they are now, in one statement (one snapshot of the state)."""
         async with self._pool.acquire() as conn:
-            entries = await AsyncState(conn, schema=self._schema).list()
-        return Snapshot(scalar_state((e.path, e.value) for e in entries), {e.path: e.version for e in entries})
+            rows = await conn.fetch(self._read_paths, *reads.arguments())
+        return Snapshot(scalar_state((r[0], r[1]) for r in rows), {r[0]: int(r[2]) for r in rows})
+
+    def _domain(self, achieve: Achieve) -> Reads:
+        """Return what planning ``achieve`` reads whatever its params (computed once per goal type)."""
+        known = self._domains.get(id(achieve))
+        if known is None or known[0] is not achieve:
+            known = self._domains[id(achieve)] = (achieve, domain_reads(achieve, self._registry))
+        return known[1]
+
+    def _plan_reads(self, achieve: Achieve, params: Mapping[str, Any], run: StepRun | None = None) -> Reads:
+        """Return what deciding a plan reads: the planner's paths, the goal's, and those of ``run``'s precondition."""
+        reads = self._domain(achieve).with_paths(goal_paths(achieve, params))
+        return reads if run is None else reads.with_paths(step_paths(self._registry, run.action, run.args or {}))
 
     async def _plan(
         self, achieve: Achieve, params: Mapping[str, Any], snap: Snapshot, exclude: list[str]
@@ -188,7 +210,7 @@ class Planning:
 
     async def first(self, achieve: Achieve, params: Mapping[str, Any]) -> Decision:
         """Return the goal's first plan, or the reason there is none."""
-        snap = await self.snapshot()
+        snap = await self.snapshot(self._plan_reads(achieve, params))
         result = await self._plan(achieve, params, snap, [])
         if isinstance(result, NoPlan):
             return Decision(None, None, PlanReason.NO_PLAN, f"no plan: {result.explain()}")
@@ -203,26 +225,43 @@ class Planning:
         GDL version ``plan_version`` and this planning has another, or when
         the state drifted from what the step needs.
         """
-        snap = await self.snapshot()
         params = run.params or {}
+        if run.action != RECHECK and plan_version == self._gdl_version:
+            # Most steps run as planned, and whether this one does depends on the goal's paths and the
+            # step's own alone: read only those. Only a re-plan needs what the planner reads.
+            snap = await self.snapshot(Reads().with_paths(self._step_reads(achieve, run)))
+            if goal_holds(achieve, params, snap.values):
+                return _achieved(achieve, params)
+            if self._step_holds(run, snap):
+                return None
+        # A re-plan is due (or was, a moment ago): decide again on one read of all the planner needs.
+        snap = await self.snapshot(self._plan_reads(achieve, params, run))
         if run.action == RECHECK:
             # A maintained goal's watch saw a change: act again if the condition broke.
             why = "a path the condition reads changed"
             return await self._replan(achieve, run, snap, PlanReason.RECHECK, why, [], True)
         if goal_holds(achieve, params, snap.values):
-            why = "the goal's condition already holds"
-            steps = watch_steps(achieve, params) if achieve.maintain else []
-            return Decision(steps, {"reason": PlanReason.ACHIEVED.value, "why": why}, PlanReason.ACHIEVED)
+            return _achieved(achieve, params)
         if plan_version != self._gdl_version:
             # The rest of the plan was made with other actions (other effects,
             # maybe gone): it proves nothing under these definitions.
             why = f"GDL version {self._gdl_version} replaced version {plan_version} of the plan"
             return await self._replan(achieve, run, snap, PlanReason.DEFINITIONS, why, [], counted=False)
-        action = self._registry.actions.get(run.action)
-        if action is None or action.schema is None or precondition_holds(action.schema, run.args or {}, snap.values):
+        if self._step_holds(run, snap):
             return None
+        action = self._registry.actions[run.action]
+        assert action.schema is not None
         why = f"the precondition of {ground_op_name(action.schema, run.args or {})} no longer holds"
         return await self._replan(achieve, run, snap, PlanReason.DRIFT, why, [])
+
+    def _step_reads(self, achieve: Achieve, run: StepRun) -> set[str]:
+        """Return the paths of the goal's condition and of the step's precondition."""
+        return goal_paths(achieve, run.params or {}) | step_paths(self._registry, run.action, run.args or {})
+
+    def _step_holds(self, run: StepRun, snap: Snapshot) -> bool:
+        """Return whether the step may run as planned in ``snap``: its precondition holds (or it has none)."""
+        action = self._registry.actions.get(run.action)
+        return action is None or action.schema is None or precondition_holds(action.schema, run.args or {}, snap.values)
 
     async def after_failure(self, achieve: Achieve, run: StepRun, error: str) -> Decision:
         """Return a plan around a step that failed for good, or the goal's final error."""
@@ -231,7 +270,8 @@ class Planning:
         if action is not None and action.schema is not None:
             failed_now = [ground_op_name(action.schema, run.args or {})]
         why = f"{failed_now[0] if failed_now else run.action} failed: {error}"
-        return await self._replan(achieve, run, await self.snapshot(), PlanReason.STEP_FAILED, why, failed_now)
+        snap = await self.snapshot(self._plan_reads(achieve, run.params or {}))
+        return await self._replan(achieve, run, snap, PlanReason.STEP_FAILED, why, failed_now)
 
     async def _replan(
         self,
@@ -263,6 +303,13 @@ class Planning:
         detail["excluded"] = exclude
         self._stamp(detail)
         return Decision(self._with_attempts(plan_steps(result, achieve, run.params or {})), detail, reason)
+
+
+def _achieved(achieve: Achieve, params: Mapping[str, Any]) -> Decision:
+    """Return the plan of a goal whose condition holds: none, or a maintained goal's watch."""
+    why = "the goal's condition already holds"
+    steps = watch_steps(achieve, params) if achieve.maintain else []
+    return Decision(steps, {"reason": PlanReason.ACHIEVED.value, "why": why}, PlanReason.ACHIEVED)
 
 
 def _failed(error: str) -> Decision:

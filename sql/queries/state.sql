@@ -26,6 +26,24 @@ SELECT path, value, version, pos, changed_at
    AND ($2::text IS NULL OR (path >= $2::text COLLATE "C" AND path < ($2::text || '/') COLLATE "C"))
  ORDER BY path;
 
+-- name: state_read_paths
+-- What a planned goal reads (goalrt/worker/state_reads.py): the live paths in
+-- $1, and those in each range [$2[i], $3[i]) of the C-collated primary key
+-- that match the regular expression $4[i] (NULL: the whole range). One
+-- statement, so one snapshot. A path in two of them comes back twice (the
+-- same row). The lateral join reaches state_data by index once per range.
+SELECT s.path, s.value, s.version
+  FROM goalrt.state_data s
+ WHERE s.path = ANY ($1::text[]) AND s.value IS NOT NULL
+UNION ALL
+SELECT s.path, s.value, s.version
+  FROM unnest($2::text[], $3::text[], $4::text[]) AS r (low, high, regex)
+ CROSS JOIN LATERAL (
+        SELECT d.path, d.value, d.version
+          FROM goalrt.state_data d
+         WHERE d.path >= r.low COLLATE "C" AND d.path < r.high COLLATE "C"
+           AND d.value IS NOT NULL AND (r.regex IS NULL OR d.path ~ r.regex)) s;
+
 -- name: state_at
 SELECT path, value, version, pos, changed_at FROM goalrt.state_at($1::bigint, $2::text);
 
