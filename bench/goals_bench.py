@@ -1190,7 +1190,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     import psycopg
-    from pgbench_support import scratch_databases, server_info
+    from pgbench_support import emit_results, scratch_databases, server_info
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
     from server_cost import CostMeter
@@ -1322,12 +1322,7 @@ def main(argv: list[str] | None = None) -> None:
     print_report(doc, args)
     print(f"\ntotal: {doc['seconds']:,.0f} s")
     if args.json or args.out:
-        text = json.dumps(doc, indent=2, default=str)
-        if args.out:
-            args.out.write_text(text + "\n")
-            print(f"results written to {args.out}")
-        else:
-            print(text)
+        emit_results(doc, args.out)
 
 
 if __name__ == "__main__":
