@@ -186,17 +186,21 @@ class Pgbench:
     def version(self) -> str:
         return subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
-    def run(self, name: str, script: str, clients: int, seconds: int) -> PgbenchResult:
+    def run(self, name: str, script: str, clients: int, seconds: int, transactions: int = 0) -> PgbenchResult:
+        """Run ``script`` for ``seconds``, or ``transactions`` times per client if that is given."""
         path = self.workdir / f"{name}.sql"
         path.write_text(script)
-        cmd = [self.binary, "-n", "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 4)), "-f", str(path)]
+        length = ["-t", str(transactions)] if transactions else ["-T", str(seconds)]
+        cmd = [self.binary, "-n", *length, "-c", str(clients), "-j", str(min(clients, 4)), "-f", str(path)]
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
         tps, lat, tx = TPS_RE.search(proc.stdout), LAT_RE.search(proc.stdout), TX_RE.search(proc.stdout)
         if proc.returncode != 0 or not (tps and lat and tx):
             raise RuntimeError(
                 f"pgbench failed for {name} (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
             )
-        return PgbenchResult(float(tps.group(1)), float(lat.group(1)), int(tx.group(1)), float(seconds))
+        done = int(tx.group(1))
+        took = done / float(tps.group(1)) if transactions and float(tps.group(1)) else float(seconds)
+        return PgbenchResult(float(tps.group(1)), float(lat.group(1)), done, took)
 
 
 # -- the follower ----------------------------------------------------------------------------------------------------

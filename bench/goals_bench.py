@@ -10,7 +10,8 @@ separate OS process started by this script, so neither side shares an event
 loop or the GIL with the bench itself.
 
 * goalrt: a goal type ``bench.noop`` whose plan is one step, the async no-op
-  action ``bench.noop``, registered in a ``goalrt.Registry`` built by the
+  action ``bench.noop`` (and ``bench.noop3``, three steps of that action, for
+  the 3-step figures), registered in a ``goalrt.Registry`` built by the
   worker process and passed to ``goalrt.Worker(url, registry, concurrency=...)``
   (default lease, poll and claim batch). Goals are submitted with
   ``AsyncGoals.submit`` (one ``goalrt.submit_goal`` per call) or
@@ -30,9 +31,10 @@ process over a loopback UDP socket.
    x QueueManagers per process, each on its own connection, as PgQueuer's own
    benchmark runs them; no ``max_concurrent_tasks`` cap, the fastest for no-op
    jobs). The best setting of each system is used for everything after.
-2. Throughput, for each submit mode (singly, in batches of ``--batch``):
-   submit with no worker running (``--submitters`` connections in one process
-   for single submits, one connection for batches), then drain that backlog
+2. Throughput, for each submit mode (singly from ``--submitters``
+   connections, default 16; in batches of ``--batch``): submit with no worker
+   running (all the connections in one process for single submits, one
+   connection for batches), then drain that backlog
    with 1 worker process, and again with 2; then end to end: the workers run
    while the same number of goals is submitted, timed from the first submit
    until the last goal is finished. A run ends when no unfinished goal
@@ -45,6 +47,31 @@ process over a loopback UDP socket.
    busy CPU, in cores (the machine is shared: its idle load is printed first).
    The end-to-end figures with single submits are bound by the one submitting
    process on a 2-CPU machine, on both sides.
+
+   Beside each of those figures, what the run cost the server per goal (job):
+   WAL bytes (``pg_current_wal_insert_lsn()`` before and after,
+   ``pg_wal_lsn_diff``) and committed transactions (``pg_stat_database.
+   xact_commit`` of the system's database, less the bench's own polls and
+   checks), over submit + drain (the VACUUM between them left out) or over
+   the whole end-to-end run; see ``server_cost.py``. Each window holds one
+   system only, since WAL is server-wide; it waits until no backend is
+   connected to the system's database before reading (a backend reports its
+   statistics as it exits), and it also counts the commits of every other
+   database meanwhile (shown as ``others``: a sign that someone else wrote
+   WAL in the window). goalrt's windows end with one tick that positions the
+   run's events (every event needs its position; no worker ticks), so the
+   tick's WAL is part of goalrt's cost. The table shows, per submit mode, the
+   submit + drain run (1 or 2 workers, any round) with the least WAL per goal
+   of each system: anyone else's writes only add. Target: goalrt's WAL per
+   goal <= 2x PgQueuer's per job. Each run starts after a CHECKPOINT, so both
+   sides pay full-page images for the pages they touch (counted apart: FPI);
+   short runs pay more of them per goal than a long steady load would.
+
+   Then, each round, goalrt's 3-step goals (``bench.noop3``, ``--goals`` / 3 of
+   them in batches) end to end with 1 and 2 worker processes: goals/s and
+   steps/s, against PgQueuer's end-to-end jobs/s with batch submits from the
+   same run (a step is compared with a job: steps/s over jobs/s, which is
+   goals/s over jobs/s / 3).
 3. Latency from just before the submit call to the start of the handler, with
    one worker process: idle (one goal at a time, waiting for its start, then a
    pause of ``--probe-gap`` ms so the worker is idle again) and under load (the
@@ -52,8 +79,9 @@ process over a loopback UDP socket.
    10 at ``--load-rate`` goals/s; by default half the slower system's best
    one-worker drain rate, so both systems see the same absolute load). The
    first 5 probes of a series are not counted.
-4. A table of the figures with the ratios goalrt / PgQueuer (target >= 2x)
-   and the idle latency targets (p50 <= 5 ms, p99 <= 25 ms).
+4. Tables of the figures with the ratios goalrt / PgQueuer (target >= 2x),
+   the WAL and transactions per goal, the 3-step figures, and the idle
+   latency targets (p50 <= 5 ms, p99 <= 25 ms).
 
 ``--functions`` also turns on ``track_functions`` for goalrt's scratch
 database (superuser) and prints, for one batch submit + 1-worker drain, the
@@ -61,9 +89,10 @@ database time per goal in each of goalrt's SQL functions (submit_goals,
 claim_goals_v1, plan_goals_v1, complete_steps_v1): where a goal's cost goes.
 
 The bench prints figures; it never passes or fails. The full run takes about
-5.5 minutes on a 2-CPU machine, ``--quick`` (3,000 goals, 1 round, fewer
-settings and probes) about 1.5, plus a minute once to build PgQueuer's
-virtualenv.
+6 minutes on a 2-CPU machine (5.5 before the 3-step runs and the cost windows
+were added; not re-timed since), ``--quick`` (3,000 goals, 1 round, fewer
+settings and probes) about 2.5 on a busy one, plus up to a minute once to
+build PgQueuer's virtualenv.
 
 How to run
 ----------
@@ -110,12 +139,15 @@ from typing import Any
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 NOOP = "bench.noop"  # goalrt goal type and action
+NOOP3 = "bench.noop3"  # goalrt goal type: three steps of the action bench.noop
 PGQ_ENTRYPOINT = "bench_noop"
 LOAD_BATCH = 10  # goals per submit call of the background stream
 WARMUP_PROBES = 5  # first probes of a series, not counted
 POLL_S = 0.02  # how often the bench checks whether a run is finished
 RUN_TIMEOUT_S = 240.0
+SETTLE_WAIT_MS = 60_000  # goalrt's settling tick waits this long for the clock's lock
 TARGET_RATIO = 2.0
+TARGET_WAL_RATIO = 2.0  # goalrt's WAL per goal / PgQueuer's per job, at most
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 25.0
 
@@ -252,6 +284,10 @@ def make_registry() -> Any:
     def plan(params: dict[str, Any]) -> list[Any]:
         return [goalrt.Step(NOOP, params)]
 
+    @registry.goal(NOOP3)
+    def plan3(params: dict[str, Any]) -> list[Any]:
+        return [goalrt.Step(NOOP, params) for _ in range(3)]
+
     return registry
 
 
@@ -274,17 +310,17 @@ async def _goalrt_clients(spec: dict[str, Any]) -> list[Any]:
 
 async def role_goalrt_submit(spec: dict[str, Any]) -> dict[str, Any]:
     clients = await _goalrt_clients(spec)
-    n, batch = spec["n"], spec["batch"]
+    n, batch, goal = spec["n"], spec["batch"], spec.get("goal", NOOP)
     shares = [n // len(clients) + (1 if i < n % len(clients) else 0) for i in range(len(clients))]
 
     async def one_by_one(goals: Any, count: int) -> None:
         for _ in range(count):
-            await goals.submit(NOOP, {})
+            await goals.submit(goal, {})
 
     async def batched(goals: Any, count: int) -> None:
         while count > 0:
             k = min(batch, count)
-            await goals.submit_many([(NOOP, {}, None)] * k)
+            await goals.submit_many([(goal, {}, None)] * k)
             count -= k
 
     run = one_by_one if spec["mode"] == "single" else batched
@@ -507,7 +543,13 @@ class System:
     count_sql: str  # (goals submitted, goals finished well) so far
     vacuum_sql: list[str]
     logdir: Path
+    # Run after a run, inside its cost window: work the system owes for the run that nobody has done yet
+    # (goalrt: positioning the run's events, which every event needs; no worker ticks).
+    settle_sql: str = ""
+    meter: Any = None  # a server_cost.CostMeter on this system's database
     worker_setting: dict[str, Any] = field(default_factory=dict)
+    # Transactions the bench itself committed in this database: its polls and checks, taken out of the cost.
+    own_xacts: int = 0
 
     @property
     def prefix(self) -> str:
@@ -515,6 +557,10 @@ class System:
 
     def spec(self, **kw: Any) -> dict[str, Any]:
         return {"url": self.dsn, "dsn": self.dsn, **kw}
+
+    def cost_window(self) -> contextlib.AbstractContextManager[Any]:
+        """``with sys_.cost_window() as cost:`` -- the WAL and transactions of what runs in the block."""
+        return self.meter.window(lambda: self.own_xacts)  # type: ignore[no-any-return]
 
     def start(self, role: str, name: str, **kw: Any) -> Proc:
         return Proc(f"{self.prefix}-{name}", self.python, f"{self.prefix}-{role}", self.spec(**kw), self.logdir)
@@ -529,15 +575,27 @@ class System:
         import psycopg
 
         with psycopg.connect(self.url, autocommit=True) as conn:
+            self.own_xacts += 1
             row = conn.execute(query).fetchone()
             return None if row is None else (row[0] if len(row) == 1 else tuple(row))
 
+    def settle(self) -> None:
+        if self.settle_sql:
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(self.settle_sql)
+
     def vacuum(self) -> None:
+        """Before a run: settle what earlier runs left, VACUUM (ANALYZE) the queue's tables, CHECKPOINT."""
         import psycopg
 
+        self.settle()
         with psycopg.connect(self.url, autocommit=True) as conn:
             for stmt in self.vacuum_sql:
+                self.own_xacts += 1
                 conn.execute(stmt)
+            self.own_xacts += 1
             with contextlib.suppress(psycopg.Error):
                 conn.execute("CHECKPOINT")
 
@@ -548,6 +606,7 @@ class System:
         with psycopg.connect(self.url, autocommit=True) as conn:
             while True:
                 producing = producer is not None and producer.running()
+                self.own_xacts += 1
                 row = conn.execute(self.unfinished_sql).fetchone()
                 if not producing and row is not None and not row[0]:
                     return time.monotonic() - began
@@ -621,11 +680,11 @@ def drain(sys_: System, workers: int, n: int, setting: dict[str, Any] | None = N
     return Run(n / seconds, seconds, cpu / seconds, busy / seconds)
 
 
-def end_to_end(sys_: System, mode: str, workers: int, n: int, batch: int, submitters: int) -> Run:
+def end_to_end(sys_: System, mode: str, workers: int, n: int, batch: int, submitters: int, goal: str = NOOP) -> Run:
     """Workers running, ``n`` goals submitted meanwhile; time from the first submit to the last finish."""
     procs = sys_.workers(workers)
     conns = submitters if mode == "single" else 1
-    producer = sys_.start("submit", f"e2e-{mode}", mode=mode, n=n, batch=batch, conns=conns)
+    producer = sys_.start("submit", f"e2e-{mode}", mode=mode, n=n, batch=batch, conns=conns, goal=goal)
     with cleanup([*procs, producer]):
         for p in procs:
             p.go()
@@ -696,8 +755,11 @@ def setting_label(sys_: System, setting: dict[str, Any]) -> str:
     return f"batch_size {setting['batch_size']} x {setting['managers']} QueueManager(s)"
 
 
-def step(sys_: System, what: str, value: float, run: Run | None = None) -> None:
-    print(f"  {sys_.name:<8} {what:<58} {value:>8,.0f} /s  {run.note() if run else ''}", flush=True)
+def step(sys_: System, what: str, value: float, run: Run | None = None, cost: dict[str, float] | None = None) -> None:
+    note = run.note() if run else ""
+    if cost:
+        note += f"  per goal: WAL {cost['wal_bytes']:,.0f} B ({cost['fpi']:.2f} full pages), {cost['xacts']:.2f} xacts"
+    print(f"  {sys_.name:<8} {what:<58} {value:>8,.0f} /s  {note}", flush=True)
 
 
 def tune(sys_: System, args: argparse.Namespace, settings: list[dict[str, Any]], out: dict[str, Any]) -> None:
@@ -733,25 +795,49 @@ def run_cell(
 ) -> None:
     """One throughput figure (and, for a drain, the submit figure of its backlog); keeps the best of the rounds."""
     n = args.goals
-    row = out.setdefault("throughput", {}).setdefault(mode, {"submit": [], "runs": {}})
+    row = out.setdefault("throughput", {}).setdefault(mode, {"submit": [], "runs": {}, "cost": []})
     key = f"{kind}_{workers}w"
     sys_.vacuum()
     if kind == "drain":
         before = function_times(sys_) if profile else {}
-        rate = submit_backlog(sys_, mode, n, args.batch, args.submitters)
+        with sys_.cost_window() as submitted:
+            rate = submit_backlog(sys_, mode, n, args.batch, args.submitters)
         row["submit"].append(rate)
         row["submit_best"] = max(row["submit"])
         step(sys_, f"submit {mode_label(mode, args)}", rate)
         sys_.vacuum()
-        run = drain(sys_, workers, n)
-        step(sys_, f"drain, {workers} worker process(es)", run.rate, run)
+        with sys_.cost_window() as drained:
+            run = drain(sys_, workers, n)
+            sys_.settle()
+        cost = (submitted + drained).per(n)
+        step(sys_, f"drain, {workers} worker process(es)", run.rate, run, cost)
         if profile:
             out["functions"] = print_function_times(before, function_times(sys_), n, run)
     else:
-        run = end_to_end(sys_, mode, workers, n, args.batch, args.submitters)
-        step(sys_, f"end to end, submit {mode_label(mode, args)}, {workers} worker(s)", run.rate, run)
+        with sys_.cost_window() as spent:
+            run = end_to_end(sys_, mode, workers, n, args.batch, args.submitters)
+            sys_.settle()
+        cost = spent.per(n)
+        step(sys_, f"end to end, submit {mode_label(mode, args)}, {workers} worker(s)", run.rate, run, cost)
     row["runs"].setdefault(key, []).append(asdict(run))
     row[key] = max(r["rate"] for r in row["runs"][key])
+    row["cost"].append({"run": key, **cost})
+
+
+def run_three_step(sys_: System, args: argparse.Namespace, workers: int, out: dict[str, Any]) -> None:
+    """goalrt only: 3-step goals submitted in batches while the workers run (PgQueuer's figure is its e2e jobs/s)."""
+    n = max(1, args.goals // 3)
+    sys_.vacuum()
+    with sys_.cost_window() as spent:
+        run = end_to_end(sys_, "batch", workers, n, args.batch, args.submitters, goal=NOOP3)
+        sys_.settle()
+    cost = spent.per(n)
+    step(sys_, f"end to end, 3-step goals in batches, {workers} worker(s)", run.rate, run, cost)
+    row = out.setdefault("three_step", {"runs": {}, "cost": []})
+    key = f"e2e_{workers}w"
+    row["runs"].setdefault(key, []).append(asdict(run))
+    row[key] = max(r["rate"] for r in row["runs"][key])
+    row["cost"].append({"run": key, **cost})
 
 
 def function_times(sys_: System) -> dict[str, tuple[int, float]]:
@@ -866,19 +952,106 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
         gb, qb = best(g, kind), best(q, kind)
         heads[kind] = {"goalrt_best": gb, "pgqueuer_best": qb, "ratio": ratio(gb, qb)}
     idle = doc["goalrt"]["latency"]["idle"]
+    cost = {}
+    for mode in ("single", "batch"):
+        # Of the mode's submit + drain runs (alike on both sides), the one with the least WAL per goal: WAL is
+        # server-wide, and others' writes only add.
+        gc, qc = (
+            min((c for c in side[mode]["cost"] if c["run"].startswith("drain")), key=lambda c: c["wal_bytes"])
+            for side in (g, q)
+        )
+        cost[mode] = {
+            "goalrt": gc,
+            "pgqueuer": qc,
+            "wal_ratio": ratio(gc["wal_bytes"], qc["wal_bytes"]),
+            "fpi_ratio": ratio(gc["fpi"], qc["fpi"]),
+            "xact_ratio": ratio(gc["xacts"], qc["xacts"]),
+        }
+    three = doc["goalrt"]["three_step"]
+    three_step = {
+        key: {
+            "goals_per_s": three[key],
+            "steps_per_s": 3 * three[key],
+            "pgqueuer_jobs_per_s": q["batch"][key],
+            "ratio": ratio(3 * three[key], q["batch"][key]),
+        }
+        for key in ("e2e_1w", "e2e_2w")
+    }
     return {
         "cells": per_cell,
         "best": heads,
+        "cost": cost,
+        "three_step": three_step,
         "targets": {
             "ratio": TARGET_RATIO,
+            "wal_ratio": TARGET_WAL_RATIO,
             "idle_p50_ms": TARGET_P50_MS,
             "idle_p99_ms": TARGET_P99_MS,
             "drain_ratio_met": heads["drain"]["ratio"] >= TARGET_RATIO,
             "e2e_ratio_met": heads["e2e"]["ratio"] >= TARGET_RATIO,
+            "wal_ratio_met": all(c["wal_ratio"] <= TARGET_WAL_RATIO for c in cost.values()),
             "idle_p50_met": idle["p50_ms"] <= TARGET_P50_MS,
             "idle_p99_met": idle["p99_ms"] <= TARGET_P99_MS,
         },
     }
+
+
+def print_costs(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    s = doc["summary"]["cost"]
+    print()
+    print(
+        "WAL and transactions per goal (job), submit + drain: of each mode's drain runs, the one with the least WAL"
+        " (WAL is server-wide; the last column counts other databases' commits in that run's windows)"
+    )
+    header = f"{'submit mode':<26} {'system':<9} {'WAL B/goal':>11} {'FPI/goal':>9} {'xacts/goal':>11} {'others':>7}"
+    print(header)
+    print("-" * len(header))
+    for mode in ("single", "batch"):
+        label = mode_label(mode, args)
+        for name in ("goalrt", "pgqueuer"):
+            c = s[mode][name]
+            print(
+                f"{label:<26} {name:<9} {c['wal_bytes']:>11,.0f} {c['fpi']:>9.3f} {c['xacts']:>11.3f}"
+                f" {c['other_xacts']:>7,.0f}"
+            )
+            label = ""
+        print(
+            f"{'':<26} {'ratio':<9} {s[mode]['wal_ratio']:>10.2f}x {s[mode]['fpi_ratio']:>8.2f}x"
+            f" {s[mode]['xact_ratio']:>10.2f}x"
+        )
+    print(
+        f"(target: goalrt's WAL per goal <= {TARGET_WAL_RATIO:g}x PgQueuer's per job; FPI: full-page images, each"
+        " run starts after a CHECKPOINT; goalrt's runs end with a tick that positions their events; xacts:"
+        " pg_stat_database.xact_commit, the bench's own polls taken out)"
+    )
+
+
+def print_three_step(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    from pgbench_support import fmt
+
+    s = doc["summary"]["three_step"]
+    cost = min(doc["goalrt"]["three_step"]["cost"], key=lambda c: c["wal_bytes"])
+    print()
+    print(
+        f"3-step goals end to end (goalrt, {max(1, args.goals // 3):,} goals in batches of {args.batch} per run)"
+        " against PgQueuer's one-job jobs end to end in batches: a step is compared with a job"
+    )
+    header = (
+        f"{'workers':<8} {'goals/s':>9} {'steps/s':>9} {'PgQ jobs/s':>11} {'jobs/s / 3':>11} {'ratio':>7}"
+        "  (steps/s over jobs/s = goals/s over jobs/s / 3)"
+    )
+    print(header)
+    print("-" * len(header))
+    for key, workers in (("e2e_1w", 1), ("e2e_2w", 2)):
+        t = s[key]
+        print(
+            f"{workers:<8} {fmt(t['goals_per_s'], 0):>9} {fmt(t['steps_per_s'], 0):>9}"
+            f" {fmt(t['pgqueuer_jobs_per_s'], 0):>11} {fmt(t['pgqueuer_jobs_per_s'] / 3, 0):>11} {t['ratio']:>6.2f}x"
+        )
+    print(
+        f"goalrt per 3-step goal (the run with the least WAL): WAL {cost['wal_bytes']:,.0f} B"
+        f" ({cost['fpi']:.2f} full-page images), {cost['xacts']:.3f} transactions"
+    )
 
 
 def print_report(doc: dict[str, Any], args: argparse.Namespace) -> None:
@@ -909,6 +1082,9 @@ def print_report(doc: dict[str, Any], args: argparse.Namespace) -> None:
         f"(submit: no worker running, best of {2 * args.rounds} runs; drain: that backlog; e2e: submitted while the"
         f" workers run; each the best of {args.rounds} round(s))"
     )
+
+    print_costs(doc, args)
+    print_three_step(doc, args)
 
     print()
     print("Tuning (drain by 1 worker process, backlog submitted in batches)")
@@ -941,6 +1117,19 @@ def print_report(doc: dict[str, Any], args: argparse.Namespace) -> None:
             f"  {title}: goalrt best {h['goalrt_best']:,.0f} goals/s, PgQueuer best {h['pgqueuer_best']:,.0f} jobs/s,"
             f" ratio {h['ratio']:.2f}x (target >= {TARGET_RATIO:.0f}x)"
         )
+    for mode in ("single", "batch"):
+        c = s["cost"][mode]
+        print(
+            f"  WAL, submitted {mode_label(mode, args)}: goalrt {c['goalrt']['wal_bytes']:,.0f} B/goal, PgQueuer"
+            f" {c['pgqueuer']['wal_bytes']:,.0f} B/job, ratio {c['wal_ratio']:.2f}x (target <= {TARGET_WAL_RATIO:g}x)"
+        )
+    for key, workers in (("e2e_1w", 1), ("e2e_2w", 2)):
+        t = s["three_step"][key]
+        print(
+            f"  3-step goals end to end, {workers} worker(s): {t['goals_per_s']:,.0f} goals/s ="
+            f" {t['steps_per_s']:,.0f} steps/s, PgQueuer {t['pgqueuer_jobs_per_s']:,.0f} jobs/s,"
+            f" ratio {t['ratio']:.2f}x"
+        )
     i = g["latency"]["idle"]
     print(
         f"  goalrt idle latency: p50 {i['p50_ms']:.2f} ms (target <= {TARGET_P50_MS:g}),"
@@ -961,7 +1150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--goals", type=int, help="goals per throughput run (default 10000; --quick 3000)")
     p.add_argument("--batch", type=int, default=500, help="goals per batch submit (default 500)")
     p.add_argument("--rounds", type=int, help="throughput rounds; each figure is the best (default 2; --quick 1)")
-    p.add_argument("--submitters", type=int, default=4, help="connections submitting singly (default 4)")
+    p.add_argument("--submitters", type=int, default=16, help="connections submitting singly (default 16)")
     p.add_argument("--concurrency", help="goalrt worker concurrency values to try (default 50,100,200; --quick 100)")
     p.add_argument(
         "--pgq-settings",
@@ -1007,9 +1196,10 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     import psycopg
-    from pgbench_support import scratch_databases, server_info
+    from pgbench_support import emit_results, scratch_databases, server_info
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
+    from server_cost import CostMeter
 
     from goalrt.db.config import database_url
     from goalrt.db.connect import asyncpg_dsn
@@ -1040,6 +1230,8 @@ def main(argv: list[str] | None = None) -> None:
     with (
         scratch_databases(base_url, [prefix, f"{prefix}_pgq"]) as (g_url, q_url),
         tempfile.TemporaryDirectory(prefix="goalrt-gbench-") as tmp,
+        contextlib.closing(CostMeter(base_url, prefix)) as g_meter,
+        contextlib.closing(CostMeter(base_url, f"{prefix}_pgq")) as q_meter,
     ):
         if args.functions:
             with psycopg.connect(base_url, autocommit=True) as admin:
@@ -1072,6 +1264,8 @@ def main(argv: list[str] | None = None) -> None:
             "SELECT count(*), count(*) FILTER (WHERE status = 'complete') FROM goalrt.goals",
             ["VACUUM (ANALYZE) goalrt.goals", "VACUUM (ANALYZE) goalrt.goal_steps"],
             Path(tmp),
+            settle_sql=f"SELECT goalrt.tick({SETTLE_WAIT_MS})",
+            meter=g_meter,
         )
         pgq_side = System(
             "pgqueuer",
@@ -1083,6 +1277,7 @@ def main(argv: list[str] | None = None) -> None:
             " FROM pgqueuer_log",
             ["VACUUM (ANALYZE) pgqueuer", "VACUUM (ANALYZE) pgqueuer_log"],
             Path(tmp),
+            meter=q_meter,
         )
         version = pgq_side.start("install", "install").result()["version"]
         print(f"PgQueuer {version} ({pgq_python})", flush=True)
@@ -1098,7 +1293,8 @@ def main(argv: list[str] | None = None) -> None:
             tune(side, args, settings[side.name], out)
 
         print(
-            f"\n2. Throughput: {args.goals:,} goals per run, {args.rounds} round(s), goalrt then PgQueuer per figure",
+            f"\n2. Throughput: {args.goals:,} goals per run, {args.rounds} round(s), goalrt then PgQueuer per figure;"
+            " then goalrt's 3-step goals",
             flush=True,
         )
         for rnd in range(args.rounds):
@@ -1112,6 +1308,8 @@ def main(argv: list[str] | None = None) -> None:
                             and (mode, kind, workers) == ("batch", "drain", 1)
                         )
                         run_cell(side, args, mode, kind, workers, profile, out)
+            for workers in (1, 2):
+                run_three_step(goalrt_side, args, workers, doc["goalrt"])
 
         load_rate = args.load_rate or round(
             0.5 * min(max(t["drain_1w"] for t in out["tuning"]) for _, out in sides), -1
@@ -1130,12 +1328,7 @@ def main(argv: list[str] | None = None) -> None:
     print_report(doc, args)
     print(f"\ntotal: {doc['seconds']:,.0f} s")
     if args.json or args.out:
-        text = json.dumps(doc, indent=2, default=str)
-        if args.out:
-            args.out.write_text(text + "\n")
-            print(f"results written to {args.out}")
-        else:
-            print(text)
+        emit_results(doc, args.out)
 
 
 if __name__ == "__main__":

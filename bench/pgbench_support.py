@@ -4,12 +4,14 @@ percentiles."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -31,6 +33,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def fmt(x: float, digits: int = 1) -> str:
     return "-" if x != x else f"{x:,.{digits}f}"  # NaN -> "-"
+
+
+def emit_results(doc: Any, out: Path | None) -> None:
+    """A bench's results as one JSON object: written to ``out`` if given, else printed."""
+    text = json.dumps(doc, indent=2, default=str)
+    if out:
+        out.write_text(text + "\n")
+        print(f"results written to {out}")
+    else:
+        print(text)
 
 
 def find_pgbench() -> str:

@@ -91,6 +91,7 @@ import psycopg
 from pgbench_support import (
     TPS_RE,
     TX_RE,
+    emit_results,
     find_pgbench,
     fmt,
     libpq_env,
@@ -849,12 +850,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"total: {total:,.0f} s")
     if args.json or args.out:
-        text = json.dumps(doc, indent=2, default=str)
-        if args.out:
-            args.out.write_text(text + "\n")
-            print(f"results written to {args.out}")
-        else:
-            print(text)
+        emit_results(doc, args.out)
 
 
 if __name__ == "__main__":
