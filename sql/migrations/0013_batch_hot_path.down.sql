@@ -1,4 +1,4 @@
--- Back to plan_goals_v1 and complete_steps_v1 of 0012 (one loop per goal).
+-- Back to plan_goals_v1, complete_steps_v1, step_start_v2 and submit_goals of 0012 (one loop per goal).
 
 CREATE OR REPLACE FUNCTION goalrt.plan_goals_v1(worker_id text, items jsonb, lease_seconds double precision)
 RETURNS TABLE (goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer)
@@ -320,6 +320,61 @@ BEGIN
         PERFORM set_config('goalrt.applying', 'on', true);
         DELETE FROM goalrt.state_data sd WHERE sd.path = ANY (paths) AND sd.version = 0;
         PERFORM set_config('goalrt.applying', 'off', true);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.step_start_v2(worker_id text, goal_ids bigint[], epochs bigint[], seqs integer[])
+RETURNS TABLE (goal_id bigint, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    it record;
+BEGIN
+    FOR it IN SELECT t.g, t.e, t.s FROM unnest(goal_ids, epochs, seqs) AS t(g, e, s) ORDER BY t.g LOOP
+        goal_id := it.g;
+        IF NOT pg_try_advisory_lock('goalrt.goals'::regclass::oid::integer, (it.g & 2147483647)::integer) THEN
+            outcome := 'busy';
+        ELSIF goalrt.step_may_start(worker_id, it.g, it.e, it.s) THEN
+            outcome := 'start';
+        ELSE
+            PERFORM pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (it.g & 2147483647)::integer);
+            outcome := 'refused';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.submit_goals(goals jsonb)
+RETURNS TABLE (id bigint, created boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    x   jsonb;
+    i   integer := 0;
+    r   record;
+    any_new boolean := false;
+BEGIN
+    IF goals IS NULL OR jsonb_typeof(goals) <> 'array' THEN
+        RAISE EXCEPTION 'goals must be a JSON array of {"name", "params", "options"} objects' USING ERRCODE = 'GR008';
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(goals) WITH ORDINALITY AS t(e, n) ORDER BY n LOOP
+        IF jsonb_typeof(x) <> 'object' OR jsonb_typeof(x -> 'name') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'goals[%] must be an object with a "name"', i USING ERRCODE = 'GR008';
+        END IF;
+        IF EXISTS (SELECT 1 FROM jsonb_object_keys(x) k WHERE k NOT IN ('name', 'params', 'options')) THEN
+            RAISE EXCEPTION 'goals[%].% is not a field (name, params, options)', i,
+                (SELECT min(k) FROM jsonb_object_keys(x) k WHERE k NOT IN ('name', 'params', 'options'))
+                USING ERRCODE = 'GR008';
+        END IF;
+        SELECT * INTO r FROM goalrt.submit_one(x ->> 'name', x -> 'params', x -> 'options', format('goals[%s]: ', i));
+        any_new := any_new OR r.created;
+        id := r.id;
+        created := r.created;
+        RETURN NEXT;
+        i := i + 1;
+    END LOOP;
+    IF any_new THEN
+        PERFORM pg_notify('goalrt_goals', '');
     END IF;
 END
 $$;

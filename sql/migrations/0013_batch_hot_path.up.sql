@@ -2,7 +2,9 @@
 -- of a batch, and complete_steps_v1 completes the steps of a batch that
 -- change no state, append no event and hold no limit slot, in a few
 -- statements for the whole batch instead of a loop of statements per goal.
--- Everything else goes through the loop as before.
+-- Everything else goes through the loop as before. step_start_v2 tries the
+-- start locks of a batch, then checks the steps, in one statement each;
+-- submit_goals inserts a batch of goals with no options in one statement.
 
 CREATE OR REPLACE FUNCTION goalrt.plan_goals_v1(worker_id text, items jsonb, lease_seconds double precision)
 RETURNS TABLE (goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer)
@@ -481,6 +483,118 @@ BEGIN
         PERFORM set_config('goalrt.applying', 'on', true);
         DELETE FROM goalrt.state_data sd WHERE sd.path = ANY (paths) AND sd.version = 0;
         PERFORM set_config('goalrt.applying', 'off', true);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.step_start_v2(worker_id text, goal_ids bigint[], epochs bigint[], seqs integer[])
+RETURNS TABLE (goal_id bigint, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    ids  bigint[];
+    eps  bigint[];
+    sqs  integer[];
+    got  boolean[];
+    outs text[];
+BEGIN
+    -- First every lock is tried; then (a statement of its own, so with the
+    -- commits made meanwhile in view) each step locked is checked; the
+    -- locks of the steps that may not start are given back.
+    SELECT array_agg(t.g ORDER BY t.g), array_agg(t.e ORDER BY t.g), array_agg(t.s ORDER BY t.g),
+           array_agg(pg_try_advisory_lock('goalrt.goals'::regclass::oid::integer, (t.g & 2147483647)::integer)
+                     ORDER BY t.g)
+      INTO ids, eps, sqs, got
+      FROM unnest(goal_ids, epochs, seqs) AS t(g, e, s);
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(CASE WHEN NOT t.locked THEN 'busy'
+                          WHEN EXISTS (SELECT 1 FROM goalrt.goals g
+                                         JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+                                        WHERE g.id = t.gid AND goalrt.holds_lease(g, worker_id, t.ep)
+                                          AND g.step_seq = t.sq AND s.status = 'running'
+                                          -- (the ancestors are looked at for a child goal only)
+                                          AND (g.parent_id IS NULL
+                                               OR goalrt.step_may_start(worker_id, t.gid, t.ep, t.sq)))
+                          THEN 'start' ELSE 'refused' END ORDER BY t.n)
+      INTO outs
+      FROM unnest(ids, eps, sqs, got) WITH ORDINALITY AS t(gid, ep, sq, locked, n);
+    PERFORM pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (t.g & 2147483647)::integer)
+       FROM unnest(ids, outs) AS t(g, o)
+      WHERE t.o = 'refused';
+    RETURN QUERY SELECT t.g, t.o FROM unnest(ids, outs) AS t(g, o);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.submit_goals(goals jsonb)
+RETURNS TABLE (id bigint, created boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    x   jsonb;
+    i   integer := 0;
+    r   record;
+    any_new boolean := false;
+    ids bigint[];
+BEGIN
+    IF goals IS NULL OR jsonb_typeof(goals) <> 'array' THEN
+        RAISE EXCEPTION 'goals must be a JSON array of {"name", "params", "options"} objects' USING ERRCODE = 'GR008';
+    END IF;
+    -- The common case, for the whole batch at once: every goal of a
+    -- registered type with no defaults, valid params and no options. What
+    -- the loop below would do for it, in a few statements (the ids drawn
+    -- in the batch's order first). Any other batch, and any batch with a
+    -- problem (which the loop then names), goes through the loop.
+    IF jsonb_array_length(goals) > 0 AND NOT EXISTS (
+        SELECT 1
+          FROM jsonb_array_elements(goals) AS t(e)
+          LEFT JOIN goalrt.goal_types gt ON gt.name = e ->> 'name'
+         -- (a CASE, so that each test runs only on what passed the ones before)
+         WHERE NOT CASE
+                   WHEN jsonb_typeof(e) <> 'object' OR jsonb_typeof(e -> 'name') IS DISTINCT FROM 'string' THEN false
+                   WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(e) k WHERE k NOT IN ('name', 'params', 'options'))
+                       THEN false
+                   WHEN e ? 'options' AND e -> 'options' <> '{}' THEN false
+                   WHEN e ? 'params' AND jsonb_typeof(e -> 'params') <> 'object' THEN false
+                   WHEN gt.name IS NULL OR gt.defaults <> '{}' THEN false
+                   WHEN goalrt.json_too_deep(e -> 'params') THEN false
+                   ELSE goalrt.params_problem(gt.params_schema, coalesce(e -> 'params', '{}')) IS NULL
+               END) THEN
+        ids := ARRAY(SELECT nextval(pg_get_serial_sequence('goalrt.goals', 'id'))
+                       FROM generate_series(1, jsonb_array_length(goals)));
+        INSERT INTO goalrt.goals (id, name, params)
+        OVERRIDING SYSTEM VALUE
+        SELECT ids[t.n::integer], t.e ->> 'name', coalesce(t.e -> 'params', '{}')
+          FROM jsonb_array_elements(goals) WITH ORDINALITY AS t(e, n)
+         ORDER BY t.n;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || g.id, 'goal.submitted',
+               jsonb_strip_nulls(jsonb_build_object(
+                   'goal_id', g.id, 'name', g.name, 'params', g.params, 'priority', g.priority, 'run_at', g.run_at))
+          FROM goalrt.goals g
+         WHERE g.id = ANY (ids)
+         ORDER BY g.id;
+        PERFORM pg_notify('goalrt_goals', '');
+        RETURN QUERY SELECT u.id, true FROM unnest(ids) WITH ORDINALITY AS u(id, n) ORDER BY u.n;
+        RETURN;
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(goals) WITH ORDINALITY AS t(e, n) ORDER BY n LOOP
+        IF jsonb_typeof(x) <> 'object' OR jsonb_typeof(x -> 'name') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'goals[%] must be an object with a "name"', i USING ERRCODE = 'GR008';
+        END IF;
+        IF EXISTS (SELECT 1 FROM jsonb_object_keys(x) k WHERE k NOT IN ('name', 'params', 'options')) THEN
+            RAISE EXCEPTION 'goals[%].% is not a field (name, params, options)', i,
+                (SELECT min(k) FROM jsonb_object_keys(x) k WHERE k NOT IN ('name', 'params', 'options'))
+                USING ERRCODE = 'GR008';
+        END IF;
+        SELECT * INTO r FROM goalrt.submit_one(x ->> 'name', x -> 'params', x -> 'options', format('goals[%s]: ', i));
+        any_new := any_new OR r.created;
+        id := r.id;
+        created := r.created;
+        RETURN NEXT;
+        i := i + 1;
+    END LOOP;
+    IF any_new THEN
+        PERFORM pg_notify('goalrt_goals', '');
     END IF;
 END
 $$;

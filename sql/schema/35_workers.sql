@@ -926,20 +926,38 @@ CREATE FUNCTION goalrt.step_start_v2(worker_id text, goal_ids bigint[], epochs b
 RETURNS TABLE (goal_id bigint, outcome text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
-    it record;
+    ids  bigint[];
+    eps  bigint[];
+    sqs  integer[];
+    got  boolean[];
+    outs text[];
 BEGIN
-    FOR it IN SELECT t.g, t.e, t.s FROM unnest(goal_ids, epochs, seqs) AS t(g, e, s) ORDER BY t.g LOOP
-        goal_id := it.g;
-        IF NOT pg_try_advisory_lock('goalrt.goals'::regclass::oid::integer, (it.g & 2147483647)::integer) THEN
-            outcome := 'busy';
-        ELSIF goalrt.step_may_start(worker_id, it.g, it.e, it.s) THEN
-            outcome := 'start';
-        ELSE
-            PERFORM pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (it.g & 2147483647)::integer);
-            outcome := 'refused';
-        END IF;
-        RETURN NEXT;
-    END LOOP;
+    -- First every lock is tried; then (a statement of its own, so with the
+    -- commits made meanwhile in view) each step locked is checked; the
+    -- locks of the steps that may not start are given back.
+    SELECT array_agg(t.g ORDER BY t.g), array_agg(t.e ORDER BY t.g), array_agg(t.s ORDER BY t.g),
+           array_agg(pg_try_advisory_lock('goalrt.goals'::regclass::oid::integer, (t.g & 2147483647)::integer)
+                     ORDER BY t.g)
+      INTO ids, eps, sqs, got
+      FROM unnest(goal_ids, epochs, seqs) AS t(g, e, s);
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(CASE WHEN NOT t.locked THEN 'busy'
+                          WHEN EXISTS (SELECT 1 FROM goalrt.goals g
+                                         JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+                                        WHERE g.id = t.gid AND goalrt.holds_lease(g, worker_id, t.ep)
+                                          AND g.step_seq = t.sq AND s.status = 'running'
+                                          -- (the ancestors are looked at for a child goal only)
+                                          AND (g.parent_id IS NULL
+                                               OR goalrt.step_may_start(worker_id, t.gid, t.ep, t.sq)))
+                          THEN 'start' ELSE 'refused' END ORDER BY t.n)
+      INTO outs
+      FROM unnest(ids, eps, sqs, got) WITH ORDINALITY AS t(gid, ep, sq, locked, n);
+    PERFORM pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (t.g & 2147483647)::integer)
+       FROM unnest(ids, outs) AS t(g, o)
+      WHERE t.o = 'refused';
+    RETURN QUERY SELECT t.g, t.o FROM unnest(ids, outs) AS t(g, o);
 END
 $$;
 

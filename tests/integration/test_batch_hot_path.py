@@ -344,3 +344,88 @@ def test_a_goal_with_an_unfinished_child_is_not_completed_by_the_batch_path(c: p
     assert done["outcome"] == "complete"
     # As end_goal does: the unfinished child is cancelled with its parent's end.
     assert c.execute("SELECT status FROM goalrt.goals WHERE id = %s", (child,)).fetchone() == ("cancelled",)
+
+
+def nested(depth: int) -> list[Any]:
+    """A list ``depth`` lists deep."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# -- submit_goals ----------------------------------------------------------------------------------------------------
+
+
+def submit_batch(conn: psycopg.Connection, goals: list[Any]) -> tuple[list[tuple[int, bool]], int]:
+    """Submit ``goals`` with submit_goals; return (id, created) per goal and how often it called submit_one."""
+    with conn.transaction():
+        conn.execute("SET LOCAL track_functions = 'pl'")
+        count = (
+            "SELECT coalesce(sum(calls), 0)::int FROM pg_stat_xact_user_functions "
+            "WHERE schemaname = 'goalrt' AND funcname = 'submit_one'"
+        )
+        (before,) = conn.execute(count).fetchone()  # type: ignore[misc]
+        answer = conn.execute("SELECT id, created FROM goalrt.submit_goals(%s)", (Jsonb(goals),)).fetchall()
+        (after,) = conn.execute(count).fetchone()  # type: ignore[misc]
+    return answer, after - before
+
+
+def submitted(conn: psycopg.Connection, gid: int) -> tuple[Any, ...]:
+    goal = conn.execute(
+        "SELECT name, params, status, priority, run_at = created_at, idempotency_key, parent_id, partition_key, "
+        "plan_no, step_seq, lease_epoch, claims, wake_at, deadline_at FROM goalrt.goals WHERE id = %s",
+        (gid,),
+    ).fetchone()
+    events = [
+        (t, {k: v for k, v in d.items() if k not in ("goal_id", "run_at")}, m)
+        for t, d, m in conn.execute(
+            "SELECT type, data, metadata FROM goalrt.event_data WHERE stream = %s ORDER BY id", (f"goal:{gid}",)
+        ).fetchall()
+    ]
+    return goal, events
+
+
+def test_a_plain_submit_batch_writes_what_the_loop_writes(c: psycopg.Connection) -> None:
+    c.execute(
+        """SELECT goalrt.register_goal_type('typed', '{"type": "object", "properties": {"n": {"type": "integer"}}}')"""
+    )
+    plain = [{"name": "g"}, {"name": "typed", "params": {"n": 1}}, {"name": "g", "params": {}, "options": {}}]
+    # An option (the default priority) sends the batch through the loop.
+    looped, calls = submit_batch(c, [{**g, "options": {"priority": 0}} for g in plain])
+    assert calls == len(plain)
+    batched, calls = submit_batch(c, plain)
+    assert calls == 0
+    assert [created for _, created in looped + batched] == [True] * 6
+    # In the batch's order, with ids after the loop's.
+    assert [gid for gid, _ in batched] == sorted(gid for gid, _ in batched)
+    assert min(gid for gid, _ in batched) > max(gid for gid, _ in looped)
+    for (slow, _), (fast, _) in zip(looped, batched, strict=True):
+        assert submitted(c, fast) == submitted(c, slow)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"name": "nope"}, r"goals\[1\]: unknown goal type 'nope'"),
+        ({"name": "typed", "params": {"n": "x"}}, r"goals\[1\]: invalid params for goal typed"),
+        ({"name": "g", "params": []}, r"goals\[1\]: invalid params"),
+        ({"name": "g", "extra": 1}, r"goals\[1\]\.extra is not a field"),
+        ("g", r"goals\[1\] must be an object"),
+        ({"name": "g", "params": {"a": nested(150)}}, r"goals\[1\]: params"),
+    ],
+)
+def test_a_bad_goal_in_a_plain_batch_is_named_and_nothing_is_submitted(
+    c: psycopg.Connection, bad: Any, message: str
+) -> None:
+    c.execute(
+        """SELECT goalrt.register_goal_type('typed', '{"type": "object", "properties": {"n": {"type": "integer"}}}')"""
+    )
+    (before,) = c.execute("SELECT count(*) FROM goalrt.goals").fetchone()  # type: ignore[misc]
+    with pytest.raises(psycopg.Error, match=message):
+        submit_batch(c, [{"name": "g"}, bad, {"name": "g"}])
+    assert c.execute("SELECT count(*) FROM goalrt.goals").fetchone() == (before,)
+
+
+def test_an_empty_batch_submits_nothing(c: psycopg.Connection) -> None:
+    assert submit_batch(c, []) == ([], 0)
