@@ -33,6 +33,8 @@ bench:
 	$(PY) bench/state_bench.py --quick
 	$(PY) bench/goals_bench.py --quick
 	$(PY) bench/planning_bench.py --quick
+	$(PY) bench/cli_bench.py --quick
+	$(PY) bench/scale_bench.py --quick
 
 clean-db:
 	$(VENV)/bin/goalrt db stop; rm -rf .goalrt

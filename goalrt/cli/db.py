@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from goalrt.cli.support import AppContext, emit_json, json_option, pass_app
-from goalrt.db import config, migrate
-from goalrt.db.connect import connect, describe_target
+from goalrt.db import config
 from goalrt.errors import ConfigError, GoalrtError
 
 
@@ -54,6 +53,8 @@ def db_status(app: AppContext, as_json: bool) -> None:
         st = config.embedded_server().status()
         info = {"kind": "embedded", "running": st.running, "pid": st.pid, "pgdata": str(st.pgdata), "url": st.url}
     else:
+        from goalrt.db.connect import connect, describe_target
+
         url = app.url
         with connect(url) as conn:
             version = conn.execute("SHOW server_version").fetchone()
@@ -79,6 +80,8 @@ def db_status(app: AppContext, as_json: bool) -> None:
 @pass_app
 def migrate_cmd(app: AppContext, check: bool) -> None:
     """Upgrade the database schema to the newest revision (idempotent)."""
+    from goalrt.db import migrate
+
     url = app.url
     if check:
         st = migrate.status(url)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from goalrt import demo
 from goalrt.cli.support import AppContext, pass_app
 
 
@@ -12,6 +11,8 @@ from goalrt.cli.support import AppContext, pass_app
 @pass_app
 def demo_cmd(app: AppContext) -> None:
     """Run the shop example workspace end to end on the default database, with a timeline and the SQL to see it."""
+    from goalrt import demo
+
     demo.run(app.url, click.echo)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,7 +22,9 @@ from goalrt.cli.support import (
     show_json,
 )
 from goalrt.errors import ChainBrokenError, ConfigError
-from goalrt.log.event import Event
+
+if TYPE_CHECKING:
+    from goalrt.log.event import Event
 
 
 @click.group(cls=ForkGroup)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 
 from goalrt.cli.support import AppContext, emit_json, json_option, pass_app, print_table
-from goalrt.state import forks
-from goalrt.state.state import State
 
 
 @click.group()
@@ -21,6 +19,9 @@ def fork() -> None:
 @pass_app
 def fork_create(app: AppContext, name: str, at: str | None, as_json: bool) -> None:
     """Create fork NAME from the main line's state (now, or --at a past point)."""
+    from goalrt.state import forks
+    from goalrt.state.state import State
+
     with State.connect(app.url) as st:
         pos = None if at is None else st.position(at)
         created = forks.create(st.connection, name, at=pos)
@@ -35,6 +36,9 @@ def fork_create(app: AppContext, name: str, at: str | None, as_json: bool) -> No
 @pass_app
 def fork_list(app: AppContext, as_json: bool) -> None:
     """List the forks."""
+    from goalrt.state import forks
+    from goalrt.state.state import State
+
     with State.connect(app.url) as st:
         rows = forks.list_forks(st.connection)
     if as_json:
@@ -52,6 +56,9 @@ def fork_list(app: AppContext, as_json: bool) -> None:
 @pass_app
 def fork_drop(app: AppContext, name: str) -> None:
     """Drop fork NAME and everything in it."""
+    from goalrt.state import forks
+    from goalrt.state.state import State
+
     with State.connect(app.url) as st:
         forks.drop(st.connection, name)
     click.echo(f"fork {name} dropped")

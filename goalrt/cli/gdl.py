@@ -9,14 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from goalrt.cli.support import AppContext, ForkCommand, json_option, pass_app
-from goalrt.db import schemas
-from goalrt.db.connect import connect
 from goalrt.errors import GoalrtError
-from goalrt.gdl import check
-from goalrt.gdl.graph import mermaid
-from goalrt.gdl.runtime import current, load
-from goalrt.gdl.scaffold import scaffold
-from goalrt.goals.registry import default_registry, import_modules
 
 if TYPE_CHECKING:
     from goalrt.gdl.testing import TestResult
@@ -26,6 +19,8 @@ if TYPE_CHECKING:
 @click.argument("name")
 def init_cmd(name: str) -> None:
     """Create a workspace NAME with a small working example (apps, shared, tests, workers)."""
+    from goalrt.gdl.scaffold import scaffold
+
     files = scaffold(name)
     click.echo(f"created workspace {name} ({len(files)} files); next: cd {name} && goalrt gdl check")
 
@@ -40,6 +35,8 @@ def gdl() -> None:
 @json_option("Print the compiled definitions as JSON.")
 def check_cmd(path: str, as_json: bool) -> None:
     """Parse and check the workspace at PATH (default: here); print every problem, or a summary."""
+    from goalrt.gdl import check
+
     compiled = check(path)
     if as_json:
         click.echo(json.dumps(compiled.to_json(), indent=2, sort_keys=True))
@@ -52,6 +49,11 @@ def check_cmd(path: str, as_json: bool) -> None:
 @pass_app
 def load_cmd(app: AppContext, path: str) -> None:
     """Check the workspace at PATH and store it in the database as the version every worker runs."""
+    from goalrt.db import schemas
+    from goalrt.db.connect import connect
+    from goalrt.gdl import check
+    from goalrt.gdl.runtime import load
+
     compiled = check(path)
     with connect(app.url) as conn:
         schema = schemas.schema_for(conn, app.fork)
@@ -72,6 +74,10 @@ def load_cmd(app: AppContext, path: str) -> None:
 @pass_app
 def status_cmd(app: AppContext, as_json: bool) -> None:
     """Show the GDL version loaded in the database (the one workers plan with)."""
+    from goalrt.db import schemas
+    from goalrt.db.connect import connect
+    from goalrt.gdl.runtime import current
+
     with connect(app.url) as conn:
         schema = schemas.schema_for(conn, app.fork)
         defs = current(conn, schema)
@@ -97,8 +103,10 @@ def status_cmd(app: AppContext, as_json: bool) -> None:
 def test_cmd(app: AppContext, path: str, keyword: str | None, handlers: tuple[str, ...], timeout: float) -> None:
     """Run the workspace's `test` blocks, each as a simulation in a fork of its own; exit 1 if one fails."""
     from goalrt.db import migrate
+    from goalrt.gdl import check
     from goalrt.gdl.testing import quiet_workers, run_tests, select, summary
     from goalrt.gdl.workspace import find_root, manifest_handlers
+    from goalrt.goals.registry import default_registry, import_modules
 
     compiled = check(path)
     root = find_root(path)
@@ -128,6 +136,9 @@ def test_cmd(app: AppContext, path: str, keyword: str | None, handlers: tuple[st
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
 def graph_cmd(path: str) -> None:
     """Print a Mermaid flowchart of the goals, actions, events and state paths of the workspace at PATH."""
+    from goalrt.gdl import check
+    from goalrt.gdl.graph import mermaid
+
     click.echo(mermaid(check(path)), nl=False)
 
 

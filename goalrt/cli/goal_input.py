@@ -9,7 +9,6 @@ import click
 from goalrt.cli.support import F
 from goalrt.db.jsontext import loads, too_deep
 from goalrt.errors import InvalidGoalError, InvalidJsonError
-from goalrt.goals.registry import import_modules
 
 ENV_HANDLERS = "GOALRT_HANDLERS"
 
@@ -31,6 +30,8 @@ def load_handlers(handlers: tuple[str, ...]) -> None:
     """Import the handler modules named by ``--handlers`` (each value may list several, comma-separated)."""
     modules = [m for item in handlers for m in item.split(",") if m.strip()]
     if modules:
+        from goalrt.goals.registry import import_modules
+
         import_modules(modules)
 
 

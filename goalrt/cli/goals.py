@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,8 +21,10 @@ from goalrt.cli.support import (
 )
 from goalrt.durations import parse_duration
 from goalrt.errors import ConfigError, InvalidGoalError
-from goalrt.goals.goals import GoalInfo, Goals, GoalStatus
-from goalrt.goals.registry import default_registry
+from goalrt.goals.status import GoalStatus
+
+if TYPE_CHECKING:
+    from goalrt.goals.goals import GoalInfo
 
 
 @click.command("submit", cls=ForkCommand)
@@ -69,7 +71,9 @@ def submit(
     seconds = parse_duration(delay, what="--delay") if delay is not None else None
     due = _deadline(deadline)
     load_handlers(handlers)
-    with Goals.connect(app.url, fork=app.fork, registry=default_registry) as goals:
+    from goalrt.goals.registry import default_registry
+
+    with app.goals(default_registry) as goals:
         if name in default_registry.goal_types:
             goals.register()
         params = parse_params(pairs, params_json, goals.params_schema(name))
@@ -112,7 +116,7 @@ def list_cmd(app: AppContext, status: str | None, name: str | None, waiting: boo
             raise click.UsageError("--waiting lists every waiting goal: leave out --status and --name")
         _list_waiting(app, limit, as_json)
         return
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         rows = goals.list(status=status, name=name, limit=limit)
     if as_json:
         for row in rows:
@@ -137,7 +141,7 @@ def list_cmd(app: AppContext, status: str | None, name: str | None, waiting: boo
 
 
 def _list_waiting(app: AppContext, limit: int, as_json: bool) -> None:
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         rows = goals.waiting(limit=limit)
     if as_json:
         for row in rows:
@@ -167,7 +171,7 @@ def _list_waiting(app: AppContext, limit: int, as_json: bool) -> None:
 def get(app: AppContext, goal_id: int, tree: bool, as_json: bool) -> None:
     """Show goal ID: params, status, steps with attempts, result or error, and its events."""
     if tree:
-        with Goals.connect(app.url, fork=app.fork) as goals:
+        with app.goals() as goals:
             nodes = goals.tree(goal_id)
         if as_json:
             emit_json([n.to_json() for n in nodes])
@@ -176,7 +180,7 @@ def get(app: AppContext, goal_id: int, tree: bool, as_json: bool) -> None:
             detail = n.last_error if n.status in ("failed", "cancelled") else None
             click.echo(f"{'  ' * n.depth}{n.id} {n.name} [{n.status}]" + (f"  {clip(detail, 60)}" if detail else ""))
         return
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         info = goals.get(goal_id)
     if as_json:
         emit_json(info.to_json())
@@ -256,7 +260,7 @@ def _print_goal(info: GoalInfo) -> None:
 @pass_app
 def cancel(app: AppContext, goal_id: int, reason: str | None) -> None:
     """Cancel goal ID (pending, active or waiting); a running step is told to stop."""
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         goals.cancel(goal_id, reason)
     click.echo(f"goal {goal_id} cancelled")
 
@@ -270,7 +274,7 @@ def resume(app: AppContext, goal_id: int, data: object, actor: str | None) -> No
     """Answer goal ID, waiting at an ask step; a wrong answer is refused and the goal keeps waiting."""
     if not isinstance(data, dict):
         raise InvalidGoalError("--data must be a JSON object")
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         outcome = goals.resume(goal_id, data, actor=actor)
     click.echo(f"goal {goal_id} resumed: {outcome}")
 

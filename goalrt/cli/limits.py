@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from goalrt.cli.support import AppContext, ForkGroup, emit_json, json_option, pass_app, print_table
 from goalrt.errors import InvalidGoalError
-from goalrt.goals.goals import Goals, Limit
+
+if TYPE_CHECKING:
+    from goalrt.goals.goals import Limit
 
 
 def _show(limit: Limit) -> str:
@@ -28,7 +32,7 @@ def limits(ctx: click.Context, as_json: bool) -> None:
         return
     app = ctx.find_object(AppContext)
     assert app is not None
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         rows = goals.limits()
     if as_json:
         for row in rows:
@@ -68,7 +72,7 @@ def limit_set(
     key: str | None,
 ) -> None:
     """Set a limit on ACTION, enforced across every worker."""
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         limit = goals.set_limit(action, concurrency=concurrency, rate=rate, per=per, burst=burst, key=key)
     click.echo(f"limit set: {_show(limit)}")
 
@@ -79,7 +83,7 @@ def limit_set(
 @pass_app
 def limit_drop(app: AppContext, action: str, key: str | None) -> None:
     """Remove a limit on ACTION (goals it parked may run at once)."""
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         dropped = goals.drop_limit(action, key)
     if not dropped:
         raise InvalidGoalError(f"no limit on {action}" + (f" per {key}" if key else ""))

@@ -9,10 +9,6 @@ import click
 from goalrt.cli.goal_input import handlers_option, load_handlers, parse_params
 from goalrt.cli.support import AppContext, ForkCommand, JsonParam, emit_json, json_option, pass_app
 from goalrt.errors import ConfigError, GoalrtError
-from goalrt.goals.registry import default_registry
-from goalrt.planner import NoPlan
-from goalrt.state.state import State
-from goalrt.worker.planner_bridge import make_plan, scalar_state
 
 
 @click.command("plan", cls=ForkCommand)
@@ -38,6 +34,10 @@ def plan_cmd(
 
     Exits 1 when there is no plan, after printing why.
     """
+    from goalrt.goals.registry import default_registry
+    from goalrt.planner import NoPlan
+    from goalrt.worker.planner_bridge import make_plan, scalar_state
+
     load_handlers(handlers)
     goal_type = default_registry.goal_types.get(name)
     if goal_type is None:
@@ -46,7 +46,7 @@ def plan_cmd(
     if goal_type.achieve is None:
         raise ConfigError(f"goal {name} lists its steps; only a goal declared by a condition is planned")
     params = goal_type.normalized(parse_params(pairs, params_json, goal_type.params_schema()))
-    with State.connect(app.url, fork=app.fork) as state:
+    with app.state() as state:
         entries = state.list(at=at)
     result = make_plan(goal_type.achieve, default_registry, params, scalar_state((e.path, e.value) for e in entries))
     if as_json:

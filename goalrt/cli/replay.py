@@ -7,7 +7,6 @@ import click
 from goalrt.cli.state import print_entries
 from goalrt.cli.support import AppContext, ForkCommand, emit_json, json_option, pass_app
 from goalrt.errors import GoalrtError
-from goalrt.state import replay
 
 
 @click.command("replay", cls=ForkCommand)
@@ -20,6 +19,8 @@ def replay_cmd(app: AppContext, do_verify: bool, to: str | None, pattern: str | 
     """Rebuild the state from the log alone: --verify it, or print it --to a position."""
     if do_verify == (to is not None):
         raise click.UsageError("give exactly one of --verify and --to POS")
+    from goalrt.state import replay
+
     with app.state() as st:
         if do_verify:
             report = replay.verify(st)

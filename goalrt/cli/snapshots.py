@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from goalrt.cli.state import print_entries
 from goalrt.cli.support import AppContext, ForkGroup, clip, emit_json, json_option, pass_app, print_table
-from goalrt.state import snapshots
+
+if TYPE_CHECKING:
+    from goalrt.state.snapshots import Snapshot
 
 
 @click.group(cls=ForkGroup)
@@ -14,7 +18,7 @@ def snapshot() -> None:
     """Take, list and show snapshots of the state."""
 
 
-def _print_snapshots(rows: list[snapshots.Snapshot]) -> None:
+def _print_snapshots(rows: list[Snapshot]) -> None:
     print_table(
         ("name", "pos", "paths", "tags", "created_at", "note"),
         [
@@ -39,6 +43,8 @@ def _print_snapshots(rows: list[snapshots.Snapshot]) -> None:
 @pass_app
 def snapshot_create(app: AppContext, name: str, tags: tuple[str, ...], note: str | None, as_json: bool) -> None:
     """Take a snapshot of the state at the head of the log, named NAME."""
+    from goalrt.state import snapshots
+
     with app.state() as st:
         snap = snapshots.create(st, name, tags=tags, note=note)
     if as_json:
@@ -53,6 +59,8 @@ def snapshot_create(app: AppContext, name: str, tags: tuple[str, ...], note: str
 @pass_app
 def snapshot_list(app: AppContext, include_auto: bool, as_json: bool) -> None:
     """List the named snapshots (with --auto, the automatic ones too)."""
+    from goalrt.state import snapshots
+
     with app.state() as st:
         rows = snapshots.list_snapshots(st, include_auto=include_auto)
     if as_json:
@@ -69,6 +77,8 @@ def snapshot_list(app: AppContext, include_auto: bool, as_json: bool) -> None:
 @pass_app
 def snapshot_show(app: AppContext, name: str, pattern: str | None, as_json: bool) -> None:
     """Show snapshot NAME and the state it holds (under PATTERN)."""
+    from goalrt.state import snapshots
+
     with app.state() as st:
         snap = snapshots.get(st, name)
         entries = snapshots.contents(st, snap, pattern)
@@ -87,6 +97,8 @@ def snapshot_show(app: AppContext, name: str, pattern: str | None, as_json: bool
 @pass_app
 def snapshot_every(app: AppContext, n: int | None) -> None:
     """Show or set the automatic snapshot interval in positions (0: off)."""
+    from goalrt.state import snapshots
+
     with app.state() as st:
         if n is not None:
             snapshots.set_interval(st, n)

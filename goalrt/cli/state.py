@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,7 +19,10 @@ from goalrt.cli.support import (
 )
 from goalrt.db.jsontext import echo, is_number
 from goalrt.errors import ConfigError, OutOfRangeError
-from goalrt.state.state import Change, HistoryEntry, StateEntry, check_path
+from goalrt.state.model import Change, check_path
+
+if TYPE_CHECKING:
+    from goalrt.state.model import HistoryEntry, StateEntry
 
 AT_HELP = "A past position (e.g. 120) or time (ISO 8601, e.g. 2026-11-21T10:00:00Z; no zone means UTC)."
 

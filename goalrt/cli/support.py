@@ -1,17 +1,27 @@
-"""What the CLI's commands share: the app context, the --fork option, option types, output helpers."""
+"""What the CLI's commands share: the app context, the --fork option, option types, output helpers.
+
+The CLI's modules import only click and goalrt's light modules at the top:
+a command imports the clients, the driver, the planner, the worker or the GDL
+compiler in its body, when it runs, so that ``goalrt --help`` (and every
+command's start) does not pay for them (tests/unit/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
 from goalrt.db import config
 from goalrt.db.jsontext import loads, render
 from goalrt.errors import InvalidJsonError
-from goalrt.log.eventlog import EventLog
-from goalrt.state.state import State
+
+if TYPE_CHECKING:
+    from goalrt.goals.goals import Goals
+    from goalrt.goals.registry import Registry
+    from goalrt.log.eventlog import EventLog
+    from goalrt.state.state import State
 
 ENV_FORK = "GOALRT_FORK"
 
@@ -35,10 +45,19 @@ class AppContext:
         return self._url
 
     def log(self) -> EventLog:
+        from goalrt.log.eventlog import EventLog
+
         return EventLog.connect(self.url, fork=self.fork)
 
     def state(self) -> State:
+        from goalrt.state.state import State
+
         return State.connect(self.url, fork=self.fork)
+
+    def goals(self, registry: Registry | None = None) -> Goals:
+        from goalrt.goals.goals import Goals
+
+        return Goals.connect(self.url, fork=self.fork, registry=registry)
 
 
 _pass_app = click.make_pass_decorator(AppContext)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -14,15 +13,12 @@ import click
 
 from goalrt.cli.goal_input import handlers_option, load_handlers
 from goalrt.cli.support import AppContext, ForkCommand, clip, emit_json, json_option, pass_app, print_table
-from goalrt.db import schemas
-from goalrt.db.connect import connect, connect_async
-from goalrt.db.migrate import check_migrated
 from goalrt.durations import parse_duration
 from goalrt.errors import ConfigError, DatabaseUnavailableError, GdlError
-from goalrt.goals.goals import Goals
-from goalrt.goals.registry import default_registry, import_modules
 
 if TYPE_CHECKING:
+    import asyncio
+
     from goalrt.worker.worker import Worker
 
 log = logging.getLogger("goalrt.worker")
@@ -69,6 +65,12 @@ def worker(
     names (in this folder or a parent), and runs only the actions it has a
     handler for (and GDL's pure ones): other steps wait for a worker that has one.
     """
+    import asyncio
+
+    # Imported before logging is configured, as when the CLI imported everything at start: alembic (the
+    # preflight checks the revision) logs each plugin it sets up at INFO as it is imported.
+    from goalrt.db import migrate  # noqa: F401
+    from goalrt.goals.registry import default_registry
     from goalrt.worker.worker import Partitions, Worker
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -117,6 +119,7 @@ def _load_worker_handlers(handlers: tuple[str, ...]) -> None:
         load_handlers(handlers)
         return
     from goalrt.gdl.workspace import find_root, manifest_handlers
+    from goalrt.goals.registry import import_modules
 
     try:
         root = find_root(".")
@@ -154,6 +157,9 @@ async def _wait_for_database(url: str, fork: str | None, stop: asyncio.Event) ->
     backoff (logged once); a wrong password, an unknown database or an
     unmigrated one is an error at once.
     """
+    import asyncio
+
+    from goalrt.db.connect import connect_async
     from goalrt.worker.database import is_connection_error
 
     delay, warned = 0.1, False
@@ -177,7 +183,11 @@ async def _wait_for_database(url: str, fork: str | None, stop: asyncio.Event) ->
 
 def _preflight(url: str, fork: str | None) -> str:
     """Check the database is migrated and has something to run; return the schema to serve."""
+    from goalrt.db import schemas
+    from goalrt.db.connect import connect
+    from goalrt.db.migrate import check_migrated
     from goalrt.gdl.runtime import current
+    from goalrt.goals.registry import default_registry
 
     check_migrated(url)
     with connect(url) as conn:
@@ -195,7 +205,7 @@ def _preflight(url: str, fork: str | None) -> str:
 @pass_app
 def workers(app: AppContext, as_json: bool) -> None:
     """List registered worker processes and when each was last seen."""
-    with Goals.connect(app.url, fork=app.fork) as goals:
+    with app.goals() as goals:
         rows = goals.workers()
     if as_json:
         for row in rows:

@@ -1,4 +1,4 @@
-"""Goals' model: statuses, what the clients return, and how submits are prepared.
+"""Goals' model: what the clients return, and how submits are prepared (the statuses are in goalrt.goals.status).
 
 Shared by ``Goals`` and ``AsyncGoals`` (goalrt.goals.goals, goalrt.goals.async_goals).
 """
@@ -6,7 +6,6 @@ Shared by ``Goals`` and ``AsyncGoals`` (goalrt.goals.goals, goalrt.goals.async_g
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,33 +15,9 @@ from typing import Any
 from goalrt.db.jsontext import check
 from goalrt.errors import InvalidGoalError
 from goalrt.goals.registry import Registry
+from goalrt.goals.status import GoalStatus as GoalStatus
+from goalrt.goals.status import StepStatus as StepStatus
 from goalrt.log.event import Event
-
-
-class GoalStatus(enum.StrEnum):
-    """A goal's lifecycle status; mirrors the CHECK on goalrt.goals.status (a test checks)."""
-
-    PENDING = "pending"
-    ACTIVE = "active"
-    WAITING = "waiting"
-    COMPLETE = "complete"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (GoalStatus.COMPLETE, GoalStatus.FAILED, GoalStatus.CANCELLED)
-
-
-class StepStatus(enum.StrEnum):
-    """A step's status; mirrors the CHECK on goalrt.goal_steps.status."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETE = "complete"
-    FAILED = "failed"
-    SUPERSEDED = "superseded"
-    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
