@@ -339,6 +339,7 @@ CREATE FUNCTION goalrt.plan_goals_v1(worker_id text, items jsonb, lease_seconds 
 RETURNS TABLE (goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
+    locked  bigint[];
     x       jsonb;
     g       goalrt.goals;
     ep      bigint;
@@ -352,14 +353,17 @@ BEGIN
     END IF;
     -- Lock order (see the top of this file): the goals and their subtrees,
     -- then the buckets of their slots and of each plan's first action.
-    PERFORM goalrt.lock_limits(
-        goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e))),
-        (SELECT jsonb_agg(f.st)
-           FROM jsonb_array_elements(items) AS t(e),
-                LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'steps') = 'array'
-                                                                  THEN e -> 'steps' ELSE '[]' END)
-                                        WITH ORDINALITY AS u(st, i)
-                          WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f));
+    locked := goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e)));
+    IF EXISTS (SELECT 1 FROM goalrt.limits) THEN  -- (no limit, no bucket to lock)
+        PERFORM goalrt.lock_limits(
+            locked,
+            (SELECT jsonb_agg(f.st)
+               FROM jsonb_array_elements(items) AS t(e),
+                    LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'steps') = 'array'
+                                                                      THEN e -> 'steps' ELSE '[]' END)
+                                            WITH ORDINALITY AS u(st, i)
+                              WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f));
+    END IF;
     -- The common case, for the whole batch at once: a goal's first plan,
     -- under this worker's lease, whose first step is an action with no
     -- limit that this worker can run. What the loop below would do for it
@@ -377,8 +381,21 @@ BEGIN
                     OR NOT goalrt.json_too_deep(e -> 'detail'))) c
       JOIN goalrt.goals gl ON gl.id = c.gid
      WHERE c.n = 1 AND gl.plan_no = 0 AND goalrt.holds_lease(gl, worker_id, c.ep)
-       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.steps) WITH ORDINALITY AS u(st, i)
-                        WHERE goalrt.step_problem(st, format('plan for goal %s: steps[%s]', c.gid, i - 1)) IS NOT NULL)
+       -- Every step a valid action step (what step_problem checks of one;
+       -- waits and anything step_problem would refuse go through the loop).
+       AND NOT EXISTS (
+           SELECT 1 FROM jsonb_array_elements(c.steps) AS u(st)
+            WHERE NOT CASE
+                  WHEN jsonb_typeof(st) <> 'object' OR coalesce(st ->> 'kind', 'action') <> 'action' THEN false
+                  WHEN jsonb_typeof(st -> 'action') IS DISTINCT FROM 'string' OR st ->> 'action' = ''
+                       OR length(st ->> 'action') > 200 THEN false
+                  WHEN st ? 'label' AND jsonb_typeof(st -> 'label') NOT IN ('string', 'null') THEN false
+                  WHEN st ? 'max_attempts' AND jsonb_typeof(st -> 'max_attempts') <> 'null'
+                       AND (jsonb_typeof(st -> 'max_attempts') <> 'number'
+                            OR (st ->> 'max_attempts') !~ '^[0-9]{1,9}$') THEN false
+                  WHEN jsonb_typeof(st -> 'max_attempts') = 'number' AND (st ->> 'max_attempts')::integer < 1 THEN false
+                  ELSE NOT coalesce(goalrt.json_too_deep(st -> 'args'), false)
+              END)
        AND NOT EXISTS (SELECT 1 FROM goalrt.limit_holders h WHERE h.goal_id = gl.id)
        AND NOT EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = c.steps -> 0 ->> 'action')
        AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
@@ -497,6 +514,7 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
+    locked  bigint[];
     x       jsonb;
     g       goalrt.goals;
     s       goalrt.goal_steps;
@@ -519,25 +537,28 @@ BEGIN
     -- slots and of the actions they may start next; the state paths they
     -- change (a new path by a placeholder row, version 0, removed below if
     -- unused); the event types they append.
-    PERFORM goalrt.lock_limits(
-        goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e))),
-        (SELECT jsonb_agg(q.st) FROM (
-            SELECT f.st
-              FROM jsonb_array_elements(items) AS t(e),
-                   LATERAL (SELECT jsonb_build_object('action', s0.action, 'args', s0.args) AS st
-                              FROM goalrt.goals g0
-                              JOIN goalrt.goal_steps s0 ON s0.goal_id = g0.id AND s0.plan_no = g0.plan_no
-                             WHERE e ->> 'outcome' = 'complete' AND g0.id = (e ->> 'goal_id')::bigint
-                               AND s0.seq > (e ->> 'seq')::integer AND s0.status = 'pending' AND s0.kind = 'action'
-                             ORDER BY s0.seq LIMIT 1) f
-            UNION ALL
-            SELECT f.st
-              FROM jsonb_array_elements(items) AS t(e),
-                   LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN e ->> 'outcome' = 'replan'
-                                                                      AND jsonb_typeof(e -> 'steps') = 'array'
-                                                                     THEN e -> 'steps' ELSE '[]' END)
-                                           WITH ORDINALITY AS u(st, i)
-                             WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f) q));
+    locked := goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e)));
+    IF EXISTS (SELECT 1 FROM goalrt.limits) THEN  -- (no limit, no bucket to lock)
+        PERFORM goalrt.lock_limits(
+            locked,
+            (SELECT jsonb_agg(q.st) FROM (
+                SELECT f.st
+                  FROM jsonb_array_elements(items) AS t(e),
+                       LATERAL (SELECT jsonb_build_object('action', s0.action, 'args', s0.args) AS st
+                                  FROM goalrt.goals g0
+                                  JOIN goalrt.goal_steps s0 ON s0.goal_id = g0.id AND s0.plan_no = g0.plan_no
+                                 WHERE e ->> 'outcome' = 'complete' AND g0.id = (e ->> 'goal_id')::bigint
+                                   AND s0.seq > (e ->> 'seq')::integer AND s0.status = 'pending' AND s0.kind = 'action'
+                                 ORDER BY s0.seq LIMIT 1) f
+                UNION ALL
+                SELECT f.st
+                  FROM jsonb_array_elements(items) AS t(e),
+                       LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN e ->> 'outcome' = 'replan'
+                                                                          AND jsonb_typeof(e -> 'steps') = 'array'
+                                                                         THEN e -> 'steps' ELSE '[]' END)
+                                               WITH ORDINALITY AS u(st, i)
+                                 WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f) q));
+    END IF;
     paths := ARRAY(SELECT DISTINCT c ->> 'path'
                      FROM jsonb_array_elements(items) AS t(e),
                           jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'

@@ -429,3 +429,38 @@ def test_a_bad_goal_in_a_plain_batch_is_named_and_nothing_is_submitted(
 
 def test_an_empty_batch_submits_nothing(c: psycopg.Connection) -> None:
     assert submit_batch(c, []) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"action": "a", "max_attempts": 0}, r"steps\[0\]\.max_attempts must be an integer from 1"),
+        ({"action": "a", "max_attempts": 2.5}, r"steps\[0\]\.max_attempts must be an integer from 1"),
+        ({"action": "a", "max_attempts": "3"}, r"steps\[0\]\.max_attempts must be an integer from 1"),
+        ({"action": "a", "label": 5}, r"steps\[0\]\.label must be a string"),
+        ({"action": "x" * 201}, r"steps\[0\]\.action must be a non-empty string"),
+        ({"action": 7}, r"steps\[0\]\.action must be a non-empty string"),
+        ({"kind": "nap", "action": "a"}, r"steps\[0\]\.kind nap is not a step kind"),
+        ({"action": "a", "args": {"deep": nested(150)}}, r"steps\[0\]\.args"),
+        ("a", r"steps\[0\] must be an object"),
+    ],
+)
+def test_a_step_the_loop_refuses_is_refused_in_a_batch(c: psycopg.Connection, step: Any, message: str) -> None:
+    good, bad = submit(c, 2)
+    epochs = claim(c, "w1")
+    items = [
+        {"goal_id": good, "epoch": epochs[good], "steps": steps_of(1)},
+        {"goal_id": bad, "epoch": epochs[bad], "steps": [step]},
+    ]
+    with pytest.raises(psycopg.Error, match=message):
+        plan(c, "w1", items)
+    assert c.execute("SELECT count(*) FROM goalrt.goal_steps").fetchone() == (0,)
+
+
+def test_a_plan_that_starts_with_a_wait_goes_through_the_loop(c: psycopg.Connection) -> None:
+    (gid,) = submit(c, 1)
+    epochs = claim(c, "w1")
+    nap = {"kind": "sleep", "action": "sleep", "args": {"seconds": 0}}
+    (answer,) = plan(c, "w1", [{"goal_id": gid, "epoch": epochs[gid], "steps": [nap, *steps_of(1)]}], loop=True)
+    # The sleep of 0 s is over at once: the goal goes on to its action under the lease.
+    assert (answer["outcome"], answer["step_seq"], answer["action"]) == ("planned", 2, "a")
