@@ -81,7 +81,10 @@ CREATE TABLE goalrt.goals (
     parent_step      integer,
     CONSTRAINT goals_lease_whole CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
     CONSTRAINT goals_lease_active CHECK (lease_owner IS NULL OR status = 'active')
-);
+)
+-- Room on each page for the new version of a row updated without changing
+-- an indexed column (a plan, a heartbeat): a HOT update, no index entries.
+WITH (fillfactor = 80);
 -- The claim query walks this index in claim order and stops after a batch.
 -- Runnable goals only: a goal with a wake_at is not due yet, however many
 -- there are (10^6 timers do not lengthen the claim's walk).
@@ -125,7 +128,9 @@ CREATE TABLE goalrt.goal_steps (
     -- interrupted attempts have used them all.
     max_attempts    integer     CHECK (max_attempts >= 1),
     PRIMARY KEY (goal_id, seq)
-);
+)
+-- A step is updated in place as it runs and ends (HOT: see goalrt.goals).
+WITH (fillfactor = 80);
 
 COMMENT ON TABLE goalrt.goal_steps IS
     'The steps of each goal''s plans: action, arguments, status, attempts, result or error.';

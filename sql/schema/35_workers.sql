@@ -227,7 +227,7 @@ BEGIN
     -- what was due took a lock out of that order, no bucket is waited for:
     -- a goal whose bucket another transaction holds is left for the next claim.
     late := current_setting('goalrt.late_locks', true) = 'on';
-    IF NOT late THEN
+    IF NOT late AND EXISTS (SELECT 1 FROM goalrt.limits) THEN  -- (no limit, no bucket to lock)
         PERFORM goalrt.lock_limits('{}', (
             SELECT jsonb_agg(jsonb_build_object('action', s.action, 'args', s.args))
               FROM goalrt.goals g
