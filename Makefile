@@ -32,6 +32,7 @@ bench:
 	$(PY) bench/append_bench.py
 	$(PY) bench/state_bench.py --quick
 	$(PY) bench/goals_bench.py --quick
+	$(PY) bench/hotpath_bench.py
 	$(PY) bench/planning_bench.py --quick
 	$(PY) bench/cli_bench.py --quick
 	$(PY) bench/scale_bench.py --quick
