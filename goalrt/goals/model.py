@@ -17,7 +17,7 @@ from goalrt.errors import InvalidGoalError
 from goalrt.goals.registry import Registry
 from goalrt.goals.status import GoalStatus as GoalStatus
 from goalrt.goals.status import StepStatus as StepStatus
-from goalrt.log.event import Event
+from goalrt.log.committed import Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,12 @@ declared by conditions instead).
 
 Decorators register into ``default_registry`` unless given another one;
 ``goalrt worker --handlers MODULE`` imports modules that do so.
+
+This module imports neither pydantic nor the planner (with lark) to load:
+``goalrt submit`` needs the registry but neither of them. A method that needs
+one imports it when it runs: a pydantic model given as params has loaded
+pydantic already, and the planner loads with the first action or goal type
+that declares conditions (tests/unit/test_cli_imports.py).
 """
 
 from __future__ import annotations
@@ -38,16 +44,18 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from goalrt.db.jsontext import check
 from goalrt.errors import ConfigError, InvalidGoalError
-from goalrt.goals.conditions import Achieve, action_schema, condition_of
 from goalrt.goals.retry import Retry
-from goalrt.planner import ActionSchema, Budget, Condition, Effect, ObjectType
-from goalrt.state.state import Change
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+    from goalrt.goals.conditions import Achieve
+    from goalrt.planner import ActionSchema, Budget, Condition, Effect, ObjectType
+    from goalrt.state.model import Change
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 
@@ -149,6 +157,8 @@ class GoalType:
         data = dict(params or {})
         if self.params is None:
             return data
+        from pydantic import ValidationError
+
         allowed = set(self.params.model_fields)
         if self.params.model_config.get("extra") != "allow":
             unknown = sorted(set(data) - allowed)
@@ -165,6 +175,10 @@ class GoalType:
     def normalized(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Return params validated and as JSON (defaults filled in), ready to submit."""
         value = self.validate(params)
+        if self.params is None:
+            return dict(value)
+        from pydantic import BaseModel
+
         return value.model_dump(mode="json") if isinstance(value, BaseModel) else dict(value)
 
     def plan(self, params: Mapping[str, Any]) -> list[Step]:
@@ -245,6 +259,8 @@ class Registry:
         effects = tuple(effects)
         schema = None
         if params is not None or pre is not None or effects or cost is not None:
+            from goalrt.goals.conditions import action_schema
+
             schema = action_schema(name, params, pre, effects, cost)
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -256,8 +272,7 @@ class Registry:
     def goal(
         self, name: str, *, params: type[BaseModel] | None = None
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        if params is not None and not (isinstance(params, type) and issubclass(params, BaseModel)):
-            raise ConfigError(f"goal {name}: params must be a pydantic model class")
+        _check_params_model(name, params)
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             self.add_goal_type(GoalType(name, fn, params))
@@ -287,10 +302,12 @@ class Registry:
         of the paths the condition reads and acts again when it breaks; it
         never completes (cancel it to stop).
         """
-        if params is not None and not (isinstance(params, type) and issubclass(params, BaseModel)):
-            raise ConfigError(f"goal {name}: params must be a pydantic model class")
+        _check_params_model(name, params)
         if max_replans < 0:
             raise ConfigError(f"goal {name}: max_replans must be >= 0")
+        from goalrt.goals.conditions import Achieve, condition_of
+        from goalrt.planner import Budget
+
         spec = Achieve(
             condition_of(condition, f"goal {name}"),
             tuple(types),
@@ -312,6 +329,16 @@ def planned_steps(name: str) -> Callable[[Any], list[Step]]:
         raise ConfigError(f"goal {name} is planned from its condition, not listed")
 
     return steps
+
+
+def _check_params_model(name: str, params: object) -> None:
+    """Raise ``ConfigError`` unless ``params`` is None or a pydantic model class."""
+    if params is None:
+        return
+    from pydantic import BaseModel
+
+    if not (isinstance(params, type) and issubclass(params, BaseModel)):
+        raise ConfigError(f"goal {name}: params must be a pydantic model class")
 
 
 def _check_name(kind: str, name: str) -> None:

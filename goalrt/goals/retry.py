@@ -8,7 +8,6 @@ together still spread out.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from goalrt.errors import ConfigError
@@ -56,6 +55,8 @@ class Retry:
 
 def unit_draw(goal_id: int, seq: int, attempt: int) -> float:
     """Return a number in [0, 1) determined by its arguments alone (sha256, not Python's hash)."""
+    import hashlib  # here, not at the top: goalrt submit loads this module (the registry's default policy), never this
+
     digest = hashlib.sha256(f"goalrt-retry:{goal_id}:{seq}:{attempt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 

@@ -1,19 +1,21 @@
-"""The event types of the log: what is appended and what is read back."""
+"""The event types of the log: what is appended and what is read back.
+
+``Event`` (what is read back) is defined in ``goalrt.log.committed``, which
+does not import pydantic, so that reading goals (``goalrt get``) does not
+pay for it; it is the same class here.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from goalrt.db.jsontext import UnreadableJson, check
+from goalrt.db.jsontext import check
 from goalrt.errors import InvalidEventError
-
-log = logging.getLogger("goalrt.log")
+from goalrt.log.committed import Event as Event
 
 # Keys goalrt gives a meaning to inside an event's metadata.
 CAUSATION_ID = "causation_id"
@@ -94,44 +96,6 @@ def coerce_events(events: Iterable[NewEvent | Mapping[str, Any]]) -> list[NewEve
         except ValidationError as exc:
             raise InvalidEventError(_describe(exc, where)) from None
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A committed event with its position on the global clock."""
-
-    pos: int
-    id: int
-    stream: str
-    type: str
-    data: Any
-    metadata: dict[str, Any]
-    recorded_at: datetime
-    prev_hash: bytes
-    hash: bytes
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Event:
-        pos, id_, stream, type_, data, metadata, recorded_at, prev_hash, hash_ = row
-        # A value Python cannot decode (see goalrt.db.jsontext) arrives as a marker: the reader goes on past it.
-        if isinstance(data, UnreadableJson):
-            log.warning("event at pos %s: data is unreadable JSON: %s", pos, data.reason)
-        if isinstance(metadata, UnreadableJson):
-            log.warning("event at pos %s: metadata is unreadable JSON: %s", pos, metadata.reason)
-            metadata = {"unreadable": str(metadata)}
-        return cls(int(pos), int(id_), stream, type_, data, dict(metadata), recorded_at, bytes(prev_hash), bytes(hash_))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "pos": self.pos,
-            "id": self.id,
-            "stream": self.stream,
-            "type": self.type,
-            "data": str(self.data) if isinstance(self.data, UnreadableJson) else self.data,
-            "metadata": self.metadata,
-            "recorded_at": self.recorded_at.isoformat(),
-            "hash": self.hash.hex(),
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from tests.acceptance.test_cli import REPO, goalrt
+from tests.unit.test_cli_imports import _beyond_client, _run
 
 HANDLERS = "workers.checkout"
 
@@ -132,3 +134,40 @@ def test_cancel_of_a_finished_goal_is_refused(db_url: str) -> None:
 
 def test_worker_without_handlers_says_what_to_do(db_url: str) -> None:
     one_line_error(goalrt(db_url, "worker"), 1, "no goal types registered", "--handlers")
+
+
+def test_submit_get_and_list_against_a_database_import_only_the_client(db_url: str) -> None:
+    # One process runs them in turn (tests/unit/test_cli_imports.py's probe): none loads the planner,
+    # lark, pydantic, the worker, the GDL compiler, SQLAlchemy or alembic, also after the connection.
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "additionalProperties": False}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT goalrt.register_goal_type('counted', %s::jsonb)", (json.dumps(schema),))
+    url = ["--database-url", db_url]
+    calls = _run(
+        [
+            [*url, "submit", "counted", "n=1", "--key", "k1", "--json"],
+            [*url, "submit", "counted", "n=2", "--priority", "3", "--delay", "1h"],
+            [*url, "submit", "counted", "n=x"],
+            [*url, "get", "1", "--json"],
+            [*url, "get", "2"],
+            [*url, "get", "1", "--tree"],
+            [*url, "list", "--json"],
+            [*url, "list", "--waiting"],
+            [*url, "cancel", "2"],
+        ]
+    )
+    outputs = {" ".join(c["argv"][2:]): (c["code"], str(c["output"])) for c in calls[1:]}
+    assert outputs["submit counted n=1 --key k1 --json"][0] == 0
+    assert json.loads(outputs["submit counted n=1 --key k1 --json"][1])["id"] == 1
+    assert outputs["submit counted n=2 --priority 3 --delay 1h"] == (0, "2\n")
+    code, output = outputs["submit counted n=x"]
+    assert code == 1 and output.startswith("goalrt: error: ") and "Traceback" not in output, output
+    info = json.loads(outputs["get 1 --json"][1])
+    assert info["params"] == {"n": 1} and info["events"][0]["type"] == "goal.submitted"
+    assert outputs["get 2"][0] == 0 and "priority 3" in outputs["get 2"][1] and "goal.submitted" in outputs["get 2"][1]
+    assert outputs["get 1 --tree"] == (0, "1 counted [pending]\n")
+    assert [json.loads(line)["id"] for line in outputs["list --json"][1].splitlines()] == [2, 1]
+    assert outputs["list --waiting"][0] == 0 and outputs["cancel 2"] == (0, "goal 2 cancelled\n")
+    last = calls[-1]
+    assert "psycopg" in last["modules"] and "goalrt.goals.goals" in last["modules"]  # a client ran
+    assert _beyond_client(last["modules"]) == []

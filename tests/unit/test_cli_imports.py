@@ -7,7 +7,11 @@ These tests hold the lazy start without timing anything: in a fresh
 interpreter they run the entry point pyproject.toml declares, for the
 ``--help`` of every command in the tree (tests/unit/cli_tree.json), for
 ``--version`` and for usage errors, and check which modules got imported.
-``bench/cli_bench.py`` measures what this saves.
+The goal commands that do run (submit, get, list) import the client and
+psycopg, and nothing more: not the planner with lark, pydantic, the worker,
+the GDL compiler, SQLAlchemy or alembic (tests/acceptance/test_goals_cli.py
+runs them against a database too). ``bench/cli_bench.py`` measures what
+this saves.
 """
 
 from __future__ import annotations
@@ -46,6 +50,22 @@ LIGHT_GOALRT = {
     "goalrt.goals.status",
     "goalrt.state",
     "goalrt.state.model",
+}
+
+# What a goal command that runs (submit, get, list) may import besides: the client and its driver.
+CLIENT_PACKAGES = {"psycopg"}
+CLIENT_GOALRT = {
+    "goalrt.db.client",
+    "goalrt.db.connect",
+    "goalrt.db.driver",
+    "goalrt.db.resources",
+    "goalrt.db.schemas",
+    "goalrt.goals.goals",
+    "goalrt.goals.model",
+    "goalrt.goals.registry",
+    "goalrt.goals.retry",
+    "goalrt.log",
+    "goalrt.log.committed",
 }
 
 # Runs in a fresh interpreter: import the entry point, then call it with each argv in turn, and
@@ -102,6 +122,11 @@ def _unwanted(modules: object) -> list[str]:
     return sorted(
         m for m in modules if m.split(".")[0] in HEAVY_PACKAGES or (m.split(".")[0] == "goalrt" and not _light(m))
     )
+
+
+def _beyond_client(modules: object) -> list[str]:
+    """Return what a goal command that runs imported beyond the CLI, the client and psycopg."""
+    return [m for m in _unwanted(modules) if m.split(".")[0] not in CLIENT_PACKAGES and m not in CLIENT_GOALRT]
 
 
 def _light(module: str) -> bool:
@@ -166,6 +191,92 @@ def test_the_probe_sees_a_heavy_import() -> None:
     _, call = _run([["--database-url", "postgresql://nobody@127.0.0.1:1/none", "submit", "g"]])
     assert call["code"] == 1, call["output"]
     assert "psycopg" in _unwanted(call["modules"])
+
+
+def test_the_modules_a_running_submit_imports_load_no_planner_lark_or_pydantic() -> None:
+    # What submit, get and list import when they run: the command's module, the registry it reads goal
+    # types from, and the client (which imports the model and psycopg).
+    probe = """
+import json, sys
+import goalrt.cli.main, goalrt.cli.goals, goalrt.goals.registry, goalrt.goals.goals
+print(json.dumps(sorted(sys.modules)))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    modules = json.loads(done.stdout)
+    assert "psycopg" in modules and "goalrt.goals.goals" in modules  # the check looked at a loaded client
+    assert _beyond_client(modules) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["submit", "g", "n=1", "--priority", "2", "--delay", "5m", "--key", "k"],
+        ["get", "1"],
+        ["get", "1", "--tree", "--json"],
+        ["list", "--status", "pending"],
+        ["list", "--waiting"],
+        ["cancel", "1"],
+    ],
+)
+def test_a_goal_command_that_connects_imports_only_the_client(argv: list[str]) -> None:
+    # Nothing listens on port 1: each command runs up to its connection (after importing the client).
+    _, call = _run([["--database-url", "postgresql://nobody@127.0.0.1:1/none", *argv]])
+    assert call["code"] == 1 and "Traceback" not in str(call["output"]), call["output"]
+    assert "goalrt.goals.goals" in call["modules"]  # it got as far as the client
+    assert _beyond_client(call["modules"]) == [], f"goalrt {' '.join(argv)} imported them"
+
+
+def test_the_registry_loads_pydantic_and_the_planner_when_a_declaration_needs_them() -> None:
+    # The registry imports them lazily: its checks and validation work the same once they load.
+    probe = """
+import sys
+from goalrt.errors import ConfigError, InvalidGoalError, PlanningError
+from goalrt.goals.registry import Registry, Step
+r = Registry()
+r.goal("plain")(lambda p: [Step("a")])
+assert r.goal_types["plain"].normalized(None) == {} and r.goal_types["plain"].plan({}) == [Step("a")]
+assert not {"pydantic", "lark", "goalrt.planner"} & set(sys.modules), "loaded before any declaration needed them"
+for bad in (dict, {"x": int}, 3, "Model"):
+    for declare in (lambda: r.goal("g", params=bad), lambda: r.achieve("g", "x == 1", params=bad, max_replans=-1)):
+        try:
+            declare()
+        except ConfigError as exc:
+            assert "params must be a pydantic model class" in str(exc), exc
+        else:
+            raise AssertionError(bad)
+assert "lark" not in sys.modules and "goalrt.planner" not in sys.modules  # the params are checked first
+from pydantic import BaseModel
+class P(BaseModel):
+    amount: float
+r.goal("typed", params=P)(lambda p: [Step("a", {"amount": p.amount})])
+typed = r.goal_types["typed"]
+assert typed.normalized({"amount": "2.5"}) == {"amount": 2.5}
+assert typed.plan({"amount": 1}) == [Step("a", {"amount": 1.0})]
+for params, expected in (({"amount": "x"}, "params.amount: "), ({"amount": 1, "y": 2}, "params.y is not a parameter")):
+    try:
+        typed.normalized(params)
+    except InvalidGoalError as exc:
+        assert expected in str(exc), exc
+    else:
+        raise AssertionError(params)
+assert "lark" not in sys.modules and "goalrt.planner" not in sys.modules
+r.action("ship", params={"o": "Order"}, pre="orders.{o}.status == 'paid'", cost=2)(lambda args, ctx: None)
+assert r.actions["ship"].schema is not None and r.actions["ship"].schema.cost == 2
+planned = r.achieve("done", "orders.{o}.status == 'shipped'", max_replans=1)
+assert planned.achieve is not None and planned.achieve.max_replans == 1
+assert planned.achieve.budget.max_expansions == 100_000
+try:
+    r.achieve("broken", "orders.{o}.status ==")
+except PlanningError as exc:
+    assert "goal broken" in str(exc), exc
+else:
+    raise AssertionError("broken condition")
+assert "lark" in sys.modules and "goalrt.planner" in sys.modules
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
 
 
 def test_import_goalrt_exposes_every_public_name() -> None:
