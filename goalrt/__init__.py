@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from goalrt.goals.retry import Retry
     from goalrt.goals.waits import Child, ask, children, sleep, wait_event
     from goalrt.log.async_eventlog import AsyncEventLog
-    from goalrt.log.event import ChainReport, Event, NewEvent
+    from goalrt.log.committed import Event
+    from goalrt.log.event import ChainReport, NewEvent
     from goalrt.log.eventlog import EventLog
     from goalrt.state.async_state import AsyncState
     from goalrt.state.forks import Fork
@@ -78,7 +79,7 @@ _SOURCES = {
     "DatabaseUnavailableError": "goalrt.errors",
     "DirectWriteError": "goalrt.errors",
     "EmbeddedServerError": "goalrt.errors",
-    "Event": "goalrt.log.event",
+    "Event": "goalrt.log.committed",
     "EventLog": "goalrt.log.eventlog",
     "Fork": "goalrt.state.forks",
     "GoalInfo": "goalrt.goals.goals",
