@@ -67,12 +67,16 @@ def wal_by_record(conn: psycopg.Connection, since: str, goals: int) -> list[tupl
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
     except psycopg.Error:
         return []
-    rows = conn.execute(
-        'SELECT "resource_manager/record_type", count, record_size, fpi_size '
-        "FROM pg_get_wal_stats(%s, pg_current_wal_insert_lsn(), true) WHERE count > 0 "
-        "ORDER BY record_size + fpi_size DESC LIMIT 12",
-        (since,),
-    ).fetchall()
+    try:
+        # (up to what is flushed: pg_walinspect reads no further)
+        rows = conn.execute(
+            'SELECT "resource_manager/record_type", count, record_size, fpi_size '
+            "FROM pg_get_wal_stats(%s, pg_current_wal_flush_lsn(), true) WHERE count > 0 "
+            "ORDER BY record_size + fpi_size DESC LIMIT 12",
+            (since,),
+        ).fetchall()
+    except psycopg.Error:
+        return []
     return [(str(r[0]), r[1] / goals, float(r[2]) / goals, float(r[3]) / goals) for r in rows]
 
 
