@@ -225,7 +225,8 @@ async def _paced(rate: float, batch: int, stop: asyncio.Event, send: Callable[[i
         delay = due - time.monotonic()
         if delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await stop.wait()
             if stop.is_set():
                 break
         await send(batch)
@@ -250,7 +251,8 @@ async def _probe_series(spec: dict[str, Any], submit: Callable[[str, int], Any])
             before = time.monotonic()
             await submit(tag, port)
             try:
-                started = await asyncio.wait_for(future, spec["timeout"])
+                async with asyncio.timeout(spec["timeout"]):
+                    started = await future
             except TimeoutError:
                 lost += 1
                 reports.waiting.pop(tag, None)

@@ -122,7 +122,8 @@ def test_async_follow_receives_events_from_other_connections(db_url: str) -> Non
             await asyncio.sleep(0.2)
             await writer.append("s", "a")
             await writer.append_many([{"stream": "s", "type": "b"}, {"stream": "s", "type": "c"}])
-            await asyncio.wait_for(task, 5.0)
+            async with asyncio.timeout(5.0):
+                await task
         return out
 
     assert asyncio.run(scenario()) == ["a", "b", "c"]

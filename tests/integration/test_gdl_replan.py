@@ -93,7 +93,8 @@ def planned(info: GoalInfo) -> list[tuple[str, int | None, list[str]]]:
 
 async def hold_first_step_across(db_url: str, worker: Worker, gate: Gate, newer: Path) -> int:
     """Wait until the first step runs, load ``newer``, wait until the worker plans with it, then let the step go."""
-    await asyncio.wait_for(gate.entered.wait(), 30)
+    async with asyncio.timeout(30):
+        await gate.entered.wait()
     v2 = load_version(db_url, newer)
     await wait_for(lambda: asyncio.sleep(0, worker.gdl_version == v2))
     gate.open.set()
@@ -312,7 +313,8 @@ def test_a_worker_that_missed_a_newer_version_catches_up_before_running_a_plan_m
         try:
             async with await AsyncGoals.connect(db_url, registry=registry) as goals:
                 await goals.submit("hold", {})
-                await asyncio.wait_for(busy.wait(), 30)  # the worker is full: it claims nothing more
+                async with asyncio.timeout(30):  # the worker is full: it claims nothing more
+                    await busy.wait()
                 newer = version(tmp_path / "v2", ACTIVATE + PURE_PUSH.replace("EFFECT", "queued") + CONFIRM)
                 v2 = load_version(db_url, newer)
                 gid = (await goals.submit("onboard", {"u": "u1"})).id
@@ -331,7 +333,8 @@ def test_a_worker_that_missed_a_newer_version_catches_up_before_running_a_plan_m
                 ]
         finally:
             worker.request_stop()
-            await asyncio.wait_for(task, 30)
+            async with asyncio.timeout(30):
+                await task
 
     asyncio.run(scenario())
 

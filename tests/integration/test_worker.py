@@ -58,7 +58,8 @@ async def with_worker(
             await body(goals, worker)
     finally:
         worker.request_stop()
-        await asyncio.wait_for(task, 30)
+        async with asyncio.timeout(30):
+            await task
     return worker
 
 
@@ -301,7 +302,8 @@ def test_drain_releases_what_it_cannot_finish_for_another_worker(db_url: str) ->
             gid = (await goals.submit("two", {})).id
             await wait_for(lambda: asyncio.sleep(0, bool(runs)))
             first.request_stop()
-            await asyncio.wait_for(task, 10)
+            async with asyncio.timeout(10):
+                await task
             info = await goals.get(gid)
             assert info.status == "active" and info.lease_owner is None
             assert "goal.released" in [e.type for e in info.events]

@@ -129,7 +129,8 @@ def test_a_step_without_a_handler_waits_visibly_and_never_runs_as_a_transition(d
             first, second = await until_finished(goals, bad, good)
         finally:
             kyc.request_stop()
-            await asyncio.wait_for(task, 30)
+            async with asyncio.timeout(30):
+                await task
         assert first.status == "failed" and "spam.example is blocklisted" in (first.last_error or "")
         assert second.status == "complete", second.last_error
         assert ran_by(second) == {"kyc.check": kyc.id, "mail.welcome": mailer.id}
@@ -158,7 +159,8 @@ def test_a_mixed_fleet_routes_each_step_to_a_worker_with_its_handler(
             infos = dict(zip(ids, await until_finished(goals, *ids.values()), strict=True))
         finally:
             kyc.request_stop()
-            await asyncio.wait_for(task, 30)
+            async with asyncio.timeout(30):
+                await task
         for user, info in infos.items():
             if users[user] in BLOCKLIST:
                 assert info.status == "failed" and "is blocklisted" in (info.last_error or ""), info
@@ -228,7 +230,8 @@ def test_a_new_action_loaded_while_workers_run_waits_for_a_worker_with_its_handl
             (info,) = await until_finished(goals, gid)
         finally:
             other.request_stop()
-            await asyncio.wait_for(task, 30)
+            async with asyncio.timeout(30):
+                await task
         assert info.status == "complete", info.last_error
         assert info.steps[-1].result == {"synced": "u1"}
 

@@ -65,3 +65,11 @@ def test_no_asyncio_wait_for() -> None:
     """
     users = [str(p.relative_to(REPO)) for p, text in modules().items() if re.search(r"\bwait_for\(", text)]
     assert not users, f"use `async with asyncio.timeout(...)` instead of asyncio.wait_for in {users}"
+
+
+def test_no_asyncio_wait_for_in_tests_or_benches() -> None:
+    """The same in the tests and benches (which stop workers and cancel their own tasks)."""
+    here = Path(__file__).resolve()
+    files = [p for d in ("tests", "bench") for p in sorted((REPO / d).rglob("*.py")) if p.resolve() != here]
+    users = [str(p.relative_to(REPO)) for p in files if "asyncio.wait_for(" in p.read_text(encoding="utf-8")]
+    assert not users, f"use `async with asyncio.timeout(...)` instead of asyncio.wait_for in {users}"
