@@ -53,7 +53,7 @@ CREATE TABLE goalrt.goals (
     priority         integer     NOT NULL DEFAULT 0,
     -- Not claimed before this time (a delayed submit, a retry's backoff).
     run_at           timestamptz NOT NULL DEFAULT now(),
-    idempotency_key  text        UNIQUE CHECK (idempotency_key <> '' AND length(idempotency_key) <= 512),
+    idempotency_key  text        CHECK (idempotency_key <> '' AND length(idempotency_key) <= 512),
     parent_id        bigint      REFERENCES goalrt.goals (id),
     partition_key    text,
     -- How many plans the goal has had (0: not planned yet) and the step to
@@ -97,6 +97,9 @@ CREATE INDEX goals_wake_idx ON goalrt.goals (wake_at) WHERE wake_at IS NOT NULL;
 CREATE INDEX goals_deadline_idx ON goalrt.goals (deadline_at)
     WHERE deadline_at IS NOT NULL AND status IN ('pending', 'active', 'waiting');
 CREATE INDEX goals_blocked_idx ON goalrt.goals (blocked_on, priority DESC, id) WHERE blocked_on IS NOT NULL;
+-- One goal per idempotency key. Partial: most goals have no key, and every
+-- version of a goal row (a claim, an end) would add an entry for its NULL.
+CREATE UNIQUE INDEX goals_idempotency_key_idx ON goalrt.goals (idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 COMMENT ON TABLE goalrt.goals IS
     'One row per goal: lifecycle, priority, schedule, lease, plan position, result. History is in the events.';
@@ -441,7 +444,7 @@ BEGIN
                                    wake_at, deadline_at)
     VALUES (submit_one.name, coalesce(params, '{}'), coalesce(prio, 0), start_at, gkey, parent,
             o ->> 'partition_key', CASE WHEN start_at > now() THEN start_at END, deadline)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING g.id INTO new_id;
     IF new_id IS NULL THEN
         SELECT g.id INTO new_id FROM goalrt.goals g WHERE g.idempotency_key = gkey;
