@@ -381,21 +381,9 @@ BEGIN
                     OR NOT goalrt.json_too_deep(e -> 'detail'))) c
       JOIN goalrt.goals gl ON gl.id = c.gid
      WHERE c.n = 1 AND gl.plan_no = 0 AND goalrt.holds_lease(gl, worker_id, c.ep)
-       -- Every step a valid action step (what step_problem checks of one;
-       -- waits and anything step_problem would refuse go through the loop).
-       AND NOT EXISTS (
-           SELECT 1 FROM jsonb_array_elements(c.steps) AS u(st)
-            WHERE NOT CASE
-                  WHEN jsonb_typeof(st) <> 'object' OR coalesce(st ->> 'kind', 'action') <> 'action' THEN false
-                  WHEN jsonb_typeof(st -> 'action') IS DISTINCT FROM 'string' OR st ->> 'action' = ''
-                       OR length(st ->> 'action') > 200 THEN false
-                  WHEN st ? 'label' AND jsonb_typeof(st -> 'label') NOT IN ('string', 'null') THEN false
-                  WHEN st ? 'max_attempts' AND jsonb_typeof(st -> 'max_attempts') <> 'null'
-                       AND (jsonb_typeof(st -> 'max_attempts') <> 'number'
-                            OR (st ->> 'max_attempts') !~ '^[0-9]{1,9}$') THEN false
-                  WHEN jsonb_typeof(st -> 'max_attempts') = 'number' AND (st ->> 'max_attempts')::integer < 1 THEN false
-                  ELSE NOT coalesce(goalrt.json_too_deep(st -> 'args'), false)
-              END)
+       -- Every step valid (a step the loop would refuse goes through it, which names it).
+       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.steps) WITH ORDINALITY AS u(st, i)
+                        WHERE goalrt.step_problem(st, format('plan for goal %s: steps[%s]', c.gid, i - 1)) IS NOT NULL)
        AND NOT EXISTS (SELECT 1 FROM goalrt.limit_holders h WHERE h.goal_id = gl.id)
        AND NOT EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = c.steps -> 0 ->> 'action')
        AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
@@ -527,6 +515,7 @@ DECLARE
     ev_types text[];
     paths    text[];
     fast     bigint[];
+    nexts    integer[];
     ended    bigint[];
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
@@ -587,10 +576,11 @@ BEGIN
     -- its next step, an action with no limit that this worker can run, under
     -- the same lease. What the loop below (and advance_goal, end_goal) would
     -- do for it, in a few statements for all such items; the rest go through
-    -- the loop. fast: the items' goals; ended: those that complete.
-    SELECT coalesce(array_agg(c.gid ORDER BY c.gid), '{}'),
+    -- the loop. fast: the items' goals; nexts: the step each goes on to
+    -- (NULL: none); ended: those that complete.
+    SELECT coalesce(array_agg(c.gid ORDER BY c.gid), '{}'), coalesce(array_agg(nx.seq ORDER BY c.gid), '{}'),
            coalesce(array_agg(c.gid ORDER BY c.gid) FILTER (WHERE nx.seq IS NULL), '{}')
-      INTO fast, ended
+      INTO fast, nexts, ended
       FROM (SELECT (e ->> 'goal_id')::bigint AS gid, (e ->> 'epoch')::bigint AS ep, (e ->> 'seq')::integer AS sq,
                    coalesce((e ->> 'continue')::boolean, false) AS cont,
                    count(*) OVER (PARTITION BY (e ->> 'goal_id')::bigint) AS n
@@ -631,16 +621,10 @@ BEGIN
             DELETE FROM goalrt.goal_waits w WHERE w.goal_id = ANY (ended);
         END IF;
         -- The next step of each goal going on starts under the same lease (as advance_goal).
-        WITH following AS (
-            SELECT (e ->> 'goal_id')::bigint AS gid,
-                   (SELECT min(n.seq) FROM goalrt.goal_steps n JOIN goalrt.goals g0 ON g0.id = n.goal_id
-                     WHERE n.goal_id = (e ->> 'goal_id')::bigint AND n.seq > (e ->> 'seq')::integer
-                       AND n.status = 'pending' AND n.plan_no = g0.plan_no) AS seq
-              FROM jsonb_array_elements(items) AS t(e)
-             WHERE (e ->> 'goal_id')::bigint = ANY (fast) AND NOT (e ->> 'goal_id')::bigint = ANY (ended)
-        ), started AS (
+        WITH started AS (
             UPDATE goalrt.goal_steps st SET status = 'running', attempts = st.attempts + 1, started_at = now()
-              FROM following f WHERE st.goal_id = f.gid AND st.seq = f.seq
+              FROM unnest(fast, nexts) AS f(gid, seq)
+             WHERE f.seq IS NOT NULL AND st.goal_id = f.gid AND st.seq = f.seq
             RETURNING st.goal_id, st.seq
         )
         UPDATE goalrt.goals gl
