@@ -45,8 +45,10 @@ def claim(conn: psycopg.Connection, worker: str, n: int = 100) -> dict[int, int]
 LOOP_FUNCTIONS = ("insert_plan", "advance_goal", "end_goal")
 
 
-def loop_calls(conn: psycopg.Connection, sql: str, args: tuple[Any, ...]) -> tuple[list[dict[str, Any]], int]:
-    """Run ``sql``; return its rows and how often it called the loop's functions.
+def loop_calls(
+    conn: psycopg.Connection, sql: str, args: tuple[Any, ...], functions: tuple[str, ...] = LOOP_FUNCTIONS
+) -> tuple[list[dict[str, Any]], int]:
+    """Run ``sql``; return its rows and how often it called ``functions`` (default: the loop's).
 
     pg_stat_xact_user_functions may still hold counts of the session's earlier
     transactions (stats are flushed at most once a second): the difference is
@@ -58,9 +60,9 @@ def loop_calls(conn: psycopg.Connection, sql: str, args: tuple[Any, ...]) -> tup
     )
     with conn.transaction():
         conn.execute("SET LOCAL track_functions = 'pl'")
-        (before,) = conn.execute(count, (list(LOOP_FUNCTIONS),)).fetchone()  # type: ignore[misc]
+        (before,) = conn.execute(count, (list(functions),)).fetchone()  # type: ignore[misc]
         answer = rows(conn.execute(sql, args))
-        (after,) = conn.execute(count, (list(LOOP_FUNCTIONS),)).fetchone()  # type: ignore[misc]
+        (after,) = conn.execute(count, (list(functions),)).fetchone()  # type: ignore[misc]
     return answer, after - before
 
 
@@ -359,16 +361,10 @@ def nested(depth: int) -> list[Any]:
 
 def submit_batch(conn: psycopg.Connection, goals: list[Any]) -> tuple[list[tuple[int, bool]], int]:
     """Submit ``goals`` with submit_goals; return (id, created) per goal and how often it called submit_one."""
-    with conn.transaction():
-        conn.execute("SET LOCAL track_functions = 'pl'")
-        count = (
-            "SELECT coalesce(sum(calls), 0)::int FROM pg_stat_xact_user_functions "
-            "WHERE schemaname = 'goalrt' AND funcname = 'submit_one'"
-        )
-        (before,) = conn.execute(count).fetchone()  # type: ignore[misc]
-        answer = conn.execute("SELECT id, created FROM goalrt.submit_goals(%s)", (Jsonb(goals),)).fetchall()
-        (after,) = conn.execute(count).fetchone()  # type: ignore[misc]
-    return answer, after - before
+    answer, calls = loop_calls(
+        conn, "SELECT id, created FROM goalrt.submit_goals(%s)", (Jsonb(goals),), ("submit_one",)
+    )
+    return [(row["id"], row["created"]) for row in answer], calls
 
 
 def submitted(conn: psycopg.Connection, gid: int) -> tuple[Any, ...]:
