@@ -226,7 +226,8 @@ BEGIN
     -- locked first in key order (lock order, see the top of this file). When
     -- what was due took a lock out of that order, no bucket is waited for:
     -- a goal whose bucket another transaction holds is left for the next claim.
-    late := current_setting('goalrt.late_locks', true) = 'on';
+    -- (The setting is NULL, not '', in a session that never set it.)
+    late := current_setting('goalrt.late_locks', true) IS NOT DISTINCT FROM 'on';
     IF NOT late AND EXISTS (SELECT 1 FROM goalrt.limits) THEN  -- (no limit, no bucket to lock)
         PERFORM goalrt.lock_limits('{}', (
             SELECT jsonb_agg(jsonb_build_object('action', s.action, 'args', s.args))

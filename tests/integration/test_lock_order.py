@@ -107,6 +107,31 @@ def test_completions_that_swap_limited_actions(c: psycopg.Connection[Any], db_ur
     holder.close()
 
 
+
+def test_a_claim_as_the_first_call_of_a_session_takes_its_buckets_in_key_order(
+    c: psycopg.Connection[Any], db_url: str
+) -> None:
+    """Two claimable goals whose steps are limited, the one at b first in claim order, and a held bucket a.
+
+    The claim runs on a new connection (goalrt.late_locks was never set
+    there, so the setting reads NULL, not ''). It must wait for a before it
+    takes b, so the holder can take b next: with the buckets taken in claim
+    order instead, the claim held b while it waited for a, and the holder's
+    lock of b closed a cycle (one of the two was a deadlock's victim; seen at
+    the start of the worker processes' lock-order test).
+    """
+    at_a, epoch_a = started(c, [Step("a", {})])
+    at_b, epoch_b = started(c, [Step("b", {})])
+    c.execute("SELECT goalrt.release_goals_v1(%s, %s, %s)", (W, [at_a, at_b], [epoch_a, epoch_b]))
+    c.execute("UPDATE goalrt.goals SET priority = 1 WHERE id = %s", (at_b,))
+    holder = hold_bucket(db_url, "a")
+    claiming = Call(db_url, "SELECT goal_id FROM goalrt.claim_goals_v2('w2', 10, 30)", ()).begin(c)
+    holder.execute("SET lock_timeout = '10s'")
+    holder.execute("SELECT 1 FROM goalrt.limit_buckets WHERE action = 'b' FOR UPDATE")
+    holder.commit()
+    assert sorted(r[0] for r in claiming.outcome()) == sorted([at_a, at_b])
+    holder.close()
+
 def tree(conn: psycopg.Connection[Any], plans: list[list[Step]]) -> tuple[int, list[tuple[int, int]]]:
     """A parent waiting for one child per plan; each child claimed and planned. The parent and (child, epoch)."""
     parent, _ = started(conn, [children([("child", {}) for _ in plans])], "waiting")
