@@ -534,6 +534,18 @@ BEGIN
         RETURN QUERY SELECT u.id, true FROM unnest(ids) WITH ORDINALITY AS u(id, n) ORDER BY u.n;
         RETURN;
     END IF;
+    -- Two batches inserting the same new idempotency keys in opposite orders
+    -- would each wait for the other's insert (the unique index). A batch of
+    -- several keys first takes a lock per key, in one order (lock order, see
+    -- 35_workers.sql), so one of the two waits before it inserts anything.
+    PERFORM pg_advisory_xact_lock('goalrt.goals_idempotency_key_idx'::regclass::oid::integer, k.h)
+       FROM (SELECT DISTINCT hashtext(e -> 'options' ->> 'key') AS h
+               FROM jsonb_array_elements(goals) AS t(e)
+              WHERE jsonb_typeof(e -> 'options' -> 'key') = 'string'
+              ORDER BY 1) k
+      WHERE (SELECT count(DISTINCT e -> 'options' ->> 'key')
+               FROM jsonb_array_elements(goals) AS t(e)
+              WHERE jsonb_typeof(e -> 'options' -> 'key') = 'string') > 1;
     FOR x IN SELECT e FROM jsonb_array_elements(goals) WITH ORDINALITY AS t(e, n) ORDER BY n LOOP
         IF jsonb_typeof(x) <> 'object' OR jsonb_typeof(x -> 'name') IS DISTINCT FROM 'string' THEN
             RAISE EXCEPTION 'goals[%] must be an object with a "name"', i USING ERRCODE = 'GR008';

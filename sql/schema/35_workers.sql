@@ -12,6 +12,8 @@
 -- of them ever waits for a lock held by one that waits for it (no deadlock
 -- between them):
 --
+--   0. idempotency keys, in hash order: submit_goals takes those of all
+--      the keys of a batch first (an advisory lock per key);
 --   1. goal rows, in id order: a function first locks the goals it acts on
 --      and, where it may end them, their unfinished descendants (a child's
 --      id is larger than its parent's: parents before children);

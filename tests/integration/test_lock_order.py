@@ -12,6 +12,7 @@ goal's end committed.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -107,7 +108,6 @@ def test_completions_that_swap_limited_actions(c: psycopg.Connection[Any], db_ur
     holder.close()
 
 
-
 def test_a_claim_as_the_first_call_of_a_session_takes_its_buckets_in_key_order(
     c: psycopg.Connection[Any], db_url: str
 ) -> None:
@@ -131,6 +131,7 @@ def test_a_claim_as_the_first_call_of_a_session_takes_its_buckets_in_key_order(
     holder.commit()
     assert sorted(r[0] for r in claiming.outcome()) == sorted([at_a, at_b])
     holder.close()
+
 
 def tree(conn: psycopg.Connection[Any], plans: list[list[Step]]) -> tuple[int, list[tuple[int, int]]]:
     """A parent waiting for one child per plan; each child claimed and planned. The parent and (child, epoch)."""
@@ -283,3 +284,51 @@ def test_many_step_starts_never_wait_and_say_busy_for_an_end_in_progress(
         assert starter.execute(held).fetchall() == []
         end.rollback()
         assert starter.execute(many, (W, [ending], [ending_epoch], [1])).fetchall() == [(ending, "start")]
+
+
+# -- idempotency keys ---------------------------------------------------------------------------------------------
+
+
+def test_batches_with_the_same_new_keys_in_any_order_never_deadlock(c: psycopg.Connection[Any], db_url: str) -> None:
+    """Four clients submit, round after round, batches of the same 6 new idempotency keys, each shuffled.
+
+    Each batch inserts its keys one by one; without a lock per key taken in
+    one order first, two batches in opposite orders each held one key's new
+    row and waited for the other's (the unique index): a deadlock, about one
+    round in three here. Every call must succeed, and each key must end as
+    one goal that every client got back (created by exactly one of them).
+    """
+    clients, rounds, keys = 4, 40, 6
+    barrier = threading.Barrier(clients)
+    answers: list[list[dict[str, tuple[int, bool]]]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+
+    def run(n: int) -> None:
+        rnd = random.Random(n)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            for r in range(rounds):
+                names = [f"r{r}-k{i}" for i in range(keys)]
+                rnd.shuffle(names)
+                batch = [{"name": "g", "params": {}, "options": {"key": k}} for k in names]
+                barrier.wait(30)
+                try:
+                    rows = conn.execute("SELECT id, created FROM goalrt.submit_goals(%s)", (Jsonb(batch),)).fetchall()
+                except psycopg.Error as exc:
+                    errors.append(f"{exc.sqlstate}: {exc}")
+                    continue
+                answers[n].append({k: (int(i), bool(made)) for k, (i, made) in zip(names, rows, strict=True)})
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, f"{len(errors)} of {clients * rounds} calls failed, first: {errors[0]}"
+    for r in range(rounds):
+        got = [answers[n][r] for n in range(clients)]
+        for key in got[0]:
+            assert len({g[key][0] for g in got}) == 1, f"round {r}: key {key} gave different goals"
+            assert sum(g[key][1] for g in got) == 1, (
+                f"round {r}: key {key} was created {sum(g[key][1] for g in got)} times"
+            )
+    assert c.execute("SELECT count(*) FROM goalrt.goals").fetchone() == (rounds * keys,)

@@ -1,4 +1,4 @@
-"""claim_goals_v2 takes its buckets in key order also as the first call of a session.
+"""Two gaps in the lock order closed: a claim as a session's first call, idempotency keys of batches.
 
 Revision ID: 0014
 Revises: 0013
@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    apply_sql("0014_claim_lock_order.up.sql")
+    apply_sql("0014_lock_order_gaps.up.sql")
 
 
 def downgrade() -> None:
-    apply_sql("0014_claim_lock_order.down.sql")
+    apply_sql("0014_lock_order_gaps.down.sql")

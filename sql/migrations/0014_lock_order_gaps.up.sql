@@ -1,5 +1,8 @@
+-- Two gaps in the lock order (35_workers.sql) closed:
 -- claim_goals_v2 takes its admissions' buckets in key order also as the first call of a
--- session (goalrt.late_locks reads NULL there, which had skipped the ordered locking).
+-- session (goalrt.late_locks reads NULL there, which had skipped the ordered locking);
+-- submit_goals takes a lock per idempotency key of a batch first, in one order, so two
+-- batches with the same new keys in opposite orders no longer deadlock.
 
 CREATE OR REPLACE FUNCTION goalrt.claim_goals_v2(
     worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL,
@@ -157,5 +160,90 @@ BEGIN
       FROM claimed c
       LEFT JOIN started s ON s.goal_id = c.id
      ORDER BY c.priority DESC, c.run_at, c.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.submit_goals(goals jsonb)
+RETURNS TABLE (id bigint, created boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    x   jsonb;
+    i   integer := 0;
+    r   record;
+    any_new boolean := false;
+    ids bigint[];
+BEGIN
+    IF goals IS NULL OR jsonb_typeof(goals) <> 'array' THEN
+        RAISE EXCEPTION 'goals must be a JSON array of {"name", "params", "options"} objects' USING ERRCODE = 'GR008';
+    END IF;
+    -- The common case, for the whole batch at once: every goal of a
+    -- registered type with no defaults, valid params and no options. What
+    -- the loop below would do for it, in a few statements (the ids drawn
+    -- in the batch's order first). Any other batch, and any batch with a
+    -- problem (which the loop then names), goes through the loop.
+    IF jsonb_array_length(goals) > 0 AND NOT EXISTS (
+        SELECT 1
+          FROM jsonb_array_elements(goals) AS t(e)
+          LEFT JOIN goalrt.goal_types gt ON gt.name = e ->> 'name'
+         -- (a CASE, so that each test runs only on what passed the ones before)
+         WHERE NOT CASE
+                   WHEN jsonb_typeof(e) <> 'object' OR jsonb_typeof(e -> 'name') IS DISTINCT FROM 'string' THEN false
+                   WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(e) k WHERE k NOT IN ('name', 'params', 'options'))
+                       THEN false
+                   WHEN e ? 'options' AND e -> 'options' <> '{}' THEN false
+                   WHEN e ? 'params' AND jsonb_typeof(e -> 'params') <> 'object' THEN false
+                   WHEN gt.name IS NULL OR gt.defaults <> '{}' THEN false
+                   WHEN goalrt.json_too_deep(e -> 'params') THEN false
+                   ELSE goalrt.params_problem(gt.params_schema, coalesce(e -> 'params', '{}')) IS NULL
+               END) THEN
+        ids := ARRAY(SELECT nextval(pg_get_serial_sequence('goalrt.goals', 'id'))
+                       FROM generate_series(1, jsonb_array_length(goals)));
+        INSERT INTO goalrt.goals (id, name, params)
+        OVERRIDING SYSTEM VALUE
+        SELECT ids[t.n::integer], t.e ->> 'name', coalesce(t.e -> 'params', '{}')
+          FROM jsonb_array_elements(goals) WITH ORDINALITY AS t(e, n)
+         ORDER BY t.n;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || g.id, 'goal.submitted',
+               jsonb_strip_nulls(jsonb_build_object(
+                   'goal_id', g.id, 'name', g.name, 'params', g.params, 'priority', g.priority, 'run_at', g.run_at))
+          FROM goalrt.goals g
+         WHERE g.id = ANY (ids)
+         ORDER BY g.id;
+        PERFORM pg_notify('goalrt_goals', '');
+        RETURN QUERY SELECT u.id, true FROM unnest(ids) WITH ORDINALITY AS u(id, n) ORDER BY u.n;
+        RETURN;
+    END IF;
+    -- Two batches inserting the same new idempotency keys in opposite orders
+    -- would each wait for the other's insert (the unique index). A batch of
+    -- several keys first takes a lock per key, in one order (lock order, see
+    -- 35_workers.sql), so one of the two waits before it inserts anything.
+    PERFORM pg_advisory_xact_lock('goalrt.goals_idempotency_key_idx'::regclass::oid::integer, k.h)
+       FROM (SELECT DISTINCT hashtext(e -> 'options' ->> 'key') AS h
+               FROM jsonb_array_elements(goals) AS t(e)
+              WHERE jsonb_typeof(e -> 'options' -> 'key') = 'string'
+              ORDER BY 1) k
+      WHERE (SELECT count(DISTINCT e -> 'options' ->> 'key')
+               FROM jsonb_array_elements(goals) AS t(e)
+              WHERE jsonb_typeof(e -> 'options' -> 'key') = 'string') > 1;
+    FOR x IN SELECT e FROM jsonb_array_elements(goals) WITH ORDINALITY AS t(e, n) ORDER BY n LOOP
+        IF jsonb_typeof(x) <> 'object' OR jsonb_typeof(x -> 'name') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'goals[%] must be an object with a "name"', i USING ERRCODE = 'GR008';
+        END IF;
+        IF EXISTS (SELECT 1 FROM jsonb_object_keys(x) k WHERE k NOT IN ('name', 'params', 'options')) THEN
+            RAISE EXCEPTION 'goals[%].% is not a field (name, params, options)', i,
+                (SELECT min(k) FROM jsonb_object_keys(x) k WHERE k NOT IN ('name', 'params', 'options'))
+                USING ERRCODE = 'GR008';
+        END IF;
+        SELECT * INTO r FROM goalrt.submit_one(x ->> 'name', x -> 'params', x -> 'options', format('goals[%s]: ', i));
+        any_new := any_new OR r.created;
+        id := r.id;
+        created := r.created;
+        RETURN NEXT;
+        i := i + 1;
+    END LOOP;
+    IF any_new THEN
+        PERFORM pg_notify('goalrt_goals', '');
+    END IF;
 END
 $$;
