@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         EmbeddedServerError,
         GoalNotFoundError,
         GoalrtError,
+        InvalidAnchorError,
         InvalidEventError,
         InvalidGoalError,
         InvalidStateChangeError,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from goalrt.goals.registry import Registry, Result, Step, achieve, action, default_registry, goal
     from goalrt.goals.retry import Retry
     from goalrt.goals.waits import Child, ask, children, sleep, wait_event
+    from goalrt.log.anchors import Anchor
     from goalrt.log.async_eventlog import AsyncEventLog
     from goalrt.log.committed import Event
     from goalrt.log.event import ChainReport, NewEvent
@@ -65,6 +67,7 @@ __version__ = "0.4.0"
 # Each public name -> the module that defines it (the imports above, for type checkers, name the same).
 _SOURCES = {
     "ActionContext": "goalrt.worker.dispatcher",
+    "Anchor": "goalrt.log.anchors",
     "AppendOnlyError": "goalrt.errors",
     "AsyncEventLog": "goalrt.log.async_eventlog",
     "AsyncGoals": "goalrt.goals.async_goals",
@@ -88,6 +91,7 @@ _SOURCES = {
     "GoalrtError": "goalrt.errors",
     "Goals": "goalrt.goals.goals",
     "HistoryEntry": "goalrt.state.state",
+    "InvalidAnchorError": "goalrt.errors",
     "InvalidEventError": "goalrt.errors",
     "InvalidGoalError": "goalrt.errors",
     "InvalidStateChangeError": "goalrt.errors",
@@ -151,6 +155,7 @@ if not TYPE_CHECKING:
 
 __all__ = [
     "ActionContext",
+    "Anchor",
     "AppendOnlyError",
     "AsyncEventLog",
     "AsyncGoals",
@@ -174,6 +179,7 @@ __all__ = [
     "GoalrtError",
     "Goals",
     "HistoryEntry",
+    "InvalidAnchorError",
     "InvalidEventError",
     "InvalidGoalError",
     "InvalidStateChangeError",

@@ -99,12 +99,23 @@ class PlanningError(GoalrtError, ValueError):
 
 
 class ChainBrokenError(GoalrtError):
-    """The hash chain over the log does not verify."""
+    """The hash chain over the log does not verify, or the log does not hold an anchor it was checked against.
 
-    def __init__(self, pos: int, problem: str) -> None:
-        super().__init__(f"hash chain broken at pos {pos}: {problem}")
+    ``anchor`` is the anchor (``POS:HASH``) the log does not hold, else None.
+    """
+
+    def __init__(self, pos: int, problem: str, *, anchor: str | None = None) -> None:
+        if anchor is None:
+            super().__init__(f"hash chain broken at pos {pos}: {problem}")
+        else:
+            super().__init__(f"the log does not hold {problem}")
         self.pos = pos
         self.problem = problem
+        self.anchor = anchor
+
+
+class InvalidAnchorError(GoalrtError, ValueError):
+    """An anchor is not ``POS:HASH``, or a file of anchors cannot be read; the message names the text or line."""
 
 
 class DatabaseError(GoalrtError):

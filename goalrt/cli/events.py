@@ -1,4 +1,4 @@
-"""CLI commands for the event log: events append/list/follow, verify."""
+"""CLI commands for the event log: events append/list/follow, verify, head, anchor."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from goalrt.cli.support import (
     print_table,
     show_json,
 )
-from goalrt.errors import ChainBrokenError, ConfigError
+from goalrt.errors import ChainBrokenError, ConfigError, InvalidAnchorError
 
 if TYPE_CHECKING:
     from goalrt.log.event import Event
@@ -118,13 +118,60 @@ def events_follow(app: AppContext, stream: str | None, type_: str | None, after:
             return
 
 
+class AnchorParam(click.ParamType):  # type: ignore[type-arg]
+    """``POS:HASH``, as ``goalrt head`` prints it."""
+
+    name = "POS:HASH"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from goalrt.log.anchors import Anchor
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return Anchor.parse(value)
+        except InvalidAnchorError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class AnchorFileParam(click.ParamType):  # type: ignore[type-arg]
+    """A file of anchors: read and parsed as the command line is, so a bad one is a usage error."""
+
+    name = "FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from goalrt.log.anchors import Anchor
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return Anchor.read(value)
+        except InvalidAnchorError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @click.command("verify", cls=ForkCommand)
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    type=AnchorParam(),
+    help="Also check that the log still holds this anchor (from `goalrt head`); repeatable.",
+)
+@click.option(
+    "--anchors",
+    "anchor_files",
+    multiple=True,
+    type=AnchorFileParam(),
+    help="Also check every anchor in this file (one POS:HASH a line; blank lines and # comments skipped).",
+)
 @json_option("Print the report as JSON.")
 @pass_app
-def verify_cmd(app: AppContext, as_json: bool) -> None:
-    """Check the hash chain over the whole log; exit 1 naming the first bad position."""
+def verify_cmd(app: AppContext, anchors: tuple[Any, ...], anchor_files: tuple[list[Any], ...], as_json: bool) -> None:
+    """Check the hash chain over the whole log, and any anchors; exit 1 naming the first bad position or anchor."""
+    given = [*anchors, *(a for file in anchor_files for a in file)]
     with app.log() as log:
-        report = log.verify()
+        report = log.verify(given)
         head = log.head()
     if as_json:
         emit_json(
@@ -134,13 +181,52 @@ def verify_cmd(app: AppContext, as_json: bool) -> None:
                 "first_bad_pos": report.first_bad_pos,
                 "problem": report.problem,
                 "head": head,
+                "anchors": report.anchors,
+                "anchor": None if report.anchor is None else str(report.anchor),
             }
         )
     if not report.ok:
-        raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown")
+        anchor = None if report.anchor is None else str(report.anchor)
+        raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown", anchor=anchor)
     if not as_json:
         noun = "event" if report.checked == 1 else "events"
-        click.echo(f"hash chain intact: {report.checked} {noun}, head {head}")
+        held = ""
+        if report.anchors:
+            held = f"; {report.anchors} anchor{'s' if report.anchors != 1 else ''} held"
+        click.echo(f"hash chain intact: {report.checked} {noun}, head {head}{held}")
 
 
-COMMANDS = (events, verify_cmd)
+@click.command("head", cls=ForkCommand)
+@json_option("Print the head as JSON.")
+@pass_app
+def head_cmd(app: AppContext, as_json: bool) -> None:
+    """Print the head of the hash chain as an anchor, POS:HASH (keep it outside the database)."""
+    with app.log() as log:
+        anchor = log.head_anchor()
+    if as_json:
+        emit_json({"pos": anchor.pos, "hash": anchor.hash, "anchor": str(anchor)})
+    else:
+        click.echo(str(anchor))
+
+
+@click.command("anchor", cls=ForkCommand)
+@click.option(
+    "--to",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Append the head (POS:HASH) to this file, as one line.",
+)
+@pass_app
+def anchor_cmd(app: AppContext, path: str) -> None:
+    """Append the head of the hash chain to a file you keep elsewhere; print it."""
+    with app.log() as log:
+        anchor = log.head_anchor()
+    try:
+        anchor.append_to(path)
+    except OSError as exc:
+        raise click.FileError(path, exc.strerror or str(exc)) from None
+    click.echo(f"{anchor} appended to {path}")
+
+
+COMMANDS = (events, verify_cmd, head_cmd, anchor_cmd)

@@ -22,6 +22,7 @@ from goalrt.db.driver import AsyncConnection
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import ChainBrokenError
 from goalrt.log import bus
+from goalrt.log.anchors import Anchor
 from goalrt.log.event import ChainReport, Event, NewEvent, coerce_events, new_event
 
 
@@ -178,18 +179,45 @@ class AsyncEventLog(AsyncClient):
 
     # -- integrity -------------------------------------------------------------
 
-    async def verify(self) -> ChainReport:
-        """Recompute the hash chain over the whole log."""
-        rows = await self._run("chain_verify")
-        ok, checked, bad, problem = rows[0]
-        return ChainReport(bool(ok), int(checked), bad, problem)
+    async def verify(self, anchors: Iterable[Anchor | str] = ()) -> ChainReport:
+        """Recompute the hash chain over the whole log, and check that it still holds each of ``anchors``.
 
-    async def verify_or_raise(self) -> ChainReport:
-        """Recompute the hash chain; raise ``ChainBrokenError`` naming the first bad position if it is broken."""
-        report = await self.verify()
+        An anchor is an ``Anchor`` or its text ``POS:HASH`` (``InvalidAnchorError``
+        if it is not). Without anchors this proves the log agrees with itself;
+        with them, also that it holds the prefix each anchor was taken from
+        (docs/event-log.md, "Anchors").
+        """
+        given = [a if isinstance(a, Anchor) else Anchor.parse(a) for a in anchors]
+        if not given:
+            rows = await self._run("chain_verify")
+            ok, checked, bad, problem = rows[0]
+            return ChainReport(bool(ok), int(checked), bad, problem)
+        rows = await self._run("anchors_verify", ([a.pos for a in given], [a.hash_bytes for a in given]))
+        ok, checked, bad, problem, anchor_pos = rows[0]
+        failed = None
+        if anchor_pos is not None:
+            # the anchor the problem names (of those at its position, which may differ in hash)
+            at = [a for a in given if a.pos == anchor_pos]
+            failed = next((a for a in at if f"anchor {a}:" in (problem or "")), at[0])
+        return ChainReport(bool(ok), int(checked), bad, problem, anchors=len(given), anchor=failed)
+
+    async def verify_or_raise(self, anchors: Iterable[Anchor | str] = ()) -> ChainReport:
+        """Verify as ``verify`` does; raise ``ChainBrokenError`` naming the first bad position or anchor on failure."""
+        report = await self.verify(anchors)
         if not report.ok:
-            raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown")
+            anchor = None if report.anchor is None else str(report.anchor)
+            raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown", anchor=anchor)
         return report
+
+    async def head_anchor(self) -> Anchor:
+        """Return the head of the hash chain (the last position handed out and its hash) as an ``Anchor``.
+
+        Keep it where the database's owner cannot write
+        (``log.head_anchor().append_to(path)``); ``verify(anchors=...)`` checks it later.
+        """
+        rows = await self._run("chain_head")
+        pos, hash = rows[0]
+        return Anchor(int(pos), bytes(hash).hex())
 
 
 __all__ = ["AsyncEventLog"]

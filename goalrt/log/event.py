@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from goalrt.db.jsontext import check
 from goalrt.errors import InvalidEventError
+from goalrt.log.anchors import Anchor
 from goalrt.log.committed import Event as Event
 
 # Keys goalrt gives a meaning to inside an event's metadata.
@@ -100,9 +101,17 @@ def coerce_events(events: Iterable[NewEvent | Mapping[str, Any]]) -> list[NewEve
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """The result of checking the hash chain."""
+    """The result of checking the hash chain (and anchors, when given).
+
+    ``checked`` counts the events whose hashes were recomputed, ``anchors``
+    the anchors given. When the log does not hold an anchor, ``anchor`` is
+    the first one (by position) it does not hold, ``first_bad_pos`` is its
+    position and ``problem`` names it and says why.
+    """
 
     ok: bool
     checked: int
     first_bad_pos: int | None
     problem: str | None
+    anchors: int = 0
+    anchor: Anchor | None = None

@@ -23,5 +23,11 @@ SELECT pos FROM goalrt.event_order WHERE event_id = $1::bigint;
 -- name: chain_verify
 SELECT ok, checked, first_bad_pos, problem FROM goalrt.verify_chain();
 
+-- name: anchors_verify
+SELECT ok, checked, first_bad_pos, problem, anchor_pos FROM goalrt.verify_anchors($1::bigint[], $2::bytea[]);
+
+-- name: chain_head
+SELECT pos, hash FROM goalrt.chain_head();
+
 -- name: appends_notify
 SELECT pg_notify('goalrt_append', '');

@@ -645,3 +645,105 @@ $$;
 
 COMMENT ON FUNCTION goalrt.verify_chain() IS
     'Recompute the hash chain over the whole log; names the first bad position if it is broken.';
+
+-------------------------------------------------------------------------------
+-- Anchors
+--
+-- verify_chain() proves the log agrees with itself, not that it is the log
+-- you had: the owner (or a superuser, who can switch the append-only
+-- triggers off) can rewrite an event and recompute every later hash and the
+-- clock's head_hash, or drop the newest events and roll the clock back, and
+-- the chain still verifies. An anchor is a position and the hash the log had
+-- there, kept where the database's owner cannot write. Every hash covers all
+-- before it, so a log that recomputes cleanly and still holds the anchor's
+-- hash at its position holds exactly the prefix the anchor was taken from.
+-------------------------------------------------------------------------------
+
+-- The head of the chain: the last position handed out and its hash (in a log
+-- that holds no event yet, base_pos and base_hash: 0 and zeros, or in a fork
+-- the fork point). Stored elsewhere, it is an anchor.
+CREATE FUNCTION goalrt.chain_head()
+RETURNS TABLE (pos bigint, hash bytea)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT c.head, c.head_hash FROM goalrt.clock c
+$$;
+
+COMMENT ON FUNCTION goalrt.chain_head() IS
+    'The head of the hash chain (position and hash): an anchor to keep outside the database.';
+
+-- Why the log does not hold anchor_hash at anchor_pos (NULL when it does):
+-- the position is past the head (the log was cut back below it), before the
+-- start of this log (a fork), missing, or holds another hash. Only the one
+-- position is looked at; verify_anchors also recomputes the chain.
+CREATE FUNCTION goalrt.anchor_problem(anchor_pos bigint, anchor_hash bytea) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    c goalrt.clock;
+    held bytea;
+BEGIN
+    IF anchor_pos IS NULL OR anchor_hash IS NULL THEN
+        RAISE EXCEPTION 'an anchor needs a position and a hash' USING ERRCODE = '22023';
+    END IF;
+    IF length(anchor_hash) <> 32 THEN
+        RAISE EXCEPTION 'the hash of anchor % is % bytes long; a sha256 hash is 32', anchor_pos, length(anchor_hash)
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO c FROM goalrt.clock;
+    IF anchor_pos > c.head THEN
+        RETURN format('the log ends at position %s, before the anchor', c.head);
+    ELSIF anchor_pos < c.base_pos THEN
+        RETURN format('the anchor is before the start of this log (position %s)', c.base_pos);
+    ELSIF anchor_pos = c.base_pos THEN
+        held := c.base_hash;
+    ELSE
+        SELECT o.hash INTO held FROM goalrt.event_order o WHERE o.pos = anchor_pos;
+        IF NOT FOUND THEN
+            RETURN format('position %s is missing from the log', anchor_pos);
+        END IF;
+    END IF;
+    IF held IS DISTINCT FROM anchor_hash THEN
+        RETURN format('position %s holds hash %s', anchor_pos, encode(held, 'hex'));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.anchor_problem(bigint, bytea) IS
+    'Why the log does not hold this hash at this position (NULL when it does).';
+
+-- verify_chain(), then each anchor (positions[i], hashes[i]) in position
+-- order. ok when the chain recomputes and the log holds every anchor; else
+-- first_bad_pos and problem name the chain's first bad position, or the first
+-- anchor the log does not hold (then anchor_pos is its position, and problem
+-- names it as POS:HASH).
+CREATE FUNCTION goalrt.verify_anchors(positions bigint[], hashes bytea[])
+RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text, anchor_pos bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    chain record;
+    a record;
+    why text;
+BEGIN
+    IF positions IS NULL OR hashes IS NULL OR cardinality(positions) <> cardinality(hashes) THEN
+        RAISE EXCEPTION 'give one hash for each anchor position (% positions, % hashes)',
+            coalesce(cardinality(positions)::text, 'NULL'), coalesce(cardinality(hashes)::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO chain FROM goalrt.verify_chain();
+    IF NOT chain.ok THEN
+        RETURN QUERY SELECT false, chain.checked, chain.first_bad_pos, chain.problem, NULL::bigint;
+        RETURN;
+    END IF;
+    FOR a IN SELECT u.p, u.h FROM unnest(positions, hashes) WITH ORDINALITY AS u (p, h, i) ORDER BY u.p, u.i LOOP
+        why := goalrt.anchor_problem(a.p, a.h);
+        IF why IS NOT NULL THEN
+            RETURN QUERY SELECT false, chain.checked, a.p, format('anchor %s:%s: %s', a.p, encode(a.h, 'hex'), why), a.p;
+            RETURN;
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT true, chain.checked, NULL::bigint, NULL::text, NULL::bigint;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.verify_anchors(bigint[], bytea[]) IS
+    'verify_chain(), then whether the log still holds each anchor (position, hash); names the first failure.';

@@ -2,7 +2,8 @@
 -- Roles and privileges
 --
 -- Three group roles (NOLOGIN; grant them to your login roles):
---   goalrt_reader  reads the log (the view, read_events, verify_chain, tick_commit)
+--   goalrt_reader  reads the log (the view, read_events, verify_chain, chain_head,
+--                  verify_anchors, tick_commit)
 --   goalrt_writer  reader + appends through the append functions only
 --   goalrt_admin   writer + loads GDL, edits settings and the fork registry
 -- Roles are cluster-wide, so they are created only when missing and are not
@@ -123,6 +124,9 @@ BEGIN
         goalrt.read_events(bigint, integer, text, text, boolean),
         goalrt.tick(integer),
         goalrt.verify_chain(),
+        goalrt.chain_head(),
+        goalrt.anchor_problem(bigint, bytea),
+        goalrt.verify_anchors(bigint[], bytea[]),
         goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz),
         goalrt.chain_hash(bytea, bigint, bytea),
         goalrt.glob_to_like(text),

@@ -267,6 +267,13 @@ def test_log_append_read_position_verify(flavour: Flavour) -> None:
     assert log.position(events[2].id, tick=False) == 3
     assert log.verify().ok
     assert log.verify_or_raise().checked == 3
+    anchor = log.head_anchor()
+    assert (anchor.pos, anchor.hash) == (3, events[2].hash.hex())
+    report = log.verify([anchor, str(anchor)])
+    assert report.ok and report.anchors == 2
+    assert log.verify_or_raise([anchor]).checked == 3
+    report = log.verify([f"3:{'ab' * 32}"])
+    assert not report.ok and report.anchor is not None and report.anchor.pos == 3
 
 
 def test_log_transaction_is_all_or_nothing(flavour: Flavour) -> None:

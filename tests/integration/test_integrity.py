@@ -122,6 +122,9 @@ def test_reader_reads_but_cannot_append(
         assert c.execute("SELECT count(*) FROM goalrt.events").fetchone() == (10,)
         assert len(c.execute("SELECT * FROM goalrt.read_events(0, 100)").fetchall()) == 10
         assert c.execute("SELECT ok FROM goalrt.verify_chain()").fetchone() == (True,)
+        assert c.execute(
+            "SELECT ok FROM goalrt.chain_head() h, goalrt.verify_anchors(ARRAY[h.pos], ARRAY[h.hash])"
+        ).fetchone() == (True,)
         for statement in [
             "SELECT goalrt.append_event('s', 't')",
             "SELECT goalrt.append_events('[]')",

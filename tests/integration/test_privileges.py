@@ -107,6 +107,10 @@ READER_CALLS = (
     "SELECT * FROM goalrt.read_events(0, 10)",
     "SELECT * FROM goalrt.read_events(0, 10, 's', 't*')",
     "SELECT * FROM goalrt.verify_chain()",
+    "SELECT * FROM goalrt.chain_head()",
+    "SELECT * FROM goalrt.verify_anchors((SELECT array_agg(pos) FROM goalrt.chain_head()),"
+    " (SELECT array_agg(hash) FROM goalrt.chain_head()))",
+    "SELECT goalrt.anchor_problem(0, decode(repeat('00', 32), 'hex'))",
     "SELECT * FROM goalrt.state_at(1, 'a.*')",
     "SELECT * FROM goalrt.state_history('a.b')",
     "SELECT goalrt.pos_at(now())",
