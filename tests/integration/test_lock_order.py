@@ -294,8 +294,8 @@ def test_batches_with_the_same_new_keys_in_any_order_never_deadlock(c: psycopg.C
 
     Each batch inserts its keys one by one; without a lock per key taken in
     one order first, two batches in opposite orders each held one key's new
-    row and waited for the other's (the unique index): a deadlock, about one
-    round in three here. Every call must succeed, and each key must end as
+    row and waited for the other's (the unique index): a deadlock, in about one
+    call in three here. Every call must succeed, and each key must end as
     one goal that every client got back (created by exactly one of them).
     """
     clients, rounds, keys = 4, 40, 6
