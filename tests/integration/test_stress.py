@@ -194,7 +194,9 @@ def test_every_follower_gets_every_committed_event_once_in_one_order(db_url: str
     assert not shared.errors, shared.errors
 
     with EventLog.connect(db_url) as log:
-        head = log.tick()
+        # Wait for the clock as long as it takes: a follower may hold it in its own transaction
+        # (the rolled-back one ticks there), longer than a tick's default 200 ms on a busy machine.
+        head = log.tick(wait_ms=60_000)
         for f in followers:
             f.head = head
             f.target.set()
