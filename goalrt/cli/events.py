@@ -21,7 +21,7 @@ from goalrt.cli.support import (
     print_table,
     show_json,
 )
-from goalrt.errors import ChainBrokenError, ConfigError, InvalidAnchorError
+from goalrt.errors import ConfigError, InvalidAnchorError
 
 if TYPE_CHECKING:
     from goalrt.log.event import Event
@@ -186,8 +186,7 @@ def verify_cmd(app: AppContext, anchors: tuple[Any, ...], anchor_files: tuple[li
             }
         )
     if not report.ok:
-        anchor = None if report.anchor is None else str(report.anchor)
-        raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown", anchor=anchor)
+        raise report.error()
     if not as_json:
         noun = "event" if report.checked == 1 else "events"
         held = ""

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from goalrt.db.jsontext import check
-from goalrt.errors import InvalidEventError
+from goalrt.errors import ChainBrokenError, InvalidEventError
 from goalrt.log.anchors import Anchor
 from goalrt.log.committed import Event as Event
 
@@ -115,3 +115,8 @@ class ChainReport:
     problem: str | None
     anchors: int = 0
     anchor: Anchor | None = None
+
+    def error(self) -> ChainBrokenError:
+        """The ``ChainBrokenError`` that names what failed (for a report that is not ok)."""
+        anchor = None if self.anchor is None else str(self.anchor)
+        return ChainBrokenError(self.first_bad_pos or 0, self.problem or "unknown", anchor=anchor)

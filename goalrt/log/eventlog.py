@@ -20,7 +20,6 @@ from typing import Any
 from goalrt.db.client import Client
 from goalrt.db.driver import Connection
 from goalrt.db.resources import MAIN_SCHEMA
-from goalrt.errors import ChainBrokenError
 from goalrt.log import bus
 from goalrt.log.anchors import Anchor
 from goalrt.log.event import ChainReport, Event, NewEvent, coerce_events, new_event
@@ -192,20 +191,15 @@ class EventLog(Client):
             ok, checked, bad, problem = rows[0]
             return ChainReport(bool(ok), int(checked), bad, problem)
         rows = self._run("anchors_verify", ([a.pos for a in given], [a.hash_bytes for a in given]))
-        ok, checked, bad, problem, anchor_pos = rows[0]
-        failed = None
-        if anchor_pos is not None:
-            # the anchor the problem names (of those at its position, which may differ in hash)
-            at = [a for a in given if a.pos == anchor_pos]
-            failed = next((a for a in at if f"anchor {a}:" in (problem or "")), at[0])
+        ok, checked, bad, problem, anchor_pos, anchor_hash = rows[0]
+        failed = None if anchor_pos is None else Anchor(int(anchor_pos), bytes(anchor_hash).hex())
         return ChainReport(bool(ok), int(checked), bad, problem, anchors=len(given), anchor=failed)
 
     def verify_or_raise(self, anchors: Iterable[Anchor | str] = ()) -> ChainReport:
         """Verify as ``verify`` does; raise ``ChainBrokenError`` naming the first bad position or anchor on failure."""
         report = self.verify(anchors)
         if not report.ok:
-            anchor = None if report.anchor is None else str(report.anchor)
-            raise ChainBrokenError(report.first_bad_pos or 0, report.problem or "unknown", anchor=anchor)
+            raise report.error()
         return report
 
     def head_anchor(self) -> Anchor:

@@ -43,7 +43,8 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION goalrt.verify_anchors(positions bigint[], hashes bytea[])
-RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text, anchor_pos bigint)
+RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text, anchor_pos bigint,
+               anchor_hash bytea)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     chain record;
@@ -57,17 +58,18 @@ BEGIN
     END IF;
     SELECT * INTO chain FROM goalrt.verify_chain();
     IF NOT chain.ok THEN
-        RETURN QUERY SELECT false, chain.checked, chain.first_bad_pos, chain.problem, NULL::bigint;
+        RETURN QUERY SELECT false, chain.checked, chain.first_bad_pos, chain.problem, NULL::bigint, NULL::bytea;
         RETURN;
     END IF;
     FOR a IN SELECT u.p, u.h FROM unnest(positions, hashes) WITH ORDINALITY AS u (p, h, i) ORDER BY u.p, u.i LOOP
         why := goalrt.anchor_problem(a.p, a.h);
         IF why IS NOT NULL THEN
-            RETURN QUERY SELECT false, chain.checked, a.p, format('anchor %s:%s: %s', a.p, encode(a.h, 'hex'), why), a.p;
+            RETURN QUERY SELECT false, chain.checked, a.p, format('anchor %s:%s: %s', a.p, encode(a.h, 'hex'), why), a.p,
+                                a.h;
             RETURN;
         END IF;
     END LOOP;
-    RETURN QUERY SELECT true, chain.checked, NULL::bigint, NULL::text, NULL::bigint;
+    RETURN QUERY SELECT true, chain.checked, NULL::bigint, NULL::text, NULL::bigint, NULL::bytea;
 END
 $$;
 

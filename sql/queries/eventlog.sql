@@ -24,7 +24,8 @@ SELECT pos FROM goalrt.event_order WHERE event_id = $1::bigint;
 SELECT ok, checked, first_bad_pos, problem FROM goalrt.verify_chain();
 
 -- name: anchors_verify
-SELECT ok, checked, first_bad_pos, problem, anchor_pos FROM goalrt.verify_anchors($1::bigint[], $2::bytea[]);
+SELECT ok, checked, first_bad_pos, problem, anchor_pos, anchor_hash
+  FROM goalrt.verify_anchors($1::bigint[], $2::bytea[]);
 
 -- name: chain_head
 SELECT pos, hash FROM goalrt.chain_head();

@@ -714,10 +714,11 @@ COMMENT ON FUNCTION goalrt.anchor_problem(bigint, bytea) IS
 -- verify_chain(), then each anchor (positions[i], hashes[i]) in position
 -- order. ok when the chain recomputes and the log holds every anchor; else
 -- first_bad_pos and problem name the chain's first bad position, or the first
--- anchor the log does not hold (then anchor_pos is its position, and problem
--- names it as POS:HASH).
+-- anchor the log does not hold (then anchor_pos and anchor_hash are that
+-- anchor, and problem names it as POS:HASH).
 CREATE FUNCTION goalrt.verify_anchors(positions bigint[], hashes bytea[])
-RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text, anchor_pos bigint)
+RETURNS TABLE (ok boolean, checked bigint, first_bad_pos bigint, problem text, anchor_pos bigint,
+               anchor_hash bytea)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     chain record;
@@ -731,17 +732,18 @@ BEGIN
     END IF;
     SELECT * INTO chain FROM goalrt.verify_chain();
     IF NOT chain.ok THEN
-        RETURN QUERY SELECT false, chain.checked, chain.first_bad_pos, chain.problem, NULL::bigint;
+        RETURN QUERY SELECT false, chain.checked, chain.first_bad_pos, chain.problem, NULL::bigint, NULL::bytea;
         RETURN;
     END IF;
     FOR a IN SELECT u.p, u.h FROM unnest(positions, hashes) WITH ORDINALITY AS u (p, h, i) ORDER BY u.p, u.i LOOP
         why := goalrt.anchor_problem(a.p, a.h);
         IF why IS NOT NULL THEN
-            RETURN QUERY SELECT false, chain.checked, a.p, format('anchor %s:%s: %s', a.p, encode(a.h, 'hex'), why), a.p;
+            RETURN QUERY SELECT false, chain.checked, a.p, format('anchor %s:%s: %s', a.p, encode(a.h, 'hex'), why), a.p,
+                                a.h;
             RETURN;
         END IF;
     END LOOP;
-    RETURN QUERY SELECT true, chain.checked, NULL::bigint, NULL::text, NULL::bigint;
+    RETURN QUERY SELECT true, chain.checked, NULL::bigint, NULL::text, NULL::bigint, NULL::bytea;
 END
 $$;
 

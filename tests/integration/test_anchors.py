@@ -163,11 +163,13 @@ def test_anchors_from_sql(filled: EventLog, conn: psycopg.Connection) -> None:
     pos, hash = conn.execute("SELECT pos, hash FROM goalrt.chain_head()").fetchone() or (None, None)
     assert (pos, bytes(hash).hex()) == (10, filled.head_anchor().hash)
     row = conn.execute("SELECT * FROM goalrt.verify_anchors(ARRAY[%s::bigint], ARRAY[%s::bytea])", (pos, hash))
-    assert row.fetchone() == (True, 10, None, None, None)
+    assert row.fetchone() == (True, 10, None, None, None, None)
     assert conn.execute("SELECT goalrt.anchor_problem(10, %s)", (hash,)).fetchone() == (None,)
     other = bytes(32)
-    row = conn.execute("SELECT ok, anchor_pos FROM goalrt.verify_anchors('{4}', ARRAY[%s::bytea])", (other,))
-    assert row.fetchone() == (False, 4)
+    row = conn.execute(
+        "SELECT ok, anchor_pos, anchor_hash FROM goalrt.verify_anchors('{4}', ARRAY[%s::bytea])", (other,)
+    )
+    assert row.fetchone() == (False, 4, other)
     for call, params in [
         ("SELECT * FROM goalrt.verify_anchors('{1,2}', ARRAY[%s::bytea])", (hash,)),
         ("SELECT * FROM goalrt.verify_anchors(NULL, NULL)", None),
