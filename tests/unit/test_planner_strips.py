@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from goalrt.errors import GdlError
+from goalrt.gdl import compile_sources, source_for
 from goalrt.planner import (
     TRUE,
     ActionSchema,
@@ -291,6 +293,36 @@ def test_names_with_dashes() -> None:
     for bad in (lambda: ActionSchema("-drive"), lambda: ObjectType("-t"), lambda: Var("-p")):
         with pytest.raises(PlanningError, match="invalid"):
             bad()
+
+
+GDL_DASHES = """
+type city-location { name: string }
+action logistics.drive-truck(loc-from: city-location, loc-to: city-location) {
+  require truck.at == {loc-from} and {loc-from} != {loc-to}
+  effect  delete visited.{loc-from}
+  effect  visited.{loc-to} = true
+  effect  truck.at = {loc-to}
+  pure
+}
+goal arrive(dest: city-location) { achieve visited.{dest} == true }
+"""
+
+
+def test_gdl_takes_the_same_names_for_actions_types_and_action_parameters() -> None:
+    compiled = compile_sources([source_for("apps/a/x.gdl", GDL_DASHES)], apps=["a"])
+    schema = compiled.actions["logistics.drive-truck"].schema
+    assert schema.params == (("loc-from", "city-location"), ("loc-to", "city-location"))
+    problem = Problem(
+        types=compiled.goals["arrive"].achieve.types,
+        objects={"city-location": ["apt-1", "pos-2"]},
+        state={"truck.at": "apt-1"},
+        actions=[schema],
+        goal=compiled.goals["arrive"].achieve.condition,
+        goal_params=[GoalParam("dest", "pos-2", "city-location")],
+    )
+    assert [s.name for s in _plan(problem).steps] == ["logistics.drive-truck(apt-1, pos-2)"]
+    with pytest.raises(GdlError, match=r"invalid goal name 'arrive-now'"):
+        compile_sources([source_for("apps/a/x.gdl", GDL_DASHES.replace("goal arrive", "goal arrive-now"))])
 
 
 def test_ground_action_counts_are_reported() -> None:
