@@ -21,7 +21,7 @@ from goalrt.gdl.compiled import (
     CompiledTest,
     CompiledTrigger,
 )
-from goalrt.gdl.declarations import DOTTED, Declarations, Declared
+from goalrt.gdl.declarations import ACTION_NAME, Declarations, Declared
 from goalrt.gdl.expressions import Expressions, Scope
 from goalrt.gdl.satisfiability import never_holds
 from goalrt.goals.conditions import Achieve
@@ -132,7 +132,7 @@ class Clauses:
         handler = d.name
         if handler_clause is not None:
             handler = handler_clause.name.text
-            if not DOTTED.fullmatch(handler):
+            if not ACTION_NAME.fullmatch(handler):
                 self.fail(handler_clause.name.pos, f"{where}: invalid handler name {handler!r}")
         pure_clause = self.once(decl.clauses, (ast.Pure,), where, "pure")
         if pure_clause is not None and handler_clause is not None:

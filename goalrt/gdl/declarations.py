@@ -18,12 +18,16 @@ from goalrt.gdl import ast
 from goalrt.gdl.compiled import SHARED, TESTS, CompiledEvent
 from goalrt.gdl.diagnostics import Problem
 from goalrt.planner import ObjectType
+from goalrt.planner.values import NAME as PLANNER_NAME
 
 _SCALAR_TYPES: Final = ("any", "boolean", "integer", "number", "string")
 _KINDS: Final = ("type", "event", "action", "goal", "contract", "policy", "test")
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-DOTTED: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_VAR: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DOTTED: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# Action names (and handler names), type names and action parameters take '-' as the planner does (PDDL's
+# drive-truck, from-loc); events, goals, fields and goal parameters stay identifiers.
+ACTION_NAME: Final = re.compile(rf"{PLANNER_NAME.pattern}(?:\.{PLANNER_NAME.pattern})*")
+_VAR: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
 @dataclass
@@ -80,9 +84,14 @@ class Declarations:
                 table[decl.name.text] = Declared(kind, decl.name.text, source.app, decl)
 
     def _check_decl_name(self, kind: str, name: ast.Name) -> None:
-        pattern = DOTTED if kind in ("event", "action", "goal") else _IDENT
+        patterns = {"event": _DOTTED, "goal": _DOTTED, "action": ACTION_NAME, "type": PLANNER_NAME}
+        pattern = patterns.get(kind, _IDENT)
         if not pattern.fullmatch(name.text):
-            shape = "dot-separated identifiers" if pattern is DOTTED else "an identifier (letters, digits, _)"
+            shape = {
+                _DOTTED: "dot-separated identifiers",
+                ACTION_NAME: "dot-separated names of letters, digits, _ and -",
+                PLANNER_NAME: "letters, digits, _ and -, not starting with -",
+            }.get(pattern, "an identifier (letters, digits, _)")
             self.fail(name.pos, f"invalid {kind} name {name.text!r}: use {shape}")
 
     def contracts(self) -> None:
@@ -164,8 +173,9 @@ class Declarations:
         out: dict[str, str] = {}
         for p in decl.params:
             where = f"{kind} {decl.name.text} parameter {p.name.text}"
-            if not _IDENT.fullmatch(p.name.text):
-                self.fail(p.name.pos, f"{where}: invalid name: use letters, digits and _")
+            if not (PLANNER_NAME if kind == "action" else _IDENT).fullmatch(p.name.text):
+                allowed = "letters, digits, _ and -" if kind == "action" else "letters, digits and _"
+                self.fail(p.name.pos, f"{where}: invalid name: use {allowed}")
                 continue
             if p.name.text in out:
                 self.fail(p.name.pos, f"{kind} {decl.name.text}: parameter {p.name.text} is declared twice")
@@ -248,4 +258,4 @@ def _cond_paths(node: ast.Cond) -> Iterator[str]:
         yield from _cond_paths(node.arg)
 
 
-__all__ = ["DOTTED", "Declarations", "Declared", "exports"]
+__all__ = ["ACTION_NAME", "Declarations", "Declared", "exports"]

@@ -17,7 +17,7 @@ from goalrt.errors import PlanningError
 from goalrt.gdl import ast
 from goalrt.planner import FALSE, TRUE, And, Compare, Condition, Const, Exists, In, Not, Or, Path, Term, Var
 
-_HOLE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOLE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
 @dataclass

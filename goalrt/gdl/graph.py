@@ -19,7 +19,7 @@ from goalrt.gdl.compiled import CompiledWorkspace
 from goalrt.planner import Condition, Delete, Path, Set
 from goalrt.planner.conditions import And, Compare, Exists, In, Not, Or
 
-_HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
 def mermaid(compiled: CompiledWorkspace) -> str:

@@ -34,7 +34,7 @@ from goalrt.gdl.compiled import CompiledPolicy, CompiledWorkspace
 from goalrt.planner.conditions import condition_to_json
 from goalrt.worker.definitions import params_model
 
-_HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
 @dataclass(frozen=True, slots=True)

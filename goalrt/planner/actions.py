@@ -105,6 +105,54 @@ def effect_from_json(data: Any) -> Effect:
     return Increment(data["path"], data["by"])
 
 
+def _combine(first: Effect, second: Effect) -> Effect:
+    """Return the one effect two effects on the same path amount to (STRIPS: deletes first, then the rest)."""
+    if isinstance(first, Increment) and isinstance(second, Increment):
+        return Increment(first.path, first.by + second.by)
+    if isinstance(first, Increment) or isinstance(second, Increment):
+        raise PlanningError(
+            f"an increment and another change of {first.path} (an increment combines only with increments)"
+        )
+    if isinstance(first, Delete):
+        return second
+    if isinstance(second, Delete) or first.value == second.value:
+        return first
+    raise PlanningError(f"two effects set {first.path}, to {first.value} and to {second.value}")
+
+
+def merge_effects(effects: Iterable[Effect]) -> tuple[Effect, ...]:
+    """Return effects as one per path, sorted by path, or raise PlanningError naming a conflict.
+
+    STRIPS semantics: an action's deletes apply first, then its sets, so a
+    ``Delete`` and a ``Set`` of one path leave the set value (the add wins).
+    The same effect twice is one; increments of one path add up. Two sets of
+    different values, or an increment with a set or delete, conflict.
+    """
+    by_path: dict[str, Effect] = {}
+    for effect in effects:
+        key = effect.path.template
+        known = by_path.get(key)
+        by_path[key] = effect if known is None else _combine(known, effect)
+    return tuple(by_path[key] for key in sorted(by_path))
+
+
+def _check_same_path(effects: tuple[Effect, ...]) -> None:
+    """Raise on effects with the same path template that conflict whatever the arguments.
+
+    Two sets whose values involve a parameter may agree for some arguments:
+    grounding decides those, per ground action.
+    """
+    seen: dict[str, Effect] = {}
+    for effect in effects:
+        known = seen.get(effect.path.template)
+        if known is None:
+            seen[effect.path.template] = effect
+        elif not (
+            isinstance(known, Set) and isinstance(effect, Set) and Var in (type(known.value), type(effect.value))
+        ):
+            seen[effect.path.template] = _combine(known, effect)
+
+
 def effect_variables(effect: Effect) -> frozenset[str]:
     """Return the parameter names an effect refers to."""
     names = set(effect.path.variables)
@@ -143,7 +191,10 @@ class ActionSchema:
         cost: float = 1,
     ) -> None:
         if not isinstance(name, str) or not all(NAME.fullmatch(part) for part in name.split(".")):
-            raise PlanningError(f"invalid action name {name!r}: use dot-separated identifiers (e.g. payment.charge)")
+            raise PlanningError(
+                f"invalid action name {name!r}: use dot-separated names of letters, digits, _ and - "
+                "(e.g. payment.charge, drive-truck)"
+            )
         pairs = tuple(params.items()) if isinstance(params, Mapping) else tuple(params)
         seen: set[str] = set()
         for pair in pairs:
@@ -157,9 +208,10 @@ class ActionSchema:
         for effect in effects:
             if not isinstance(effect, Set | Delete | Increment):
                 raise PlanningError(f"action {name}: expected an effect (Set, Delete, Increment), got {effect!r}")
-        templates = [e.path.template for e in effects]
-        if len(set(templates)) != len(templates):
-            raise PlanningError(f"action {name}: two effects on the same path")
+        try:
+            _check_same_path(effects)
+        except PlanningError as exc:
+            raise PlanningError(f"action {name}: {exc}") from None
         used = variables(_check_condition(pre, f"action {name}")).union(*(effect_variables(e) for e in effects))
         unbound = sorted(used - seen)
         if unbound:

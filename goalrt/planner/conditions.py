@@ -17,9 +17,9 @@ from typing import Any, Final, TypeAlias
 from goalrt.errors import PlanningError
 from goalrt.planner.values import COMPARISONS, NAME, Scalar, check_path, check_scalar, render
 
-_HOLE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HOLE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 _TEMPLATE: Final = re.compile(
-    r"(?:[A-Za-z0-9_:@-]|\{[A-Za-z_][A-Za-z0-9_]*\})+(?:\.(?:[A-Za-z0-9_:@-]|\{[A-Za-z_][A-Za-z0-9_]*\})+)*"
+    r"(?:[A-Za-z0-9_:@-]|\{[A-Za-z_][A-Za-z0-9_-]*\})+(?:\.(?:[A-Za-z0-9_:@-]|\{[A-Za-z_][A-Za-z0-9_-]*\})+)*"
 )
 
 Bindings: TypeAlias = Mapping[str, Scalar]
@@ -71,7 +71,7 @@ class Var:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
-            raise PlanningError(f"invalid parameter name {self.name!r}: use letters, digits and _")
+            raise PlanningError(f"invalid parameter name {self.name!r}: use letters, digits, _ and - (not first)")
 
     def __str__(self) -> str:
         return "{" + self.name + "}"

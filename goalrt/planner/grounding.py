@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from goalrt.errors import PlanningError
-from goalrt.planner.actions import Effect, bind_effect, check_cost, effect_variables
+from goalrt.planner.actions import Effect, bind_effect, check_cost, effect_variables, merge_effects
 from goalrt.planner.conditions import (
     FALSE,
     TRUE,
@@ -196,13 +196,15 @@ def ground_actions(
                         continue
                     count += 1
                     name = ground_name(schema.name, combo)
+                    try:
+                        merged = merge_effects(bound_effects)
+                    except PlanningError as exc:
+                        raise PlanningError(
+                            f"ground action {name}: {exc}; a precondition false for these arguments "
+                            "(such as {a} != {b}) leaves it out"
+                        ) from None
                     op = GroundOp(
-                        name,
-                        schema.name,
-                        tuple(bindings.items()),
-                        pre_sorted,
-                        tuple(sorted(bound_effects, key=lambda e: e.path.template)),
-                        schema.cost + extra.get(name, 0),
+                        name, schema.name, tuple(bindings.items()), pre_sorted, merged, schema.cost + extra.get(name, 0)
                     )
                     (excluded if name in exclude else ops).append(op)
             except PlanningError as exc:

@@ -23,7 +23,8 @@ class GroundOp:
     """An action with its parameters bound: immutable, with preconditions and effects in canonical order.
 
     ``pre`` holds the conjuncts of the bound precondition sorted by their text;
-    ``effects`` are sorted by path. Both mention concrete paths only, so the
+    ``effects`` hold one effect per path, sorted by path (grounding merges a
+    delete and a set of one path into the set: STRIPS's delete-then-add). Both mention concrete paths only, so the
     runtime can check ``op.applicable(state)`` before running a step.
     """
 

@@ -32,24 +32,33 @@ class ObjectType:
     """A type of object; ``keys_under`` lists state prefixes whose next segment names an object of this type.
 
     ``ObjectType("Order", keys_under="orders")`` draws ``o1`` and ``o2`` from
-    the paths ``orders.o1.status`` and ``orders.o2.total``.
+    the paths ``orders.o1.status`` and ``orders.o2.total``. With a ``parent``
+    the type is a subtype: its objects are objects of the parent (and of the
+    parent's parent, ...) too, so a parameter of the parent's type takes them.
     """
 
     name: str
     keys_under: tuple[str, ...]
+    parent: str | None
 
-    def __init__(self, name: str, keys_under: str | Iterable[str] = ()) -> None:
+    def __init__(self, name: str, keys_under: str | Iterable[str] = (), *, parent: str | None = None) -> None:
         if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise PlanningError(f"invalid type name {name!r}: use letters, digits and _")
+            raise PlanningError(f"invalid type name {name!r}: use letters, digits, _ and - (not first)")
+        if parent is not None and (not isinstance(parent, str) or not NAME.fullmatch(parent)):
+            raise PlanningError(f"type {name}: invalid parent type name {parent!r}")
         prefixes = (keys_under,) if isinstance(keys_under, str) else tuple(keys_under)
         for prefix in prefixes:
             check_path(prefix, f"type {name} keys_under")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "keys_under", prefixes)
+        object.__setattr__(self, "parent", parent)
 
     def to_json(self) -> dict[str, Any]:
-        """Return the type as JSON."""
-        return {"name": self.name, "keys_under": list(self.keys_under)}
+        """Return the type as JSON (``parent`` only when it has one)."""
+        out: dict[str, Any] = {"name": self.name, "keys_under": list(self.keys_under)}
+        if self.parent is not None:
+            out["parent"] = self.parent
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +71,7 @@ class GoalParam:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
-            raise PlanningError(f"invalid goal parameter name {self.name!r}: use letters, digits and _")
+            raise PlanningError(f"invalid goal parameter name {self.name!r}: use letters, digits, _ and - (not first)")
         check_scalar(self.value, f"goal parameter {self.name}")
         if self.type is not None:
             _check_object(self.value, f"goal parameter {self.name} of type {self.type}")
@@ -106,6 +115,7 @@ class Problem:
             if t.name in known:
                 raise PlanningError(f"type {t.name} declared twice")
             known.add(t.name)
+        _check_hierarchy(type_list)
 
         def check_type(name: object, where: str) -> None:
             if name not in known:
@@ -158,11 +168,12 @@ class Problem:
         return {p.name: p.value for p in self.goal_params}
 
     def objects_of(self, type_name: str) -> tuple[str, ...]:
-        """Return the objects of a type, sorted: declared, from typed goal parameters, and from state keys."""
-        found = set(self.objects.get(type_name, ()))
-        found.update(str(p.value) for p in self.goal_params if p.type == type_name)
+        """Return the objects of a type or a subtype of it, sorted: declared, typed goal parameters, state keys."""
+        family = _family(self.types, type_name)
+        found = {name for t in sorted(family) for name in self.objects.get(t, ())}
+        found.update(str(p.value) for p in self.goal_params if p.type in family)
         for t in self.types:
-            if t.name != type_name:
+            if t.name not in family:
                 continue
             for prefix in t.keys_under:
                 start = prefix + "."
@@ -190,9 +201,9 @@ class Problem:
             raise PlanningError(f"problem: unknown key {unknown[0]!r}")
         types = []
         for t in _list(data, "types"):
-            if not isinstance(t, dict) or set(t) - {"name", "keys_under"} or "name" not in t:
-                raise PlanningError(f"a type is {{'name', 'keys_under'}}, got {t!r}")
-            types.append(ObjectType(t["name"], t.get("keys_under", ())))
+            if not isinstance(t, dict) or set(t) - {"name", "keys_under", "parent"} or "name" not in t:
+                raise PlanningError(f"a type is {{'name', 'keys_under', 'parent'}}, got {t!r}")
+            types.append(ObjectType(t["name"], t.get("keys_under", ()), parent=t.get("parent")))
         params = []
         for p in _list(data, "goal_params"):
             if not isinstance(p, dict) or set(p) - {"name", "value", "type"} or {"name", "value"} - set(p):
@@ -210,6 +221,35 @@ class Problem:
             goal=condition_from_json(data["goal"]) if "goal" in data else TRUE,
             goal_params=params,
         )
+
+
+def _check_hierarchy(types: tuple[ObjectType, ...]) -> None:
+    """Raise if a type's parent is not declared or the parents form a cycle."""
+    parents = {t.name: t.parent for t in types}
+    for t in types:
+        if t.parent is not None and t.parent not in parents:
+            raise PlanningError(f"type {t.name}: unknown parent type {t.parent!r}")
+    for t in types:
+        chain = [t.name]
+        parent = t.parent
+        while parent is not None:
+            chain.append(parent)
+            if parent == t.name:
+                raise PlanningError(f"type {t.name}: its parent types form a cycle: {' -> '.join(chain)}")
+            if parent in chain[:-1]:
+                break  # a cycle not through t: reported for a type on it
+            parent = parents[parent]
+
+
+def _family(types: tuple[ObjectType, ...], type_name: str) -> frozenset[str]:
+    """Return ``type_name`` and every type below it (its subtypes, their subtypes, ...)."""
+    family = {type_name}
+    grew = True
+    while grew:
+        below = {t.name for t in types if t.parent in family}
+        grew = not below <= family
+        family |= below
+    return frozenset(family)
 
 
 def _list(data: dict[str, Any], key: str) -> list[Any]:

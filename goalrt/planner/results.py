@@ -30,6 +30,8 @@ class Plan:
     expanded: int
     generated: int
     seconds: float
+    # How many ground actions the search could use (after grounding, exclusions and static pruning).
+    ground_actions: int = 0
 
     @property
     def length(self) -> int:
@@ -38,7 +40,10 @@ class Plan:
 
     def explain(self) -> str:
         """Return a human-readable account: the steps with what each one changes, and the search figures."""
-        figures = f"{self.expanded} expanded, {self.generated} generated, {_timing(self.seconds)}"
+        figures = (
+            f"{self.expanded} expanded, {self.generated} generated, {self.ground_actions} ground actions, "
+            f"{_timing(self.seconds)}"
+        )
         if not self.steps:
             return f"plan: the goal already holds ({self.goal}); {figures}"
         lines = [f"plan: {self.length} steps, cost {_number(self.cost)} (minimum), goal {self.goal}; {figures}"]
@@ -61,6 +66,7 @@ class Plan:
             "goal": self.goal,
             "expanded": self.expanded,
             "generated": self.generated,
+            "ground_actions": self.ground_actions,
         }
         if timing:
             out["seconds"] = self.seconds
@@ -79,6 +85,7 @@ class Plan:
                 expanded=int(data["expanded"]),
                 generated=int(data["generated"]),
                 seconds=float(data.get("seconds", 0.0)),
+                ground_actions=int(data.get("ground_actions", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, PlanningError):
@@ -122,6 +129,7 @@ class NoPlan:
     expanded: int = 0
     generated: int = 0
     seconds: float = 0.0
+    ground_actions: int = 0
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -144,7 +152,10 @@ class NoPlan:
             lines.extend(f"  - {c}" for c in self.causes)
         if self.excluded:
             lines.append(f"excluded actions that would help: {', '.join(self.excluded)}")
-        lines.append(f"search: {self.expanded} expanded, {self.generated} generated, {_timing(self.seconds)}")
+        lines.append(
+            f"search: {self.expanded} expanded, {self.generated} generated, {self.ground_actions} ground actions, "
+            f"{_timing(self.seconds)}"
+        )
         return "\n".join(lines)
 
     def to_json(self, *, timing: bool = True) -> dict[str, Any]:
@@ -159,6 +170,7 @@ class NoPlan:
             "excluded": list(self.excluded),
             "expanded": self.expanded,
             "generated": self.generated,
+            "ground_actions": self.ground_actions,
         }
         if timing:
             out["seconds"] = self.seconds
@@ -184,6 +196,7 @@ class NoPlan:
                 expanded=int(data.get("expanded", 0)),
                 generated=int(data.get("generated", 0)),
                 seconds=float(data.get("seconds", 0.0)),
+                ground_actions=int(data.get("ground_actions", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, PlanningError):

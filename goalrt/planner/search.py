@@ -32,30 +32,33 @@ from goalrt.planner.task import State, Task, compile_task
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """How much search ``plan`` may do: node expansions and wall-clock seconds (None: no limit of that kind).
+    """How much search ``plan`` may do: node expansions, wall-clock and CPU seconds (None: no limit of that kind).
 
-    ``max_expansions`` makes the outcome deterministic; a ``time_limit`` cut
-    depends on the machine. At least one limit must be set, so that ``plan``
-    always returns.
+    ``max_expansions`` makes the outcome deterministic; a ``time_limit`` (wall
+    clock) or ``cpu_seconds`` (``time.process_time``, this process's CPU time)
+    cut depends on the machine. At least one limit must be set, so that
+    ``plan`` always returns.
     """
 
     max_expansions: int | None = 100_000
     time_limit: float | None = None
+    cpu_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_expansions is not None and (
             not isinstance(self.max_expansions, int) or isinstance(self.max_expansions, bool) or self.max_expansions < 0
         ):
             raise PlanningError(f"budget max_expansions must be an integer >= 0, got {self.max_expansions!r}")
-        if self.time_limit is not None and (
-            isinstance(self.time_limit, bool)
-            or not isinstance(self.time_limit, int | float)
-            or not self.time_limit > 0
-            or not math.isfinite(self.time_limit)
-        ):
-            raise PlanningError(f"budget time_limit must be a number of seconds > 0, got {self.time_limit!r}")
-        if self.max_expansions is None and self.time_limit is None:
-            raise PlanningError("a budget needs max_expansions or time_limit (or both)")
+        for name, seconds in (("time_limit", self.time_limit), ("cpu_seconds", self.cpu_seconds)):
+            if seconds is not None and (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not seconds > 0
+                or not math.isfinite(seconds)
+            ):
+                raise PlanningError(f"budget {name} must be a number of seconds > 0, got {seconds!r}")
+        if self.max_expansions is None and self.time_limit is None and self.cpu_seconds is None:
+            raise PlanningError("a budget needs max_expansions, time_limit or cpu_seconds (one at least)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,8 @@ class _SearchOutcome:
     generated: int
 
 
-def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> _SearchOutcome:
-    """Return a minimum-cost plan for ``task`` within ``budget`` (time counted from ``started``)."""
+def _astar(task: Task, estimator: Estimator, budget: Budget, started: float, cpu_started: float) -> _SearchOutcome:
+    """Return a minimum-cost plan for ``task`` within ``budget`` (seconds counted from ``started``/``cpu_started``)."""
     heuristic, bound, landmarks = estimator.h, estimator.bound, estimator.landmarks
     init = task.init
     h0 = h_init = heuristic(init)
@@ -88,6 +91,9 @@ def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> 
     limit = math.inf if budget.max_expansions is None else budget.max_expansions
     deadline = math.inf if budget.time_limit is None else started + budget.time_limit
     clock = time.perf_counter
+    # process_time costs ~0.5 us a call: read it only when a CPU budget is set.
+    cpu_deadline = math.inf if budget.cpu_seconds is None else cpu_started + budget.cpu_seconds
+    cpu = time.process_time if budget.cpu_seconds is not None else float
     best_g: dict[State, float] = {init: 0.0}
     closed_g: dict[State, float] = {}
     # Exact values of the state heuristic; with a bound, a node on the open list may not have one yet.
@@ -118,7 +124,7 @@ def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> 
             counter += 1
             heappush(heap, (g + h, h, counter, g, state))
             continue
-        if expanded >= limit or clock() > deadline:
+        if expanded >= limit or clock() > deadline or cpu() > cpu_deadline:
             # Every node left has a key >= f, and one on an optimal path has key <= the optimal cost.
             return _SearchOutcome(None, math.inf, True, f, expanded, generated)
         expanded += 1
@@ -169,20 +175,20 @@ def plan(
     ``HEURISTICS`` (all admissible; they differ only in speed and, among plans
     of equal cost, which one is returned).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if heuristic not in HEURISTICS:
         raise PlanningError(f"unknown heuristic {heuristic!r}: use one of {', '.join(sorted(HEURISTICS))}")
     if isinstance(exclude, str):
         raise PlanningError("exclude takes a collection of ground action names, not one string")
     task = compile_task(problem, frozenset(exclude), penalties)
-    return _solve(task, budget or Budget(), heuristic, started)
+    return _solve(task, budget or Budget(), heuristic, started, cpu_started)
 
 
-def _solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan | NoPlan:
+def _solve(task: Task, budget: Budget, heuristic: str, started: float, cpu_started: float) -> Plan | NoPlan:
     """Return a minimum-cost plan for a compiled task, or a NoPlan saying why there is none."""
     goal = str(task.goal_condition)
     if task.goal_test(task.init):
-        return Plan((), 0.0, goal, 0, 0, time.perf_counter() - started)
+        return Plan((), 0.0, goal, 0, 0, time.perf_counter() - started, len(task.ops))
     graph = RelaxedGraph.build(task)
     if not task.ops or graph.hmax(task.init) == math.inf:
         diagnosis = diagnose(task, graph)
@@ -199,16 +205,18 @@ def _solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan |
             causes=diagnosis.causes,
             excluded=diagnosis.excluded,
             seconds=time.perf_counter() - started,
+            ground_actions=len(task.ops),
         )
-    outcome = _astar(task, HEURISTICS[heuristic](task, graph), budget, started)
+    outcome = _astar(task, HEURISTICS[heuristic](task, graph), budget, started, cpu_started)
     seconds = time.perf_counter() - started
     if outcome.ops is not None:
         steps = tuple(task.ops[i] for i in outcome.ops)
-        return Plan(steps, outcome.cost, goal, outcome.expanded, outcome.generated, seconds)
+        return Plan(steps, outcome.cost, goal, outcome.expanded, outcome.generated, seconds, len(task.ops))
     if outcome.exhausted:
         assert outcome.bound is not None
         limits = [f"{budget.max_expansions} expansions" if budget.max_expansions is not None else ""]
         limits.append(f"{budget.time_limit} s" if budget.time_limit is not None else "")
+        limits.append(f"{budget.cpu_seconds} s CPU" if budget.cpu_seconds is not None else "")
         message = (
             f"the budget ({' / '.join(x for x in limits if x)}) ran out before a plan was found; "
             f"any plan costs at least {outcome.bound:g}"
@@ -221,6 +229,7 @@ def _solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan |
             expanded=outcome.expanded,
             generated=outcome.generated,
             seconds=seconds,
+            ground_actions=len(task.ops),
         )
     message = (
         f"no sequence of actions reaches the goal: the search ran out of states ({outcome.expanded} expanded), "
@@ -233,4 +242,5 @@ def _solve(task: Task, budget: Budget, heuristic: str, started: float) -> Plan |
         expanded=outcome.expanded,
         generated=outcome.generated,
         seconds=seconds,
+        ground_actions=len(task.ops),
     )

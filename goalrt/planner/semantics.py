@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from goalrt.errors import PlanningError
-from goalrt.planner.actions import Delete, Effect, Set
+from goalrt.planner.actions import Delete, Effect, Set, merge_effects
 from goalrt.planner.conditions import And, Bindings, Compare, Condition, Const, Exists, In, Not, Or, Path, Term, bind
 from goalrt.planner.values import MISSING, Encoded, Scalar, compare, encode, is_number
 
@@ -43,9 +43,16 @@ def holds(condition: Condition, state: Mapping[str, Scalar], bindings: Bindings 
 
 
 def apply_effects(effects: tuple[Effect, ...], state: Mapping[str, Scalar], where: str) -> dict[str, Scalar]:
-    """Return a new state with bound ``effects`` applied (an increment of a non-number raises PlanningError)."""
+    """Return a new state with bound ``effects`` applied (an increment of a non-number raises PlanningError).
+
+    Effects on one path combine as ``merge_effects`` says: deletes first, then sets (the add wins).
+    """
     out = dict(state)
-    for effect in effects:
+    try:
+        merged = merge_effects(effects)
+    except PlanningError as exc:
+        raise PlanningError(f"{where}: {exc}") from None
+    for effect in merged:
         path = effect.path.template
         if isinstance(effect, Set):
             if not isinstance(effect.value, Const):

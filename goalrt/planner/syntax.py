@@ -46,7 +46,7 @@ from goalrt.planner.conditions import (
     Var,
 )
 
-_VAR: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 _ESCAPE: Final = re.compile(r"\\(.)")
 _INTEGER: Final = re.compile(r"-?\d+")
 # Readable words for the terminals whose pattern is a regular expression.

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from goalrt.errors import PlanningError
 from goalrt.planner.actions import Delete, Set
 from goalrt.planner.conditions import And, Compare, Condition, Const, Exists, In, Not, Or, Path, bind, conjuncts
 from goalrt.planner.grounding import Grounding, ground_actions, normalize
@@ -123,9 +122,6 @@ def _compile(state: Mapping[str, Scalar], grounding: Grounding, goal: Condition)
         if failing:
             pruned.append((op, failing))
             continue
-        targets = [e.path.template for e in op.effects]
-        if len(set(targets)) != len(targets):
-            raise PlanningError(f"ground action {op.name}: two effects on the same path")
         kept.append(op)
         kept_pre.append([p for p in parts if p is not True])
     # The goal keeps its static literals: an explanation names a false one as unreachable.

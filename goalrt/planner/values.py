@@ -24,7 +24,8 @@ Scalar = str | int | float | bool | None
 # Mirrors goalrt.state.PATH: one segment of a state path.
 SEGMENT: Final = re.compile(r"[A-Za-z0-9_:@-]+")
 PATH: Final = re.compile(r"[A-Za-z0-9_:@-]+(\.[A-Za-z0-9_:@-]+)*")
-NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# An action-name part, type or parameter name: PDDL-like (drive-truck, from-loc).
+NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 MAX_PATH: Final = 512
 
 

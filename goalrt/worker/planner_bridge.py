@@ -41,7 +41,7 @@ from goalrt.planner import (
     holds,
     plan,
 )
-from goalrt.planner.actions import bind_effect
+from goalrt.planner.actions import bind_effect, merge_effects
 from goalrt.planner.conditions import Const, bind
 from goalrt.planner.operators import ground_name
 from goalrt.state.state import Change
@@ -189,8 +189,8 @@ def effect_changes(schema: ActionSchema, args: Mapping[str, Any]) -> list[Change
     if bindings is None:
         return []
     changes = []
-    for effect in schema.effects:
-        e = bind_effect(effect, bindings)
+    # One change per path, as the planner applied them: deletes first, then sets (merge_effects).
+    for e in merge_effects(bind_effect(effect, bindings) for effect in schema.effects):
         path = e.path.template
         if isinstance(e, Set):
             assert isinstance(e.value, Const)

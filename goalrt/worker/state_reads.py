@@ -39,7 +39,7 @@ from goalrt.planner import And, Compare, Condition, Exists, In, Not, Or, Path
 from goalrt.planner.conditions import bind
 from goalrt.worker.planner_bridge import SCALARS, bound, planned_actions
 
-_HOLE: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+_HOLE: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_-]*\}")
 # Every byte a valid path holds ([A-Za-z0-9_:@-] and '.') sorts before '{': the end of a range from ''.
 _PAST_EVERY_PATH: Final = "{"
 
@@ -130,8 +130,15 @@ def domain_reads(achieve: Achieve, registry: Registry) -> Reads:
     ]
     # The planner draws objects of the types its actions take from the keys under their prefixes.
     used = {t for schema in actions for _, t in schema.params}
+    parents = {t.name: t.parent for t in achieve.types}
     for object_type in achieve.types:
-        if object_type.name in used:
+        # A subtype's objects are its parents' too (a cycle is refused where the planner's Problem is built).
+        line: set[str] = set()
+        name: str | None = object_type.name
+        while name is not None and name not in line:
+            line.add(name)
+            name = parents.get(name)
+        if line & used:
             ranges += [(prefix + ".", prefix + "/", None) for prefix in object_type.keys_under]
     return Reads(frozenset(exact), tuple(sorted(set(ranges), key=lambda r: (r[0], r[2] or ""))))
 
