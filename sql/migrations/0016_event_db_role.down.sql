@@ -79,7 +79,7 @@ $$;
 COMMENT ON FUNCTION goalrt.read_events(bigint, integer, text, text, boolean) IS
     'Events with pos > after_pos in pos order (at most max_count), optionally filtered by stream and type glob.';
 
-DROP FUNCTION goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz, name);
+DROP FUNCTION goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz, text);
 
 CREATE FUNCTION goalrt.event_digest(
     id bigint, stream text, type text, data jsonb, metadata jsonb, recorded_at timestamptz

@@ -8,7 +8,7 @@
 -- so the old events' digests, and so the whole chain, are unchanged.
 -- goalrt.events and read_events show the role as their last column.
 
-ALTER TABLE goalrt.event_data ADD COLUMN db_role name;
+ALTER TABLE goalrt.event_data ADD COLUMN db_role text;
 ALTER TABLE goalrt.event_data ALTER COLUMN db_role SET DEFAULT session_user;
 COMMENT ON COLUMN goalrt.event_data.db_role IS
     'The login role (session_user) of the session that appended the event, set by the column default; NULL before migration 0016.';
@@ -23,7 +23,7 @@ SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at,
 DROP FUNCTION goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz);
 
 CREATE FUNCTION goalrt.event_digest(
-    id bigint, stream text, type text, data jsonb, metadata jsonb, recorded_at timestamptz, db_role name
+    id bigint, stream text, type text, data jsonb, metadata jsonb, recorded_at timestamptz, db_role text
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.concat_ws(E'\x1f',
@@ -250,14 +250,14 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz, text) FROM PUBLIC;
 DO $$
 BEGIN
     IF (SELECT count(*) FROM pg_roles
          WHERE rolname IN ('goalrt_reader', 'goalrt_writer', 'goalrt_admin')) < 3 THEN
         RETURN;
     END IF;
-    GRANT EXECUTE ON FUNCTION goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz, name)
+    GRANT EXECUTE ON FUNCTION goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz, text)
         TO goalrt_reader, goalrt_writer, goalrt_admin;
 END
 $$;
