@@ -9,6 +9,7 @@ names are unique and they are dropped at the end.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from goalrt.db import migrate
+from goalrt.log.async_eventlog import AsyncEventLog
+from goalrt.log.event import Event
 from goalrt.log.eventlog import EventLog
 
 RoleUrl = Callable[..., tuple[str, str]]
@@ -104,6 +107,12 @@ def test_the_python_clients_show_the_role_and_the_caller_keeps_its_actor(login_a
     assert event.db_role == role
     assert event.metadata == {"actor": "someone else"}
     assert event.to_json()["db_role"] == role
+
+    async def read_async() -> list[Event]:
+        async with await AsyncEventLog.connect(url) as alog:
+            return await alog.read(after=start)
+
+    assert [e.db_role for e in asyncio.run(read_async())] == [role]
 
 
 def test_set_role_does_not_change_it(login_as: RoleUrl, conn: psycopg.Connection) -> None:
