@@ -55,12 +55,13 @@ def events_append(app: AppContext, stream: str, type_: str, data: Any, metadata:
 
 def _print_table(rows: Sequence[Event]) -> None:
     print_table(
-        ("pos", "stream", "type", "recorded_at", "data"),
+        ("pos", "stream", "type", "db_role", "recorded_at", "data"),
         [
             (
                 str(e.pos),
                 e.stream,
                 e.type,
+                e.db_role or "-",
                 e.recorded_at.isoformat(timespec="milliseconds"),
                 clip(show_json(e.data), 60),
             )

@@ -8,7 +8,7 @@ SELECT goalrt.append_event($1::text, $2::text, $3::jsonb, $4::jsonb);
 SELECT id FROM goalrt.append_events($1::jsonb) AS id;
 
 -- name: events_read
-SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash
+SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash, db_role
   FROM goalrt.read_events($1::bigint, $2::integer, $3::text, $4::text, $5::boolean);
 
 -- name: clock_tick

@@ -68,7 +68,7 @@ SELECT extract(epoch FROM min(wake_at) - clock_timestamp())::float8 FROM goalrt.
 CALL goalrt.tick_commit(200, NULL::bigint);
 
 -- name: goal_events
-SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash
+SELECT pos, id, stream, type, data, metadata, recorded_at, prev_hash, hash, db_role
   FROM goalrt.events WHERE stream = 'goal:' || $1::bigint ORDER BY pos;
 
 -- name: goals_list

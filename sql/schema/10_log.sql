@@ -54,13 +54,23 @@ CREATE TABLE goalrt.event_data (
     type        text        NOT NULL CHECK (type <> '' AND length(type) <= 512),
     data        jsonb       NOT NULL DEFAULT '{}',
     metadata    jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
-    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- Who appended it, as the database knows them: the session's login role
+    -- (session_user; neither SET ROLE nor a SECURITY DEFINER function changes
+    -- it). No goalrt function names this column, so the default always
+    -- applies, and no role but the owner may insert here. NULL only in events
+    -- appended before goalrt recorded it (migration 0016), which is why the
+    -- column may be NULL at all. text, not name: a name takes 64 bytes in
+    -- every row, a short text a tenth of that.
+    db_role     text DEFAULT session_user
 );
 CREATE INDEX event_data_xid_idx ON goalrt.event_data (xid);
 CREATE INDEX event_data_stream_idx ON goalrt.event_data (stream, id);
 
 COMMENT ON TABLE goalrt.event_data IS
     'Payload of every appended event. Append-only; read it through goalrt.events.';
+COMMENT ON COLUMN goalrt.event_data.db_role IS
+    'The login role (session_user) of the session that appended the event, set by the column default; NULL before migration 0016.';
 
 CREATE TABLE goalrt.event_order (
     pos       bigint PRIMARY KEY,
@@ -105,7 +115,7 @@ COMMENT ON TABLE goalrt.clock IS
 
 CREATE VIEW goalrt.events AS
 SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at,
-       o.prev_hash, o.hash
+       o.prev_hash, o.hash, e.db_role
   FROM goalrt.event_order o
   JOIN goalrt.event_data e ON e.id = o.event_id
  WHERE NOT coalesce(o.tick_xid = pg_current_xact_id_if_assigned(), false);
@@ -140,20 +150,24 @@ CREATE TRIGGER clock_no_delete
 -------------------------------------------------------------------------------
 
 -- The digest of one event's content: sha256 of its fields joined by the unit
--- separator (U+001F). Stream and type carry their length, so no value can pose
--- as a boundary; JSON text never holds a raw U+001F (it is escaped), and
--- jsonb's text form is deterministic (key order, spacing). The time is integer
--- microseconds since the epoch, so the session's TimeZone cannot change it.
+-- separator (U+001F). Stream, type and role carry their length, so no value
+-- can pose as a boundary; JSON text never holds a raw U+001F (it is escaped),
+-- and jsonb's text form is deterministic (key order, spacing). The time is
+-- integer microseconds since the epoch, so the session's TimeZone cannot
+-- change it. The role comes last: concat_ws skips NULLs, so an event appended
+-- before goalrt recorded roles (db_role NULL) keeps the digest it was hashed
+-- with, and every later one's digest covers its role.
 -- STABLE, not IMMUTABLE, because concat_ws is: a SQL function is inlined
 -- into the calling query only when its body is no more volatile than it
 -- claims, and an inlined digest costs a third of a called one.
 CREATE FUNCTION goalrt.event_digest(
-    id bigint, stream text, type text, data jsonb, metadata jsonb, recorded_at timestamptz
+    id bigint, stream text, type text, data jsonb, metadata jsonb, recorded_at timestamptz, db_role text
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.concat_ws(E'\x1f',
         id, pg_catalog.length(stream), stream, pg_catalog.length(type), type,
-        data::text, metadata::text, (EXTRACT(epoch FROM recorded_at) * 1000000)::bigint), 'UTF8'))
+        data::text, metadata::text, (EXTRACT(epoch FROM recorded_at) * 1000000)::bigint,
+        pg_catalog.length(db_role), db_role), 'UTF8'))
 $$;
 
 -- One link of the chain: sha256(prev_hash || pos as 8 big-endian bytes ||
@@ -412,13 +426,13 @@ BEGIN
     -- batch without rescanning old rows, even behind a long transaction.
     FOR r IN
         SELECT b.id, b.recorded_at, b.xid,
-               goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at) AS digest
-          FROM (SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at
+               goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at, b.db_role) AS digest
+          FROM (SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role
                   FROM goalrt.event_data e
                  WHERE e.xid >= pg_snapshot_xmax(c.snapshot) AND e.xid < pg_snapshot_xmax(cur)
                    AND pg_visible_in_snapshot(e.xid, cur)
                 UNION ALL
-                SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at
+                SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role
                   FROM goalrt.event_data e
                  WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot)))
                    AND pg_visible_in_snapshot(e.xid, cur)) b
@@ -561,7 +575,8 @@ BEGIN
     -- chose a scan of all of event_data.
     IF stream_name IS NULL AND type_pattern IS NULL THEN
         RETURN QUERY
-        SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, o.prev_hash, o.hash
+        SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, o.prev_hash, o.hash,
+               e.db_role
           FROM goalrt.event_order o
           JOIN goalrt.event_data e ON e.id = o.event_id
          WHERE o.pos > coalesce(after_pos, 0)
@@ -570,7 +585,8 @@ BEGIN
          LIMIT max_count;
     ELSE
         RETURN QUERY EXECUTE format(
-            'SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, o.prev_hash, o.hash
+            'SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, o.prev_hash, o.hash,
+                    e.db_role
                FROM goalrt.event_order o
                JOIN goalrt.event_data e ON e.id = o.event_id
               WHERE o.pos > $1 %s %s %s
@@ -605,7 +621,8 @@ BEGIN
                lag(o.pos)  OVER w AS before_pos,
                lag(o.hash) OVER w AS before_hash,
                goalrt.chain_hash(o.prev_hash, o.pos,
-                                 goalrt.event_digest(e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at))
+                                 goalrt.event_digest(e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at,
+                                                     e.db_role))
                    AS recomputed,
                e.id IS NULL AS missing
           FROM goalrt.event_order o

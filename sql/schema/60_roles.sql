@@ -127,7 +127,7 @@ BEGIN
         goalrt.chain_head(),
         goalrt.anchor_problem(bigint, bytea),
         goalrt.verify_anchors(bigint[], bytea[]),
-        goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz),
+        goalrt.event_digest(bigint, text, text, jsonb, jsonb, timestamptz, text),
         goalrt.chain_hash(bytea, bigint, bytea),
         goalrt.glob_to_like(text),
         goalrt.foreign_objects(),

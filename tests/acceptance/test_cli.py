@@ -64,10 +64,14 @@ def test_migrate_append_list_verify(empty_db_url: str) -> None:
         (1, "s", "t", {"a": 1}),
         (2, "s2", "order.created", {}),
     ]
+    # The role this test logs in as, recorded by the database.
+    with psycopg.connect(url) as c:
+        me = c.execute("SELECT session_user").fetchone()
+    assert me is not None and {e["db_role"] for e in lines} == {me[0]}
     filtered = goalrt(url, "events", "list", "--json", "--type", "order.*", "--after", "0")
     assert [json.loads(x)["pos"] for x in filtered.stdout.splitlines()] == [2]
     table = goalrt(url, "events", "list")
-    assert table.stdout.splitlines()[0].split() == ["pos", "stream", "type", "recorded_at", "data"]
+    assert table.stdout.splitlines()[0].split() == ["pos", "stream", "type", "db_role", "recorded_at", "data"]
     assert len(table.stdout.splitlines()) == 3
 
     verified = goalrt(url, "verify")

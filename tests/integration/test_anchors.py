@@ -28,11 +28,11 @@ DECLARE
     r record;
     h bytea := (SELECT base_hash FROM goalrt.clock);
 BEGIN
-    FOR r IN SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at
+    FOR r IN SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role
                FROM goalrt.event_order o JOIN goalrt.event_data e ON e.id = o.event_id ORDER BY o.pos LOOP
         UPDATE goalrt.event_order SET prev_hash = h,
                hash = goalrt.chain_hash(h, r.pos, goalrt.event_digest(r.id, r.stream, r.type, r.data, r.metadata,
-                                                                      r.recorded_at))
+                                                                      r.recorded_at, r.db_role))
          WHERE pos = r.pos RETURNING hash INTO h;
     END LOOP;
     UPDATE goalrt.clock SET head_hash = h;

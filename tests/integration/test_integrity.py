@@ -59,6 +59,9 @@ def tamper(conn: psycopg.Connection, statement: str) -> None:
         ("UPDATE goalrt.event_data SET type = 'x' WHERE id = 7", 7),
         ("UPDATE goalrt.event_data SET recorded_at = recorded_at + interval '1 us' WHERE id = 2", 2),
         ('UPDATE goalrt.event_data SET metadata = \'{"actor": "mallory"}\' WHERE id = 1', 1),
+        ("UPDATE goalrt.event_data SET db_role = 'mallory' WHERE id = 8", 8),
+        # Passing an event off as one appended before roles were recorded (0016).
+        ("UPDATE goalrt.event_data SET db_role = NULL WHERE id = 9", 9),
         ("UPDATE goalrt.event_order SET hash = sha256('x') WHERE pos = 5", 5),
         ("DELETE FROM goalrt.event_order WHERE pos = 6", 7),
         ("DELETE FROM goalrt.event_order WHERE pos = 10", 10),
@@ -86,7 +89,7 @@ def test_rewriting_a_whole_suffix_consistently_is_still_caught_by_the_clock(
         """
         UPDATE goalrt.event_data SET data = '{"i": -1}' WHERE id = 10;
         UPDATE goalrt.event_order o SET hash = goalrt.chain_hash(o.prev_hash, o.pos,
-               goalrt.event_digest(e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at))
+               goalrt.event_digest(e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role))
           FROM goalrt.event_data e WHERE e.id = o.event_id AND o.pos = 10;
     """,
     )

@@ -54,7 +54,7 @@ def test_coerce_events_accepts_models_and_mappings() -> None:
 
 def test_event_to_json_is_plain() -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    e = Event(3, 9, "s", "t", {"a": 1}, {"m": 2}, when, b"\x00", b"\xab")
+    e = Event(3, 9, "s", "t", {"a": 1}, {"m": 2}, when, b"\x00", b"\xab", "app")
     assert e.to_json() == {
         "pos": 3,
         "id": 9,
@@ -63,5 +63,6 @@ def test_event_to_json_is_plain() -> None:
         "data": {"a": 1},
         "metadata": {"m": 2},
         "recorded_at": "2026-01-02T03:04:05+00:00",
+        "db_role": "app",
         "hash": "ab",
     }
