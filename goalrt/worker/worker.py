@@ -335,8 +335,11 @@ class Worker:
                 log.error("worker %s: could not load GDL version %s: %s", self.id, newest, exc)
 
     async def _register(self) -> None:
+        # Only the handlers' own goal types: loading GDL registered its goal
+        # types, and only an admin may change their schemas.
         for name, goal_type in sorted(self.registry.goal_types.items()):
-            await self._db.call("goal_type_register", name, goal_type.params_schema())
+            if self.handlers.goal_types.get(name) is goal_type:
+                await self._db.call("goal_type_register", name, goal_type.params_schema())
         await self._db.call(
             "worker_register",
             self.id,

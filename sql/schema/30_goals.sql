@@ -34,7 +34,11 @@ CREATE TABLE goalrt.goal_types (
     name          text PRIMARY KEY CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$'),
     params_schema jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(params_schema) = 'object'),
     registered_at timestamptz NOT NULL DEFAULT now(),
-    defaults      jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(defaults) = 'object')
+    defaults      jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(defaults) = 'object'),
+    -- The GDL version that installed the type (NULL: registered by a worker
+    -- or by hand). Such a type's schema changes only by loading GDL, or by
+    -- an admin (goalrt.caller_is_admin).
+    gdl_version   bigint
 );
 
 COMMENT ON TABLE goalrt.goal_types IS
@@ -79,6 +83,10 @@ CREATE TABLE goalrt.goals (
     deadline_at      timestamptz,
     -- The parent's step that started this goal (a children wait).
     parent_step      integer,
+    -- The database role (session_user) that took the lease: only that role's
+    -- sessions can complete, fail, plan, heartbeat or release the goal under
+    -- it (holds_lease). Left as it was when the lease ends.
+    lease_role       text,
     CONSTRAINT goals_lease_whole CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
     CONSTRAINT goals_lease_active CHECK (lease_owner IS NULL OR status = 'active')
 )
@@ -153,7 +161,11 @@ CREATE TABLE goalrt.workers (
     last_seen   timestamptz NOT NULL DEFAULT now(),
     -- The partitions a worker serves: buckets of partition_count (NULL: all).
     partitions      integer[],
-    partition_count integer CHECK (partition_count > 0)
+    partition_count integer CHECK (partition_count > 0),
+    -- The database role (session_user) that registered the worker: only its
+    -- sessions may register, heartbeat or deregister this id (NULL: a row
+    -- from before goalrt recorded it; the next to register it takes it).
+    db_role         text
 );
 
 COMMENT ON TABLE goalrt.workers IS 'Worker processes, with their heartbeat (last_seen).';
@@ -196,9 +208,23 @@ CREATE TRIGGER goals_lifecycle
     BEFORE INSERT OR UPDATE OF status ON goalrt.goals
     FOR EACH ROW EXECUTE FUNCTION goalrt.check_goal_transition();
 
+-- Whether the login role of this session (session_user, which SECURITY
+-- DEFINER does not change) may do what only goalrt_admin may: a member of
+-- goalrt_admin, or of the role that owns goalrt's schema (superusers are
+-- members of every role).
+CREATE FUNCTION goalrt.caller_is_admin() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(pg_has_role(session_user, to_regrole('goalrt_admin'), 'MEMBER'), false)
+        OR pg_has_role(session_user, (SELECT n.nspowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                       WHERE c.oid = 'goalrt.goal_types'::regclass), 'MEMBER')
+$$;
+
 -- Register (or update) a goal type and the JSON Schema of its parameters.
+-- A type GDL installed keeps its schema unless the caller is an admin.
 CREATE FUNCTION goalrt.register_goal_type(name text, params_schema jsonb DEFAULT '{}') RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    installed bigint;
 BEGIN
     IF name IS NULL OR name !~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$' THEN
         RAISE EXCEPTION 'invalid goal type name %: use letters, digits, _ . : - (starting with a letter or _)',
@@ -210,6 +236,12 @@ BEGIN
     END IF;
     IF goalrt.json_too_deep(params_schema) THEN
         PERFORM goalrt.json_depth_error('params_schema', params_schema);
+    END IF;
+    SELECT t.gdl_version INTO installed FROM goalrt.goal_types t
+     WHERE t.name = register_goal_type.name AND t.params_schema IS DISTINCT FROM register_goal_type.params_schema;
+    IF installed IS NOT NULL AND NOT goalrt.caller_is_admin() THEN
+        RAISE EXCEPTION 'goal type % was installed by GDL version %: only loading GDL (goalrt_admin) changes its params schema',
+            name, installed USING ERRCODE = '42501';
     END IF;
     INSERT INTO goalrt.goal_types AS t (name, params_schema)
     VALUES (register_goal_type.name, register_goal_type.params_schema)

@@ -58,16 +58,22 @@ BEGIN
     END IF;
     DELETE FROM goalrt.workers w WHERE w.last_seen < now() - interval '1 day';
     INSERT INTO goalrt.workers AS w (id, name, hostname, pid, concurrency, goal_types, actions, partitions,
-                                     partition_count)
+                                     partition_count, db_role)
     VALUES (worker_id, register_worker_v2.name, register_worker_v2.hostname, register_worker_v2.pid,
             register_worker_v2.concurrency, coalesce(register_worker_v2.goal_types, '{}'),
             coalesce(register_worker_v2.actions, '{}'), register_worker_v2.partitions,
-            register_worker_v2.partition_count)
+            register_worker_v2.partition_count, session_user)
     ON CONFLICT ON CONSTRAINT workers_pkey DO UPDATE
        SET name = excluded.name, hostname = excluded.hostname, pid = excluded.pid,
            concurrency = excluded.concurrency, goal_types = excluded.goal_types, actions = excluded.actions,
            partitions = excluded.partitions, partition_count = excluded.partition_count,
-           started_at = now(), last_seen = now();
+           started_at = now(), last_seen = now(), db_role = excluded.db_role
+     WHERE w.db_role IS NULL OR w.db_role = excluded.db_role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'worker id % is registered by database role %, not %', worker_id,
+            (SELECT w.db_role FROM goalrt.workers w WHERE w.id = worker_id), session_user
+            USING ERRCODE = '42501';
+    END IF;
 END
 $$;
 
@@ -79,9 +85,10 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $
     SELECT goalrt.register_worker_v2(worker_id, name, hostname, pid, concurrency, goal_types, actions, NULL, NULL);
 $$;
 
+-- Remove a worker's row (a clean exit); another role's worker stays.
 CREATE FUNCTION goalrt.deregister_worker_v1(worker_id text) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
-    DELETE FROM goalrt.workers w WHERE w.id = worker_id;
+    DELETE FROM goalrt.workers w WHERE w.id = worker_id AND (w.db_role IS NULL OR w.db_role = session_user);
 $$;
 
 -- The action of goal g's next step when no live worker (seen within the
@@ -258,7 +265,7 @@ BEGIN
          WHERE g.id = ANY (ids)
     ), claimed AS (
         UPDATE goalrt.goals g
-           SET status = 'active', lease_owner = worker_id, lease_epoch = g.lease_epoch + 1,
+           SET status = 'active', lease_owner = worker_id, lease_role = session_user, lease_epoch = g.lease_epoch + 1,
                lease_expires_at = now() + make_interval(secs => lease_seconds),
                claims = g.claims + 1, updated_at = now()
           FROM picked p
@@ -308,13 +315,16 @@ $$;
 COMMENT ON FUNCTION goalrt.claim_goals_v1(text, integer, double precision, text[]) IS
     'Claim runnable goals in (priority DESC, run_at, id) order with SKIP LOCKED, leasing each with a new epoch.';
 
--- Whether worker_id holds goal g's lease at epoch `epoch` right now. Never
--- NULL: a released lease (no owner, no expiry) is not held, and `NOT
--- holds_lease(...)` must then be true.
+-- Whether worker_id, in a session of the database role that took the
+-- lease, holds goal g's lease at epoch `epoch` right now. Never NULL: a
+-- released lease (no owner, no expiry) is not held, and `NOT
+-- holds_lease(...)` must then be true. The role check makes the lease an
+-- authorization, not only a fencing token: another role that reads
+-- lease_owner and lease_epoch from goalrt.goals still cannot act under it.
 CREATE FUNCTION goalrt.holds_lease(g goalrt.goals, worker_id text, epoch bigint) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
     SELECT coalesce(g.status = 'active' AND g.lease_owner = worker_id AND g.lease_epoch = epoch
-                    AND g.lease_expires_at > now(), false)
+                    AND g.lease_expires_at > now() AND g.lease_role = session_user, false)
 $$;
 
 -- Why a result under (worker, epoch) is refused for goal g.
@@ -324,6 +334,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
              WHEN g.status <> 'active' THEN 'goal is ' || g.status
              WHEN g.lease_epoch <> epoch THEN format('lease epoch %s was superseded by epoch %s', epoch, g.lease_epoch)
              WHEN g.lease_owner IS DISTINCT FROM worker_id THEN 'lease was released'
+             WHEN g.lease_role IS DISTINCT FROM session_user
+                  THEN format('the lease is held by database role %s, not %s', g.lease_role, session_user)
              ELSE 'lease expired at ' || g.lease_expires_at
            END
 $$;
@@ -985,7 +997,8 @@ CREATE FUNCTION goalrt.heartbeat_v1(
 ) RETURNS TABLE (goal_id bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 BEGIN
-    UPDATE goalrt.workers w SET last_seen = now() WHERE w.id = worker_id;
+    UPDATE goalrt.workers w SET last_seen = now(), db_role = session_user
+     WHERE w.id = worker_id AND (w.db_role IS NULL OR w.db_role = session_user);
     -- Lock in id order, like every other function that locks many goals,
     -- so a heartbeat and the same worker's completions never deadlock.
     RETURN QUERY
@@ -993,7 +1006,7 @@ BEGIN
         SELECT g.id
           FROM goalrt.goals g
           JOIN unnest(goal_ids, epochs) AS h(id, epoch) ON g.id = h.id AND g.lease_epoch = h.epoch
-         WHERE g.lease_owner = worker_id AND g.status = 'active' AND g.lease_expires_at > now()
+         WHERE g.lease_owner = worker_id AND g.lease_role = session_user AND g.status = 'active' AND g.lease_expires_at > now()
          ORDER BY g.id
            FOR NO KEY UPDATE OF g
     )
@@ -1019,7 +1032,7 @@ BEGIN
         SELECT g.id, g.step_seq
           FROM goalrt.goals g
           JOIN unnest(goal_ids, epochs) AS h(id, epoch) ON g.id = h.id AND g.lease_epoch = h.epoch
-         WHERE g.lease_owner = worker_id AND g.status = 'active'
+         WHERE g.lease_owner = worker_id AND g.lease_role = session_user AND g.status = 'active'
          ORDER BY g.id
            FOR NO KEY UPDATE OF g
     ), steps AS (

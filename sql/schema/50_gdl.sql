@@ -320,7 +320,8 @@ BEGIN
 
     FOR item IN SELECT jsonb_array_elements(coalesce(runtime -> 'goal_types', '[]')) LOOP
         PERFORM goalrt.register_goal_type(item ->> 'name', item -> 'params_schema');
-        UPDATE goalrt.goal_types t SET defaults = coalesce(item -> 'defaults', '{}') WHERE t.name = item ->> 'name';
+        UPDATE goalrt.goal_types t SET defaults = coalesce(item -> 'defaults', '{}'), gdl_version = v
+         WHERE t.name = item ->> 'name';
     END LOOP;
 
     DELETE FROM goalrt.gdl_policies;

@@ -1,11 +1,23 @@
 -------------------------------------------------------------------------------
 -- Roles and privileges
 --
--- Three group roles (NOLOGIN; grant them to your login roles):
---   goalrt_reader  reads the log (the view, read_events, verify_chain, chain_head,
---                  verify_anchors, tick_commit)
---   goalrt_writer  reader + appends through the append functions only
---   goalrt_admin   writer + loads GDL, edits settings and the fork registry
+-- Group roles by job (NOLOGIN; grant them to your login roles). Each is
+-- granted everything its job needs itself: no group role is a member of
+-- another. docs/sql.md has the whole table (tools/grants_table.py makes it
+-- from the catalog) and docs/security.md what each role can and cannot do.
+--   goalrt_reader  reads the log, the state, the goals, the workers, the
+--                  limits and the GDL versions; verifies the chain
+--   goalrt_app     an application: reader + appends events, changes state,
+--                  submits, cancels and resumes goals. No worker function.
+--   goalrt_worker  a worker process: reader + registers itself and the goal
+--                  types of its handlers, claims, plans, completes, fails,
+--                  heartbeats and releases goals, wakes due timers. It acts
+--                  only under leases its own login role took (holds_lease).
+--   goalrt_writer  goalrt_app and goalrt_worker together (one role for
+--                  both jobs, as before the roles were split)
+--   goalrt_admin   everything above + loads GDL, sets and drops limits,
+--                  changes goal types GDL installed, takes named snapshots,
+--                  edits settings and the fork registry
 -- Roles are cluster-wide, so they are created only when missing and are not
 -- dropped by a downgrade (another database may use them).
 --
@@ -21,13 +33,13 @@ DO $$
 DECLARE
     r text;
 BEGIN
-    FOREACH r IN ARRAY ARRAY['goalrt_reader', 'goalrt_writer', 'goalrt_admin'] LOOP
+    FOREACH r IN ARRAY ARRAY['goalrt_reader', 'goalrt_app', 'goalrt_worker', 'goalrt_writer', 'goalrt_admin'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN', r);
         END IF;
     END LOOP;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE WARNING 'goalrt: this role may not create roles; create goalrt_reader, goalrt_writer and goalrt_admin yourself';
+    RAISE WARNING 'goalrt: this role may not create roles; create goalrt_reader, goalrt_app, goalrt_worker, goalrt_writer and goalrt_admin yourself';
 END
 $$;
 
@@ -114,12 +126,19 @@ REVOKE ALL ON ALL PROCEDURES IN SCHEMA goalrt FROM PUBLIC;
 DO $$
 BEGIN
     IF (SELECT count(*) FROM pg_roles
-         WHERE rolname IN ('goalrt_reader', 'goalrt_writer', 'goalrt_admin')) < 3 THEN
+         WHERE rolname IN ('goalrt_reader', 'goalrt_app', 'goalrt_worker', 'goalrt_writer', 'goalrt_admin')) < 5 THEN
         RETURN;
     END IF;
-    GRANT USAGE ON SCHEMA goalrt TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT SELECT ON goalrt.events, goalrt.event_data, goalrt.event_order, goalrt.clock
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
+    GRANT USAGE ON SCHEMA goalrt TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
+    -- Everyone reads: the log, the state, the goals, the coordination and GDL tables.
+    GRANT SELECT ON goalrt.events, goalrt.event_data, goalrt.event_order, goalrt.clock,
+                    goalrt.state, goalrt.state_data, goalrt.snapshots, goalrt.snapshot_entries,
+                    goalrt.settings, goalrt.forks,
+                    goalrt.goals, goalrt.goal_steps, goalrt.goal_types, goalrt.workers,
+                    goalrt.goal_waits, goalrt.limits, goalrt.limit_buckets, goalrt.limit_holders,
+                    goalrt.waiting_goals,
+                    goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers
+        TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
     GRANT EXECUTE ON FUNCTION
         goalrt.read_events(bigint, integer, text, text, boolean),
         goalrt.tick(integer),
@@ -132,19 +151,8 @@ BEGIN
         goalrt.glob_to_like(text),
         goalrt.foreign_objects(),
         goalrt.json_too_deep(jsonb),
-        goalrt.json_depth_error(text, jsonb)
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON PROCEDURE goalrt.tick_commit(integer, bigint) TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
-        goalrt.append_event(text, text, jsonb, jsonb),
-        goalrt.append_events(jsonb)
-        TO goalrt_writer, goalrt_admin;
-    -- State: readers read it (and may take the automatic snapshots that
-    -- state_at needs); writers change it and take named snapshots.
-    GRANT SELECT ON goalrt.state, goalrt.state_data, goalrt.snapshots, goalrt.snapshot_entries,
-                    goalrt.settings, goalrt.forks
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
+        goalrt.json_depth_error(text, jsonb),
+        -- State: readers read it (and may take the automatic snapshots that state_at needs).
         goalrt.valid_path(text),
         goalrt.path_pattern_regex(text),
         goalrt.path_pattern_prefix(text),
@@ -157,30 +165,42 @@ BEGIN
         goalrt.state_at_time(timestamptz, text),
         goalrt.pos_at(timestamptz),
         goalrt.state_history(text),
-        goalrt.auto_snapshot(bigint)
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
-        goalrt.change_state(jsonb, text, jsonb),
-        goalrt.create_snapshot(text, text[], text),
-        goalrt.state_freeze(integer)
-        TO goalrt_writer, goalrt_admin;
-    -- Goals: readers see them; writers submit, cancel and run them (workers
-    -- are writers).
-    GRANT SELECT ON goalrt.goals, goalrt.goal_steps, goalrt.goal_types, goalrt.workers
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
+        goalrt.auto_snapshot(bigint),
+        -- Goals, coordination, GDL policies.
         goalrt.schema_types(jsonb),
-        goalrt.params_problem(jsonb, jsonb)
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION goalrt.unserved_action(goalrt.goals) TO goalrt_reader, goalrt_writer, goalrt_admin;
+        goalrt.params_problem(jsonb, jsonb),
+        goalrt.unserved_action(goalrt.goals),
+        goalrt.json_problem(jsonb, jsonb, text),
+        goalrt.partition_of(text, integer),
+        goalrt.step_problem(jsonb, text),
+        goalrt.goal_tree(bigint),
+        goalrt.policy_holds(jsonb, jsonb),
+        goalrt.policy_term(jsonb, jsonb),
+        goalrt.policy_equal(jsonb, jsonb),
+        goalrt.policy_keys(text),
+        goalrt.policy_key_live(text)
+        TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
+    GRANT EXECUTE ON PROCEDURE goalrt.tick_commit(integer, bigint)
+        TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
+    -- An application: appends, changes state, submits, cancels and resumes goals.
     GRANT EXECUTE ON FUNCTION
-        goalrt.register_goal_type(text, jsonb),
+        goalrt.append_event(text, text, jsonb, jsonb),
+        goalrt.append_events(jsonb),
+        goalrt.change_state(jsonb, text, jsonb),
+        goalrt.state_freeze(integer),
         goalrt.submit_goal(text, jsonb, jsonb),
         goalrt.submit_goals(jsonb),
         goalrt.cancel_goal(bigint, text),
+        goalrt.resume_goal(bigint, jsonb, text)
+        TO goalrt_writer, goalrt_admin, goalrt_app;
+    -- A worker: runs goals under the leases its login role takes.
+    GRANT EXECUTE ON FUNCTION
+        goalrt.register_goal_type(text, jsonb),
         goalrt.register_worker_v1(text, text, text, integer, integer, text[], text[]),
+        goalrt.register_worker_v2(text, text, text, integer, integer, text[], text[], integer[], integer),
         goalrt.deregister_worker_v1(text),
         goalrt.claim_goals_v1(text, integer, double precision, text[]),
+        goalrt.claim_goals_v2(text, integer, double precision, text[], integer[], integer, double precision),
         goalrt.plan_goals_v1(text, jsonb, double precision),
         goalrt.complete_steps_v1(text, jsonb, double precision),
         goalrt.fail_goals_v1(text, jsonb),
@@ -188,37 +208,16 @@ BEGIN
         goalrt.release_goals_v1(text, bigint[], bigint[]),
         goalrt.step_start_v1(text, bigint, bigint, integer),
         goalrt.step_start_v2(text, bigint[], bigint[], integer[]),
-        goalrt.step_started_v1(bigint)
-        TO goalrt_writer, goalrt_admin;
-    -- Coordination: waits, limits, trees.
-    GRANT SELECT ON goalrt.goal_waits, goalrt.limits, goalrt.limit_buckets, goalrt.limit_holders,
-                    goalrt.waiting_goals
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
+        goalrt.step_started_v1(bigint),
+        goalrt.wake_due_v1(integer)
+        TO goalrt_writer, goalrt_admin, goalrt_worker;
+    -- An admin: GDL, limits, named snapshots, settings, forks.
     GRANT EXECUTE ON FUNCTION
-        goalrt.json_problem(jsonb, jsonb, text),
-        goalrt.partition_of(text, integer),
-        goalrt.step_problem(jsonb, text),
-        goalrt.goal_tree(bigint)
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
-        goalrt.resume_goal(bigint, jsonb, text),
+        goalrt.load_gdl(text, text, jsonb, jsonb),
         goalrt.set_limit(text, jsonb),
         goalrt.drop_limit(text, text),
-        goalrt.wake_due_v1(integer),
-        goalrt.register_worker_v2(text, text, text, integer, integer, text[], text[], integer[], integer),
-        goalrt.claim_goals_v2(text, integer, double precision, text[], integer[], integer, double precision)
-        TO goalrt_writer, goalrt_admin;
-    -- GDL: definitions, policies, triggers.
-    GRANT SELECT ON goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION
-        goalrt.policy_holds(jsonb, jsonb),
-        goalrt.policy_term(jsonb, jsonb),
-        goalrt.policy_equal(jsonb, jsonb),
-        goalrt.policy_keys(text),
-        goalrt.policy_key_live(text)
-        TO goalrt_reader, goalrt_writer, goalrt_admin;
-    GRANT EXECUTE ON FUNCTION goalrt.load_gdl(text, text, jsonb, jsonb) TO goalrt_admin;
+        goalrt.create_snapshot(text, text[], text)
+        TO goalrt_admin;
     GRANT INSERT, UPDATE, DELETE ON goalrt.settings, goalrt.forks TO goalrt_admin;
 END
 $$;

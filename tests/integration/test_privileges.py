@@ -22,7 +22,7 @@ from goalrt.db import schemas
 from goalrt.errors import OutOfRangeError
 from goalrt.state import forks
 
-GROUPS = ("goalrt_reader", "goalrt_writer", "goalrt_admin")
+GROUPS = ("goalrt_reader", "goalrt_app", "goalrt_worker", "goalrt_writer", "goalrt_admin")
 FORK_SCHEMA = "goalrt_fork_sim"
 
 # The reproduction from the issue: the error text of complete_steps_v1 is made with format(text, bigint).
@@ -116,27 +116,37 @@ READER_CALLS = (
     "SELECT goalrt.pos_at(now())",
     "SELECT * FROM goalrt.goal_tree(1)",
 )
-WRITER_CALLS = (
-    *READER_CALLS,
+APP_CALLS = (
     "SELECT goalrt.append_event('s', 't', '{\"n\": 1}')",
     'SELECT * FROM goalrt.change_state(\'[{"op": "inc", "path": "a.n", "by": 1}]\')',
     "CALL goalrt.tick_commit()",
-    "SELECT goalrt.create_snapshot('snap')",
-    "SELECT goalrt.register_goal_type('t.job', '{}')",
     "SELECT * FROM goalrt.submit_goal('t.job', '{}')",
+)
+WORKER_CALLS = (
+    "SELECT goalrt.register_goal_type('t.job', '{}')",
     "SELECT goalrt.register_worker_v2('w', 'w', 'h', 1, 1, '{t.job}', '{}', NULL, NULL)",
     "SELECT * FROM goalrt.claim_goals_v2('w', 10, 30)",
     COMPLETE.format("goalrt"),
     "SELECT * FROM goalrt.wake_due_v1(10)",
-    "SELECT * FROM goalrt.set_limit('a', '{\"concurrency\": 1}')",
     "SELECT goalrt.deregister_worker_v1('w')",
 )
-CALLS = {"goalrt_reader": READER_CALLS, "goalrt_writer": WRITER_CALLS, "goalrt_admin": WRITER_CALLS}
+ADMIN_CALLS = (
+    "SELECT goalrt.create_snapshot('snap')",
+    "SELECT * FROM goalrt.set_limit('a', '{\"concurrency\": 1}')",
+)
+CALLS = {
+    "goalrt_reader": READER_CALLS,
+    "goalrt_app": (*READER_CALLS, *APP_CALLS),
+    "goalrt_worker": (*READER_CALLS, *WORKER_CALLS),
+    "goalrt_writer": (*READER_CALLS, *WORKER_CALLS, *APP_CALLS),
+    "goalrt_admin": (*READER_CALLS, *WORKER_CALLS, *APP_CALLS, *ADMIN_CALLS),
+}
 
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_temporary_objects_run_nothing_as_the_owner(login_as: RoleUrl, conn: psycopg.Connection, group: str) -> None:
     conn.execute("SELECT goalrt.append_event('s', 't')")
+    conn.execute("SELECT goalrt.register_goal_type('t.job', '{}')")
     relations = [
         r[0]
         for r in conn.execute(
