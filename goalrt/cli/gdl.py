@@ -135,7 +135,9 @@ def test_cmd(app: AppContext, path: str, keyword: str | None, handlers: tuple[st
 @gdl.command("import-pddl")
 @click.argument("domain")
 @click.argument("problem")
-@click.option("--to", "to", default=None, metavar="DIR", help="The folder to write (new or empty; default: the problem's name).")
+@click.option(
+    "--to", "to", default=None, metavar="DIR", help="The folder to write (new or empty; default: the problem's name)."
+)
 def import_pddl_cmd(domain: str, problem: str, to: str | None) -> None:
     """Write the PDDL task DOMAIN PROBLEM (STRIPS) as a GDL workspace: types, pure actions, goal `solve`, a test."""
     from goalrt.gdl.pddl import write_workspace

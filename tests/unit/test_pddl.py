@@ -91,7 +91,10 @@ def bad(tmp_path: Path, domain: str, problem: str | None = None) -> str:
     return message.replace(str(tmp_path) + "/", "")
 
 
-GOOD = "(define (domain d)\n (:predicates (p ?x))\n (:action a :parameters (?x) :precondition (p ?x) :effect (not (p ?x))))"
+GOOD = (
+    "(define (domain d)\n (:predicates (p ?x))\n"
+    " (:action a :parameters (?x) :precondition (p ?x) :effect (not (p ?x))))"
+)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +123,10 @@ GOOD = "(define (domain d)\n (:predicates (p ?x))\n (:action a :parameters (?x) 
             "d.pddl:3:59: unsupported: universal quantifiers (forall)",
         ),
         (GOOD + "\n(:durative-action x)", "d.pddl:4:1: unexpected '('; expected the end of the file"),
-        (GOOD.replace(" (:action", " (:durative-action"), "d.pddl:3:2: unsupported: durative actions (:durative-action)"),
+        (
+            GOOD.replace(" (:action", " (:durative-action"),
+            "d.pddl:3:2: unsupported: durative actions (:durative-action)",
+        ),
         ("", "d.pddl:1:1: expected '(': the file holds no PDDL"),
     ],
 )

@@ -262,7 +262,7 @@ def _action(src: Source, domain: Domain, lst: List) -> Action:
 
 
 def _conjunction(src: Source, domain: Domain, item: Item | None, scope: set[str], *, effect: bool) -> list[Literal]:
-    """Read ``(and L ...)``, one literal, or ``()``; a literal is an atom or ``(not atom)`` (``=`` only if not ``effect``)."""
+    """Read ``(and L ...)``, one literal, or ``()``; a literal is an atom or ``(not atom)`` (``=`` not in effects)."""
     if item is None:
         return []
     if isinstance(item, List) and not item.items:
