@@ -132,6 +132,23 @@ def test_cmd(app: AppContext, path: str, keyword: str | None, handlers: tuple[st
         raise SystemExit(1)
 
 
+@gdl.command("import-pddl")
+@click.argument("domain")
+@click.argument("problem")
+@click.option(
+    "--to", "to", default=None, metavar="DIR", help="The folder to write (new or empty; default: the problem's name)."
+)
+def import_pddl_cmd(domain: str, problem: str, to: str | None) -> None:
+    """Write the PDDL task DOMAIN PROBLEM (STRIPS) as a GDL workspace: types, pure actions, goal `solve`, a test."""
+    from goalrt.gdl.pddl import write_workspace
+    from goalrt.planner.pddl import load_pddl
+
+    task = load_pddl(domain, problem)
+    folder = to or task.name
+    files = write_workspace(task, folder)
+    click.echo(f"wrote workspace {folder} ({len(files)} files); next: goalrt gdl check {folder}")
+
+
 @gdl.command("graph")
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
 def graph_cmd(path: str) -> None:

@@ -12,28 +12,54 @@ from goalrt.errors import ConfigError, GoalrtError
 
 
 @click.command("plan", cls=ForkCommand)
-@click.argument("name")
+@click.argument("name", required=False)
 @click.argument("pairs", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--params", "params_json", type=JsonParam(), default=None, help="Params as a JSON object.")
 @click.option("--at", default=None, metavar="POS|TIME", help="Plan from the state as it was here (default: now).")
 @click.option("--explain", is_flag=True, help="Show what each step changes, or why there is no plan.")
 @json_option("Print the plan (or why there is none) as JSON.")
 @handlers_option
+@click.option(
+    "--pddl",
+    nargs=2,
+    default=None,
+    metavar="DOMAIN PROBLEM",
+    help="Plan a PDDL task (STRIPS) from these two files instead of a goal; needs no database.",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="With --pddl: the most nodes to expand.",
+)
+@click.option("--cpu", type=click.FloatRange(min=0, min_open=True), default=None, help="With --pddl: CPU seconds.")
 @pass_app
 def plan_cmd(
     app: AppContext,
-    name: str,
+    name: str | None,
     pairs: tuple[str, ...],
     params_json: Any,
     at: str | None,
     explain: bool,
     as_json: bool,
     handlers: tuple[str, ...],
+    pddl: tuple[str, str] | None,
+    budget: int,
+    cpu: float | None,
 ) -> None:
     """Plan goal NAME (declared by a condition) from the current or a past state; run nothing.
 
+    With --pddl DOMAIN PROBLEM, plan that PDDL task instead (no NAME, no database).
     Exits 1 when there is no plan, after printing why.
     """
+    if pddl is not None:
+        if name is not None or pairs or params_json is not None or at is not None or handlers:
+            raise click.UsageError("--pddl takes no goal NAME, params, --at or --handlers")
+        _plan_pddl(pddl, budget, cpu, explain=explain, as_json=as_json)
+        return
+    if name is None:
+        raise click.UsageError("missing argument NAME (or give --pddl DOMAIN PROBLEM)")
     from goalrt.goals.registry import default_registry
     from goalrt.planner import NoPlan
     from goalrt.worker.planner_bridge import make_plan, scalar_state
@@ -58,6 +84,29 @@ def plan_cmd(
         click.echo(f"plan (cost {result.cost:g}): {steps}")
     if isinstance(result, NoPlan):
         raise GoalrtError(f"no plan for {name}: {result.message}")
+
+
+def _plan_pddl(files: tuple[str, str], budget: int, cpu: float | None, *, explain: bool, as_json: bool) -> None:
+    """Plan a PDDL task: print the plan as PDDL steps, ``(action arg ...)``, under the search figures."""
+    from goalrt.planner import Budget, NoPlan, plan
+    from goalrt.planner.pddl import load_pddl, to_problem
+
+    task = load_pddl(*files)
+    result = plan(to_problem(task), Budget(max_expansions=budget, cpu_seconds=cpu))
+    if as_json:
+        where = {"domain": task.domain.name, "problem": task.name, "found": not isinstance(result, NoPlan)}
+        emit_json({**where, **result.to_json()})
+    elif explain or isinstance(result, NoPlan):
+        click.echo(result.explain())
+    else:
+        click.echo(
+            f"plan: {result.length} steps, cost {result.cost:g} (minimum); {result.expanded} expanded, "
+            f"{result.generated} generated, {result.ground_actions} ground actions, {result.seconds * 1000:.1f} ms"
+        )
+        for op in result.steps:
+            click.echo(f"({' '.join([op.action, *(str(v) for _, v in op.args)])})")
+    if isinstance(result, NoPlan):
+        raise GoalrtError(f"no plan for {task.name}: {result.message}")
 
 
 COMMANDS = (plan_cmd,)
