@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Final, TypeAlias
 
 from goalrt.planner.landmarks import Landmarks, lm_cut
+from goalrt.planner.lmcut import CutGraph, LmCut
 from goalrt.planner.relaxation import INF, RelaxedGraph
 from goalrt.planner.task import Formula, State, Task, formula_literals, formula_value
 from goalrt.planner.values import Encoded, render_encoded
@@ -41,6 +42,8 @@ class Estimator:
     bound: _Heuristic | None = None
     # Path-dependent landmarks: A* adds the cost of those a node's paths have not hit yet (max with h).
     landmarks: Landmarks | None = None
+    # For a state about to be expanded: operator -> a lower bound on the real distance of its successor.
+    child_bound: Callable[[State], Callable[[int], float]] | None = None
 
 
 def _h_max(task: Task, graph: RelaxedGraph) -> Estimator:
@@ -182,7 +185,18 @@ def _landmarks(task: Task, graph: RelaxedGraph) -> Estimator:
     state has not hit is a landmark of that state, and the landmark costs are a
     cost partitioning) and ``projection``; the max of admissible is admissible.
     """
-    return Estimator(_sum_of(_projection_tables(task)), landmarks=lm_cut(graph, task.init))
+    return Estimator(_sum_of(_projection_tables(task)), landmarks=lm_cut(CutGraph.build(graph), task.init))
+
+
+def _lmcut(task: Task, graph: RelaxedGraph) -> Estimator:
+    """Return LM-cut recomputed in every state, deferred (see ``Estimator``) behind the projections.
+
+    Admissible: see ``goalrt.planner.lmcut``. Not consistent in general, which
+    the search allows for (it reopens states, and a deferred key needs only
+    admissibility).
+    """
+    heuristic = LmCut(CutGraph.build(graph))
+    return Estimator(heuristic.value, _sum_of(_projection_tables(task)), child_bound=heuristic.child_bound)
 
 
 def _auto(task: Task, graph: RelaxedGraph) -> Estimator:
@@ -195,6 +209,7 @@ HEURISTICS: Final[dict[str, Callable[[Task, RelaxedGraph], Estimator]]] = {
     "blind": _blind,
     "hmax": _h_max,
     "landmarks": _landmarks,
+    "lmcut": _lmcut,
     "max": _maximum,
     "projection": _projection,
 }

@@ -73,6 +73,7 @@ class _SearchOutcome:
 def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> _SearchOutcome:
     """Return a minimum-cost plan for ``task`` within ``budget`` (time counted from ``started``)."""
     heuristic, bound, landmarks = estimator.h, estimator.bound, estimator.landmarks
+    child_bound = estimator.child_bound
     init = task.init
     h0 = h_init = heuristic(init)
     # Per state: the landmarks some known path to it has not hit (see goalrt.planner.landmarks).
@@ -97,7 +98,7 @@ def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> 
     heap: list[tuple[float, float, int, float, State]] = [(h0, h0, 0, 0.0, init)]
     counter = expanded = generated = 0
     while heap:
-        f, _, _, g, state = heappop(heap)
+        f, key_h, _, g, state = heappop(heap)
         if best_g[state] < g or closed_g.get(state, math.inf) <= g:
             continue  # stale (reached more cheaply since) or already expanded at this cost
         if is_goal(state):
@@ -118,12 +119,15 @@ def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> 
             counter += 1
             heappush(heap, (g + h, h, counter, g, state))
             continue
+        # The key's h is a lower bound on this state's real distance too (pathmax), possibly a better one.
+        h = max(h, key_h)
         if expanded >= limit or clock() > deadline:
             # Every node left has a key >= f, and one on an optimal path has key <= the optimal cost.
             return _SearchOutcome(None, math.inf, True, f, expanded, generated)
         expanded += 1
         closed_g[state] = g
         mask = unhit[state] if landmarks is not None else 0
+        inherited = child_bound(state) if child_bound is not None else None
         for op in applicable(state):
             child = successor(state, op)
             if child is None:
@@ -143,6 +147,8 @@ def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> 
                     child_h = h_of[child] = heuristic(child)
                 else:
                     child_h = max(bound(child), h - step, 0.0)
+                    if inherited is not None:
+                        child_h = max(child_h, inherited(op))
             if landmarks is not None:
                 child_h = max(child_h, landmarks.value(unhit[child]))
             if child_h == math.inf:
