@@ -116,10 +116,15 @@ def tasks(quick: bool) -> list[StripsTask]:
                 lambda n=n, s=seed: _blocks_pddl(n, s),
             )
         )
-    for n, seed in [(4, 0), (5, 0), (6, 0)] if quick else [(4, 0), (5, 0), (6, 0), (7, 0), (8, 0), (9, 0), (10, 0), (11, 0)]:
+    for n, seed in (
+        [(4, 0), (5, 0), (6, 0)] if quick else [(4, 0), (5, 0), (6, 0), (7, 0), (8, 0), (9, 0), (10, 0), (11, 0)]
+    ):
         out.append(
             StripsTask(
-                "miconic", f"miconic-{n}-{seed}", lambda n=n, s=seed: miconic(n, s), lambda n=n, s=seed: _miconic_pddl(n, s)
+                "miconic",
+                f"miconic-{n}-{seed}",
+                lambda n=n, s=seed: miconic(n, s),
+                lambda n=n, s=seed: _miconic_pddl(n, s),
             )
         )
     for n, seed in [(3, 0), (4, 0)] if quick else [(3, 0), (4, 0), (5, 1), (6, 1)]:

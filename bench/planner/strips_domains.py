@@ -69,7 +69,9 @@ def miconic(passengers: int, seed: int) -> Problem:
                 [Set("passengers.{p}.boarded", False), Set("passengers.{p}.served", True)],
             ),
             # above(f1, f2) holds when f2 is higher: the zero-padded names order the floors.
-            ActionSchema("up", {"a": "Floor", "b": "Floor"}, cond("lift.at == {a} and {a} < {b}"), [Set("lift.at", Var("b"))]),
+            ActionSchema(
+                "up", {"a": "Floor", "b": "Floor"}, cond("lift.at == {a} and {a} < {b}"), [Set("lift.at", Var("b"))]
+            ),
             ActionSchema(
                 "down", {"a": "Floor", "b": "Floor"}, cond("lift.at == {a} and {b} < {a}"), [Set("lift.at", Var("b"))]
             ),

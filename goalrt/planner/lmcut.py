@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final
 
@@ -110,6 +110,9 @@ class CutGraph:
     achievers: tuple[tuple[int, ...], ...]
     costs: tuple[int, ...]  # per operator, in units of 1/denominator
     denominator: int
+    single_mask: tuple[int, ...]  # per node: the effects of the operators whose only precondition it is, as a bit mask
+    single_targets: tuple[tuple[int, ...], ...]  # per node: the same effects, in increasing order
+    multi_of: tuple[tuple[int, ...], ...]  # per node: the operators of several preconditions it is one of
 
     @classmethod
     def build(cls, graph: RelaxedGraph) -> CutGraph:
@@ -131,9 +134,15 @@ class CutGraph:
         costs = [int(f * denominator) for f in fractions] + [0] * (len(pre) - count)
         precondition_of: list[list[int]] = [[] for _ in range(nodes + 2)]
         achievers: list[list[int]] = [[] for _ in range(nodes + 2)]
+        single: list[set[int]] = [set() for _ in range(nodes + 2)]
+        multi_of: list[list[int]] = [[] for _ in range(nodes + 2)]
         for op, needed in enumerate(pre):
             for n in needed:
                 precondition_of[n].append(op)
+                if len(needed) == 1:
+                    single[n].update(adds[op])
+                else:
+                    multi_of[n].append(op)
             for n in adds[op]:
                 achievers[n].append(op)
         return cls(
@@ -148,6 +157,9 @@ class CutGraph:
             achievers=tuple(tuple(a) for a in achievers),
             costs=tuple(costs),
             denominator=denominator,
+            single_mask=tuple(sum(1 << t for t in targets) for targets in single),
+            single_targets=tuple(tuple(sorted(targets)) for targets in single),
+            multi_of=tuple(tuple(m) for m in multi_of),
         )
 
     def value(self, state: State) -> float:
@@ -161,6 +173,7 @@ class CutGraph:
         With ``found``, append each landmark there as (its cost, its operators in increasing order).
         """
         pre, adds, precondition_of, achievers = self.pre, self.adds, self.precondition_of, self.achievers
+        single_mask, single_targets, multi_of = self.single_mask, self.single_targets, self.multi_of
         goal = self.goal
         size = goal + 2
         heappush, heappop = heapq.heappush, heapq.heappop
@@ -200,10 +213,12 @@ class CutGraph:
         while dist[goal]:
             rounds += 1
             stack = [goal]
+            zone_mask = 0
             while stack:
                 n = stack.pop()
                 if zone[n] != rounds:
                     zone[n] = rounds
+                    zone_mask |= 1 << n
                     for op in achievers[n]:
                         if not cost[op] and supporter[op] >= 0:
                             stack.append(supporter[op])
@@ -213,7 +228,16 @@ class CutGraph:
                 seen[n] = rounds
             while stack:
                 n = stack.pop()
-                for op in precondition_of[n]:
+                if not single_mask[n] & zone_mask:
+                    # No operator whose only precondition is n enters the zone: reach all their effects at once.
+                    for t in single_targets[n]:
+                        if seen[t] != rounds:
+                            seen[t] = rounds
+                            stack.append(t)
+                    ops = multi_of[n]
+                else:
+                    ops = precondition_of[n]
+                for op in ops:
                     if supporter[op] != n:
                         continue
                     effects = adds[op]
@@ -274,7 +298,7 @@ class LmCut:
     it. A* uses it to defer the successor's own evaluation.
     """
 
-    __slots__ = ("cuts", "_found", "_state", "_total")
+    __slots__ = ("_found", "_state", "_total", "cuts")
 
     def __init__(self, cuts: CutGraph) -> None:
         self.cuts = cuts

@@ -19,7 +19,8 @@ import heapq
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Final
 
 from goalrt.errors import PlanningError
 from goalrt.planner.explain import diagnose
@@ -70,6 +71,28 @@ class _SearchOutcome:
     generated: int
 
 
+# How many of the open list's best nodes ``_pays`` evaluates.
+_PROBE: Final = 16
+
+
+def _pays(then: Estimator, heap: list[tuple[float, float, int, float, State]]) -> bool:
+    """Return whether ``then`` estimates more than the current heuristic on the open list's best nodes.
+
+    A deterministic probe (values, not times): where the second heuristic
+    sees no further than the first on the nodes A* would expand next, its
+    higher cost per node cannot pay.
+    """
+    top = heapq.nsmallest(_PROBE, heap)
+    return sum(then.h(entry[4]) for entry in top) > sum(entry[1] for entry in top)
+
+
+def _remaining(budget: Budget, expanded: int) -> Budget:
+    """Return what is left of ``budget`` after ``expanded`` expansions (the time limit counts from the start)."""
+    if budget.max_expansions is None:
+        return budget
+    return Budget(max(budget.max_expansions - expanded, 0), budget.time_limit)
+
+
 def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> _SearchOutcome:
     """Return a minimum-cost plan for ``task`` within ``budget`` (time counted from ``started``)."""
     heuristic, bound, landmarks = estimator.h, estimator.bound, estimator.landmarks
@@ -97,7 +120,13 @@ def _astar(task: Task, estimator: Estimator, budget: Budget, started: float) -> 
     # (f, h, generation counter, g, state): the counter is unique, so states are never compared.
     heap: list[tuple[float, float, int, float, State]] = [(h0, h0, 0, 0.0, init)]
     counter = expanded = generated = 0
+    then, switch_after = estimator.then, estimator.switch_after
     while heap:
+        if then is not None and expanded >= switch_after:
+            if _pays(then, heap):
+                rest = _astar(task, then, _remaining(budget, expanded), started)
+                return replace(rest, expanded=expanded + rest.expanded, generated=generated + rest.generated)
+            then = None
         f, key_h, _, g, state = heappop(heap)
         if best_g[state] < g or closed_g.get(state, math.inf) <= g:
             continue  # stale (reached more cheaply since) or already expanded at this cost
