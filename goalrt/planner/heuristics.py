@@ -218,9 +218,9 @@ def _auto(task: Task, graph: RelaxedGraph) -> Estimator:
     A search the initial landmarks finish in under a thousand expansions
     (GOAP-sized tasks) costs a few microseconds per node. If it goes on, A*
     evaluates LM-cut on the 16 best nodes of the open list; if LM-cut's sum
-    is larger than theirs there, A* starts over with ``lmcut`` (a millisecond
+    is more than 10% above theirs there, A* starts over with ``lmcut`` (a millisecond
     or so per evaluation, but far fewer nodes); if not (gripper, where the
-    two are equal), it goes on as it was. Both are admissible, so either way
+    two are nearly equal), it goes on as it was. Both are admissible, so either way
     the plan is optimal, and the rule counts expansions and compares values,
     so it is deterministic.
     """

@@ -71,19 +71,22 @@ class _SearchOutcome:
     generated: int
 
 
-# How many of the open list's best nodes ``_pays`` evaluates.
+# How many of the open list's best nodes ``_pays`` evaluates, and by how much more the new heuristic must
+# estimate there. Measured at 1,000 expansions: miconic 7-9 passengers 1.14-1.17, logistics 5 packages 1.13,
+# soldier in the forest 2.1, where LM-cut pays; gripper 7-8 balls 1.09, where it costs 10x the time.
 _PROBE: Final = 16
+_GAIN: Final = 1.1
 
 
 def _pays(then: Estimator, heap: list[tuple[float, float, int, float, State]]) -> bool:
-    """Return whether ``then`` estimates more than the current heuristic on the open list's best nodes.
+    """Return whether ``then`` estimates 10% more than the current heuristic on the open list's best nodes.
 
     A deterministic probe (values, not times): where the second heuristic
     sees no further than the first on the nodes A* would expand next, its
     higher cost per node cannot pay.
     """
     top = heapq.nsmallest(_PROBE, heap)
-    return sum(then.h(entry[4]) for entry in top) > sum(entry[1] for entry in top)
+    return sum(then.h(entry[4]) for entry in top) > _GAIN * sum(entry[1] for entry in top)
 
 
 def _remaining(budget: Budget, expanded: int) -> Budget:
