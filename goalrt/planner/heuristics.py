@@ -197,7 +197,7 @@ def _landmarks(task: Task, graph: RelaxedGraph, cuts: CutGraph | None = None) ->
     return Estimator(_sum_of(_projection_tables(task)), landmarks=lm_cut(cuts, task.init))
 
 
-def _lmcut(task: Task, graph: RelaxedGraph, cuts: CutGraph | None = None) -> Estimator:
+def _lmcut(task: Task, graph: RelaxedGraph, cuts: CutGraph | None = None, proj: _Heuristic | None = None) -> Estimator:
     """Return LM-cut recomputed in every state, deferred (see ``Estimator``) behind projections and parent landmarks.
 
     Admissible: see ``goalrt.planner.lmcut``. Not consistent in general, which
@@ -205,7 +205,8 @@ def _lmcut(task: Task, graph: RelaxedGraph, cuts: CutGraph | None = None) -> Est
     admissibility).
     """
     heuristic = LmCut(cuts or CutGraph.build(graph))
-    return Estimator(heuristic.value, _sum_of(_projection_tables(task)), child_bound=heuristic.child_bound)
+    proj = proj or _sum_of(_projection_tables(task))
+    return Estimator(heuristic.value, proj, child_bound=heuristic.child_bound)
 
 
 # Expansions after which ``auto`` asks whether LM-cut in every state would pay.
@@ -226,7 +227,8 @@ def _auto(task: Task, graph: RelaxedGraph) -> Estimator:
     """
     cuts = CutGraph.build(graph)
     first = _landmarks(task, graph, cuts)
-    return Estimator(first.h, landmarks=first.landmarks, then=_lmcut(task, graph, cuts), switch_after=AUTO_SWITCH)
+    then = _lmcut(task, graph, cuts, first.h)
+    return Estimator(first.h, landmarks=first.landmarks, then=then, switch_after=AUTO_SWITCH)
 
 
 HEURISTICS: Final[dict[str, Callable[[Task, RelaxedGraph], Estimator]]] = {
