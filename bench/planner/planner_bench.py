@@ -19,11 +19,14 @@ expansions per second (expansions / median).
 2. **Gripper**, n = 4..8 balls (optimal 2n + 2*ceil(n/2) - 1 steps).
 3. **Blocksworld**, 5, 6 and 7 blocks, random towers from seeds 0..2, and two
    structured 7-block cases: reverse one tower; one tower into two.
+4. **Miconic** (``strips_domains.py``), 4..8 passengers (4..6 with ``--quick``),
+   and **logistics**, 3..5 packages in two cities.
 
-``--heuristics auto,hmax,blind`` runs every case under each heuristic (default:
-auto). ``--quick`` runs fewer repeats and skips the largest cases. ``--json``
-prints one JSON object per case instead of the tables. No pass/fail: the
-figures are for reading.
+``--heuristics auto,landmarks,lmcut`` runs every case under each heuristic
+(default: auto; ``landmarks`` was the default before per-state LM-cut).
+``pyperplan_compare.py`` puts the STRIPS tasks beside pyperplan. ``--quick`` runs
+fewer repeats and skips the largest cases. ``--json`` prints one JSON object per
+case instead of the tables. No pass/fail: the figures are for reading.
 
 Run: ``.venv/bin/python bench/planner/planner_bench.py [--quick]``
 """
@@ -39,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from domains import blocksworld, fulfillment, gripper, random_blocksworld, soldier
+from strips_domains import logistics, miconic
 
 from goalrt.planner import Budget, Plan, Problem, plan
 from goalrt.planner.task import compile_task
@@ -112,6 +116,10 @@ def cases(quick: bool) -> list[tuple[str, str, Callable[[], Problem], int]]:
         out.append(
             ("blocksworld", "blocks n=7 tower to two", lambda: blocksworld([blocks], [blocks[0::2], blocks[1::2]]), few)
         )
+    for n in range(4, 7 if quick else 9):
+        out.append(("miconic", f"miconic p={n} seed=0", lambda n=n: miconic(n, 0), few))
+    for n, seed in ((3, 0), (4, 0)) if quick else ((3, 0), (4, 0), (5, 1)):
+        out.append(("logistics", f"logistics n={n} seed={seed}", lambda n=n, s=seed: logistics(n, s), few))
     return out
 
 

@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Final, TypeAlias
 
 from goalrt.planner.landmarks import Landmarks, lm_cut
+from goalrt.planner.lmcut import CutGraph, LmCut
 from goalrt.planner.relaxation import INF, RelaxedGraph
 from goalrt.planner.task import Formula, State, Task, formula_literals, formula_value
 from goalrt.planner.values import Encoded, render_encoded
@@ -28,19 +29,29 @@ _Heuristic: TypeAlias = Callable[[State], float]
 
 @dataclass(frozen=True, slots=True)
 class Estimator:
-    """A heuristic for A*, and optionally a cheap lower bound on it.
+    """A heuristic for A*, optionally with cheap lower bounds that let A* defer it, or a heuristic to switch to.
 
     With a ``bound``, A* defers ``h``: a node goes on the open list keyed by
-    max(bound(node), h(parent) - step cost) and gets its real ``h`` only when it
-    reaches the top (then goes back if its f grew). That second term is a lower
-    bound only because every heuristic here is *consistent* (h(s) <= c(a) +
-    h(s') for each step), so a new heuristic with a bound must be consistent too.
+    the max of bound(node), h(parent) - step cost and child_bound (if given),
+    and gets its real ``h`` only when it reaches the top (then goes back if its
+    f grew). Each term is a lower bound on the node's real distance to the
+    goal: h(parent) - c because the real distance of the parent is at most c
+    plus the child's, so an admissible ``h`` suffices (consistency is not
+    needed); a key's h is kept as a lower bound when the node is expanded
+    (pathmax). With ``then``, A* switches to that estimator once it has
+    expanded ``switch_after`` nodes: the keys already on the open list stay
+    lower bounds, so the switch keeps plans optimal, and counting expansions
+    keeps it deterministic.
     """
 
     h: _Heuristic
     bound: _Heuristic | None = None
     # Path-dependent landmarks: A* adds the cost of those a node's paths have not hit yet (max with h).
     landmarks: Landmarks | None = None
+    # For a state about to be expanded: operator -> a lower bound on the real distance of its successor.
+    child_bound: Callable[[State], Callable[[int], float]] | None = None
+    then: Estimator | None = None
+    switch_after: int = 0
 
 
 def _h_max(task: Task, graph: RelaxedGraph) -> Estimator:
@@ -175,19 +186,49 @@ def _maximum(task: Task, graph: RelaxedGraph) -> Estimator:
     return Estimator(lambda state: max(proj(state), graph.hmax(state)), proj)
 
 
-def _landmarks(task: Task, graph: RelaxedGraph) -> Estimator:
+def _landmarks(task: Task, graph: RelaxedGraph, cuts: CutGraph | None = None) -> Estimator:
     """Return max(LM-cut landmarks of the initial state, projection): both cost a few operations per node.
 
     Admissible: see ``goalrt.planner.landmarks`` (a landmark some path to a
     state has not hit is a landmark of that state, and the landmark costs are a
     cost partitioning) and ``projection``; the max of admissible is admissible.
     """
-    return Estimator(_sum_of(_projection_tables(task)), landmarks=lm_cut(graph, task.init))
+    cuts = cuts or CutGraph.build(graph)
+    return Estimator(_sum_of(_projection_tables(task)), landmarks=lm_cut(cuts, task.init))
+
+
+def _lmcut(task: Task, graph: RelaxedGraph, cuts: CutGraph | None = None, proj: _Heuristic | None = None) -> Estimator:
+    """Return LM-cut recomputed in every state, deferred (see ``Estimator``) behind projections and parent landmarks.
+
+    Admissible: see ``goalrt.planner.lmcut``. Not consistent in general, which
+    the search allows for (it reopens states, and a deferred key needs only
+    admissibility).
+    """
+    heuristic = LmCut(cuts or CutGraph.build(graph))
+    proj = proj or _sum_of(_projection_tables(task))
+    return Estimator(heuristic.value, proj, child_bound=heuristic.child_bound)
+
+
+# Expansions after which ``auto`` asks whether LM-cut in every state would pay.
+AUTO_SWITCH: Final = 1_000
 
 
 def _auto(task: Task, graph: RelaxedGraph) -> Estimator:
-    """Return the default heuristic: today ``landmarks``, the fastest here on every benchmark domain."""
-    return _landmarks(task, graph)
+    """Return the default heuristic: ``landmarks``, and after ``AUTO_SWITCH`` expansions maybe ``lmcut``.
+
+    A search the initial landmarks finish in under a thousand expansions
+    (GOAP-sized tasks) costs a few microseconds per node. If it goes on, A*
+    evaluates LM-cut on the 16 best nodes of the open list; if LM-cut's sum
+    is more than 10% above theirs there, A* starts over with ``lmcut`` (a millisecond
+    or so per evaluation, but far fewer nodes); if not (gripper, where the
+    two are nearly equal), it goes on as it was. Both are admissible, so either way
+    the plan is optimal, and the rule counts expansions and compares values,
+    so it is deterministic.
+    """
+    cuts = CutGraph.build(graph)
+    first = _landmarks(task, graph, cuts)
+    then = _lmcut(task, graph, cuts, first.h)
+    return Estimator(first.h, landmarks=first.landmarks, then=then, switch_after=AUTO_SWITCH)
 
 
 HEURISTICS: Final[dict[str, Callable[[Task, RelaxedGraph], Estimator]]] = {
@@ -195,6 +236,7 @@ HEURISTICS: Final[dict[str, Callable[[Task, RelaxedGraph], Estimator]]] = {
     "blind": _blind,
     "hmax": _h_max,
     "landmarks": _landmarks,
+    "lmcut": _lmcut,
     "max": _maximum,
     "projection": _projection,
 }

@@ -332,7 +332,7 @@ def test_numeric_domains_match_exhaustive_search(domain: dict[str, Any]) -> None
 
 
 @settings(max_examples=150, deadline=None)
-@given(domains(numeric=False), st.sampled_from(["blind", "hmax", "max", "projection", "landmarks"]))
+@given(domains(numeric=False), st.sampled_from(["blind", "hmax", "max", "projection", "landmarks", "lmcut", "auto"]))
 def test_every_heuristic_finds_the_same_optimal_cost(domain: dict[str, Any], heuristic: str) -> None:
     expected = uniform_cost(domain)
     result = plan(problem(domain), Budget(max_expansions=100_000), heuristic=heuristic)
