@@ -90,6 +90,10 @@ class GoalNotFoundError(GoalrtError, LookupError):
     """No goal has this id."""
 
 
+class GoalWaitTimeoutError(GoalrtError, TimeoutError):
+    """A goal had not ended when a wait for it timed out (the goal goes on; wait again or cancel it)."""
+
+
 class PermanentError(GoalrtError):
     """Raise from an action handler to fail the step at once, without retrying."""
 

@@ -42,7 +42,14 @@ if TYPE_CHECKING:
     help="Fail with deadline_exceeded if not done by then (ISO 8601 time, or e.g. 1h from now).",
 )
 @click.option("--partition-key", default=None, metavar="KEY", help="Place the goal (workers serve partitions).")
-@json_option("Print {id, created} as JSON.")
+@click.option("--wait", "wait", is_flag=True, help="Wait until the goal ends; print how (exit 1 unless complete).")
+@click.option(
+    "--timeout",
+    default=None,
+    metavar="DURATION",
+    help="With --wait: give up waiting after this long (e.g. 30s; exit 1; the goal goes on).",
+)
+@json_option("Print {id, created} as JSON (with --wait, also status, result and error).")
 @handlers_option
 @pass_app
 def submit(
@@ -56,12 +63,21 @@ def submit(
     key: str | None,
     deadline: str | None,
     partition_key: str | None,
+    wait: bool,
+    timeout: str | None,
     as_json: bool,
     handlers: tuple[str, ...],
 ) -> None:
-    """Submit goal NAME with params (KEY=VALUE arguments and/or --params) and print its id."""
+    """Submit goal NAME with params (KEY=VALUE arguments and/or --params) and print its id.
+
+    With --wait, wait until it ends (woken by the worker that ends it) and
+    print its result or error; the exit code is 0 only if it completed.
+    """
     if at is not None and delay is not None:
         raise click.UsageError("give --at or --delay, not both")
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout goes with --wait")
+    wait_seconds = parse_duration(timeout, what="--timeout") if timeout is not None else None
     when = None
     if at is not None:
         try:
@@ -87,10 +103,31 @@ def submit(
             deadline=due,
             partition_key=partition_key,
         )
+        if not wait:
+            if as_json:
+                emit_json({"id": submitted.id, "created": submitted.created})
+            else:
+                click.echo(str(submitted.id))
+            return
+        if not as_json:
+            click.echo(str(submitted.id))
+        info = goals.wait(submitted.id, timeout=wait_seconds)
     if as_json:
-        emit_json({"id": submitted.id, "created": submitted.created})
+        emit_json(
+            {
+                "id": submitted.id,
+                "created": submitted.created,
+                "status": info.status,
+                "result": info.result,
+                "error": info.last_error,
+            }
+        )
+    elif info.status == GoalStatus.COMPLETE:
+        click.echo(f"complete: {show_json(info.result)}")
     else:
-        click.echo(str(submitted.id))
+        click.echo(f"{info.status}: {info.last_error or '-'}")
+    if info.status != GoalStatus.COMPLETE:
+        raise SystemExit(1)
 
 
 def _deadline(text: str | None) -> datetime | float | None:

@@ -16,6 +16,7 @@ Schema that workers registered.
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -24,7 +25,8 @@ from goalrt.db.async_client import AsyncClient
 from goalrt.db.driver import AsyncConnection
 from goalrt.db.jsontext import check
 from goalrt.db.resources import MAIN_SCHEMA
-from goalrt.errors import GoalNotFoundError, InvalidGoalError
+from goalrt.errors import GoalNotFoundError, GoalWaitTimeoutError, InvalidGoalError
+from goalrt.goals import done
 from goalrt.goals.model import GoalInfo as GoalInfo
 from goalrt.goals.model import GoalSpec, limit_options, prepared_items, prepared_params, submit_options, worker_info
 from goalrt.goals.model import GoalStatus as GoalStatus
@@ -147,6 +149,38 @@ class AsyncGoals(AsyncClient):
     async def cancel(self, goal_id: int, reason: str | None = None) -> None:
         """Cancel a goal that has not finished (a finished one is refused with InvalidTransitionError)."""
         await self._run("goal_cancel", (goal_id, reason))
+        if not self._db.in_transaction():
+            # After the commit (never inside a caller's transaction): wakes whoever waits for it.
+            await self._run("goals_done_notify", (done.done_channel(self.schema), str(goal_id)))
+
+    async def wait(self, goal_id: int, *, timeout: float | None = None, poll: float = 1.0) -> GoalInfo:
+        """Wait until a goal has ended (complete, failed or cancelled); return it with its steps and events.
+
+        Woken by the notification a worker (or this client's ``cancel``) sends
+        after the commit that ended a goal; a goal ended another way (SQL by
+        hand) is seen at the next re-check, every ``poll`` seconds. Raises
+        ``GoalWaitTimeoutError`` when ``timeout`` seconds pass first (the goal
+        goes on). Needs a connection outside any transaction, like ``follow``.
+        """
+        if timeout is not None and not timeout >= 0:
+            raise InvalidGoalError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        if not poll > 0:
+            raise InvalidGoalError(f"poll must be a number of seconds > 0, got {poll!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self._db.listen((done.done_channel(self.schema),)) as listener:
+            while True:
+                # Re-read after LISTEN took effect: an end committed before it is seen here, one after it wakes us.
+                row = await self._run("goal_get", (goal_id,))
+                if not row:
+                    raise GoalNotFoundError(f"goal {goal_id} does not exist")
+                if GoalStatus(row[0][3]).finished:
+                    return await self.get(goal_id)
+                left = poll if deadline is None else min(poll, deadline - time.monotonic())
+                if left <= 0:
+                    raise GoalWaitTimeoutError(
+                        f"goal {goal_id} is still {row[0][3]} after {timeout:g} s (it goes on; wait again or cancel it)"
+                    )
+                await listener.wait(left, None, notify=True)
 
     async def resume(self, goal_id: int, data: Mapping[str, Any], *, actor: str | None = None) -> str:
         """Answer a goal waiting at an ``ask`` step; return what the goal did next.

@@ -21,12 +21,15 @@ import asyncpg
 from goalrt.db.connect import asyncpg_dsn, setup_async_connection
 from goalrt.db.resources import queries
 from goalrt.errors import GoalrtError, translate
+from goalrt.goals import done
 from goalrt.worker.protocol import (
     ClaimedGoal,
     CompletionAnswer,
+    CompletionOutcome,
     FailItem,
     PlanAnswer,
     PlanItem,
+    PlanOutcome,
     Rejected,
     StepItem,
 )
@@ -91,6 +94,9 @@ class WorkerDatabase:
     def __init__(self, pool: asyncpg.Pool, schema: str, worker_id: str, on_retry: Callable[[], None]) -> None:
         self.pool = pool
         self._q = queries("goals", schema)
+        self._done_channel = done.done_channel(schema)
+        # Notifications of ended goals still being sent (kept so they are not collected mid-flight).
+        self._notifying: set[asyncio.Task[None]] = set()
         self._id = worker_id
         # Counts the calls retried after a lost connection (the worker's stats).
         self._on_retry = on_retry
@@ -189,6 +195,27 @@ class WorkerDatabase:
     async def fail(self, items: Sequence[FailItem]) -> None:
         """Fail goals this worker holds (``fail_goals_v1``)."""
         await self.call("goals_fail", self._id, [item.as_json() for item in items])
+        self.notify_done([item.goal_id for item in items])
+
+    def notify_done(self, goal_ids: Sequence[int]) -> None:
+        """Tell waiters (``Goals.wait``) that these goals may have ended, after the commit that ended them.
+
+        Sent in the background on a connection of the pool, outside any
+        transaction (a NOTIFY inside a writing one would serialize commits);
+        best effort: a waiter that misses it re-checks on its own.
+        """
+        if not goal_ids:
+            return
+
+        async def send() -> None:
+            with contextlib.suppress(Exception):
+                async with self.pool.acquire() as conn:
+                    for payload in done.done_payloads(sorted(set(goal_ids))):
+                        await conn.execute(self._q["goals_done_notify"], self._done_channel, payload)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
 
     async def heartbeat(self, leases: Sequence[tuple[int, int]], seconds: float) -> set[int]:
         """Extend the leases (goal id, epoch) still held; return the goal ids whose lease was extended."""
@@ -202,11 +229,17 @@ class WorkerDatabase:
 
     async def plan(self, items: list[PlanItem], lease: float) -> dict[int, PlanAnswer | Rejected]:
         """Store plans (``plan_goals_v1``); answer each goal."""
-        return await self._batch("goals_plan", items, lease, PlanAnswer.of)
+        answers = await self._batch("goals_plan", items, lease, PlanAnswer.of)
+        done = PlanOutcome.COMPLETE
+        self.notify_done([g for g, a in answers.items() if isinstance(a, PlanAnswer) and a.outcome is done])
+        return answers
 
     async def complete(self, items: list[StepItem], lease: float) -> dict[int, CompletionAnswer | Rejected]:
         """Commit steps' outcomes (``complete_steps_v1``); answer each goal."""
-        return await self._batch("steps_complete", items, lease, CompletionAnswer.of)
+        answers = await self._batch("steps_complete", items, lease, CompletionAnswer.of)
+        ended = (CompletionOutcome.COMPLETE, CompletionOutcome.FAILED)
+        self.notify_done([g for g, a in answers.items() if isinstance(a, CompletionAnswer) and a.outcome in ended])
+        return answers
 
     async def _batch(
         self,

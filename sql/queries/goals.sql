@@ -16,6 +16,9 @@ SELECT id, created FROM goalrt.submit_goals($1::jsonb);
 -- name: goal_cancel
 SELECT id, status FROM goalrt.cancel_goal($1::bigint, $2::text);
 
+-- name: goals_done_notify
+SELECT pg_notify($1::text, $2::text);
+
 -- name: goal_get
 SELECT id, name, params, status, priority, run_at, idempotency_key, parent_id, partition_key, plan_no, step_seq,
        lease_owner, lease_epoch, lease_expires_at, claims, result, last_error, created_at, updated_at, finished_at,

@@ -171,3 +171,35 @@ def test_submit_get_and_list_against_a_database_import_only_the_client(db_url: s
     last = calls[-1]
     assert "psycopg" in last["modules"] and "goalrt.goals.goals" in last["modules"]  # a client ran
     assert _beyond_client(last["modules"]) == []
+
+
+def test_submit_wait_prints_how_the_goal_ended(db_url: str) -> None:
+    with worker_process(db_url, HANDLERS):
+        done = goalrt(
+            db_url, "submit", "checkout", "order=o9", "amount=5", "--handlers", HANDLERS, "--wait", "--timeout", "60s"
+        )
+        assert done.returncode == 0, done.stderr
+        gid, outcome = done.stdout.splitlines()
+        assert outcome.startswith("complete: ") and int(gid) > 0
+        as_json = goalrt(
+            db_url, "submit", "checkout", "order=o10", "amount=5", "--handlers", HANDLERS, "--wait", "--json"
+        )
+        assert as_json.returncode == 0, as_json.stderr
+        assert json.loads(as_json.stdout) | {"result": None} == {
+            "id": int(gid) + 1,
+            "created": True,
+            "status": "complete",
+            "result": None,
+            "error": None,
+        }
+
+
+def test_submit_wait_times_out_in_one_line_and_the_goal_goes_on(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT goalrt.register_goal_type('counted', '{}')")
+    late = goalrt(db_url, "submit", "counted", "--wait", "--timeout", "0.3s")
+    assert late.returncode == 1 and late.stdout == "1\n", (late.stdout, late.stderr)
+    one_line_error(late, 1, "goal 1 is still pending after 0.3 s")
+    one_line_error(goalrt(db_url, "submit", "counted", "--timeout", "1s"), 2, "--timeout goes with --wait")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT status FROM goalrt.goals ORDER BY id").fetchall() == [("pending",)]

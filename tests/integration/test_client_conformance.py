@@ -37,6 +37,7 @@ from goalrt import (
     GoalNotFoundError,
     Goals,
     GoalStatus,
+    GoalWaitTimeoutError,
     InvalidGoalError,
     InvalidTransitionError,
     Registry,
@@ -398,6 +399,10 @@ def test_goals_submit_inspect_cancel(flavour: Flavour) -> None:
     with pytest.raises(InvalidTransitionError):
         goals.cancel(many[0].id)
     assert goals.counts() == {"cancelled": 1, "pending": 2}
+    ended = goals.wait(many[0].id, timeout=5)
+    assert (ended.status, ended.last_error) == (GoalStatus.CANCELLED, "not needed")
+    with pytest.raises(GoalWaitTimeoutError, match=f"goal {s.id} is still pending"):
+        goals.wait(s.id, timeout=0)
     assert [(n.id, n.depth) for n in goals.tree(s.id)] == [(s.id, 0)]
     with pytest.raises(GoalNotFoundError):
         goals.get(10**9)

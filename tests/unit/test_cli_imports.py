@@ -60,6 +60,7 @@ CLIENT_GOALRT = {
     "goalrt.db.driver",
     "goalrt.db.resources",
     "goalrt.db.schemas",
+    "goalrt.goals.done",
     "goalrt.goals.goals",
     "goalrt.goals.model",
     "goalrt.goals.registry",
