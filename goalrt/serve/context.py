@@ -49,14 +49,22 @@ class NotFoundError(GoalrtError, LookupError):
     """What an endpoint names does not exist (no limit on that action, no GDL loaded): HTTP 404."""
 
 
+class BadRequestError(GoalrtError, ValueError):
+    """A request the API cannot take (a malformed header): HTTP 400."""
+
+
 @dataclass
 class Server:
-    """What the app serves with: its own database URL, the token map (None: no tokens), pools, goal types."""
+    """What the app serves with: its own database URL, the token map (None: no tokens), pools, goal types.
+
+    ``figures_ttl`` is how long /metrics reuses the database's figures (seconds).
+    """
 
     default_url: str
     tokens: dict[str, str] | None = None
     pools: Pools = field(default_factory=Pools)
     registry: Registry | None = None
+    figures_ttl: float = 5.0
 
 
 class JsonOut(Response):

@@ -27,12 +27,10 @@ router = APIRouter(tags=["health"])
 
 # A worker not seen for this long is not counted alive (workers heartbeat every few seconds).
 WORKER_ALIVE_S = 30.0
-# How long the database figures of /metrics are reused.
-FIGURES_TTL_S = 5.0
 
 
 class Figures(Collector):
-    """The database's figures, as gauges: refreshed by ``/metrics`` when older than ``FIGURES_TTL_S``."""
+    """The database's figures, as gauges: refreshed by ``/metrics`` when older than the server's ``figures_ttl``."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -40,8 +38,8 @@ class Figures(Collector):
         self.workers_alive: int | None = None
         self.taken_at = float("-inf")
 
-    def stale(self) -> bool:
-        return time.monotonic() - self.taken_at > FIGURES_TTL_S
+    def stale(self, ttl: float) -> bool:
+        return time.monotonic() - self.taken_at >= ttl
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         goals = GaugeMetricFamily("goalrt_goals", "Goals by status (from the database).", labels=["status"])
@@ -147,7 +145,7 @@ async def metrics(request: Request) -> Response:
     server = server_of(request)
     state: Metrics = request.app.state.goalrt_metrics
     figures = state.figures
-    if figures.stale():
+    if figures.stale(server.figures_ttl):
         try:
             async with server.pools.connection(server.default_url) as (conn, schema):
                 goals = AsyncGoals(conn, schema=schema)

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
@@ -24,7 +25,7 @@ from goalrt.db.schemas import schema_for_async
 from goalrt.errors import OutOfRangeError
 from goalrt.log.async_eventlog import AsyncEventLog
 from goalrt.log.committed import Event
-from goalrt.serve.context import CallerDep, GoalrtRoute, JsonOut
+from goalrt.serve.context import BadRequestError, CallerDep, GoalrtRoute, JsonOut
 from goalrt.state.model import check_path
 
 router = APIRouter(route_class=GoalrtRoute)
@@ -77,7 +78,7 @@ def _resume_point(after: int, last_event_id: str | None) -> int:
         return after
     text = last_event_id.strip()
     if not text.isdigit():
-        raise OutOfRangeError(f"invalid Last-Event-ID {text[:40]!r}: give the position of the last event received")
+        raise BadRequestError(f"invalid Last-Event-ID {text[:40]!r}: give the position of the last event received")
     return int(text)
 
 
@@ -137,9 +138,12 @@ async def _sse(log: AsyncEventLog, after: int, stream: str | None, type: str | N
                 return
             yield f"id: {item.pos}\ndata: {render(item.to_json(), ensure_ascii=False)}\n\n"
     finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        await log.close()
+        # Starlette cancels a stream whose client left through an anyio scope, which cancels every
+        # await under it again: the clean-up is shielded, or the connection would be left open.
+        with anyio.CancelScope(shield=True):
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await log.close()
 
 
 def type_name(exc: BaseException) -> str:
