@@ -17,12 +17,10 @@ from fastapi import FastAPI
 from goalrt import __version__
 from goalrt.errors import ConfigError
 from goalrt.serve import observe, routes_goals, routes_log, routes_ops
-from goalrt.serve.context import EXCEPTION_HANDLERS, JsonOut, Server
+from goalrt.serve.context import API, EXCEPTION_HANDLERS, JsonOut, Server
 
 if TYPE_CHECKING:
     import uvicorn
-
-API = "/api/v1"
 
 
 def create_app(server: Server) -> FastAPI:

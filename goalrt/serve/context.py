@@ -32,6 +32,7 @@ from goalrt.log.async_eventlog import AsyncEventLog
 from goalrt.serve.access import AuthError, Pools, url_of
 from goalrt.state.async_state import AsyncState
 
+API = "/api/v1"
 SQLSTATE_PERMISSION_DENIED = "42501"
 
 # The HTTP status of each kind of goalrt error (the first match wins); any other is a 500.

@@ -21,7 +21,7 @@ from goalrt.errors import GoalrtError
 from goalrt.goals.async_goals import AsyncGoals
 from goalrt.goals.status import GoalStatus
 from goalrt.log.async_eventlog import AsyncEventLog
-from goalrt.serve.context import JsonOut, server_of
+from goalrt.serve.context import API, JsonOut, server_of
 
 router = APIRouter(tags=["health"])
 
@@ -94,10 +94,21 @@ class CountRequests:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = _route_of(scope)
             method = str(scope.get("method", ""))
             self.metrics.requests.labels(method, route, str(status[0])).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+
+
+def _route_of(scope: Scope) -> str:
+    """Return the template of the route that answered (``/api/v1/goals/{goal_id}``), or ``unmatched``."""
+    path = getattr(scope.get("route"), "path", None)
+    if not isinstance(path, str):
+        return "unmatched"
+    # Depending on FastAPI's version, a route of an included router names its path with or without the prefix.
+    if str(scope.get("path", "")).startswith(API + "/") and not path.startswith(API + "/"):
+        return API + path
+    return path
 
 
 @router.get("/healthz")
