@@ -25,12 +25,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(url: str, *, tokens: dict[str, str] | None = None, registry: Registry | None = None) -> Iterator[str]:
+def serving(
+    url: str, *, tokens: dict[str, str] | None = None, registry: Registry | None = None, pool_size: int = 4
+) -> Iterator[str]:
     """Serve ``url`` (and ``tokens``) on a free port; yield the base URL, and stop the server after the block.
 
     /metrics reads the database's figures afresh on every scrape here.
     """
-    app = create_app(Server(url, tokens, Pools(4), registry, figures_ttl=0.0))
+    app = create_app(Server(url, tokens, Pools(pool_size), registry, figures_ttl=0.0))
     server = uvicorn_server(app, "127.0.0.1", free_port())
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
