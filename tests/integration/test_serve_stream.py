@@ -1,0 +1,106 @@
+"""The live event stream (Server-Sent Events): events appended while a client is connected arrive, once, in order;
+a client that reconnects with ``Last-Event-ID`` gets every later event, none lost, none twice."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from goalrt.log.eventlog import EventLog
+from tests.integration.serve_support import serving
+
+STREAM = "/api/v1/events/stream"
+
+
+@pytest.fixture
+def base(db_url: str) -> Iterator[str]:
+    with serving(db_url) as url:
+        yield url
+
+
+def messages(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Yield each SSE message with an id as {"id": ..., "event": ...}; stop at an error message."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line:
+            if not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+            continue
+        if fields.get("event") == "error":
+            raise AssertionError(f"the stream failed: {fields.get('data')}")
+        if "id" in fields:
+            yield {"id": int(fields["id"]), "event": json.loads(fields["data"])}
+        fields = {}
+
+
+def append(url: str, n: int, start: int = 0) -> None:
+    with EventLog.connect(url) as log:
+        for i in range(start, start + n):
+            log.append("s:1", "thing.happened", {"i": i})
+
+
+def take(base: str, n: int, *, headers: dict[str, str] | None = None, **params: Any) -> list[dict[str, Any]]:
+    """Read ``n`` messages from a fresh connection, then disconnect."""
+    got: list[dict[str, Any]] = []
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("GET", f"{base}{STREAM}", params=params, headers=headers) as response,
+    ):
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        for message in messages(response.iter_lines()):
+            got.append(message)
+            if len(got) == n:
+                break
+    return got
+
+
+def test_events_appended_while_connected_arrive_once_in_order(base: str, db_url: str) -> None:
+    n = 40
+    got: list[dict[str, Any]] = []
+    with httpx.Client(timeout=30) as client, client.stream("GET", f"{base}{STREAM}") as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith(":")  # connected: the server follows the log from here
+        writer = threading.Thread(target=append, args=(db_url, n))
+        writer.start()
+        for message in messages(lines):
+            got.append(message)
+            if len(got) == n:
+                break
+        writer.join()
+    assert [m["event"]["data"]["i"] for m in got] == list(range(n))
+    assert [m["id"] for m in got] == [m["event"]["pos"] for m in got]
+    assert [m["id"] for m in got] == sorted({m["id"] for m in got})
+
+
+def test_a_client_resumes_from_last_event_id_without_loss_or_duplicates(base: str, db_url: str) -> None:
+    append(db_url, 10)
+    first = take(base, 4, stream="s:1")
+    assert [m["event"]["data"]["i"] for m in first] == [0, 1, 2, 3]
+    # While the client is away, more events are appended; it comes back with the last id it saw.
+    append(db_url, 10, start=10)
+    rest = take(base, 16, headers={"Last-Event-ID": str(first[-1]["id"])}, stream="s:1")
+    assert [m["event"]["data"]["i"] for m in rest] == list(range(4, 20))
+    assert [m["id"] for m in first + rest] == sorted({m["id"] for m in first + rest})
+
+
+def test_the_stream_filters_by_type_and_starts_after_a_position(base: str, db_url: str) -> None:
+    with EventLog.connect(db_url) as log:
+        log.append("s:2", "other.thing", {})
+        log.append("s:2", "thing.happened", {"i": 0})
+        log.append("s:2", "thing.happened", {"i": 1})
+        log.tick()
+    (first,) = take(base, 1, type="thing.*")
+    assert first["event"]["data"] == {"i": 0}
+    (second,) = take(base, 1, type="thing.*", after=first["id"])
+    assert second["event"]["data"] == {"i": 1}
+
+
+def test_a_bad_last_event_id_is_refused(base: str) -> None:
+    r = httpx.get(f"{base}{STREAM}", headers={"Last-Event-ID": "abc"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("invalid Last-Event-ID 'abc'")
