@@ -316,4 +316,26 @@ def resume(app: AppContext, goal_id: int, data: object, actor: str | None) -> No
     click.echo(f"goal {goal_id} resumed: {outcome}")
 
 
-COMMANDS = (submit, list_cmd, get, cancel, resume)
+@click.command("retry", cls=ForkCommand)
+@click.argument("goal_id", type=int)
+@click.option(
+    "--from-step",
+    "from_step",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Run again from step N (default: the first step of its last plan that did not complete).",
+)
+@click.option("--reason", default=None, metavar="TEXT", help="Why (recorded in the goal.retried event).")
+@pass_app
+def retry(app: AppContext, goal_id: int, from_step: int | None, reason: str | None) -> None:
+    """Run failed or cancelled goal ID again: its steps from a step on, as a new plan."""
+    with app.goals() as goals:
+        first = goals.retry(goal_id, from_step=from_step, reason=reason)
+    if first is None:
+        click.echo(f"goal {goal_id} pending again (it will be planned anew)")
+    else:
+        click.echo(f"goal {goal_id} pending again, from step {first}")
+
+
+COMMANDS = (submit, list_cmd, get, cancel, resume, retry)

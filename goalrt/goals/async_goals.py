@@ -153,6 +153,19 @@ class AsyncGoals(AsyncClient):
             # After the commit (never inside a caller's transaction): wakes whoever waits for it.
             await self._run("goals_done_notify", (done.done_channel(self.schema), str(goal_id)))
 
+    async def retry(self, goal_id: int, *, from_step: int | None = None, reason: str | None = None) -> int | None:
+        """Run a failed or cancelled goal again; return the sequence number of its first new step.
+
+        Its steps from ``from_step`` on (default: the first step of its last
+        plan that did not complete) are copied as a new plan with fresh
+        attempts; a goal never planned returns None and is planned anew. A
+        goal that is not failed or cancelled, or is a child goal, raises
+        ``InvalidTransitionError``.
+        """
+        rows = await self._run("goal_retry", (goal_id, from_step, reason))
+        first: int | None = rows[0][2]
+        return first
+
     async def wait(self, goal_id: int, *, timeout: float | None = None, poll: float = 1.0) -> GoalInfo:
         """Wait until a goal has ended (complete, failed or cancelled); return it with its steps and events.
 

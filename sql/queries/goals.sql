@@ -16,6 +16,9 @@ SELECT id, created FROM goalrt.submit_goals($1::jsonb);
 -- name: goal_cancel
 SELECT id, status FROM goalrt.cancel_goal($1::bigint, $2::text);
 
+-- name: goal_retry
+SELECT id, status, first_step FROM goalrt.retry_goal($1::bigint, $2::integer, $3::text);
+
 -- name: goals_done_notify
 SELECT pg_notify($1::text, $2::text);
 

@@ -191,7 +191,8 @@ BEGIN
         goalrt.submit_goal(text, jsonb, jsonb),
         goalrt.submit_goals(jsonb),
         goalrt.cancel_goal(bigint, text),
-        goalrt.resume_goal(bigint, jsonb, text)
+        goalrt.resume_goal(bigint, jsonb, text),
+        goalrt.retry_goal(bigint, integer, text)
         TO goalrt_writer, goalrt_admin, goalrt_app;
     -- A worker: runs goals under the leases its login role takes.
     GRANT EXECUTE ON FUNCTION

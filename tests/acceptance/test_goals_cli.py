@@ -203,3 +203,18 @@ def test_submit_wait_times_out_in_one_line_and_the_goal_goes_on(db_url: str) -> 
     one_line_error(goalrt(db_url, "submit", "counted", "--timeout", "1s"), 2, "--timeout goes with --wait")
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute("SELECT status FROM goalrt.goals ORDER BY id").fetchall() == [("pending",)]
+
+
+def test_retry_runs_a_cancelled_goal_again_and_refuses_in_one_line(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT goalrt.register_goal_type('counted', '{}')")
+    assert goalrt(db_url, "submit", "counted").stdout == "1\n"
+    one_line_error(goalrt(db_url, "retry", "1"), 1, "cannot retry goal 1: it is pending")
+    assert goalrt(db_url, "cancel", "1").returncode == 0
+    again = goalrt(db_url, "retry", "1", "--reason", "try again")
+    assert (again.returncode, again.stdout) == (0, "goal 1 pending again (it will be planned anew)\n"), again.stderr
+    one_line_error(goalrt(db_url, "retry", "2"), 1, "goal 2 does not exist")
+    one_line_error(goalrt(db_url, "retry", "1", "--from-step", "0"), 2, "--from-step")
+    got = json.loads(goalrt(db_url, "get", "1", "--json").stdout)
+    assert got["status"] == "pending"
+    assert [e["type"] for e in got["events"]] == ["goal.submitted", "goal.cancelled", "goal.retried"]

@@ -401,6 +401,11 @@ def test_goals_submit_inspect_cancel(flavour: Flavour) -> None:
     assert goals.counts() == {"cancelled": 1, "pending": 2}
     ended = goals.wait(many[0].id, timeout=5)
     assert (ended.status, ended.last_error) == (GoalStatus.CANCELLED, "not needed")
+    assert goals.retry(many[0].id, reason="again") is None
+    assert goals.get(many[0].id).status == GoalStatus.PENDING
+    with pytest.raises(InvalidTransitionError, match="it is pending"):
+        goals.retry(many[0].id)
+    goals.cancel(many[0].id, reason="not needed")
     with pytest.raises(GoalWaitTimeoutError, match=f"goal {s.id} is still pending"):
         goals.wait(s.id, timeout=0)
     assert [(n.id, n.depth) for n in goals.tree(s.id)] == [(s.id, 0)]

@@ -30,8 +30,8 @@ READER = {
     "step_problem", "tick", "tick_commit", "unserved_action", "valid_path", "verify_anchors", "verify_chain",
 }  # fmt: skip
 APP = {
-    "append_event", "append_events", "cancel_goal", "change_state", "resume_goal", "state_freeze", "submit_goal",
-    "submit_goals",
+    "append_event", "append_events", "cancel_goal", "change_state", "resume_goal", "retry_goal", "state_freeze",
+    "submit_goal", "submit_goals",
 }  # fmt: skip
 WORKER = {
     "claim_goals_v1", "claim_goals_v2", "complete_steps_v1", "deregister_worker_v1", "fail_goals_v1",
