@@ -13,7 +13,22 @@ from typing import NoReturn
 import click
 
 from goalrt import __version__
-from goalrt.cli import db, demo, events, forks, gdl, goals, limits, plan, replay, serve, snapshots, state, workers
+from goalrt.cli import (
+    db,
+    demo,
+    events,
+    forks,
+    gdl,
+    goals,
+    limits,
+    plan,
+    query,
+    replay,
+    serve,
+    snapshots,
+    state,
+    workers,
+)
 from goalrt.cli.support import AppContext, root_fork_option
 from goalrt.db import config
 from goalrt.errors import GoalrtError
@@ -36,7 +51,7 @@ def cli(ctx: click.Context, database_url: str | None, fork: str | None) -> None:
 
 
 # In the order data flows; `goalrt --help` lists them by name.
-for _module in (db, events, state, snapshots, replay, forks, goals, workers, limits, plan, gdl, demo, serve):
+for _module in (db, events, state, snapshots, replay, forks, goals, workers, limits, plan, query, gdl, demo, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
