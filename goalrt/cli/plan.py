@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from goalrt.cli.goal_input import handlers_option, load_handlers, parse_params
 from goalrt.cli.support import AppContext, ForkCommand, JsonParam, emit_json, json_option, pass_app
 from goalrt.errors import ConfigError, GoalrtError
+
+if TYPE_CHECKING:
+    from goalrt.goals.registry import Registry
 
 
 @click.command("plan", cls=ForkCommand)
@@ -65,16 +68,20 @@ def plan_cmd(
     from goalrt.worker.planner_bridge import make_plan, scalar_state
 
     load_handlers(handlers)
-    goal_type = default_registry.goal_types.get(name)
+    registry = default_registry
+    if name not in registry.goal_types:
+        # A goal GDL declared: plan it with the definitions workers plan with (the newest loaded version).
+        registry = _with_gdl(app, registry)
+    goal_type = registry.goal_types.get(name)
     if goal_type is None:
-        known = ", ".join(sorted(default_registry.goal_types)) or "none (give --handlers MODULE)"
+        known = ", ".join(sorted(registry.goal_types)) or "none (give --handlers MODULE, or load GDL)"
         raise ConfigError(f"unknown goal type {name!r}: known: {known}")
     if goal_type.achieve is None:
         raise ConfigError(f"goal {name} lists its steps; only a goal declared by a condition is planned")
     params = goal_type.normalized(parse_params(pairs, params_json, goal_type.params_schema()))
     with app.state() as state:
         entries = state.list(at=at)
-    result = make_plan(goal_type.achieve, default_registry, params, scalar_state((e.path, e.value) for e in entries))
+    result = make_plan(goal_type.achieve, registry, params, scalar_state((e.path, e.value) for e in entries))
     if as_json:
         emit_json({"name": name, "params": params, "found": not isinstance(result, NoPlan), **result.to_json()})
     elif explain or isinstance(result, NoPlan):
@@ -84,6 +91,18 @@ def plan_cmd(
         click.echo(f"plan (cost {result.cost:g}): {steps}")
     if isinstance(result, NoPlan):
         raise GoalrtError(f"no plan for {name}: {result.message}")
+
+
+def _with_gdl(app: AppContext, handlers: Registry) -> Registry:
+    """Return ``handlers`` with the goal types and actions of the newest loaded GDL version (as a worker has them)."""
+    from goalrt.db import schemas
+    from goalrt.db.connect import connect
+    from goalrt.gdl.runtime import current
+    from goalrt.worker.definitions import registry_for
+
+    with connect(app.url) as conn:
+        defs = current(conn, schemas.schema_for(conn, app.fork))
+    return handlers if defs is None else registry_for(defs.body, handlers)
 
 
 def _plan_pddl(files: tuple[str, str], budget: int, cpu: float | None, *, explain: bool, as_json: bool) -> None:

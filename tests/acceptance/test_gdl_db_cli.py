@@ -118,3 +118,20 @@ def test_load_status_and_a_worker_running_the_loaded_goals(db_url: str) -> None:
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def test_plan_dry_runs_a_goal_gdl_declared(db_url: str) -> None:
+    assert goalrt(db_url, "migrate").returncode == 0
+    unknown = goalrt(db_url, "plan", "checkout", "o=o1")
+    assert unknown.returncode == 1 and "unknown goal type 'checkout'" in unknown.stderr
+    assert goalrt(db_url, "gdl", "load", str(SHOP)).returncode == 0
+    for path, value in (("orders.o1.amount", "12"), ("orders.o1.status", '"created"')):
+        assert goalrt(db_url, "state", "set", path, value).returncode == 0
+    planned = goalrt(db_url, "plan", "checkout", "o=o1")
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout == "plan (cost 4): payment.card(o1), warehouse.pack(o1), label.print(o1), carrier.ship(o1)\n"
+    # As it was before the status was set: no plan, and why, in one line on stderr.
+    before = goalrt(db_url, "plan", "checkout", "o=o1", "--at", "1")
+    assert before.returncode == 1 and before.stderr.count("\n") == 1 and "no plan for checkout" in before.stderr
+    nope = goalrt(db_url, "plan", "nope")
+    assert nope.returncode == 1 and "known: checkout, fulfill" in nope.stderr
