@@ -46,9 +46,15 @@ def check_cmd(path: str, as_json: bool) -> None:
 
 @gdl.command("load", cls=ForkCommand)
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--replace", is_flag=True, help="Load it even though the database runs another workspace (which it replaces)."
+)
 @pass_app
-def load_cmd(app: AppContext, path: str) -> None:
-    """Check the workspace at PATH and store it in the database as the version every worker runs."""
+def load_cmd(app: AppContext, path: str, replace: bool) -> None:
+    """Check the workspace at PATH and store it in the database as the version every worker runs.
+
+    A database runs one workspace: loading another one is refused unless --replace.
+    """
     from goalrt.db import schemas
     from goalrt.db.connect import connect
     from goalrt.gdl import check
@@ -57,7 +63,7 @@ def load_cmd(app: AppContext, path: str) -> None:
     compiled = check(path)
     with connect(app.url) as conn:
         schema = schemas.schema_for(conn, app.fork)
-        loaded = load(conn, compiled, schema)
+        loaded = load(conn, compiled, schema, replace=replace)
     runtime = loaded.runtime
     what = (
         f"{len(runtime['goal_types'])} goal types, {len(runtime['policies'])} policies, "

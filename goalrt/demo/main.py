@@ -24,14 +24,19 @@ from goalrt.log.event import Event
 from goalrt.log.eventlog import EventLog
 
 
-def run(url: str, say: Say) -> None:
-    """Run the demo against ``url``, reporting each step through ``say``."""
+def run(url: str, say: Say, *, replace: bool = False) -> None:
+    """Run the demo against ``url``, reporting each step through ``say``.
+
+    On a database that runs another GDL workspace, refused before the demo
+    loads or submits anything unless ``replace`` (the shop workspace would
+    replace it).
+    """
     started = time.monotonic()
     with _warnings_only():
-        _run(url, say, started)
+        _run(url, say, started, replace)
 
 
-def _run(url: str, say: Say, started: float) -> None:
+def _run(url: str, say: Say, started: float, replace: bool) -> None:
     embedded = _embedded_url(url)
     workspace = shop_workspace()
     tag = uuid.uuid4().hex[:6]
@@ -50,7 +55,7 @@ def _run(url: str, say: Say, started: float) -> None:
         start = log.tick()
     with connect(url) as conn:
         before = current(conn)
-        loaded = load(conn, compiled)
+        loaded = load(conn, compiled, replace=replace)
     loaded_as = f"version {loaded.version} (sha256 {loaded.content_hash[:12]})"
     if loaded.created:
         triggers = sum(len(goal.triggers) for goal in compiled.goals.values())

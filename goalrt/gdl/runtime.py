@@ -29,7 +29,7 @@ from psycopg import sql
 
 from goalrt.db.connect import dumps
 from goalrt.db.resources import MAIN_SCHEMA
-from goalrt.errors import translated
+from goalrt.errors import ConfigError, translated
 from goalrt.gdl.compiled import CompiledPolicy, CompiledWorkspace
 from goalrt.planner.conditions import condition_to_json
 from goalrt.worker.definitions import params_model
@@ -133,8 +133,15 @@ def condition_paths(condition: Any) -> list[str]:
     return []
 
 
-def load(conn: psycopg.Connection[Any], compiled: CompiledWorkspace, schema: str = MAIN_SCHEMA) -> Loaded:
-    """Store ``compiled`` as the current version (unless unchanged) and install its runtime parts, in one commit."""
+def load(
+    conn: psycopg.Connection[Any], compiled: CompiledWorkspace, schema: str = MAIN_SCHEMA, *, replace: bool = False
+) -> Loaded:
+    """Store ``compiled`` as the current version (unless unchanged) and install its runtime parts, in one commit.
+
+    A database runs one workspace at a time: loading another one replaces
+    its goal types' definitions, policies, triggers and limits, so that is
+    refused (``ConfigError``, naming the workspace it runs) unless ``replace``.
+    """
     body = compiled.to_json()
     content_hash = body.pop("content_hash")
     query = sql.SQL("SELECT version, created FROM {}.load_gdl($1, $2, $3::jsonb, $4::jsonb)").format(
@@ -142,6 +149,19 @@ def load(conn: psycopg.Connection[Any], compiled: CompiledWorkspace, schema: str
     )
     runtime = runtime_json(compiled)
     with translated(), conn.transaction():
+        # load_gdl's own lock, taken first: no other load comes between this check and the load.
+        conn.execute(
+            sql.SQL("SELECT pg_advisory_xact_lock({}::regclass::oid::integer, 0)").format(
+                sql.Literal(f"{schema}.gdl_versions")
+            )
+        )
+        running = current(conn, schema)
+        if running is not None and running.workspace != compiled.name and not replace:
+            raise ConfigError(
+                f"the database runs workspace {running.workspace} (version {running.version}); loading "
+                f"{compiled.name} would replace its goal types, policies, triggers and limits: give --replace"
+                " to do that, or use another database"
+            )
         row = conn.execute(query, (compiled.name, content_hash, dumps(body), dumps(runtime))).fetchone()
     assert row is not None
     return Loaded(int(row[0]), bool(row[1]), content_hash, runtime)

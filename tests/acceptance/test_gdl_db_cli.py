@@ -135,3 +135,20 @@ def test_plan_dry_runs_a_goal_gdl_declared(db_url: str) -> None:
     assert before.returncode == 1 and before.stderr.count("\n") == 1 and "no plan for checkout" in before.stderr
     nope = goalrt(db_url, "plan", "nope")
     assert nope.returncode == 1 and "known: checkout, fulfill" in nope.stderr
+
+
+def test_loading_another_workspace_is_refused_unless_replace(db_url: str, tmp_path: Path) -> None:
+    assert goalrt(db_url, "init", "other", cwd=tmp_path).returncode == 0
+    assert goalrt(db_url, "migrate").returncode == 0
+    assert goalrt(db_url, "gdl", "load", str(SHOP)).returncode == 0
+    refused = goalrt(db_url, "gdl", "load", str(tmp_path / "other"))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "the database runs workspace shop (version 1); loading other would replace" in refused.stderr
+    assert goalrt(db_url, "gdl", "status").stdout.startswith("shop version 1 ")
+    assert goalrt(db_url, "gdl", "load", str(tmp_path / "other"), "--replace").returncode == 0
+    assert goalrt(db_url, "gdl", "status").stdout.startswith("other version 2 ")
+    # The demo would replace it too: refused before it loads or submits anything.
+    demo = goalrt(db_url, "demo")
+    assert demo.returncode == 1 and "the database runs workspace other (version 2)" in demo.stderr, demo.stderr
+    assert demo.stderr.count("\n") == 1
+    assert goalrt(db_url, "list", "--json").stdout == ""  # no goal submitted
