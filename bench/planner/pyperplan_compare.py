@@ -116,7 +116,9 @@ def ipc_tasks(quick: bool, only: set[str] | None) -> list[tuple[str, Path, Path]
             continue
         problems = sorted(folder.glob("task*.pddl"))
         for problem in problems[:3] if quick else problems:
-            out.append((f"{folder.name}-{problem.stem[4:]}", folder / "domain.pddl", problem))
+            number = problem.stem[4:]
+            domain = folder / "domain.pddl"
+            out.append((f"{folder.name}-{number}", domain if domain.exists() else folder / f"domain{number}.pddl", problem))
     return out
 
 

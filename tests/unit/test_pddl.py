@@ -203,3 +203,21 @@ def test_same_plans_under_every_hash_seed() -> None:
         )
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == len(TASKS)
+
+
+def test_the_one_pass_reader_reads_as_the_grammar_does() -> None:
+    # sexpr._fast pairs the parentheses of a well-formed file without lark; it must give the same lists,
+    # lines and columns as the grammar, and leave every file it cannot read whole to the grammar
+    from goalrt.planner.pddl import sexpr
+
+    texts = [path.read_text() for path in sorted(DATA.glob("*.pddl"))]
+    texts += ["; c\r\n(define (Domain X) ;(\n\t(:p ?a - T)\f( ) )\n", "(a)(b)", "a (b)", "(a))", "((a)", "(a\u00a0b)"]
+    for text in texts:
+        fast = sexpr._fast(text)
+        try:
+            expected = sexpr._parse_lark("f", text)
+        except PlanningError:
+            assert fast is None
+        else:
+            assert fast is None or fast == expected
+    assert all(sexpr._fast(text) is not None for text in texts[:-5])
