@@ -144,7 +144,9 @@ class _Part:
     def key(self, combo: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         return tuple(combo[i] for i in self.positions)
 
-    def alive(self, part: Condition, prefix: list[str], names: list[str], dead: Callable[[Condition], bool] | None) -> int:
+    def alive(
+        self, part: Condition, prefix: list[str], names: list[str], dead: Callable[[Condition], bool] | None
+    ) -> int:
         """0 if the conjunct is false once bound, 1 if ``dead`` says it is false for good, else 2 (can hold)."""
         key = self.key(prefix)
         bound = self.cache.get(key)

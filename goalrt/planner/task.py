@@ -24,11 +24,10 @@ from goalrt.planner.conditions import And, Compare, Condition, Const, Exists, In
 from goalrt.planner.grounding import Grounding, ground_actions, normalize
 from goalrt.planner.operators import GroundOp
 from goalrt.planner.problem import Problem
-
-_HOLES = re.compile(r"\{[A-Za-z_][A-Za-z0-9_-]*\}")
 from goalrt.planner.semantics import evaluate
 from goalrt.planner.values import MISSING, ORDERINGS, Encoded, Scalar, compare, encode
 
+_HOLES = re.compile(r"\{[A-Za-z_][A-Za-z0-9_-]*\}")
 State: TypeAlias = tuple[Encoded, ...]
 Formula: TypeAlias = "int | bool | tuple[str, tuple[Formula, ...]]"
 _Test: TypeAlias = Callable[[State], bool]
