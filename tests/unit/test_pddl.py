@@ -221,3 +221,17 @@ def test_the_one_pass_reader_reads_as_the_grammar_does() -> None:
         else:
             assert fast is None or fast == expected
     assert all(sexpr._fast(text) is not None for text in texts[:-5])
+
+
+@pytest.mark.parametrize(("domain", "problem", "optimal"), TASKS)
+def test_grounding_cut_only_leaves_out_actions_that_cannot_apply(domain: str, problem: str, optimal: int) -> None:
+    # compile_task cuts bindings whose static preconditions are false while grounding; what it keeps must be
+    # a subset of what the uncut grounding keeps (it only leaves out actions that cannot apply)
+    from goalrt.planner.task import compile_task
+
+    task = to_problem(load_pddl(DATA / f"{domain}.pddl", DATA / f"{problem}.pddl"))
+    cut, full = compile_task(task), compile_task(task, cut_static=False)
+    kept = {op.name for op in cut.ops}
+    assert kept and kept <= {op.name for op in full.ops}
+    assert {op.name for op, _ in cut.pruned} <= {op.name for op, _ in full.pruned}
+    assert solve(domain, problem).length == optimal
