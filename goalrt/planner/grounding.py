@@ -8,8 +8,7 @@ text. A ground action whose precondition folds to false is dropped.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from goalrt.errors import PlanningError
@@ -140,13 +139,77 @@ class _Part:
     def __init__(self, names: list[str], used: frozenset[str]) -> None:
         self.positions = [i for i, name in enumerate(names) if name in used]
         self.cache: dict[tuple[str, ...], object] = {}
+        self.dead: dict[tuple[str, ...], bool] = {}
 
-    def key(self, combo: tuple[str, ...]) -> tuple[str, ...]:
+    def key(self, combo: tuple[str, ...] | list[str]) -> tuple[str, ...]:
         return tuple(combo[i] for i in self.positions)
+
+    def alive(
+        self, part: Condition, prefix: list[str], names: list[str], dead: Callable[[Condition], bool] | None
+    ) -> int:
+        """0 if the conjunct is false once bound, 1 if ``dead`` says it is false for good, else 2 (can hold)."""
+        key = self.key(prefix)
+        bound = self.cache.get(key)
+        if bound is None:
+            try:
+                bindings = {names[i]: prefix[i] for i in self.positions}
+                bound = self.cache[key] = conjuncts(normalize(bind(part, bindings)))
+            except PlanningError:
+                return 2  # raised again, in the order of the conjuncts, when the whole binding is checked
+        if bound == (FALSE,):
+            return 0
+        if dead is None:
+            return 2
+        verdict = self.dead.get(key)
+        if verdict is None:
+            verdict = self.dead[key] = any(dead(c) for c in bound)  # type: ignore[attr-defined]
+        return 1 if verdict else 2
+
+
+def _combos(
+    names: list[str],
+    domains: list[tuple[str, ...]],
+    parts: list[tuple[Condition, _Part]],
+    dead: Callable[[Condition], bool] | None,
+    cuts: list[int],
+) -> Iterator[tuple[str, ...]]:
+    """Yield the combinations of ``itertools.product(*domains)``, in its order, less those a conjunct rules out.
+
+    A conjunct is checked once its last parameter is bound; ``cuts[0]`` counts
+    the prefixes that ``dead`` (not a conjunct false once bound) cut off.
+    """
+    at: list[list[tuple[Condition, _Part]]] = [[] for _ in range(len(names) + 1)]
+    for part, memo in parts:
+        at[memo.positions[-1] + 1 if memo.positions else 0].append((part, memo))
+    prefix: list[str] = []
+
+    def viable(depth: int) -> bool:
+        for part, memo in at[depth]:
+            verdict = memo.alive(part, prefix, names, dead)
+            if verdict < 2:
+                cuts[0] += verdict
+                return False
+        return True
+
+    def extend(depth: int) -> Iterator[tuple[str, ...]]:
+        if depth == len(names):
+            yield tuple(prefix)
+            return
+        for value in domains[depth]:
+            prefix.append(value)
+            if viable(depth + 1):
+                yield from extend(depth + 1)
+            prefix.pop()
+
+    if viable(0):
+        yield from extend(0)
 
 
 def ground_actions(
-    problem: Problem, exclude: frozenset[str] = frozenset(), penalties: Mapping[str, float] | None = None
+    problem: Problem,
+    exclude: frozenset[str] = frozenset(),
+    penalties: Mapping[str, float] | None = None,
+    dead: Callable[[Condition], bool] | None = None,
 ) -> Grounding:
     """Return every ground operator of ``problem`` sorted by name, minus those named in ``exclude``.
 
@@ -154,6 +217,15 @@ def ground_actions(
     precondition and each effect is bound and normalized once per combination
     of the parameters *it* uses, not once per ground action: ``stack(b, c)``
     binds ``blocks.{b}.on == 'hand'`` once per block, not once per pair.
+
+    ``dead`` (optional) says of a bound, normalized conjunct that it is false
+    for good (false on paths no action can change). The parameters are bound
+    one at a time, in order, and a conjunct is checked as soon as its last
+    parameter is bound, so a false one cuts every combination that extends
+    the binding: ``take-image(s, d, i, m)`` with ``on-board(i, s)`` false
+    never enumerates a ``d`` or an ``m``. The operators so left out are the
+    ones ``compile_task`` would set aside anyway; those named in ``exclude``
+    are never cut (an explanation names them).
     """
     extra = {name: check_cost(p, f"penalty of {name}") for name, p in (penalties or {}).items()}
     objects = {t: problem.objects_of(t) for t in sorted({t for a in problem.actions for _, t in a.params})}
@@ -170,10 +242,12 @@ def ground_actions(
             continue
         parts = [(part, _Part(names, variables(part))) for part in split(schema.pre)]
         effects = [(effect, _Part(names, effect_variables(effect))) for effect in schema.effects]
+        cut = dead if dead is not None and not any(n.startswith(schema.name + "(") for n in exclude) else None
         count = 0
-        for combo in itertools.product(*domains):
-            bindings = dict(zip(names, combo, strict=True))
-            try:
+        cuts = [0]
+        try:
+            for combo in _combos(names, domains, parts, cut, cuts):
+                bindings = dict(zip(names, combo, strict=True))
                 pre: list[Condition] = []
                 for part, memo in parts:
                     key = memo.key(combo)
@@ -207,9 +281,9 @@ def ground_actions(
                         name, schema.name, tuple(bindings.items()), pre_sorted, merged, schema.cost + extra.get(name, 0)
                     )
                     (excluded if name in exclude else ops).append(op)
-            except PlanningError as exc:
-                raise PlanningError(f"action {schema.name}: {exc}") from None
-        if not count:
+        except PlanningError as exc:
+            raise PlanningError(f"action {schema.name}: {exc}") from None
+        if not count and not cuts[0]:  # those cut would have been grounded, then set aside
             empty.append((schema.name, "its precondition is false for every combination of parameters"))
     ops.sort(key=lambda op: op.name)
     excluded.sort(key=lambda op: op.name)

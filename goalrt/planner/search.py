@@ -18,8 +18,9 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Final
 
 from goalrt.errors import PlanningError
@@ -219,15 +220,25 @@ def plan(
     if isinstance(exclude, str):
         raise PlanningError("exclude takes a collection of ground action names, not one string")
     task = compile_task(problem, frozenset(exclude), penalties)
-    return _solve(task, budget or Budget(), heuristic, started, cpu_started)
+    full = partial(compile_task, problem, frozenset(exclude), penalties, cut_static=False)
+    return _solve(task, budget or Budget(), heuristic, started, cpu_started, full)
 
 
-def _solve(task: Task, budget: Budget, heuristic: str, started: float, cpu_started: float) -> Plan | NoPlan:
-    """Return a minimum-cost plan for a compiled task, or a NoPlan saying why there is none."""
+def _solve(
+    task: Task, budget: Budget, heuristic: str, started: float, cpu_started: float, full: Callable[[], Task]
+) -> Plan | NoPlan:
+    """Return a minimum-cost plan for a compiled task, or a NoPlan saying why there is none.
+
+    ``full`` compiles the task again with every operator grounding set aside,
+    for an explanation to name them.
+    """
     goal = str(task.goal_condition)
     if task.goal_test(task.init):
         return Plan((), 0.0, goal, 0, 0, time.perf_counter() - started, len(task.ops))
     graph = RelaxedGraph.build(task)
+    if not task.ops or graph.hmax(task.init) == math.inf:
+        task = full()
+        graph = RelaxedGraph.build(task)
     if not task.ops or graph.hmax(task.init) == math.inf:
         diagnosis = diagnose(task, graph)
         if not task.ops:

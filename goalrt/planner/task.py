@@ -14,6 +14,7 @@ paths; a formula is a literal id, a constant, or ``("and" | "or", parts)``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -26,6 +27,7 @@ from goalrt.planner.problem import Problem
 from goalrt.planner.semantics import evaluate
 from goalrt.planner.values import MISSING, ORDERINGS, Encoded, Scalar, compare, encode
 
+_HOLES = re.compile(r"\{[A-Za-z_][A-Za-z0-9_-]*\}")
 State: TypeAlias = tuple[Encoded, ...]
 Formula: TypeAlias = "int | bool | tuple[str, tuple[Formula, ...]]"
 _Test: TypeAlias = Callable[[State], bool]
@@ -103,12 +105,55 @@ class Task:
 
 
 def compile_task(
-    problem: Problem, exclude: frozenset[str] = frozenset(), penalties: Mapping[str, float] | None = None
+    problem: Problem,
+    exclude: frozenset[str] = frozenset(),
+    penalties: Mapping[str, float] | None = None,
+    *,
+    cut_static: bool = True,
 ) -> Task:
-    """Ground ``problem`` and compile it for search."""
-    grounding = ground_actions(problem, exclude, penalties)
+    """Ground ``problem`` and compile it for search.
+
+    With ``cut_static`` grounding skips the operators whose precondition is
+    false on paths no action schema can change (``_static_false``), which
+    ``_compile`` would set aside anyway, without building them; ``pruned``
+    then lacks them, so an explanation compiles again without it.
+    """
+    dead = _static_false(problem) if cut_static else None
+    grounding = ground_actions(problem, exclude, penalties, dead)
     goal = normalize(bind(problem.goal, problem.bindings))
     return _compile(problem.state, grounding, goal)
+
+
+def _static_false(problem: Problem) -> Callable[[Condition], bool]:
+    """Say of a bound conjunct that it is false in the state and reads only paths no effect template can make.
+
+    A template's hole matches any text, so the paths an action may change are
+    over-approximated and a conjunct judged static is static in every grounding.
+    """
+    templates = sorted({e.path.template for a in problem.actions for e in a.effects})
+    fixed = {t for t in templates if "{" not in t}
+    patterns = [re.compile(".+".join(re.escape(x) for x in _HOLES.split(t))) for t in templates if "{" in t]
+    changes: dict[str, bool] = {}
+    state = problem.state
+
+    def may_change(path: str) -> bool:
+        known = changes.get(path)
+        if known is None:
+            known = changes[path] = path in fixed or any(p.fullmatch(path) for p in patterns)
+        return known
+
+    def decided(condition: Condition) -> bool | None:
+        if isinstance(condition, And | Or):
+            values = [decided(a) for a in condition.args]
+            final = isinstance(condition, Or)  # a true disjunct decides an or, a false conjunct an and
+            if final in values:
+                return final
+            return None if None in values else not final
+        reads: set[str] = set()
+        collect_paths(condition, reads)
+        return None if any(may_change(p) for p in reads) else evaluate(condition, state)
+
+    return lambda condition: decided(condition) is False
 
 
 def _compile(state: Mapping[str, Scalar], grounding: Grounding, goal: Condition) -> Task:

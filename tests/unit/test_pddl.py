@@ -81,6 +81,26 @@ def test_negative_preconditions_and_equality(tmp_path: Path) -> None:
     assert [op.name for op in result.steps] == ["switch(b, a)", "finish()"]
 
 
+def test_either_types_in_predicate_declarations_are_read(tmp_path: Path) -> None:
+    # zenotravel declares (at ?x - (either person aircraft) ?c - city); argument types of predicates are
+    # not checked, so the either only has to name declared types
+    (tmp_path / "d.pddl").write_text("""
+(define (domain z) (:requirements :typing)
+  (:types person aircraft city - object)
+  (:predicates (at ?x - (either person aircraft) ?c - city))
+  (:action fly :parameters (?a - aircraft ?p - person ?from ?to - city)
+    :precondition (and (at ?a ?from) (at ?p ?from))
+    :effect (and (not (at ?a ?from)) (at ?a ?to) (not (at ?p ?from)) (at ?p ?to))))
+""")
+    (tmp_path / "p.pddl").write_text("""
+(define (problem p) (:domain z) (:objects bob - person plane - aircraft c1 c2 - city)
+  (:init (at bob c1) (at plane c1)) (:goal (at bob c2)))
+""")
+    result = plan(to_problem(load_pddl(tmp_path / "d.pddl", tmp_path / "p.pddl")), Budget(1000))
+    assert isinstance(result, Plan)
+    assert [op.name for op in result.steps] == ["fly(plane, bob, c1, c2)"]
+
+
 def bad(tmp_path: Path, domain: str, problem: str | None = None) -> str:
     (tmp_path / "d.pddl").write_text(domain)
     (tmp_path / "p.pddl").write_text(problem or "(define (problem p) (:domain d) (:objects a) (:init) (:goal (and)))")
@@ -126,6 +146,15 @@ GOOD = (
         (
             GOOD.replace(" (:action", " (:durative-action"),
             "d.pddl:3:2: unsupported: durative actions (:durative-action)",
+        ),
+        (
+            GOOD.replace("(p ?x))\n", "(p ?x - (either a b)))\n"),
+            "d.pddl:2:31: undeclared type 'a'",
+        ),
+        (
+            "(define (domain d) (:types a b)\n (:predicates (p ?x))\n"
+            " (:action a :parameters (?x - (either a b)) :precondition (p ?x) :effect (not (p ?x))))",
+            "d.pddl:3:31: unsupported: either types; goalrt imports the STRIPS subset",
         ),
         ("", "d.pddl:1:1: expected '(': the file holds no PDDL"),
     ],
@@ -174,3 +203,35 @@ def test_same_plans_under_every_hash_seed() -> None:
         )
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == len(TASKS)
+
+
+def test_the_one_pass_reader_reads_as_the_grammar_does() -> None:
+    # sexpr._fast pairs the parentheses of a well-formed file without lark; it must give the same lists,
+    # lines and columns as the grammar, and leave every file it cannot read whole to the grammar
+    from goalrt.planner.pddl import sexpr
+
+    texts = [path.read_text() for path in sorted(DATA.glob("*.pddl"))]
+    texts += ["; c\r\n(define (Domain X) ;(\n\t(:p ?a - T)\f( ) )\n", "(a)(b)", "a (b)", "(a))", "((a)", "(a\u00a0b)"]
+    for text in texts:
+        fast = sexpr._fast(text)
+        try:
+            expected = sexpr._parse_lark("f", text)
+        except PlanningError:
+            assert fast is None
+        else:
+            assert fast is None or fast == expected
+    assert all(sexpr._fast(text) is not None for text in texts[:-5])
+
+
+@pytest.mark.parametrize(("domain", "problem", "optimal"), TASKS)
+def test_grounding_cut_only_leaves_out_actions_that_cannot_apply(domain: str, problem: str, optimal: int) -> None:
+    # compile_task cuts bindings whose static preconditions are false while grounding; what it keeps must be
+    # a subset of what the uncut grounding keeps (it only leaves out actions that cannot apply)
+    from goalrt.planner.task import compile_task
+
+    task = to_problem(load_pddl(DATA / f"{domain}.pddl", DATA / f"{problem}.pddl"))
+    cut, full = compile_task(task), compile_task(task, cut_static=False)
+    kept = {op.name for op in cut.ops}
+    assert kept and kept <= {op.name for op in full.ops}
+    assert {op.name for op, _ in cut.pruned} <= {op.name for op, _ in full.pruned}
+    assert solve(domain, problem).length == optimal

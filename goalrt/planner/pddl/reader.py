@@ -116,8 +116,14 @@ def _header(src: Source, kind: str) -> tuple[str, tuple[Item, ...]]:
     return _name(src, decl.items[1] if len(decl.items) > 1 else None, f"the {kind}'s name", decl), root.items[2:]
 
 
-def _typed_list(src: Source, items: tuple[Item, ...], what: str, *, variables: bool) -> list[tuple[Atom, str, Atom]]:
-    """Read ``a b - t c`` into (atom, name, type atom) triples; untyped names are of type ``object``."""
+def _typed_list(
+    src: Source, items: tuple[Item, ...], what: str, *, variables: bool, either: Domain | None = None
+) -> list[tuple[Atom, str, Atom]]:
+    """Read ``a b - t c`` into (atom, name, type atom) triples; untyped names are of type ``object``.
+
+    ``(either t u)`` is refused unless ``either`` is given (a predicate's arguments, whose types are not
+    checked): then its types must be declared in that domain and the argument reads as of type ``object``.
+    """
     out: list[tuple[Atom, str, Atom]] = []
     pending: list[tuple[Atom, str]] = []
     i = 0
@@ -128,9 +134,16 @@ def _typed_list(src: Source, items: tuple[Item, ...], what: str, *, variables: b
                 raise src.error(item, "expected a type after '-'")
             kind = items[i + 1]
             if isinstance(kind, List) and kind.items and _head(src, kind, "a type") == "either":
-                raise src.error(kind, f"unsupported: either types; {_STRIPS}")
-            type_atom = _atom(src, kind, "a type after '-'", item)
-            _name(src, type_atom, "a type", item)
+                if either is None:
+                    raise src.error(kind, f"unsupported: either types; {_STRIPS}")
+                if len(kind.items) < 2:
+                    raise src.error(kind, "expected (either TYPE ...)")
+                for member in kind.items[1:]:
+                    _check_type(src, either, _atom(src, member, "a type", kind))
+                type_atom = Atom(ROOT_TYPE, kind.line, kind.column)
+            else:
+                type_atom = _atom(src, kind, "a type after '-'", item)
+                _name(src, type_atom, "a type", item)
             out += [(a, n, type_atom) for a, n in pending]
             pending = []
             i += 2
@@ -199,7 +212,7 @@ def read_domain(src: Source) -> Domain:
                     raise src.error(item.items[0], f"expected a predicate name, got {pred!r}")
                 if pred in domain.predicates:
                     raise src.error(item, f"predicate {pred} declared twice")
-                args = _typed_list(src, item.items[1:], "a variable", variables=True)
+                args = _typed_list(src, item.items[1:], "a variable", variables=True, either=domain)
                 domain.predicates[pred] = tuple(_check_type(src, domain, t) for _, _, t in args)
         else:
             domain.actions.append(_action(src, domain, lst))

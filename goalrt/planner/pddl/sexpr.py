@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     from lark import Lark
 
 _GRAMMAR = Path(__file__).with_name("pddl.lark")
+# The tokens of pddl.lark (its WS is [ \t\f\r\n]); anything else is left to lark, which names the error.
+_TOKEN = re.compile(r"([ \t\f\r]+)|(\n)|(;[^\n]*)|(\()|(\))|([^\s();]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,45 @@ def _parser() -> Lark:
 
 
 def _parse(name: str, text: str) -> List:
+    """Pair the parentheses of a well-formed file in one pass; let the lark grammar read (and reject) any other."""
+    return _fast(text) or _parse_lark(name, text)
+
+
+def _fast(text: str) -> List | None:
+    """The file's one top-level list as the grammar reads it, or None if it is not exactly one list."""
+    stack: list[tuple[list[Item], int, int]] = []
+    root: List | None = None
+    line, start, pos, end = 1, 0, 0, len(text)
+    match = _TOKEN.match
+    while pos < end:
+        token = match(text, pos)
+        if token is None:
+            return None
+        kind = token.lastindex
+        if kind == 2:
+            line, start = line + 1, token.end()
+        elif kind == 4:
+            if root is not None:
+                return None
+            stack.append(([], line, pos - start + 1))
+        elif kind == 5:
+            if not stack:
+                return None
+            items, at_line, at_column = stack.pop()
+            done = List(tuple(items), at_line, at_column)
+            if stack:
+                stack[-1][0].append(done)
+            else:
+                root = done
+        elif kind == 6:
+            if not stack:
+                return None
+            stack[-1][0].append(Atom(token.group().lower(), line, pos - start + 1))
+        pos = token.end()
+    return root if not stack else None
+
+
+def _parse_lark(name: str, text: str) -> List:
     from lark import Token, Tree
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
