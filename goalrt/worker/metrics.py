@@ -37,13 +37,13 @@ WITH runnable AS (
        AND (g.lease_expires_at IS NULL OR g.lease_expires_at <= now())
 ), unpositioned AS (
     SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(u.recorded_at))::float8 AS oldest
-      FROM (SELECT e.recorded_at FROM goalrt.clock c JOIN goalrt.event_data e
-                ON e.xid >= pg_snapshot_xmax(c.snapshot)
-             WHERE pg_visible_in_snapshot(e.xid, pg_current_snapshot())
+      FROM (SELECT e.recorded_at FROM goalrt.event_data e
+             WHERE e.xid >= (SELECT pg_snapshot_xmax(c.snapshot) FROM goalrt.clock c)
+               AND pg_visible_in_snapshot(e.xid, pg_current_snapshot())
             UNION ALL
-            SELECT e.recorded_at FROM goalrt.clock c JOIN goalrt.event_data e
-                ON e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot)))
-             WHERE pg_visible_in_snapshot(e.xid, pg_current_snapshot())) u
+            SELECT e.recorded_at FROM goalrt.event_data e
+             WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot) FROM goalrt.clock c))
+               AND pg_visible_in_snapshot(e.xid, pg_current_snapshot())) u
 )
 SELECT r.n AS runnable, coalesce(r.oldest, 0) AS oldest_runnable,
        (SELECT count(*) FROM goalrt.goals WHERE status = 'waiting') AS waiting,
