@@ -44,6 +44,19 @@ log = logging.getLogger("goalrt.worker")
     help="A worker without --partitions takes goals of a served partition after they wait this long.",
 )
 @click.option("--only", multiple=True, metavar="NAME", help="Claim only goals of this type (repeatable).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md lists them).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="The address --metrics-port binds.")
+@click.option(
+    "--metrics-interval",
+    default="5s",
+    show_default=True,
+    help="How often the queue's figures (backlog, waiting, log head) are read for the metrics.",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @pass_app
 def worker(
@@ -57,6 +70,9 @@ def worker(
     partitions: str | None,
     takeover: str,
     only: tuple[str, ...],
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_interval: str,
     log_level: str,
 ) -> None:
     """Run a worker: claim goals and run their steps until SIGTERM/SIGINT (then drain and exit 0).
@@ -64,6 +80,7 @@ def worker(
     It imports the --handlers modules, or else those `handlers` in goalrt.toml
     names (in this folder or a parent), and runs only the actions it has a
     handler for (and GDL's pure ones): other steps wait for a worker that has one.
+    With OTEL_TRACES_EXPORTER set, each goal it runs is traced (docs/operations.md).
     """
     import asyncio
 
@@ -85,6 +102,9 @@ def worker(
         "partitions": None if partitions is None else Partitions.parse(partitions),
         "only": [n for item in only for n in item.split(",") if n] or None,
         "takeover": parse_duration(takeover, what="--takeover"),
+        "metrics_port": metrics_port,
+        "metrics_host": metrics_host,
+        "metrics_interval": parse_duration(metrics_interval, what="--metrics-interval"),
     }
 
     async def main() -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Self
 
+from goalrt import tracing
 from goalrt.db.client import Client
 from goalrt.db.driver import Connection
 from goalrt.db.jsontext import check
@@ -95,7 +96,10 @@ class Goals(Client):
         partition_key: str | None = None,
         deadline: datetime | str | float | timedelta | None = None,
     ) -> Submitted:
-        """Submit a goal; with ``key``, a second submit returns the first goal (``created`` False)."""
+        """Submit a goal; with ``key``, a second submit returns the first goal (``created`` False).
+
+        With tracing on, the submit is a span (``goalrt.submit``) of the current trace.
+        """
         options = submit_options(
             priority=priority,
             at=at,
@@ -105,14 +109,22 @@ class Goals(Client):
             partition_key=partition_key,
             deadline=deadline,
         )
-        params = prepared_params(self.registry, name, params)
-        rows = self._run("goal_submit", (name, self._db.json(params), self._db.json(options)))
-        return Submitted(int(rows[0][0]), bool(rows[0][1]))
+        with tracing.span("goalrt.submit", {"goalrt.goal_type": name}, kind="producer") as span:
+            params = prepared_params(self.registry, name, params)
+            rows = self._run("goal_submit", (name, self._db.json(params), self._db.json(options)))
+            submitted = Submitted(int(rows[0][0]), bool(rows[0][1]))
+            if span is not None:
+                span.set_attributes({"goalrt.goal_id": submitted.id, "goalrt.created": submitted.created})
+        return submitted
 
     def submit_many(self, goals: Iterable[GoalSpec]) -> builtins.list[Submitted]:
         """Submit ``(name, params, options)`` triples in one transaction (options as in ``submit_options``)."""
-        rows = self._run("goals_submit", (self._db.json(prepared_items(self.registry, goals)),))
-        return [Submitted(int(r[0]), bool(r[1])) for r in rows]
+        with tracing.span("goalrt.submit", kind="producer") as span:
+            rows = self._run("goals_submit", (self._db.json(prepared_items(self.registry, goals)),))
+            submitted = [Submitted(int(r[0]), bool(r[1])) for r in rows]
+            if span is not None:
+                span.set_attributes({"goalrt.goal_ids": [s.id for s in submitted]})
+        return submitted
 
     def get(self, goal_id: int) -> GoalInfo:
         """Return a goal with its steps and its events in log order."""

@@ -21,6 +21,7 @@ under this lease, so no handler starts once its goal's cancel committed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import threading
@@ -426,7 +427,9 @@ async def _call(
         # A sync handler that outlives its timeout keeps its thread until it
         # returns (threads cannot be killed); its result is then dropped.
         turn = _Turn(loop)
-        waiting = loop.run_in_executor(executor, functools.partial(calls.call_sync, fn, args, ctx, turn))
+        # In the step's context (its span, for a handler's own spans): run_in_executor does not carry it.
+        call = functools.partial(contextvars.copy_context().run, calls.call_sync, fn, args, ctx, turn)
+        waiting = loop.run_in_executor(executor, call)
         try:
             # A thread first: the start lock is never held while every thread is busy.
             ready = asyncio.ensure_future(turn.ready.wait())

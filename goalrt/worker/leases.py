@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from goalrt.errors import GoalrtError
 from goalrt.worker.database import WorkerDatabase
 from goalrt.worker.dispatcher import ActionContext
+from goalrt.worker.metrics import WorkerMetrics
 from goalrt.worker.stats import WorkerStats
 
 log = logging.getLogger("goalrt.worker")
@@ -28,13 +29,21 @@ class Lease:
     epoch: int
     task: asyncio.Task[None] | None = None
     ctx: ActionContext | None = None
+    # When the claim that took it was answered (ns since the epoch), until its first handler starts.
+    claimed_at: int | None = None
 
 
 class Leases:
     """The leases one worker holds, by goal id."""
 
     def __init__(
-        self, db: WorkerDatabase, worker_id: str, seconds: float, wake: asyncio.Event, stats: WorkerStats
+        self,
+        db: WorkerDatabase,
+        worker_id: str,
+        seconds: float,
+        wake: asyncio.Event,
+        stats: WorkerStats,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.held: dict[int, Lease] = {}
         self._db = db
@@ -43,6 +52,7 @@ class Leases:
         # Set when a lease is given up: the claim loop has a free slot.
         self._wake = wake
         self._stats = stats
+        self._metrics = metrics or WorkerMetrics()
         # The log lines of cancel() being written (strong references to their tasks).
         self._logging: set[asyncio.Task[None]] = set()
 
@@ -114,6 +124,7 @@ class Leases:
             except GoalrtError as exc:
                 log.error("worker %s: heartbeat failed: %s", self._id, exc)
                 continue
+            self._metrics.heartbeat()
             for lease, ctx in snapshot:
                 # Only a handler still running the same step since the
                 # heartbeat began has certainly lost its lease: a step that
@@ -124,6 +135,7 @@ class Leases:
                 # Tell the handler (ctx.cancelled) but let it finish: its
                 # late result is then refused and recorded, never applied.
                 if not ctx.cancelled.is_set():
+                    self._metrics.lease_lost()
                     log.warning(
                         "worker %s: goal %s: lease lost while step %s runs; its result will be refused",
                         self._id,

