@@ -257,6 +257,12 @@ def _print_goal(info: GoalInfo) -> None:
         click.echo(f"result: {show_json(info.result)}")
     elif info.last_error:
         click.echo(f"last error: {info.last_error}")
+    failures = [e.data for e in info.events if e.type == "step.failed" and isinstance(e.data, dict)]
+    last = failures[-1] if failures else None
+    if last is not None and isinstance(last.get("traceback"), str):
+        click.echo(f"traceback of step {last.get('seq')} (attempt {last.get('attempt')}):")
+        for line in last["traceback"].rstrip("\n").splitlines():
+            click.echo(f"  {line}")
     click.echo("steps:")
     if info.steps:
         print_table(

@@ -25,6 +25,7 @@ import contextvars
 import functools
 import logging
 import threading
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -172,14 +173,29 @@ class ActionContext:
         return self.state.step_results(self.goal_id)
 
 
-def failure_item(run: StepRun, action: Action | None, error: str, *, permanent: bool) -> StepItem:
-    """Return a retry item while the policy allows one, else a fail item."""
+# The most of a handler's traceback kept with its step's failure (the end: the innermost frames).
+TRACEBACK_CHARS = 8000
+
+
+def handler_traceback(exc: BaseException) -> str:
+    """Return the traceback of what a handler raised (from the worker's call down to where it raised), capped."""
+    cause = exc.__cause__ if isinstance(exc, HandlerRaised) and exc.__cause__ is not None else exc
+    text = "".join(traceback.format_exception(cause))
+    return text if len(text) <= TRACEBACK_CHARS else "...\n" + text[-(TRACEBACK_CHARS - 4) :]
+
+
+def failure_item(
+    run: StepRun, action: Action | None, error: str, *, permanent: bool, trace: str | None = None
+) -> StepItem:
+    """Return a retry item while the policy allows one, else a fail item (``trace``: the handler's traceback)."""
     if not permanent and action is not None and action.retry.should_retry(run.attempt):
         delay = action.retry.delay(run.goal_id, run.seq, run.attempt)
-        return StepItem(run.goal_id, run.epoch, run.seq, StepOutcome.RETRY, error=error, retry_in=round(delay, 6))
+        return StepItem(
+            run.goal_id, run.epoch, run.seq, StepOutcome.RETRY, error=error, traceback=trace, retry_in=round(delay, 6)
+        )
     if not permanent and action is not None and action.retry.max_attempts > 1:
         error = f"{error} (after {run.attempt} attempts)"
-    return StepItem(run.goal_id, run.epoch, run.seq, StepOutcome.FAIL, error=error)
+    return StepItem(run.goal_id, run.epoch, run.seq, StepOutcome.FAIL, error=error, traceback=trace)
 
 
 def completion_item(run: StepRun, value: Any, declared: list[Change] | None = None) -> StepItem:
@@ -376,14 +392,15 @@ async def run_step(
     except _NotStarted:
         return None
     except PermanentError as exc:
-        return failure_item(run, action, f"{run.action}: {exc}", permanent=True)
+        return failure_item(run, action, f"{run.action}: {exc}", permanent=True, trace=handler_traceback(exc))
     except HandlerRaised as exc:
-        return failure_item(run, action, f"{run.action}: {exc}", permanent=False)
+        return failure_item(run, action, f"{run.action}: {exc}", permanent=False, trace=handler_traceback(exc))
     except _TimedOut:
         ctx.cancelled.set()
         return failure_item(run, action, f"{run.action}: timed out after {action.timeout:g}s", permanent=False)
     except Exception as exc:  # a handler's failure is data, not a crash of the worker
-        return failure_item(run, action, f"{run.action}: {type(exc).__name__}: {exc}", permanent=False)
+        error = f"{run.action}: {type(exc).__name__}: {exc}"
+        return failure_item(run, action, error, permanent=False, trace=handler_traceback(exc))
     try:
         declared = effect_changes(action.schema, run.args or {}) if action.schema is not None else None
         return completion_item(run, value, declared)

@@ -127,9 +127,6 @@ class ClaimedGoal:
     ``plan_gdl_version`` is not a column of the function: the ``goals_claim``
     query adds it (the GDL version the goal's plan was made with, from its
     last ``goal.planned``; None when that plan recorded none).
-    ``trace_context`` is the submitter's W3C ``traceparent``, for a claim
-    that returns one (none does yet: it needs a column of the goals,
-    docs/operations.md "Tracing"); the goal's spans then continue that trace.
     """
 
     goal_id: int
@@ -139,7 +136,6 @@ class ClaimedGoal:
     plan_no: int
     step: NextStep | None
     plan_gdl_version: int | None = None
-    trace_context: str | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ClaimedGoal:
@@ -155,7 +151,6 @@ class ClaimedGoal:
             row["plan_no"],
             step,
             version,
-            row.get("trace_context"),
         )
 
 
@@ -203,6 +198,8 @@ class StepItem:
     detail: dict[str, Any] | None = None
     # Keep the lease and run the next action at once (False while draining).
     keep: bool = True
+    # retry, fail: the handler's traceback, when it raised (its end, at most TRACEBACK_CHARS characters).
+    traceback: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -218,6 +215,7 @@ class StepItem:
             "changes": self.changes,
             "events": self.events,
             "error": self.error,
+            "traceback": self.traceback,
             "retry_in": self.retry_in,
             "steps": self.steps,
             "reason": None if self.reason is None else self.reason.value,

@@ -157,9 +157,7 @@ class GoalRunner:
     async def _traced_goal(self, claim: ClaimedGoal, lease: Lease, sent_at: int, answered_at: int) -> None:
         """Run a claimed goal in a span of its own (tracing on): the claim, plans, steps and commits its children."""
         attributes = {"goalrt.goal_id": claim.goal_id, "goalrt.goal_type": claim.name, "goalrt.epoch": claim.epoch}
-        with tracing.span(
-            "goalrt.goal", attributes, kind="consumer", parent=tracing.root(claim.trace_context), start_time=sent_at
-        ):
+        with tracing.span("goalrt.goal", attributes, kind="consumer", parent=tracing.root(), start_time=sent_at):
             tracing.record("goalrt.claim", sent_at, answered_at, attributes)
             await self._run_goal(claim, lease)
 

@@ -490,12 +490,23 @@ $$;
 COMMENT ON FUNCTION goalrt.plan_goals_v1(text, jsonb, double precision) IS
     'Store the plans (steps) a worker computed for goals whose leases it holds.';
 
+-- The handler's traceback a step's failure item carries (its "traceback"),
+-- as the part of the step.failed event that holds it ({} without one): text,
+-- at most 16000 characters (the end is kept: the innermost frames).
+CREATE FUNCTION goalrt.traceback_of(tb jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN jsonb_typeof(tb) = 'string' AND tb #>> '{}' <> ''
+                THEN jsonb_build_object('traceback', right(tb #>> '{}', 16000))
+                ELSE '{}'::jsonb END
+$$;
+
 -- Record the outcome of steps run by a worker, each in its own right and
 -- only while the worker still holds the goal's lease at that epoch. items is
 -- a JSON array of
 --   {"goal_id", "epoch", "seq", "outcome": "complete" | "retry" | "fail" | "replan",
 --    "result", "changes" (a change set for goalrt.change_state), "events"
 --    ([{"type", "data"}] appended to the goal's stream), "error",
+--    "traceback" (retry, fail: the handler's, kept in step.failed),
 --    "retry_in" (seconds), "continue" (start the next step at once),
 --    "steps", "reason", "detail" (replan: the step failed for good and
 --    these steps replace the rest of the plan)}
@@ -837,7 +848,7 @@ BEGIN
             VALUES (stream, 'step.failed',
                     jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
                                        'error', x ->> 'error', 'retry_in', delay, 'final', false,
-                                       'epoch', ep, 'worker', worker_id));
+                                       'epoch', ep, 'worker', worker_id) || goalrt.traceback_of(x -> 'traceback'));
             outcome := 'retry';
         ELSE
             UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
@@ -845,7 +856,8 @@ BEGIN
             INSERT INTO goalrt.event_data (stream, type, data)
             VALUES (stream, 'step.failed',
                     jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
-                                       'error', x ->> 'error', 'final', true, 'epoch', ep, 'worker', worker_id));
+                                       'error', x ->> 'error', 'final', true, 'epoch', ep, 'worker', worker_id)
+                    || goalrt.traceback_of(x -> 'traceback'));
             PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', jsonb_build_object('seq', sq));
             outcome := 'failed';
         END IF;

@@ -127,7 +127,7 @@ def test_the_replan_reason_the_sql_defaults_to_is_a_plan_reason(conn: psycopg.Co
         (
             "complete_steps_v1",
             StepItem(
-                1, 1, 1, StepOutcome.REPLAN, 0, [], [], "e", 1.0, [], PlanReason.STEP_FAILED, {}, keep=True
+                1, 1, 1, StepOutcome.REPLAN, 0, [], [], "e", 1.0, [], PlanReason.STEP_FAILED, {}, True, "tb"
             ).as_json(),
         ),
         ("plan_goals_v1", PlanItem(1, 1, [], PlanReason.INITIAL, {}, replan=True).as_json()),
@@ -141,7 +141,7 @@ def test_every_field_sent_is_one_the_function_reads(conn: psycopg.Connection, fu
 
 def test_every_field_sent_in_a_step_item_is_covered_above() -> None:
     # The parametrized item above fills every field, so a field added later is checked too.
-    item = StepItem(1, 1, 1, StepOutcome.REPLAN, 0, [], [], "e", 1.0, [], PlanReason.STEP_FAILED, {})
+    item = StepItem(1, 1, 1, StepOutcome.REPLAN, 0, [], [], "e", 1.0, [], PlanReason.STEP_FAILED, {}, True, "tb")
     names = {"continue" if f.name == "keep" else f.name for f in dataclasses.fields(StepItem)}
     assert set(item.as_json()) == names - {"result"}
     assert "result" in StepItem(1, 1, 1, StepOutcome.COMPLETE).as_json()
