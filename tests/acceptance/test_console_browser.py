@@ -3,12 +3,14 @@
 No browser is downloaded: Playwright launches /usr/bin/chromium (``.ci/run``
 installs it). The pages show data from goals a worker ran; a goal is
 cancelled from its page; the events page shows a new event without a reload.
-Screenshots of the main pages are written to docs/img/ (kept in git, shown
-in the README).
+Screenshots of the main pages go to pytest's temporary directory, or with
+``GOALRT_SCREENSHOTS=docs/img`` to the ones kept in git and shown in the
+README (so an ordinary run leaves the working tree unchanged).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,6 @@ from tests.integration.console_support import Seeded, registry, running_worker, 
 from tests.integration.serve_support import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() or shutil.which("chromium") is None,
@@ -46,19 +47,20 @@ def browser_page(db_url: str) -> Iterator[tuple[Any, str, Seeded, str]]:
                 browser.close()
 
 
-def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]) -> None:
+def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str], tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
+    shots = Path(os.environ.get("GOALRT_SCREENSHOTS") or tmp_path)
     page, base, seeded, url = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
 
     page.goto(f"{base}/")
     expect(page.locator("#count-complete")).to_have_text("8")
     expect(page.locator("svg.chart rect.bar")).to_have_count(60)
-    page.screenshot(path=str(SHOTS / "console-overview.png"), full_page=True)
+    page.screenshot(path=str(shots / "console-overview.png"), full_page=True)
 
     page.goto(f"{base}/goals")
     expect(page.locator("#goals tbody tr")).to_have_count(11)
@@ -66,21 +68,21 @@ def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]
     page.click("text=Filter")
     expect(page.locator("#goals tbody tr")).to_have_count(1)
     page.goto(f"{base}/goals")
-    page.screenshot(path=str(SHOTS / "console-goals.png"), full_page=True)
+    page.screenshot(path=str(shots / "console-goals.png"), full_page=True)
 
     page.goto(f"{base}/goals/{seeded.fanout}")
     expect(page.locator("#timeline li").first).to_contain_text("goal.submitted")
     expect(page.locator("#tree li")).to_have_count(2)
-    page.screenshot(path=str(SHOTS / "console-goal.png"), full_page=True)
+    page.screenshot(path=str(shots / "console-goal.png"), full_page=True)
 
     page.goto(f"{base}/goals/{seeded.asking}")
     expect(page.locator("#ask-form")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "console-ask.png"), full_page=True)
+    page.screenshot(path=str(shots / "console-ask.png"), full_page=True)
 
     for path, shot in (("/state?prefix=orders", "console-state.png"), ("/workers", "console-workers.png")):
         page.goto(f"{base}{path}")
         expect(page.locator("main table")).to_be_visible()
-        page.screenshot(path=str(SHOTS / shot), full_page=True)
+        page.screenshot(path=str(shots / shot), full_page=True)
     for path in ("/limits", "/waiting", "/gdl"):
         page.goto(f"{base}{path}")
         expect(page.locator("h1")).to_be_visible()
@@ -101,5 +103,5 @@ def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]
         new = goals.submit("job", {"n": 77}).id
     expect(page.locator(f"#events tr.event:has-text('goal:{new}')").first).to_be_visible(timeout=15_000)
     assert page.evaluate("window.__loadedOnce") is True, "the page was reloaded"
-    page.screenshot(path=str(SHOTS / "console-events.png"), full_page=False)
+    page.screenshot(path=str(shots / "console-events.png"), full_page=False)
     assert not errors, errors
