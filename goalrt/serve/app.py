@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from goalrt import __version__
 from goalrt.errors import ConfigError
-from goalrt.serve import observe, routes_goals, routes_log, routes_ops
+from goalrt.serve import console_goal, console_pages, observe, routes_goals, routes_log, routes_ops
+from goalrt.serve.console_access import HERE as CONSOLE_FILES
 from goalrt.serve.context import API, EXCEPTION_HANDLERS, JsonOut, Server
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def create_app(server: Server) -> FastAPI:
-    """Return the app serving ``server``'s database (and tokens): the API, health checks and metrics."""
+    """Return the app serving ``server``'s database (and tokens): the API, the console, health checks, metrics."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +52,10 @@ def create_app(server: Server) -> FastAPI:
     for router in (routes_goals.router, routes_log.router, routes_ops.router):
         app.include_router(router, prefix=API)
     app.include_router(observe.router)
+    # The web console (server-rendered HTML with htmx) under /, its files under /static.
+    app.include_router(console_goal.router)
+    app.include_router(console_pages.router)
+    app.mount("/static", StaticFiles(directory=CONSOLE_FILES / "static"), name="static")
     for kind, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(kind, handler)
     app.add_middleware(observe.CountRequests, metrics=metrics)

@@ -43,6 +43,7 @@ HEAVY_PACKAGES = {
     "fastapi",
     "uvicorn",
     "prometheus_client",
+    "jinja2",
     "opentelemetry",
 }
 # Distribution name (as pyproject.toml spells it) -> top-level module, where they differ.
