@@ -40,7 +40,11 @@ def _param(param: click.Parameter, ctx: click.Context) -> dict[str, Any]:
 
 def _command(command: click.Command, parent: click.Context | None, name: str) -> dict[str, dict[str, Any]]:
     """Return ``{"goalrt state get": {...}, ...}`` for ``command`` and everything under it."""
-    ctx = click.Context(command, parent=parent, info_name=name, terminal_width=WIDTH, max_content_width=WIDTH)
+    # With the command's context_settings, as a real run makes its context: click caches each command's
+    # help option from the first context that asks, so a context without them (the root's -h) would make
+    # the tree depend on whether a test ran the CLI in this process before.
+    settings = {"terminal_width": WIDTH, "max_content_width": WIDTH, **command.context_settings}
+    ctx = click.Context(command, parent=parent, info_name=name, **settings)
     path = ctx.command_path
     entry: dict[str, Any] = {
         "group": isinstance(command, click.Group),
