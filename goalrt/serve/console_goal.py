@@ -1,8 +1,8 @@
-"""A goal's console page and its actions: cancel (after a confirmation page) and answering an ask.
+"""A goal's console page and its actions: cancel (after a confirmation page), retry, and answering an ask.
 
-The actions call ``AsyncGoals.cancel`` and ``AsyncGoals.resume``, as
-``POST /api/v1/goals/{id}/cancel`` and ``/resume`` do, on the caller's
-database role: a reader's session is refused by PostgreSQL (a 403 page).
+The actions call ``AsyncGoals.cancel``, ``retry`` and ``resume``, as
+``POST /api/v1/goals/{id}/cancel``, ``/retry`` and ``/resume`` do, on the
+caller's database role: a reader's session is refused by PostgreSQL (a 403 page).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from goalrt.errors import GoalrtError
+from goalrt.errors import GoalrtError, InvalidGoalError
 from goalrt.goals.status import GoalStatus
 from goalrt.serve.console_access import ConsoleCaller, ConsoleRoute, form_of, goalrt_error_page, page
 from goalrt.serve.console_view import ask_answer, ask_fields, ask_step, timeline
@@ -62,6 +62,18 @@ async def cancel(request: Request, caller: ConsoleCaller, goal_id: int) -> Respo
     form = await form_of(request)
     async with caller.goals() as goals:
         await goals.cancel(goal_id, form.get("reason", "").strip() or None)
+    return RedirectResponse(f"/goals/{goal_id}", status_code=303)
+
+
+@router.post("/goals/{goal_id}/retry")
+async def retry(request: Request, caller: ConsoleCaller, goal_id: int) -> Response:
+    """Run a failed or cancelled goal again (from the form's step, or its first one not done)."""
+    form = await form_of(request)
+    text = form.get("from_step", "").strip()
+    if text and not (text.isdigit() and int(text) >= 1):
+        return goalrt_error_page(request, InvalidGoalError(f"from step must be a step number, got {text[:40]!r}"))
+    async with caller.goals() as goals:
+        await goals.retry(goal_id, from_step=int(text) if text else None, reason=form.get("reason", "").strip() or None)
     return RedirectResponse(f"/goals/{goal_id}", status_code=303)
 
 

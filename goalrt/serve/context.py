@@ -22,6 +22,7 @@ from goalrt.db.jsontext import loads, render
 from goalrt.errors import (
     DatabaseUnavailableError,
     GoalrtError,
+    GoalWaitTimeoutError,
     InvalidTransitionError,
     NotMigratedError,
     VersionConflictError,
@@ -38,6 +39,7 @@ SQLSTATE_PERMISSION_DENIED = "42501"
 # The HTTP status of each kind of goalrt error (the first match wins); any other is a 500.
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (LookupError, 404),  # GoalNotFoundError, OutOfRangeError, NotFoundError
+    (GoalWaitTimeoutError, 408),
     (InvalidTransitionError, 409),
     (VersionConflictError, 409),
     (NotMigratedError, 503),

@@ -1,4 +1,4 @@
-"""The goal endpoints: submit (one or a batch), list, get, tree, cancel, resume; as `goalrt submit/list/get/...`."""
+"""The goal endpoints: submit (one or a batch), list, get, wait, tree, cancel, resume, retry; as the CLI's."""
 
 from __future__ import annotations
 
@@ -97,6 +97,23 @@ class Outcome(BaseModel):
     outcome: str
 
 
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: int | None = Field(None, ge=1, description="Run again from this step (default: the first not done).")
+    reason: str | None = Field(None, description="Why (recorded in the goal.retried event).")
+
+
+class Retried(BaseModel):
+    id: int
+    outcome: str
+    first_step: int | None = Field(description="The first step of the new plan (None: the goal is planned anew).")
+
+
+# The longest a request may wait for a goal's end (a client waits again for longer).
+MAX_WAIT_S = 300.0
+
+
 @router.post("/goals", response_model=Submitted, status_code=201, responses={200: {"model": Submitted}})
 async def submit(body: SubmitRequest, caller: CallerDep, fork: str | None = FORK) -> Response:
     """Submit a goal (201; 200 when its key named an earlier goal, returned instead)."""
@@ -142,6 +159,19 @@ async def get_goal(goal_id: int, caller: CallerDep, fork: str | None = FORK) -> 
     return JsonOut(info.to_json())
 
 
+@router.get("/goals/{goal_id}/wait", response_model=dict[str, Any])
+async def wait_goal(
+    goal_id: int,
+    caller: CallerDep,
+    timeout: float = Query(30.0, ge=0, le=MAX_WAIT_S, description="Seconds to wait at most (408 when it passes)."),
+    fork: str | None = FORK,
+) -> Response:
+    """Wait until a goal has ended, then return it as `get` does (as `goalrt submit --wait`); 408 on timeout."""
+    async with caller.goals(fork) as goals:
+        info = await goals.wait(goal_id, timeout=timeout)
+    return JsonOut(info.to_json())
+
+
 @router.get("/goals/{goal_id}/tree", response_model=Nodes)
 async def goal_tree(goal_id: int, caller: CallerDep, fork: str | None = FORK) -> Response:
     """Return the goal and its descendants, depth first."""
@@ -166,3 +196,12 @@ async def resume(goal_id: int, body: ResumeRequest, caller: CallerDep, fork: str
     async with caller.goals(fork) as goals:
         outcome = await goals.resume(goal_id, body.data, actor=body.by)
     return JsonOut({"id": goal_id, "outcome": outcome})
+
+
+@router.post("/goals/{goal_id}/retry", response_model=Retried)
+async def retry(goal_id: int, caller: CallerDep, body: RetryRequest | None = None, fork: str | None = FORK) -> Response:
+    """Run a failed or cancelled goal again from a step (as `goalrt retry`); 409 for any other goal."""
+    request = body or RetryRequest(from_step=None, reason=None)
+    async with caller.goals(fork) as goals:
+        first = await goals.retry(goal_id, from_step=request.from_step, reason=request.reason)
+    return JsonOut({"id": goal_id, "outcome": "pending", "first_step": first})

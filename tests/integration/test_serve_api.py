@@ -193,6 +193,35 @@ def test_limits_workers_gdl_plan(api: httpx.Client, db_url: str) -> None:
 
 def test_openapi_lists_every_endpoint(api: httpx.Client) -> None:
     paths = api.get("/openapi.json").json()["paths"]
-    for path in ("/api/v1/goals", "/api/v1/goals/batch", "/api/v1/goals/{goal_id}", "/api/v1/events/stream"):
+    for path in (
+        "/api/v1/goals",
+        "/api/v1/goals/batch",
+        "/api/v1/goals/{goal_id}",
+        "/api/v1/goals/{goal_id}/wait",
+        "/api/v1/goals/{goal_id}/retry",
+        "/api/v1/events/stream",
+    ):
         assert path in paths
     assert "SubmitRequest" in api.get("/openapi.json").text
+
+
+def test_wait_and_retry(api: httpx.Client, db_url: str) -> None:
+    goal_id = api.post("/goals", json={"name": "job", "params": {"n": 1}}).json()["id"]
+    late = api.get(f"/goals/{goal_id}/wait", params={"timeout": 0.2})
+    assert late.status_code == 408 and error_of(late) == {
+        "code": "goal_wait_timeout",
+        "message": f"goal {goal_id} is still pending after 0.2 s (it goes on; wait again or cancel it)",
+    }
+    assert api.get(f"/goals/{goal_id}/wait", params={"timeout": 301}).status_code == 400
+    refused = api.post(f"/goals/{goal_id}/retry")
+    assert refused.status_code == 409 and "cannot retry goal" in error_of(refused)["message"]
+    api.post(f"/goals/{goal_id}/cancel", json={"reason": "not now"})
+    ended = api.get(f"/goals/{goal_id}/wait", params={"timeout": 5})
+    assert ended.status_code == 200 and ended.json()["status"] == "cancelled"
+    before = counts(db_url)
+    bad = api.post(f"/goals/{goal_id}/retry", json={"from_step": 0})
+    assert bad.status_code == 400 and counts(db_url) == before
+    again = api.post(f"/goals/{goal_id}/retry", json={"reason": "now"})
+    assert again.status_code == 200 and again.json() == {"id": goal_id, "outcome": "pending", "first_step": None}
+    assert api.get(f"/goals/{goal_id}").json()["status"] == "pending"
+    assert api.post("/goals/987654/retry").status_code == 404

@@ -158,6 +158,27 @@ def test_cancel_from_the_form(console: Console) -> None:
     assert again.status_code == 409 and "invalid_transition" in again.text
 
 
+def test_retry_from_the_form(console: Console) -> None:
+    napping = console.seeded.napping
+    assert "retry-form" not in console.client.get(f"/goals/{napping}").text  # not ended: nothing to retry
+    assert console.post(f"/goals/{napping}/cancel", {"reason": "later"}).status_code == 303
+    page = console.client.get(f"/goals/{napping}").text
+    assert f'action="/goals/{napping}/retry"' in page
+    for bad in ("0", "two", "-1"):
+        refused = console.post(f"/goals/{napping}/retry", {"from_step": bad})
+        assert refused.status_code == 400 and "from step must be a step number" in refused.text, bad
+    cross = console.client.post(f"/goals/{napping}/retry", data={}, headers={"Origin": "https://evil.example"})
+    assert cross.status_code == 403
+    with Goals.connect(console.url) as goals:
+        assert goals.get(napping).status == "cancelled"
+    r = console.post(f"/goals/{napping}/retry", {"from_step": "", "reason": "now"})
+    assert r.status_code == 303 and r.headers["location"] == f"/goals/{napping}"
+    after = console.client.get(f"/goals/{napping}").text
+    assert "goal.retried" in after and "retry-form" not in after
+    with Goals.connect(console.url) as goals:
+        assert goals.get(napping).status in ("pending", "active", "waiting")
+
+
 def test_a_post_from_elsewhere_is_refused(console: Console) -> None:
     napping = console.seeded.napping
     for headers in ({}, {"Origin": "https://evil.example"}, {"Referer": "https://evil.example/x"}, {"Origin": "null"}):
