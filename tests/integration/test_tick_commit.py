@@ -10,6 +10,7 @@ its commit was flushed.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,14 @@ def reader_role(server_url: str, db_url: str) -> Iterator[str]:
     try:
         yield make_conninfo("", **params)
     finally:
+        # A closed session's backend may still be dropping its temporary objects (a test creates one):
+        # wait for it to be gone, then drop what the role still owns in the test's database, then the role.
+        with psycopg.connect(db_url, autocommit=True) as c:
+            deadline = time.monotonic() + 30
+            while c.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (name,)).fetchone() != (0,):
+                assert time.monotonic() < deadline, f"sessions of {name} did not end"
+                time.sleep(0.05)
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         with psycopg.connect(server_url, autocommit=True) as c:
             c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
