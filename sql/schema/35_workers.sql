@@ -543,6 +543,9 @@ DECLARE
     fast     bigint[];
     nexts    integer[];
     ended    bigint[];
+    -- A session that serves every tenant acts for each goal's tenant in turn
+    -- (goalrt.acting_tenant, read by goalrt.current_tenant).
+    star     boolean := goalrt.current_tenant() = '*';
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
@@ -579,10 +582,23 @@ BEGIN
                           jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
                                                     THEN e -> 'changes' ELSE '[]' END) AS u(c)
                     WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path'));
-    IF cardinality(paths) > 0 THEN
+    IF cardinality(paths) > 0 AND NOT star THEN
         PERFORM set_config('goalrt.applying', 'on', true);
         INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos)
         SELECT p, NULL, 0, 0 FROM unnest(paths) AS p ORDER BY p COLLATE "C"
+        ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = sd.version WHERE false;
+        PERFORM set_config('goalrt.applying', 'off', true);
+    ELSIF cardinality(paths) > 0 THEN
+        -- Each path in the tenant of the goal whose item changes it.
+        PERFORM set_config('goalrt.applying', 'on', true);
+        INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos, tenant)
+        SELECT DISTINCT c ->> 'path', NULL::jsonb, 0, 0, g0.tenant
+          FROM jsonb_array_elements(items) AS t(e)
+          JOIN goalrt.goals g0 ON g0.id = (e ->> 'goal_id')::bigint,
+               jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
+                                         THEN e -> 'changes' ELSE '[]' END) AS u(c)
+         WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path')
+         ORDER BY 1 COLLATE "C", 5
         ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = sd.version WHERE false;
         PERFORM set_config('goalrt.applying', 'off', true);
     END IF;
@@ -695,6 +711,10 @@ BEGIN
         goal_id := (x ->> 'goal_id')::bigint;
         ep := (x ->> 'epoch')::bigint;
         sq := (x ->> 'seq')::integer;
+        IF star THEN
+            PERFORM set_config('goalrt.acting_tenant',
+                               coalesce('=' || (SELECT g0.tenant FROM goalrt.goals g0 WHERE g0.id = goal_id), ''), true);
+        END IF;
         outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL; error := NULL;
         IF x ->> 'outcome' IS NULL OR x ->> 'outcome' NOT IN ('complete', 'retry', 'fail', 'replan') THEN
             RAISE EXCEPTION 'items: outcome must be complete, retry, fail or replan (goal %)', goal_id
@@ -863,6 +883,9 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+    IF star THEN
+        PERFORM set_config('goalrt.acting_tenant', '', true);
+    END IF;
     IF cardinality(paths) > 0 THEN
         -- Placeholders of paths that no change set wrote (its item was refused).
         PERFORM set_config('goalrt.applying', 'on', true);
