@@ -131,11 +131,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     gid bigint;
 BEGIN
-    gid := CASE TG_TABLE_NAME
-             WHEN 'event_data' THEN (CASE WHEN NEW.stream ~ '^goal:[0-9]{1,18}$' THEN substr(NEW.stream, 6)::bigint END)
-             WHEN 'goals' THEN NEW.parent_id
-             ELSE NEW.goal_id
-           END;
+    -- One branch per table: a NEW field another table lacks cannot be named.
+    IF TG_TABLE_NAME = 'event_data' THEN
+        IF NEW.stream ~ '^goal:[0-9]{1,18}$' THEN
+            gid := substr(NEW.stream, 6)::bigint;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'goals' THEN
+        gid := NEW.parent_id;
+    ELSE
+        gid := NEW.goal_id;
+    END IF;
     NEW.tenant := (SELECT g.tenant FROM goalrt.goals g WHERE g.id = gid);
     IF NEW.tenant IS NULL THEN
         RAISE EXCEPTION 'a session that serves every tenant cannot write goalrt.% for no goal''s tenant', TG_TABLE_NAME

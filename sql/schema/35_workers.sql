@@ -592,13 +592,14 @@ BEGIN
         -- Each path in the tenant of the goal whose item changes it.
         PERFORM set_config('goalrt.applying', 'on', true);
         INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos, tenant)
-        SELECT DISTINCT c ->> 'path', NULL::jsonb, 0, 0, g0.tenant
-          FROM jsonb_array_elements(items) AS t(e)
-          JOIN goalrt.goals g0 ON g0.id = (e ->> 'goal_id')::bigint,
-               jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
-                                         THEN e -> 'changes' ELSE '[]' END) AS u(c)
-         WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path')
-         ORDER BY 1 COLLATE "C", 5
+        SELECT q.p, NULL, 0, 0, q.tn
+          FROM (SELECT DISTINCT c ->> 'path' AS p, g0.tenant AS tn
+                  FROM jsonb_array_elements(items) AS t(e)
+                  JOIN goalrt.goals g0 ON g0.id = (e ->> 'goal_id')::bigint,
+                       jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
+                                                 THEN e -> 'changes' ELSE '[]' END) AS u(c)
+                 WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path')) q
+         ORDER BY q.p COLLATE "C", q.tn
         ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = sd.version WHERE false;
         PERFORM set_config('goalrt.applying', 'off', true);
     END IF;
@@ -712,6 +713,8 @@ BEGIN
         ep := (x ->> 'epoch')::bigint;
         sq := (x ->> 'seq')::integer;
         IF star THEN
+            -- Every tenant again first: the last item's tenant would hide this goal.
+            PERFORM set_config('goalrt.acting_tenant', '', true);
             PERFORM set_config('goalrt.acting_tenant',
                                coalesce('=' || (SELECT g0.tenant FROM goalrt.goals g0 WHERE g0.id = goal_id), ''), true);
         END IF;
