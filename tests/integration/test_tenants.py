@@ -85,7 +85,9 @@ def tick(c: psycopg.Connection) -> None:
 
 def seed(app: psycopg.Connection, value: str) -> int:
     """Submit 'job' with KEY, set PATH, append an order event: the same names in every tenant."""
-    row = app.execute("SELECT id FROM goalrt.submit_goal('job', '{}', %s::jsonb)", (json.dumps({"key": KEY}),)).fetchone()
+    row = app.execute(
+        "SELECT id FROM goalrt.submit_goal('job', '{}', %s::jsonb)", (json.dumps({"key": KEY}),)
+    ).fetchone()
     assert row is not None
     app.execute(
         "SELECT * FROM goalrt.change_state(%s::jsonb)",
@@ -125,8 +127,11 @@ def assert_isolated(a: psycopg.Connection, b: psycopg.Connection, ga: int, gb: i
         assert [r[0] for r in c.execute("SELECT value FROM goalrt.state_history(%s)", (PATH,)).fetchall()] == [tenant]
         assert c.execute("SELECT count(*) FROM goalrt.goal_tree(%s)", (other,)).fetchone() == (0,)
         assert c.execute("SELECT count(*) FROM goalrt.waiting_goals").fetchone() == (0,)
-        for call in ("SELECT goalrt.cancel_goal(%s)", "SELECT * FROM goalrt.retry_goal(%s)",
-                     "SELECT goalrt.resume_goal(%s, '{}')"):
+        for call in (
+            "SELECT goalrt.cancel_goal(%s)",
+            "SELECT * FROM goalrt.retry_goal(%s)",
+            "SELECT goalrt.resume_goal(%s, '{}')",
+        ):
             with pytest.raises(psycopg.Error) as err:
                 c.execute(call, (other,))
             assert err.value.sqlstate in ("GR009", "GR007"), (call, err.value.sqlstate, str(err.value))
@@ -183,19 +188,29 @@ def test_a_worker_for_every_tenant_writes_each_goals_rows_in_its_tenant(tenancy:
     plan = [{"goal_id": g, "epoch": e, "steps": [{"action": "noop", "args": {}}]} for g, e in claimed]
     star.execute("SELECT * FROM goalrt.plan_goals_v1('w', %s::jsonb, 30)", (json.dumps(plan),))
     done = [
-        {"goal_id": g, "epoch": e, "seq": 1, "outcome": "complete", "result": {"g": g},
-         "changes": [{"op": "set", "path": PATH, "value": g}], "events": [{"type": "job.done", "data": {"g": g}}]}
+        {
+            "goal_id": g,
+            "epoch": e,
+            "seq": 1,
+            "outcome": "complete",
+            "result": {"g": g},
+            "changes": [{"op": "set", "path": PATH, "value": g}],
+            "events": [{"type": "job.done", "data": {"g": g}}],
+        }
         for g, e in claimed
     ]
-    out = star.execute("SELECT goal_id, outcome FROM goalrt.complete_steps_v1('w', %s::jsonb, 30)",
-                       (json.dumps(done),)).fetchall()
+    out = star.execute(
+        "SELECT goal_id, outcome FROM goalrt.complete_steps_v1('w', %s::jsonb, 30)", (json.dumps(done),)
+    ).fetchall()
     assert {r[1] for r in out} == {"complete"}
     tick(star)
     for t, c in apps.items():
         g = goals[t]
         assert c.execute("SELECT status FROM goalrt.goals").fetchall() == [("complete",)]
         assert c.execute("SELECT path, value FROM goalrt.state").fetchall() == [(PATH, g)]
-        assert [r[0] for r in c.execute("SELECT data FROM goalrt.events WHERE type = 'job.done'").fetchall()] == [{"g": g}]
+        assert [r[0] for r in c.execute("SELECT data FROM goalrt.events WHERE type = 'job.done'").fetchall()] == [
+            {"g": g}
+        ]
         assert c.execute("SELECT DISTINCT stream FROM goalrt.events WHERE stream LIKE 'goal:%'").fetchall() == [
             (f"goal:{g}",)
         ]
@@ -208,7 +223,7 @@ def test_an_event_of_one_tenant_never_ends_a_wait_of_another(tenancy: Tenancy) -
     a, b = tenancy.login("goalrt_app", "a"), tenancy.login("goalrt_app", "b")
     wa = tenancy.login("goalrt_worker", "a")
     ga = int(a.execute("SELECT id FROM goalrt.submit_goal('job')").fetchone()[0])  # type: ignore[index]
-    (g, e), = wa.execute("SELECT goal_id, epoch FROM goalrt.claim_goals_v2('w', 10, 30)").fetchall()
+    ((g, e),) = wa.execute("SELECT goal_id, epoch FROM goalrt.claim_goals_v2('w', 10, 30)").fetchall()
     assert g == ga
     plan = [{"goal_id": g, "epoch": e, "steps": [{"kind": "event", "action": "wait", "args": {"event": "paid"}}]}]
     wa.execute("SELECT * FROM goalrt.plan_goals_v1('w', %s::jsonb, 30)", (json.dumps(plan),))
