@@ -20,15 +20,17 @@
 -- caller's tenant themselves.
 -------------------------------------------------------------------------------
 
-ALTER TABLE goalrt.tenant_roles ENABLE ROW LEVEL SECURITY;
 -- A role reads only its own mapping (current_tenant needs it); the owner all.
 CREATE POLICY own_role ON goalrt.tenant_roles FOR SELECT
     USING (role OPERATOR(pg_catalog.=) session_user::pg_catalog.text);
 
+-- Row-level security is switched on by ALTER TABLE only (CREATE TABLE has
+-- no such option); this file is where these tables' security is defined.
 DO $$
 DECLARE
     t text;
 BEGIN
+    EXECUTE 'ALTER TABLE goalrt.tenant_roles ENABLE ROW LEVEL SECURITY';
     FOREACH t IN ARRAY ARRAY['goals', 'goal_steps', 'goal_waits', 'wait_rechecks', 'state_data',
                              'event_data', 'event_order', 'snapshot_entries'] LOOP
         EXECUTE format('ALTER TABLE goalrt.%I ENABLE ROW LEVEL SECURITY', t);
