@@ -1,9 +1,10 @@
 -- Undo 0020: no tenants. Refused (a duplicate key) when two tenants hold the same state path or idempotency key.
-DROP TRIGGER event_data_tenant ON goalrt.event_data;
-DROP TRIGGER goals_tenant ON goalrt.goals;
-DROP TRIGGER goal_steps_tenant ON goalrt.goal_steps;
-DROP TRIGGER goal_waits_tenant ON goalrt.goal_waits;
-DROP TRIGGER wait_rechecks_tenant ON goalrt.wait_rechecks;
+-- The triggers exist while a role is mapped to '*', row-level security is on while one is mapped to a tenant.
+DROP TRIGGER IF EXISTS event_data_tenant ON goalrt.event_data;
+DROP TRIGGER IF EXISTS goals_tenant ON goalrt.goals;
+DROP TRIGGER IF EXISTS goal_steps_tenant ON goalrt.goal_steps;
+DROP TRIGGER IF EXISTS goal_waits_tenant ON goalrt.goal_waits;
+DROP TRIGGER IF EXISTS wait_rechecks_tenant ON goalrt.wait_rechecks;
 DO $$
 DECLARE
     t text;
@@ -989,6 +990,7 @@ ALTER TABLE goalrt.goal_steps DROP COLUMN tenant;
 ALTER TABLE goalrt.goal_waits DROP COLUMN tenant;
 ALTER TABLE goalrt.wait_rechecks DROP COLUMN tenant;
 
+DROP FUNCTION goalrt.sync_tenant_security();
 DROP FUNCTION goalrt.goal_row_tenant();
 DROP FUNCTION goalrt.drop_tenant_role(text);
 DROP FUNCTION goalrt.set_tenant_role(text, text);

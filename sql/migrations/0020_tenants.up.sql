@@ -19,7 +19,10 @@ COMMENT ON TABLE goalrt.tenant_roles IS
 -- session reads that setting, and it may see every tenant anyway. Every
 -- name and operator is qualified, so a caller's search_path cannot change
 -- what this returns. Policies call it as (SELECT goalrt.current_tenant()):
--- an InitPlan, run once per statement, not once per row.
+-- an InitPlan, run once per statement, not once per row; a tenant column's
+-- default calls it once per row (while tenants are on). OFFSET 0 keeps the
+-- lookup a subquery of its own: pulled up, it would run once for each of
+-- the CASE's two mentions of t.tenant (twice the cost).
 CREATE FUNCTION goalrt.current_tenant() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN t.tenant OPERATOR(pg_catalog.<>) '*' THEN t.tenant
@@ -28,7 +31,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                 ELSE '*'
            END
       FROM (SELECT coalesce((SELECT r.tenant FROM goalrt.tenant_roles r
-                              WHERE r.role OPERATOR(pg_catalog.=) session_user::pg_catalog.text), '') AS tenant) t
+                              WHERE r.role OPERATOR(pg_catalog.=) session_user::pg_catalog.text), '') AS tenant
+            OFFSET 0) t
 $$;
 
 COMMENT ON FUNCTION goalrt.current_tenant() IS
@@ -38,6 +42,9 @@ COMMENT ON FUNCTION goalrt.current_tenant() IS
 -- owner may call it (no grant): an admin of one tenant must not be able to
 -- move itself into another. Refused while the schema's owner skips
 -- row-level security (a superuser or BYPASSRLS): no policy would hold.
+-- The first mapping to a tenant other than the default switches tenancy on
+-- (sync_tenant_security): it commits with the mapping, so the role's first
+-- statement after that is already held to its tenant.
 CREATE FUNCTION goalrt.set_tenant_role(role_name text, tenant text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
@@ -57,20 +64,30 @@ BEGIN
         RAISE EXCEPTION 'invalid tenant %: up to 128 letters, digits and _ . : @ - (empty: the default tenant, *: every tenant)',
             coalesce(quote_literal(tenant), 'NULL') USING ERRCODE = 'GR008';
     END IF;
+    -- One mapping change at a time (it decides whether tenancy is on); readers are not blocked.
+    LOCK TABLE goalrt.tenant_roles IN SHARE ROW EXCLUSIVE MODE;
     INSERT INTO goalrt.tenant_roles AS t (role, tenant) VALUES (role_name, set_tenant_role.tenant)
     ON CONFLICT (role) DO UPDATE SET tenant = EXCLUDED.tenant;
+    PERFORM goalrt.sync_tenant_security();
 END
 $$;
 
 COMMENT ON FUNCTION goalrt.set_tenant_role(text, text) IS
     'Map a login role to a tenant (empty: the default, *: every tenant); for the schema owner only.';
 
--- Return a role to the default tenant; true when it was mapped.
+-- Return a role to the default tenant; true when it was mapped. The last
+-- mapping to another tenant switches tenancy off, unless rows of another
+-- tenant remain (sync_tenant_security).
 CREATE FUNCTION goalrt.drop_tenant_role(role_name text) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    found_it boolean;
 BEGIN
+    LOCK TABLE goalrt.tenant_roles IN SHARE ROW EXCLUSIVE MODE;
     DELETE FROM goalrt.tenant_roles t WHERE t.role = role_name;
-    RETURN FOUND;
+    found_it := FOUND;
+    PERFORM goalrt.sync_tenant_security();
+    RETURN found_it;
 END
 $$;
 
@@ -79,8 +96,9 @@ COMMENT ON FUNCTION goalrt.drop_tenant_role(text) IS
 
 -- Rows written for a goal by a session that serves every tenant, in a
 -- statement that covers many goals (a claim's goal.started events): the
--- tenant default gave '*', which no row may keep; take the goal's. A
--- trigger WHEN tenant = '*', so no other session pays for it.
+-- tenant default gave '*', which no row may keep; take the goal's. The
+-- triggers exist only while a role is mapped to '*' (sync_tenant_security),
+-- and fire WHEN tenant = '*', so no other session pays for them.
 CREATE FUNCTION goalrt.goal_row_tenant() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
@@ -108,17 +126,18 @@ $$;
 REVOKE ALL ON FUNCTION goalrt.current_tenant(), goalrt.set_tenant_role(text, text), goalrt.drop_tenant_role(text),
     goalrt.goal_row_tenant() FROM PUBLIC;
 
--- Columns: a STABLE default is evaluated once here (the migrating role's tenant, ''), no rewrite.
-ALTER TABLE goalrt.event_data ADD COLUMN tenant text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*');
+-- Columns: every existing row is in the default tenant ''; a constant default, no rewrite. The
+-- defaults become current_tenant() while tenancy is on (sync_tenant_security).
+ALTER TABLE goalrt.event_data ADD COLUMN tenant text NOT NULL DEFAULT '' CHECK (tenant <> '*');
 ALTER TABLE goalrt.event_order ADD COLUMN tenant text NOT NULL DEFAULT '';
-ALTER TABLE goalrt.state_data ADD COLUMN tenant text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*');
+ALTER TABLE goalrt.state_data ADD COLUMN tenant text NOT NULL DEFAULT '' CHECK (tenant <> '*');
 ALTER TABLE goalrt.state_data DROP CONSTRAINT state_data_pkey,
     ADD CONSTRAINT state_data_pkey PRIMARY KEY (path, tenant);
 ALTER TABLE goalrt.snapshot_entries ADD COLUMN tenant text NOT NULL DEFAULT '';
-ALTER TABLE goalrt.goals ADD COLUMN tenant text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*');
-ALTER TABLE goalrt.goal_steps ADD COLUMN tenant text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*');
-ALTER TABLE goalrt.goal_waits ADD COLUMN tenant text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*');
-ALTER TABLE goalrt.wait_rechecks ADD COLUMN tenant text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*');
+ALTER TABLE goalrt.goals ADD COLUMN tenant text NOT NULL DEFAULT '' CHECK (tenant <> '*');
+ALTER TABLE goalrt.goal_steps ADD COLUMN tenant text NOT NULL DEFAULT '' CHECK (tenant <> '*');
+ALTER TABLE goalrt.goal_waits ADD COLUMN tenant text NOT NULL DEFAULT '' CHECK (tenant <> '*');
+ALTER TABLE goalrt.wait_rechecks ADD COLUMN tenant text NOT NULL DEFAULT '' CHECK (tenant <> '*');
 DROP INDEX goalrt.goals_idempotency_key_idx;
 CREATE UNIQUE INDEX goals_idempotency_key_idx ON goalrt.goals (idempotency_key, tenant)
     WHERE idempotency_key IS NOT NULL;
@@ -1127,25 +1146,104 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['goals', 'goal_steps', 'goal_waits', 'wait_rechecks', 'state_data',
                              'event_data', 'event_order', 'snapshot_entries'] LOOP
-        EXECUTE format('ALTER TABLE goalrt.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY tenant_rows ON goalrt.%I USING ((SELECT goalrt.current_tenant()) IN (tenant, ''*''))', t);
-    END LOOP;
-    FOREACH t IN ARRAY ARRAY['goals', 'goal_steps', 'goal_waits', 'wait_rechecks', 'state_data'] LOOP
-        EXECUTE format('ALTER TABLE goalrt.%I FORCE ROW LEVEL SECURITY', t);
     END LOOP;
 END
 $$;
 
-CREATE TRIGGER event_data_tenant BEFORE INSERT ON goalrt.event_data
-    FOR EACH ROW WHEN (NEW.tenant = '*') EXECUTE FUNCTION goalrt.goal_row_tenant();
-CREATE TRIGGER goals_tenant BEFORE INSERT ON goalrt.goals
-    FOR EACH ROW WHEN (NEW.tenant = '*') EXECUTE FUNCTION goalrt.goal_row_tenant();
-CREATE TRIGGER goal_steps_tenant BEFORE INSERT ON goalrt.goal_steps
-    FOR EACH ROW WHEN (NEW.tenant = '*') EXECUTE FUNCTION goalrt.goal_row_tenant();
-CREATE TRIGGER goal_waits_tenant BEFORE INSERT ON goalrt.goal_waits
-    FOR EACH ROW WHEN (NEW.tenant = '*') EXECUTE FUNCTION goalrt.goal_row_tenant();
-CREATE TRIGGER wait_rechecks_tenant BEFORE INSERT ON goalrt.wait_rechecks
-    FOR EACH ROW WHEN (NEW.tenant = '*') EXECUTE FUNCTION goalrt.goal_row_tenant();
+-- Tenancy on or off, as the mappings need it; set_tenant_role and
+-- drop_tenant_role call it (under their lock on tenant_roles), for the
+-- owner only. A database with one tenant (the state the schema files build)
+-- keeps the tenant tables' row-level security off, so no statement
+-- evaluates a policy, and their tenant columns default to '', so no insert
+-- calls current_tenant(); the policies above wait, unused. Tenancy is on
+-- while a role is mapped to a tenant other than '': the tables ENABLE (and
+-- the ones goalrt's functions work on for one caller FORCE) row-level
+-- security and the tenant columns default to the session's tenant. It stays
+-- on after the last such mapping goes while rows of another tenant remain
+-- (off, every role would see them). The triggers that give an all-tenant
+-- session's rows their goal's tenant exist only while a role is mapped to
+-- '*'. Each change is an ALTER TABLE or a CREATE/DROP TRIGGER that commits
+-- with the mapping; it locks the tables for a moment, and only when the
+-- state changes.
+CREATE FUNCTION goalrt.sync_tenant_security() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    -- Held to the policy even as the owner: the tables goalrt's functions work on for one caller.
+    forced  CONSTANT text[] := ARRAY['goals', 'goal_steps', 'goal_waits', 'wait_rechecks', 'state_data'];
+    -- Not forced: the tick and snapshots work on every tenant's rows as the owner.
+    shared  CONSTANT text[] := ARRAY['event_data', 'event_order', 'snapshot_entries'];
+    -- Tenant columns that default to the session's tenant while tenancy is on.
+    written CONSTANT text[] := ARRAY['goals', 'goal_steps', 'goal_waits', 'wait_rechecks', 'state_data', 'event_data'];
+    is_on   boolean := (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = 'goalrt.goals'::regclass);
+    want    boolean := EXISTS (SELECT 1 FROM goalrt.tenant_roles r WHERE r.tenant <> '');
+    star    boolean := EXISTS (SELECT 1 FROM goalrt.tenant_roles r WHERE r.tenant = '*');
+    has_trg boolean := EXISTS (SELECT 1 FROM pg_trigger g
+                                WHERE g.tgrelid = 'goalrt.goals'::regclass AND g.tgname = 'goals_tenant');
+    t       text;
+    found_rows boolean;
+BEGIN
+    IF is_on AND NOT want THEN
+        -- The owner sees every tenant's rows in the tables that do not force
+        -- the policy; in the others once they stop (forced again if rows remain).
+        want := EXISTS (SELECT 1 FROM goalrt.event_data e WHERE e.tenant <> '')
+             OR EXISTS (SELECT 1 FROM goalrt.event_order o WHERE o.tenant <> '')
+             OR EXISTS (SELECT 1 FROM goalrt.snapshot_entries s WHERE s.tenant <> '');
+        IF NOT want THEN
+            FOREACH t IN ARRAY forced LOOP
+                EXECUTE format('ALTER TABLE goalrt.%I NO FORCE ROW LEVEL SECURITY', t);
+            END LOOP;
+            FOREACH t IN ARRAY forced LOOP
+                EXECUTE format('SELECT EXISTS (SELECT 1 FROM goalrt.%I x WHERE x.tenant <> %L)', t, '') INTO found_rows;
+                want := want OR found_rows;
+            END LOOP;
+            IF want THEN
+                FOREACH t IN ARRAY forced LOOP
+                    EXECUTE format('ALTER TABLE goalrt.%I FORCE ROW LEVEL SECURITY', t);
+                END LOOP;
+            END IF;
+        END IF;
+        IF want THEN
+            RAISE NOTICE 'tenancy stays on: rows of tenants other than the default remain';
+        END IF;
+    END IF;
+    IF want AND NOT is_on THEN
+        FOREACH t IN ARRAY forced || shared LOOP
+            EXECUTE format('ALTER TABLE goalrt.%I ENABLE ROW LEVEL SECURITY', t);
+        END LOOP;
+        FOREACH t IN ARRAY forced LOOP
+            EXECUTE format('ALTER TABLE goalrt.%I FORCE ROW LEVEL SECURITY', t);
+        END LOOP;
+        FOREACH t IN ARRAY written LOOP
+            EXECUTE format('ALTER TABLE goalrt.%I ALTER COLUMN tenant SET DEFAULT goalrt.current_tenant()', t);
+        END LOOP;
+    ELSIF is_on AND NOT want THEN
+        FOREACH t IN ARRAY forced || shared LOOP
+            EXECUTE format('ALTER TABLE goalrt.%I DISABLE ROW LEVEL SECURITY', t);
+        END LOOP;
+        FOREACH t IN ARRAY written LOOP
+            EXECUTE format('ALTER TABLE goalrt.%I ALTER COLUMN tenant SET DEFAULT %L', t, '');
+        END LOOP;
+    END IF;
+    -- A session that serves every tenant writes many goals' rows in one
+    -- statement (a claim's goal.started events, a plan's steps): each takes
+    -- its goal's tenant (goal_row_tenant). WHEN: no other session runs it.
+    IF star AND NOT has_trg THEN
+        FOREACH t IN ARRAY written LOOP
+            CONTINUE WHEN t = 'state_data';
+            EXECUTE format('CREATE TRIGGER %I BEFORE INSERT ON goalrt.%I FOR EACH ROW WHEN (NEW.tenant = %L) '
+                           'EXECUTE FUNCTION goalrt.goal_row_tenant()', t || '_tenant', t, '*');
+        END LOOP;
+    ELSIF has_trg AND NOT star THEN
+        FOREACH t IN ARRAY written LOOP
+            CONTINUE WHEN t = 'state_data';
+            EXECUTE format('DROP TRIGGER %I ON goalrt.%I', t || '_tenant', t);
+        END LOOP;
+    END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION goalrt.sync_tenant_security() FROM PUBLIC;
 
 DO $$
 BEGIN

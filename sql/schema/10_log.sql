@@ -40,12 +40,15 @@ CREATE SCHEMA IF NOT EXISTS goalrt;
 -- unmapped role belongs to the default tenant '', so one tenant needs no
 -- configuration; a role mapped to '*' serves every tenant (a worker fleet
 -- for all of them). Every table that holds a tenant's data has a tenant
--- column whose default is the session's tenant, and row-level security
--- policies (70_tenants.sql) let a session see and touch only its tenant's
--- rows: by hand in psql as much as inside goalrt's functions, which run as
--- the owner and are held to the policies because those tables FORCE
--- row-level security. That needs an owner that is neither a superuser nor
--- BYPASSRLS (set_tenant_role refuses otherwise): such roles skip policies.
+-- column, and row-level security policies (70_tenants.sql) let a session
+-- see and touch only its tenant's rows: by hand in psql as much as inside
+-- goalrt's functions, which run as the owner and are held to the policies
+-- because those tables FORCE row-level security. That needs an owner that
+-- is neither a superuser nor BYPASSRLS (set_tenant_role refuses otherwise):
+-- such roles skip policies. A database with one tenant pays for none of it:
+-- the policies are switched on (and the tenant columns default to the
+-- session's tenant, not '') only while a role is mapped to another tenant
+-- (sync_tenant_security, 70_tenants.sql).
 -------------------------------------------------------------------------------
 
 CREATE TABLE goalrt.tenant_roles (
@@ -64,7 +67,10 @@ COMMENT ON TABLE goalrt.tenant_roles IS
 -- session reads that setting, and it may see every tenant anyway. Every
 -- name and operator is qualified, so a caller's search_path cannot change
 -- what this returns. Policies call it as (SELECT goalrt.current_tenant()):
--- an InitPlan, run once per statement, not once per row.
+-- an InitPlan, run once per statement, not once per row; a tenant column's
+-- default calls it once per row (while tenants are on). OFFSET 0 keeps the
+-- lookup a subquery of its own: pulled up, it would run once for each of
+-- the CASE's two mentions of t.tenant (twice the cost).
 CREATE FUNCTION goalrt.current_tenant() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN t.tenant OPERATOR(pg_catalog.<>) '*' THEN t.tenant
@@ -73,7 +79,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                 ELSE '*'
            END
       FROM (SELECT coalesce((SELECT r.tenant FROM goalrt.tenant_roles r
-                              WHERE r.role OPERATOR(pg_catalog.=) session_user::pg_catalog.text), '') AS tenant) t
+                              WHERE r.role OPERATOR(pg_catalog.=) session_user::pg_catalog.text), '') AS tenant
+            OFFSET 0) t
 $$;
 
 COMMENT ON FUNCTION goalrt.current_tenant() IS
@@ -83,6 +90,9 @@ COMMENT ON FUNCTION goalrt.current_tenant() IS
 -- owner may call it (no grant): an admin of one tenant must not be able to
 -- move itself into another. Refused while the schema's owner skips
 -- row-level security (a superuser or BYPASSRLS): no policy would hold.
+-- The first mapping to a tenant other than the default switches tenancy on
+-- (sync_tenant_security): it commits with the mapping, so the role's first
+-- statement after that is already held to its tenant.
 CREATE FUNCTION goalrt.set_tenant_role(role_name text, tenant text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
@@ -102,20 +112,30 @@ BEGIN
         RAISE EXCEPTION 'invalid tenant %: up to 128 letters, digits and _ . : @ - (empty: the default tenant, *: every tenant)',
             coalesce(quote_literal(tenant), 'NULL') USING ERRCODE = 'GR008';
     END IF;
+    -- One mapping change at a time (it decides whether tenancy is on); readers are not blocked.
+    LOCK TABLE goalrt.tenant_roles IN SHARE ROW EXCLUSIVE MODE;
     INSERT INTO goalrt.tenant_roles AS t (role, tenant) VALUES (role_name, set_tenant_role.tenant)
     ON CONFLICT (role) DO UPDATE SET tenant = EXCLUDED.tenant;
+    PERFORM goalrt.sync_tenant_security();
 END
 $$;
 
 COMMENT ON FUNCTION goalrt.set_tenant_role(text, text) IS
     'Map a login role to a tenant (empty: the default, *: every tenant); for the schema owner only.';
 
--- Return a role to the default tenant; true when it was mapped.
+-- Return a role to the default tenant; true when it was mapped. The last
+-- mapping to another tenant switches tenancy off, unless rows of another
+-- tenant remain (sync_tenant_security).
 CREATE FUNCTION goalrt.drop_tenant_role(role_name text) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    found_it boolean;
 BEGIN
+    LOCK TABLE goalrt.tenant_roles IN SHARE ROW EXCLUSIVE MODE;
     DELETE FROM goalrt.tenant_roles t WHERE t.role = role_name;
-    RETURN FOUND;
+    found_it := FOUND;
+    PERFORM goalrt.sync_tenant_security();
+    RETURN found_it;
 END
 $$;
 
@@ -124,8 +144,9 @@ COMMENT ON FUNCTION goalrt.drop_tenant_role(text) IS
 
 -- Rows written for a goal by a session that serves every tenant, in a
 -- statement that covers many goals (a claim's goal.started events): the
--- tenant default gave '*', which no row may keep; take the goal's. A
--- trigger WHEN tenant = '*', so no other session pays for it.
+-- tenant default gave '*', which no row may keep; take the goal's. The
+-- triggers exist only while a role is mapped to '*' (sync_tenant_security),
+-- and fire WHEN tenant = '*', so no other session pays for them.
 CREATE FUNCTION goalrt.goal_row_tenant() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
@@ -182,7 +203,7 @@ CREATE TABLE goalrt.event_data (
     -- every row, a short text a tenth of that.
     db_role     text DEFAULT session_user,
     -- The tenant the event belongs to (docs/security.md, "Tenants").
-    tenant      text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*')
+    tenant      text NOT NULL DEFAULT '' CHECK (tenant <> '*')
 );
 CREATE INDEX event_data_xid_idx ON goalrt.event_data (xid);
 CREATE INDEX event_data_stream_idx ON goalrt.event_data (stream, id);

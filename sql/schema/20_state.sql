@@ -84,7 +84,7 @@ CREATE TABLE goalrt.state_data (
     CHECK ((event_id IS NULL) <> (inherited_pos IS NULL)),
     -- Paths are per tenant. The path leads the key: every read names a path
     -- or a prefix, and the tenant is the policy's filter.
-    tenant   text NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*'),
+    tenant   text NOT NULL DEFAULT '' CHECK (tenant <> '*'),
     CONSTRAINT state_data_pkey PRIMARY KEY (path, tenant)
 );
 

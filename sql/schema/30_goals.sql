@@ -88,7 +88,7 @@ CREATE TABLE goalrt.goals (
     -- it (holds_lease). Left as it was when the lease ends.
     lease_role       text,
     -- The goal's tenant (docs/security.md, "Tenants"); a child goal's is its parent's.
-    tenant           text        NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*'),
+    tenant           text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
     CONSTRAINT goals_lease_whole CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
     CONSTRAINT goals_lease_active CHECK (lease_owner IS NULL OR status = 'active')
 )
@@ -143,7 +143,7 @@ CREATE TABLE goalrt.goal_steps (
     -- interrupted attempts have used them all.
     max_attempts    integer     CHECK (max_attempts >= 1),
     -- Its goal's tenant.
-    tenant          text        NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*'),
+    tenant          text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
     PRIMARY KEY (goal_id, seq)
 )
 -- A step is updated in place as it runs and ends (HOT: see goalrt.goals).

@@ -60,7 +60,7 @@ CREATE TABLE goalrt.goal_waits (
     match_key  text,
     created_at timestamptz NOT NULL DEFAULT now(),
     -- Its goal's tenant: only that tenant's events match it.
-    tenant     text        NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*'),
+    tenant     text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
     PRIMARY KEY (goal_id, alt)
 );
 -- The first scalar field of the filter as 'key=value' (NULL: no such
@@ -84,7 +84,7 @@ CREATE TABLE goalrt.wait_rechecks (
     goal_id bigint      NOT NULL,
     due_at  timestamptz NOT NULL DEFAULT now(),
     -- Its goal's tenant: that tenant's (or an all-tenant) worker looks again.
-    tenant  text        NOT NULL DEFAULT goalrt.current_tenant() CHECK (tenant <> '*')
+    tenant  text        NOT NULL DEFAULT '' CHECK (tenant <> '*')
 );
 CREATE INDEX wait_rechecks_due_idx ON goalrt.wait_rechecks (due_at);
 

@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from goalrt.db import migrate
 from tests.conftest import create_database, drop_database, with_dbname
+from tests.integration.catalog import describe
 
 PATH = "orders.o1.status"
 KEY = "order-o1"
@@ -241,3 +242,71 @@ def test_tenants_are_refused_while_the_owner_skips_row_level_security(conn: psyc
         conn.execute("SELECT goalrt.set_tenant_role(current_user, 'a')")
     assert err.value.sqlstate == "GR008"
     assert "superuser or BYPASSRLS" in str(err.value)
+
+
+def tenancy_state(c: psycopg.Connection) -> dict[str, tuple[bool, bool, str | None, bool]]:
+    """Each tenant table's (row-level security, forced, the tenant column's default, an all-tenant trigger)."""
+    rows = c.execute(
+        """
+        SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, pg_get_expr(d.adbin, d.adrelid),
+               EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = c.relname || '_tenant')
+          FROM pg_class c
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant'
+          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+         WHERE c.relnamespace = 'goalrt'::regnamespace AND c.relkind = 'r' AND c.relname <> 'tenant_roles'
+        """
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def test_tenancy_is_on_only_while_a_role_is_mapped_to_another_tenant(tenancy: Tenancy) -> None:
+    """One tenant evaluates no policy and defaults no tenant; a mapping switches both on, and off again."""
+    owner = tenancy.owner
+    schema = describe(tenancy.url)
+    off = tenancy_state(owner)
+    assert set(off) == {*TENANT_TABLES, "wait_rechecks"}
+    assert not any(rls or force or trg for rls, force, _, trg in off.values()), off
+    assert {d for _, _, d, _ in off.values()} == {"''::text"}
+    owner.execute("SELECT goalrt.register_goal_type('job', '{}')")
+    app = tenancy.login("goalrt_app", "")  # a mapping to the default tenant changes nothing
+    seed(app, "default")
+    assert tenancy_state(owner) == off
+
+    # The first mapping to a tenant: on, committed with it; c's first statements see nothing of the default's.
+    c = tenancy.login("goalrt_app", "c")
+    on = tenancy_state(owner)
+    assert all(rls for rls, _, _, _ in on.values())
+    forced = {"goals", "goal_steps", "goal_waits", "wait_rechecks", "state_data"}
+    assert {t for t, (_, force, _, _) in on.items() if force} == forced
+    assert {t for t, (_, _, d, _) in on.items() if d == "goalrt.current_tenant()"} == forced | {"event_data"}
+    assert not any(trg for *_, trg in on.values())
+    for table in TENANT_TABLES:
+        assert c.execute(sql.SQL("SELECT count(*) FROM goalrt.{}").format(sql.Identifier(table))).fetchone() == (0,)
+    assert c.execute("SELECT count(*) FROM goalrt.read_events(0, 1000)").fetchone() == (0,)
+    assert c.execute("SELECT count(*) FROM goalrt.state").fetchone() == (0,)
+    # '*' adds the all-tenant triggers; its last mapping takes them away.
+    star = tenancy.login("goalrt_worker", "*")
+    assert {t for t, (*_, trg) in tenancy_state(owner).items() if trg} == forced - {"state_data"} | {"event_data"}
+    assert owner.execute("SELECT goalrt.drop_tenant_role(%s)", (star.info.user,)).fetchone() == (True,)
+    assert tenancy_state(owner) == on
+    # c wrote nothing: its mapping gone, tenancy is off and the catalog is what the schema files build.
+    assert owner.execute("SELECT goalrt.drop_tenant_role(%s)", (c.info.user,)).fetchone() == (True,)
+    assert tenancy_state(owner) == off
+    assert describe(tenancy.url) == schema
+    assert app.execute("SELECT path, value FROM goalrt.state").fetchall() == [(PATH, "default")]
+
+    # On again for b, whose rows are its own from its first statement on.
+    b = tenancy.login("goalrt_app", "b")
+    assert tenancy_state(owner) == on
+    gb = seed(b, "b")
+    tick(b)
+    assert b.execute("SELECT path, value FROM goalrt.state").fetchall() == [(PATH, "b")]
+    assert {r[0] for r in b.execute("SELECT stream FROM goalrt.read_events(0, 1000)").fetchall()} == {
+        f"goal:{gb}", "state", "orders"
+    }  # fmt: skip
+    assert app.execute("SELECT count(*) FROM goalrt.goals WHERE id = %s", (gb,)).fetchone() == (0,)
+    assert app.execute("SELECT path, value FROM goalrt.state").fetchall() == [(PATH, "default")]
+    # b's mapping gone while its rows remain: tenancy stays on (off, every role would see them).
+    assert owner.execute("SELECT goalrt.drop_tenant_role(%s)", (b.info.user,)).fetchone() == (True,)
+    assert tenancy_state(owner) == on
+    assert app.execute("SELECT count(*) FROM goalrt.goals WHERE id = %s", (gb,)).fetchone() == (0,)
