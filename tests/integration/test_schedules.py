@@ -11,11 +11,13 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from goalrt.errors import GoalrtError, InvalidGoalError
+from goalrt.gdl.compiled import CompiledWorkspace
 from goalrt.goals.goals import Goals
 from goalrt.goals.schedules import tick_key
 from goalrt.worker.database import WorkerDatabase, connect_pool
@@ -298,3 +300,31 @@ def test_schedules_installed_by_gdl_change_only_by_loading_or_an_admin(
     assert names == [("mine", None)]
     admin.execute(load, ("e" * 64, runtime("0 3 * * *")))
     admin.execute("SELECT goalrt.drop_schedule('nightly')")  # an admin may
+
+
+def test_gdl_load_installs_a_workspaces_schedules(conn: psycopg.Connection, db_url: str) -> None:
+    from goalrt.db.connect import connect
+    from goalrt.gdl import compile_sources, source_for
+    from goalrt.gdl.runtime import load
+
+    def workspace(cron: str) -> CompiledWorkspace:
+        goals = f'goal report(region: string) {{ achieve reports.{{region}}.done == true\n  on schedule "{cron}" '
+        goals += 'timezone "Europe/Paris" catch_up all { region = "eu" } }'
+        return compile_sources([source_for("apps/a/goals.gdl", goals)], name="ws", apps=["a"])
+
+    with connect(db_url) as c:
+        load(c, workspace("0 9 * * 1-5"))
+    with Goals.connect(db_url) as goals:
+        (found,) = goals.schedules()
+        assert (found.name, found.goal, found.params, found.catch_up, found.gdl_version) == (
+            "report",
+            "report",
+            {"region": "eu"},
+            "all",
+            1,
+        )
+        assert found.timing.describe() == "cron 0 9 * * 1-5 (Europe/Paris)"
+        assert all(t.astimezone(ZoneInfo("Europe/Paris")).hour == 9 for t in found.next_runs(5))
+        with connect(db_url) as c:
+            load(c, workspace("0 10 * * *"))
+        assert goals.schedules()[0].timing.cron == "0 10 * * *"
