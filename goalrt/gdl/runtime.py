@@ -80,8 +80,8 @@ def runtime_json(compiled: CompiledWorkspace) -> dict[str, Any]:
             triggers.append({"event_type": trigger.event, "goal_name": name, "params": params})
         for sched in goal.schedules:
             timing: dict[str, Any] = {"cron": sched.cron} if sched.cron is not None else {"every": sched.every}
-            options = {**timing, "timezone": sched.timezone, "catch_up": sched.catch_up}
-            schedules.append({"name": sched.name, "goal_name": name, "params": dict(sched.params), "options": options})
+            timing.update(timezone=sched.timezone, catch_up=sched.catch_up)
+            schedules.append({"name": sched.name, "goal_name": name, "params": dict(sched.params), "options": timing})
     limits = []
     for name in sorted(compiled.actions):
         action = compiled.actions[name]
