@@ -55,6 +55,8 @@ class Scheduler:
                 wait = await self.pass_once()
             except GoalrtError as exc:  # the database refused a pass: say so, try again next poll
                 log.error("worker %s: schedules: %s", self._id, exc)
+            except Exception:  # a bug here must not stop the schedules for good (nor the worker)
+                log.exception("worker %s: schedules: unexpected error; trying again next poll", self._id)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._stopping.wait()
