@@ -1,4 +1,4 @@
--- Undo 0021: no schedules; load_gdl as 0019 left it.
+-- Undo 0020: no schedules; load_gdl as 0019 left it.
 CREATE OR REPLACE FUNCTION goalrt.load_gdl(workspace text, content_hash text, definitions jsonb, runtime jsonb)
 RETURNS TABLE (version bigint, created boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$

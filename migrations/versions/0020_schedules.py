@@ -1,6 +1,6 @@
 """Schedules: goals submitted on a cron or every schedule, once per tick.
 
-Revision ID: 0021
+Revision ID: 0020
 Revises: 0019
 """
 
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from goalrt.db.migrations_support import apply_sql
 
-revision = "0021"
+revision = "0020"
 down_revision = "0019"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    apply_sql("0021_schedules.up.sql")
+    apply_sql("0020_schedules.up.sql")
 
 
 def downgrade() -> None:
-    apply_sql("0021_schedules.down.sql")
+    apply_sql("0020_schedules.down.sql")
