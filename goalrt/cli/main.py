@@ -20,6 +20,7 @@ from goalrt.cli import (
     forks,
     gdl,
     goals,
+    health,
     limits,
     plan,
     query,
@@ -68,6 +69,7 @@ for _module in (
     gdl,
     demo,
     serve,
+    health,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

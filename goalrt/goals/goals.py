@@ -28,6 +28,7 @@ from goalrt.db.jsontext import check
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import GoalNotFoundError, GoalWaitTimeoutError, InvalidGoalError
 from goalrt.goals import done
+from goalrt.goals.health import Finished, QueueFigures
 from goalrt.goals.model import GoalInfo as GoalInfo
 from goalrt.goals.model import GoalSpec, limit_options, prepared_items, prepared_params, submit_options, worker_info
 from goalrt.goals.model import GoalStatus as GoalStatus
@@ -293,6 +294,26 @@ class Goals(Client):
         """Return the schedules by name, each with its next runs (``Schedule.next_runs``)."""
         rows = self._run("schedules_list")
         return [Schedule.from_row(row) for row in rows]
+
+    def figures(self) -> QueueFigures:
+        """Return the queue's figures now: backlog, waiting, parked, expired leases, the clock's lag."""
+        rows = self._run("queue_figures")
+        return QueueFigures.from_row(rows[0])
+
+    def finished(self, window: float = 300.0, newest: int = 10_000) -> builtins.list[Finished]:
+        """Return, by status, the goals among the ``newest`` that ended in the last ``window`` seconds.
+
+        Bounded however many goals there are: only the newest ``newest`` (by
+        id) are looked at. Each status has its count and the seconds from
+        submit to end (p50, p95, p99, max).
+        """
+        rows = self._run("goals_recent_figures", (newest, window))
+        return [Finished.from_row(row) for row in rows]
+
+    def unserved(self, first: int = 1000) -> int:
+        """Return how many of the first ``first`` runnable goals (claim order) no live worker can run the step of."""
+        rows = self._run("goals_unserved", (first,))
+        return int(rows[0][0])
 
     def wake_due(self, max_count: int = 1000) -> int:
         """Act on what is due now (timers, timeouts, deadlines); workers do this on every claim."""

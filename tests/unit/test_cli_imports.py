@@ -82,6 +82,7 @@ CLIENT_GOALRT = {
     "goalrt.db.resources",
     "goalrt.db.schemas",
     "goalrt.goals.done",
+    "goalrt.goals.health",
     "goalrt.goals.goals",
     "goalrt.goals.model",
     "goalrt.goals.registry",
