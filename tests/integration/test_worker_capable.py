@@ -88,7 +88,7 @@ def ran_by(info: GoalInfo) -> dict[str, str]:
     """Return the worker that completed each action (by action name) of a goal."""
     # (goal.completed records the last step's completion.)
     completions = (
-        e for e in info.events if e.type == "step.completed" or e.type == "goal.completed" and "seq" in e.data
+        e for e in info.events if e.type == "step.completed" or (e.type == "goal.completed" and "seq" in e.data)
     )
     return {e.data["action"]: e.data["worker"] for e in completions}
 
