@@ -39,6 +39,8 @@ from goalrt.goals.model import Submitted as Submitted
 from goalrt.goals.model import TreeNode as TreeNode
 from goalrt.goals.model import Waiting as Waiting
 from goalrt.goals.registry import Registry
+from goalrt.goals.schedules import Schedule as Schedule
+from goalrt.goals.schedules import schedule_options
 
 
 class AsyncGoals(AsyncClient):
@@ -255,6 +257,44 @@ class AsyncGoals(AsyncClient):
         """Return the limits, with how many steps hold a slot and how many goals are parked on each."""
         rows = await self._run("limits_list")
         return [Limit(*row) for row in rows]
+
+    async def set_schedule(
+        self,
+        name: str,
+        goal: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+        enabled: bool = True,
+        next_at: datetime | None = None,
+    ) -> Schedule:
+        """Set (or replace) a schedule: each tick of ``cron`` (in ``timezone``) or of ``every`` submits the goal once.
+
+        ``catch_up`` says what happens to ticks missed while no worker ran:
+        ``all`` submits each, ``latest`` the newest, ``skip`` none (but a
+        tick at most a minute late). ``next_at`` sets the first tick (default:
+        the first after now). A schedule that GDL installed is changed by
+        loading GDL (or by an admin).
+        """
+        options = schedule_options(
+            cron=cron, every=every, timezone=timezone, catch_up=catch_up, enabled=enabled, next_at=next_at
+        )
+        params = prepared_params(self.registry, goal, params)
+        rows = await self._run("schedule_set", (name, goal, self._db.json(params), self._db.json(options)))
+        return Schedule.from_row(rows[0])
+
+    async def drop_schedule(self, name: str) -> bool:
+        """Remove a schedule; return whether there was one (the goals it submitted stay)."""
+        rows = await self._run("schedule_drop", (name,))
+        return bool(rows[0][0])
+
+    async def schedules(self) -> builtins.list[Schedule]:
+        """Return the schedules by name, each with its next runs (``Schedule.next_runs``)."""
+        rows = await self._run("schedules_list")
+        return [Schedule.from_row(row) for row in rows]
 
     async def wake_due(self, max_count: int = 1000) -> int:
         """Act on what is due now (timers, timeouts, deadlines); workers do this on every claim."""

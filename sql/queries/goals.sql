@@ -61,6 +61,36 @@ SELECT l.action, l.key_arg, l.max_concurrent, l.rate, l.per_seconds, l.burst,
            AND left(g.blocked_on, length(l.action || '|' || l.key_arg || '|')) = l.action || '|' || l.key_arg || '|')
   FROM goalrt.limits l ORDER BY l.action, l.key_arg;
 
+-- name: schedule_set
+SELECT name, goal_name, params, cron, extract(epoch FROM every)::float8, timezone, catch_up, enabled, next_at,
+       last_tick, last_goal_id, fired, skipped, last_error, gdl_version, updated_at, now()
+  FROM goalrt.set_schedule($1::text, $2::text, $3::jsonb, $4::jsonb);
+
+-- name: schedule_drop
+SELECT goalrt.drop_schedule($1::text);
+
+-- name: schedules_list
+SELECT name, goal_name, params, cron, extract(epoch FROM every)::float8, timezone, catch_up, enabled, next_at,
+       last_tick, last_goal_id, fired, skipped, last_error, gdl_version, updated_at, now()
+  FROM goalrt.schedules ORDER BY name;
+
+-- name: schedules_next
+-- Seconds until the next schedule is due (NULL: none), and whether one waits
+-- for its first tick to be computed: one look at schedules_next_idx.
+SELECT extract(epoch FROM (SELECT min(next_at) FROM goalrt.schedules WHERE enabled) - clock_timestamp())::float8,
+       EXISTS (SELECT 1 FROM goalrt.schedules WHERE enabled AND next_at IS NULL);
+
+-- name: schedules_due
+SELECT name, revision, cron, extract(epoch FROM every)::float8 AS every, timezone, catch_up, next_at, updated_at,
+       now() AS now
+  FROM goalrt.schedules
+ WHERE enabled AND (next_at IS NULL OR next_at <= now())
+ ORDER BY next_at NULLS FIRST
+ LIMIT $1;
+
+-- name: schedules_fire
+SELECT name, outcome, goal_ids FROM goalrt.fire_schedules_v1($1::jsonb);
+
 -- name: timers_wake
 SELECT goalrt.wake_due_v1($1::integer);
 

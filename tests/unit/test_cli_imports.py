@@ -45,6 +45,7 @@ HEAVY_PACKAGES = {
     "prometheus_client",
     "jinja2",
     "opentelemetry",
+    "cronsim",
 }
 # Distribution name (as pyproject.toml spells it) -> top-level module, where they differ.
 MODULE_OF = {
@@ -85,6 +86,7 @@ CLIENT_GOALRT = {
     "goalrt.goals.model",
     "goalrt.goals.registry",
     "goalrt.goals.retry",
+    "goalrt.goals.schedules",
     "goalrt.log",
     "goalrt.log.committed",
     "goalrt.tracing",
