@@ -1,4 +1,4 @@
-"""CLI commands for the event log: events append/list/follow, verify, head, anchor."""
+"""CLI commands for the event log: events append/list/follow, stream, verify, head, anchor."""
 
 from __future__ import annotations
 
@@ -106,6 +106,23 @@ def _interrupt(signum: int, frame: object) -> None:
 @pass_app
 def events_follow(app: AppContext, stream: str | None, type_: str | None, after: int, as_json: bool) -> None:
     """Print events as they commit, after catching up, until interrupted."""
+    _follow(app, stream, type_, after, as_json)
+
+
+@click.command("stream", cls=ForkCommand)
+@click.argument("goal_id", type=click.IntRange(min=1), required=False)
+@click.option("--after", type=click.IntRange(min=0), default=0, show_default=True, help="Start after this pos.")
+@json_option("One JSON object per line.")
+@pass_app
+def stream_cmd(app: AppContext, goal_id: int | None, after: int, as_json: bool) -> None:
+    """Print goal GOAL_ID's events (all events without one) as they commit, until interrupted.
+
+    The same as `events follow --stream goal:GOAL_ID`.
+    """
+    _follow(app, None if goal_id is None else f"goal:{goal_id}", None, after, as_json)
+
+
+def _follow(app: AppContext, stream: str | None, type_: str | None, after: int, as_json: bool) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     with app.log() as log:
         try:
@@ -229,4 +246,4 @@ def anchor_cmd(app: AppContext, path: str) -> None:
     click.echo(f"{anchor} appended to {path}")
 
 
-COMMANDS = (events, verify_cmd, head_cmd, anchor_cmd)
+COMMANDS = (events, stream_cmd, verify_cmd, head_cmd, anchor_cmd)

@@ -1,4 +1,4 @@
-"""CLI commands for forks: fork create/list/drop (they act on the main line, so take no --fork)."""
+"""CLI commands for forks: fork create/list/drop, rewind (they act on the main line, so take no --fork)."""
 
 from __future__ import annotations
 
@@ -64,4 +64,27 @@ def fork_drop(app: AppContext, name: str) -> None:
     click.echo(f"fork {name} dropped")
 
 
-COMMANDS = (fork,)
+@click.command("rewind")
+@click.argument("at", metavar="POS|TIME")
+@click.option("--name", default=None, help="The fork's name (default: rewind_POS).")
+@json_option("Print JSON.")
+@pass_app
+def rewind(app: AppContext, at: str, name: str | None, as_json: bool) -> None:
+    """Rewind to POS|TIME in a fork: the state as it was there, to act on with --fork (the log itself never rewinds).
+
+    The same as `fork create NAME --at POS|TIME`; the main line is untouched.
+    """
+    from goalrt.state import forks
+    from goalrt.state.state import State
+
+    with State.connect(app.url) as st:
+        pos = st.position(at)
+        created = forks.create(st.connection, name or f"rewind_{pos}", at=pos)
+    if as_json:
+        emit_json(created.to_json())
+    else:
+        click.echo(f"fork {created.name} holds the state as it was at pos {created.base_pos}")
+        click.echo(f"act on it with --fork {created.name} (e.g. goalrt --fork {created.name} state list)")
+
+
+COMMANDS = (fork, rewind)

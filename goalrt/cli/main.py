@@ -20,10 +20,12 @@ from goalrt.cli import (
     forks,
     gdl,
     goals,
+    health,
     limits,
     plan,
     query,
     replay,
+    schedules,
     serve,
     snapshots,
     state,
@@ -51,7 +53,24 @@ def cli(ctx: click.Context, database_url: str | None, fork: str | None) -> None:
 
 
 # In the order data flows; `goalrt --help` lists them by name.
-for _module in (db, events, state, snapshots, replay, forks, goals, workers, limits, plan, query, gdl, demo, serve):
+for _module in (
+    db,
+    events,
+    state,
+    snapshots,
+    replay,
+    forks,
+    goals,
+    workers,
+    limits,
+    schedules,
+    plan,
+    query,
+    gdl,
+    demo,
+    serve,
+    health,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

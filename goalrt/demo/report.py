@@ -97,13 +97,7 @@ def _describe(event: Event, steps: Mapping[tuple[int, int], StepInfo], by_id: Ma
     if kind == "goal.planned":
         return _plan(d)
     if kind == "step.completed":
-        step = steps.get((_goal_of(event) or 0, int(d.get("seq") or 0)))
-        took = ""
-        if step is not None and step.started_at is not None and step.finished_at is not None:
-            took = f", {(step.finished_at - step.started_at).total_seconds() * 1000:.0f} ms"
-        result = d.get("result")
-        shown = f": {_kv(result)}" if isinstance(result, dict) and result else ""
-        return f"step {d.get('seq')} {d.get('action')} (attempt {d.get('attempt')}{took}){shown}"
+        return _step_done(event, d, steps)
     if kind == "step.failed":
         what = f"step {d.get('seq')} {d.get('action')} failed (attempt {d.get('attempt')}): {d.get('error')}"
         if not d.get("final"):
@@ -120,10 +114,25 @@ def _describe(event: Event, steps: Mapping[tuple[int, int], StepInfo], by_id: Ma
         return f"step {d.get('seq')} answered{by}: {_kv(result) if isinstance(result, dict) else result}"
     if kind == "goal.completed":
         result = d.get("result")
-        return "complete" + (f": {_kv(result)}" if isinstance(result, dict) and result else "")
+        done = "complete" + (f": {_kv(result)}" if isinstance(result, dict) and result else "")
+        # The completion of the goal's last step is recorded here (no step.completed of its own).
+        return f"{_step_done(event, d, steps, shown=False)}; {done}" if "seq" in d else done
     if kind == "goal.failed":
         return f"FAILED: {d.get('error')}"
     return _kv(d)
+
+
+def _step_done(
+    event: Event, d: Mapping[str, Any], steps: Mapping[tuple[int, int], StepInfo], *, shown: bool = True
+) -> str:
+    """Describe a step's completion (a step.completed, or the last step's in goal.completed)."""
+    step = steps.get((_goal_of(event) or 0, int(d.get("seq") or 0)))
+    took = ""
+    if step is not None and step.started_at is not None and step.finished_at is not None:
+        took = f", {(step.finished_at - step.started_at).total_seconds() * 1000:.0f} ms"
+    result = d.get("result")
+    value = f": {_kv(result)}" if shown and isinstance(result, dict) and result else ""
+    return f"step {d.get('seq')} {d.get('action')} (attempt {d.get('attempt')}{took}){value}"
 
 
 def _plan(d: Mapping[str, Any]) -> str:

@@ -277,7 +277,27 @@ class Trigger:
     pos: Pos
 
 
-_GoalClause: TypeAlias = AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger
+@dataclass(frozen=True, slots=True)
+class ScheduleOption:
+    """``timezone "Europe/Paris"``, ``catch_up all`` or ``as NAME`` after a schedule."""
+
+    kind: str  # "timezone", "catch_up" or "name"
+    value: Name | Literal
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleClause:
+    """``on schedule "CRON" ...`` or ``every DURATION ...``: submit the goal at each tick, with constant params."""
+
+    cron: Literal | None
+    every: Duration | None
+    options: tuple[ScheduleOption, ...]
+    bindings: tuple[Binding, ...]
+    pos: Pos
+
+
+_GoalClause: TypeAlias = AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger | ScheduleClause
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +438,8 @@ __all__ = [
     "Require",
     "RetryClause",
     "Scalar",
+    "ScheduleClause",
+    "ScheduleOption",
     "SetEffect",
     "Simulate",
     "Source",

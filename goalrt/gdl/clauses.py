@@ -7,8 +7,11 @@ runtime runs, or None after recording why it cannot.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 from goalrt.errors import ConfigError, PlanningError
 from goalrt.gdl import ast
@@ -18,6 +21,7 @@ from goalrt.gdl.compiled import (
     CompiledExpect,
     CompiledGoal,
     CompiledPolicy,
+    CompiledSchedule,
     CompiledTest,
     CompiledTrigger,
 )
@@ -26,9 +30,15 @@ from goalrt.gdl.expressions import Expressions, Scope
 from goalrt.gdl.satisfiability import never_holds
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.retry import Retry
+from goalrt.goals.schedules import check_cron, check_timezone
 from goalrt.planner import ActionSchema, And, Condition, Delete, Effect, Increment, ObjectType, Set
 from goalrt.planner.conditions import bind
 from goalrt.planner.values import Scalar
+
+# A schedule's name (goalrt.schedules.name): dot-separated identifiers, as goal names.
+_SCHEDULE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# The JSON types a constant may have for a goal parameter of each field type (declared types: an object's key).
+_ACCEPTS: Final = {"string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,)}
 
 
 class Clauses:
@@ -38,6 +48,8 @@ class Clauses:
         self.decls = decls
         self.exprs = exprs
         self.fail = decls.fail
+        # Schedule name -> where it is declared: names are unique across the workspace.
+        self._schedules: dict[str, ast.Pos] = {}
 
     def once(self, clauses: Sequence[Any], kinds: tuple[type, ...], where: str, word: str) -> Any:
         """Return the one clause of ``kinds`` (or None), recording each repeat as a problem."""
@@ -201,6 +213,8 @@ class Clauses:
             )
         compiled = [self.trigger(d, t, params) for t in decl.clauses if isinstance(t, ast.Trigger)]
         triggers = tuple(t for t in compiled if t is not None)
+        timed = [self.schedule(d, c, params) for c in decl.clauses if isinstance(c, ast.ScheduleClause)]
+        schedules = tuple(s for s in timed if s is not None)
         if len(self.decls.problems) > before:
             return None
         self.never(condition, achieves[0].pos, f"{where} can never be reached: its condition can never hold")
@@ -212,7 +226,83 @@ class Clauses:
         types = tuple(object_types[t] for t in sorted(used_types) if t in object_types)
         param_types = {p: t for p, t in params.items() if t in object_types}
         achieve = Achieve(condition, types, {}, param_types, max_replans, maintain=achieves[0].maintain)
-        return CompiledGoal(d.name, d.app, tuple(params.items()), achieve, names, priority, deadline, triggers)
+        return CompiledGoal(
+            d.name, d.app, tuple(params.items()), achieve, names, priority, deadline, triggers, schedules
+        )
+
+    def schedule(self, d: Declared, clause: ast.ScheduleClause, params: Mapping[str, str]) -> CompiledSchedule | None:
+        """Return the schedule that submits goal ``d`` at each tick, its parameters bound to constants."""
+        before = len(self.decls.problems)
+        options: dict[str, ast.ScheduleOption] = {}
+        for option in clause.options:
+            if option.kind in options:
+                word = "as" if option.kind == "name" else option.kind
+                self.fail(option.pos, f"goal {d.name}: schedule option {word} is given twice")
+            options.setdefault(option.kind, option)
+        name = d.name
+        named = options.get("name")
+        if named is not None and isinstance(named.value, ast.Name):
+            name = named.value.text
+            if not _SCHEDULE_NAME.fullmatch(name) or len(name) > 200:
+                self.fail(named.value.pos, f"goal {d.name}: invalid schedule name {name!r}")
+        where = f"goal {d.name}: schedule {name}"
+        if name in self._schedules:
+            first = self._schedules[name]
+            self.fail(clause.pos, f"{where}: a schedule of that name is declared at {first}; name this one with `as`")
+        self._schedules.setdefault(name, clause.pos)
+        cron: str | None = None
+        every: float | None = None
+        if clause.cron is not None:
+            if not isinstance(clause.cron.value, str):
+                self.fail(clause.cron.pos, f"{where}: the cron expression must be a string")
+            else:
+                cron = clause.cron.value
+                problem = check_cron(cron)
+                if problem:
+                    self.fail(clause.cron.pos, f"{where}: {problem}")
+        elif clause.every is not None:
+            every = clause.every.seconds
+            span = timedelta(seconds=every)
+            if every < 1 or every > 36500 * 86400 or span % timedelta(seconds=1):
+                self.fail(clause.every.pos, f"{where}: every must be whole seconds from 1s to 36500d")
+        timezone = "UTC"
+        zone = options.get("timezone")
+        if zone is not None and isinstance(zone.value, ast.Literal):
+            timezone = str(zone.value.value)
+            problem = check_timezone(timezone)
+            if problem:
+                self.fail(zone.value.pos, f"{where}: {problem}")
+            if every is not None:
+                self.fail(zone.pos, f"{where}: `every` ticks in UTC; a timezone needs a cron")
+        policy = options.get("catch_up")
+        catch_up = policy.value.text if policy is not None and isinstance(policy.value, ast.Name) else "latest"
+        bound: dict[str, Scalar] = {}
+        for binding in clause.bindings:
+            param = binding.name.text
+            if param not in params:
+                known = ", ".join(sorted(params)) or "none"
+                self.fail(
+                    binding.name.pos, f"{where}: {param} is not a parameter of goal {d.name} (parameters: {known})"
+                )
+            elif param in bound:
+                self.fail(binding.name.pos, f"{where}: {param} is bound twice")
+            elif isinstance(binding.value, ast.Name):
+                self.fail(binding.value.pos, f"{where}: {param} must be a constant, not {binding.value.text}")
+            else:
+                value = self.exprs.const(binding.value).value
+                kind = params[param]
+                # A declared type's value is an object's key (a string); bool is not a number here.
+                accepts = _ACCEPTS.get(kind, (str,))
+                wrong = not isinstance(value, accepts) or (isinstance(value, bool) and bool not in accepts)
+                if kind != "any" and wrong:
+                    self.fail(binding.value.pos, f"{where}: {param} is {kind}, got {json.dumps(value)}")
+                bound[param] = value
+        for param in params:
+            if param not in bound and not any(b.name.text == param for b in clause.bindings):
+                self.fail(clause.pos, f"{where}: parameter {param} is not bound (give it in {{ {param} = ... }})")
+        if len(self.decls.problems) > before:
+            return None
+        return CompiledSchedule(name, cron, every, timezone, catch_up, tuple(sorted(bound.items())))
 
     def trigger(self, d: Declared, trigger: ast.Trigger, params: Mapping[str, str]) -> CompiledTrigger | None:
         """Return the trigger that starts goal ``d`` on an event, its parameters bound to fields or constants."""

@@ -99,6 +99,28 @@ class CompiledTrigger:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledSchedule:
+    """``on schedule "CRON"`` / ``every D``: submit the goal at each tick, with these params (docs/schedules.md)."""
+
+    name: str
+    cron: str | None
+    every: float | None
+    timezone: str
+    catch_up: str
+    params: tuple[tuple[str, Scalar], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "cron": self.cron,
+            "every": self.every,
+            "timezone": self.timezone,
+            "catch_up": self.catch_up,
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledGoal:
     """A goal type declared by a condition: the ``Achieve`` the planner runs, its options and triggers."""
 
@@ -110,8 +132,11 @@ class CompiledGoal:
     priority: int = 0
     deadline: float | None = None
     triggers: tuple[CompiledTrigger, ...] = ()
+    schedules: tuple[CompiledSchedule, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        # "schedules" only when there are some: definitions without them keep the hash they had before schedules.
+        scheduled = {"schedules": [s.to_json() for s in self.schedules]} if self.schedules else {}
         return {
             "name": self.name,
             "params": dict(self.params),
@@ -124,6 +149,7 @@ class CompiledGoal:
             "priority": self.priority,
             "deadline": self.deadline,
             "triggers": [t.to_json() for t in self.triggers],
+            **scheduled,
         }
 
 
@@ -286,6 +312,7 @@ __all__ = [
     "CompiledExpect",
     "CompiledGoal",
     "CompiledPolicy",
+    "CompiledSchedule",
     "CompiledTest",
     "CompiledTrigger",
     "CompiledType",

@@ -34,6 +34,7 @@ _WORDS: Final = {
     "BACKOFF": "'exponential' or 'fixed'",
     "EXPORT_KIND": "'type', 'event' or 'action'",
     "GOAL_STATUS": "a goal status (complete, failed, cancelled, waiting, active, pending)",
+    "CATCH_UP": "'skip', 'latest' or 'all'",
     "$END": "the end of the file",
 }
 
@@ -325,6 +326,31 @@ class _Builder(Transformer[Token, Any]):
 
     def trigger(self, meta: Any, items: list[Any]) -> ast.Trigger:
         return ast.Trigger(self._name(items[0]), self._name(items[1]), tuple(items[2:]), self._pos(meta))
+
+    def schedule_cron(self, meta: Any, items: list[Any]) -> ast.ScheduleClause:
+        return self._schedule(meta, self._literal(items[0]), None, items[1:])
+
+    def schedule_every(self, meta: Any, items: list[Any]) -> ast.ScheduleClause:
+        return self._schedule(meta, None, self._duration(items[0]), items[1:])
+
+    def _schedule(
+        self, meta: Any, cron: ast.Literal | None, every: ast.Duration | None, rest: list[Any]
+    ) -> ast.ScheduleClause:
+        options = tuple(i for i in rest if isinstance(i, ast.ScheduleOption))
+        bindings = next((i for i in rest if isinstance(i, tuple)), ())
+        return ast.ScheduleClause(cron, every, options, bindings, self._pos(meta))
+
+    def schedule_timezone(self, meta: Any, items: list[Token]) -> ast.ScheduleOption:
+        return ast.ScheduleOption("timezone", self._literal(items[0]), self._pos(meta))
+
+    def schedule_catch_up(self, meta: Any, items: list[Token]) -> ast.ScheduleOption:
+        return ast.ScheduleOption("catch_up", ast.Name(str(items[0]), self._at(items[0])), self._pos(meta))
+
+    def schedule_name(self, meta: Any, items: list[Token]) -> ast.ScheduleOption:
+        return ast.ScheduleOption("name", self._name(items[0]), self._pos(meta))
+
+    def schedule_args(self, meta: Any, items: list[ast.Binding]) -> tuple[ast.Binding, ...]:
+        return tuple(items)
 
     # -- test clauses ----------------------------------------------------------
 

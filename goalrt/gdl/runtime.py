@@ -4,7 +4,7 @@
 (``goalrt.load_gdl``: nothing new when the content hash is unchanged) with
 what the database itself runs: the goal types with their params schemas and
 defaults (priority, deadline), the policies, the ``on event`` triggers and
-the actions' cluster-wide limits.
+the actions' cluster-wide limits and the schedules.
 
 A worker turns a stored version back into the registry it runs with
 ``goalrt.worker.definitions.registry_for``: the worker reads the stored JSON
@@ -62,9 +62,10 @@ class Definitions:
 
 
 def runtime_json(compiled: CompiledWorkspace) -> dict[str, Any]:
-    """Return what ``goalrt.load_gdl`` installs besides the definitions: goal types, policies, triggers, limits."""
+    """Return what ``goalrt.load_gdl`` installs besides the definitions: goal types, policies, triggers, limits..."""
     goal_types = []
     triggers = []
+    schedules: list[dict[str, Any]] = []
     for name in sorted(compiled.goals):
         goal = compiled.goals[name]
         defaults: dict[str, Any] = {}
@@ -77,6 +78,10 @@ def runtime_json(compiled: CompiledWorkspace) -> dict[str, Any]:
         for trigger in goal.triggers:
             params = {p: {kind: value} for p, (kind, value) in trigger.bindings}
             triggers.append({"event_type": trigger.event, "goal_name": name, "params": params})
+        for sched in goal.schedules:
+            timing: dict[str, Any] = {"cron": sched.cron} if sched.cron is not None else {"every": sched.every}
+            timing.update(timezone=sched.timezone, catch_up=sched.catch_up)
+            schedules.append({"name": sched.name, "goal_name": name, "params": dict(sched.params), "options": timing})
     limits = []
     for name in sorted(compiled.actions):
         action = compiled.actions[name]
@@ -88,7 +93,9 @@ def runtime_json(compiled: CompiledWorkspace) -> dict[str, Any]:
         if options:
             limits.append({"action": name, "options": options})
     policies = [policy_json(compiled.policies[n]) for n in sorted(compiled.policies)]
-    return {"goal_types": goal_types, "policies": policies, "triggers": triggers, "limits": limits}
+    runtime = {"goal_types": goal_types, "policies": policies, "triggers": triggers, "limits": limits}
+    # Only when there are some: the runtime of a workspace without schedules is what it was before them.
+    return {**runtime, "schedules": schedules} if schedules else runtime
 
 
 def policy_json(policy: CompiledPolicy) -> dict[str, Any]:

@@ -178,7 +178,9 @@ async def _run_worker(
     Return whether that happened in time, and the goals left waiting for a
     worker with a handler this one lacks (read while it is still registered).
     """
-    worker = Worker(url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test")
+    worker = Worker(
+        url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test", schedules=False
+    )
     task = asyncio.create_task(worker.run())
     deadline = time.monotonic() + timeout
     settled = False

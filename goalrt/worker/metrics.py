@@ -18,40 +18,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from goalrt.db.resources import in_schema
+from goalrt.db.resources import queries
 
 if TYPE_CHECKING:
     import asyncpg
 
 log = logging.getLogger("goalrt.worker")
 
-# The queue's figures, in one round trip. Runnable: what a claim could take
-# now (claim_goals_v2's test, less the worker's own filters). Unpositioned:
-# events committed since the clock's last tick (position_events' test),
-# whose oldest gives the tick lag.
-FIGURES_SQL = """
-WITH runnable AS (
-    SELECT count(*) AS n, extract(epoch FROM now() - min(g.run_at))::float8 AS oldest
-      FROM goalrt.goals g
-     WHERE g.status IN ('pending', 'active') AND g.wake_at IS NULL AND g.run_at <= now()
-       AND (g.lease_expires_at IS NULL OR g.lease_expires_at <= now())
-), unpositioned AS (
-    SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(u.recorded_at))::float8 AS oldest
-      FROM (SELECT e.recorded_at FROM goalrt.event_data e
-             WHERE e.xid >= (SELECT pg_snapshot_xmax(c.snapshot) FROM goalrt.clock c)
-               AND pg_visible_in_snapshot(e.xid, pg_current_snapshot())
-            UNION ALL
-            SELECT e.recorded_at FROM goalrt.event_data e
-             WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot) FROM goalrt.clock c))
-               AND pg_visible_in_snapshot(e.xid, pg_current_snapshot())) u
-)
-SELECT r.n AS runnable, coalesce(r.oldest, 0) AS oldest_runnable,
-       (SELECT count(*) FROM goalrt.goals WHERE status = 'waiting') AS waiting,
-       (SELECT count(*) FROM goalrt.goals WHERE blocked_on IS NOT NULL) AS parked,
-       (SELECT head FROM goalrt.clock) AS head,
-       u.n AS unpositioned, coalesce(u.oldest, 0) AS tick_lag
-  FROM runnable r, unpositioned u
-"""
 
 # Step and claim times: from a millisecond to ten minutes.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -143,6 +116,7 @@ class PrometheusMetrics(WorkerMetrics):
                 ("goalrt_log_head_position", "The last position the log handed out."),
                 ("goalrt_log_unpositioned_events", "Committed events the clock has not positioned yet."),
                 ("goalrt_log_tick_lag_seconds", "Age of the oldest committed event not positioned yet."),
+                ("goalrt_goals_lease_expired", "Active goals whose lease ran out (a claim takes them over)."),
             )
         }
         self._server: Any = None
@@ -194,7 +168,7 @@ class PrometheusMetrics(WorkerMetrics):
 
     async def refresh(self, pool: asyncpg.Pool, schema: str, interval: float) -> None:
         """Read the queue's figures every ``interval`` seconds, until cancelled; a failed read keeps the last ones."""
-        query = in_schema(FIGURES_SQL, schema)
+        query = queries("goals", schema)["queue_figures"]
         warned = False
         while True:
             try:
@@ -208,6 +182,7 @@ class PrometheusMetrics(WorkerMetrics):
                     ("head", "goalrt_log_head_position"),
                     ("unpositioned", "goalrt_log_unpositioned_events"),
                     ("tick_lag", "goalrt_log_tick_lag_seconds"),
+                    ("expired", "goalrt_goals_lease_expired"),
                 ):
                     self._figures[name].set(float(row[key]))
                 warned = False

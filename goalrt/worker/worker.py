@@ -16,6 +16,7 @@ What it does, and what it promises (details in docs/goals.md):
   events, and the advance to the next step are committed in one
   transaction, only if the lease is still held at that epoch.
 - Wakes on a NOTIFY when goals are submitted or released; polls as a fallback.
+- Fires the due schedules (``scheduler``): each tick submits its goal once across the cluster.
 - Plans with the newest GDL version: it reads it at start, on a NOTIFY of
   ``goalrt gdl load``, and after each reconnect of its listener (a
   notification may have been lost); the goals it holds re-plan under it
@@ -30,11 +31,9 @@ What it does, and what it promises (details in docs/goals.md):
   tracing configured, each claimed goal's run is a trace (``goalrt.tracing``).
 
 A killed worker needs nobody: its leases expire and any worker's next claim
-takes the goals over.
-
-This module is the lifecycle and the claim loop; running one goal is
-``runner``, its leases ``leases``, the wake-ups ``listener``, the SQL calls
-``database`` (typed by ``protocol``), the plans ``planning``.
+takes the goals over. This module is the lifecycle and the claim loop; one
+goal is ``runner``, leases ``leases``, wake-ups ``listener``, SQL calls
+``database`` (typed by ``protocol``), plans ``planning``, schedules ``scheduler``.
 """
 
 from __future__ import annotations
@@ -64,6 +63,7 @@ from goalrt.worker.listener import listen
 from goalrt.worker.metrics import PrometheusMetrics, WorkerMetrics
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.runner import GoalRunner
+from goalrt.worker.scheduler import Scheduler
 from goalrt.worker.stats import WorkerStats
 
 log = logging.getLogger("goalrt.worker")
@@ -114,6 +114,7 @@ class Worker:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
         metrics_interval: float = 5.0,
+        schedules: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
@@ -151,6 +152,8 @@ class Worker:
         self.metrics_host = metrics_host
         self.metrics_interval = metrics_interval
         self.metrics = WorkerMetrics()
+        # Fire due schedules (off for `goalrt test`, whose runs must not depend on the clock).
+        self.schedules = schedules
         self._goals_channel, self._cancel_channel = goal_channels(schema)
         self._gdl_channel = f"{schema}_gdl"
         self._stopping = asyncio.Event()
@@ -252,6 +255,9 @@ class Worker:
                 asyncio.create_task(listen(self.url, channels, self._on_listening, self.id), name="goalrt-listen"),
                 asyncio.create_task(self._leases.heartbeat(), name="goalrt-heartbeat"),
             ]
+            if self.schedules:
+                scheduler = Scheduler(self._db, self.id, self.poll, self._stopping)
+                background.append(asyncio.create_task(scheduler.run(), name="goalrt-schedules"))
             if isinstance(self.metrics, PrometheusMetrics):
                 assert self.metrics_port is not None
                 try:

@@ -61,6 +61,36 @@ SELECT l.action, l.key_arg, l.max_concurrent, l.rate, l.per_seconds, l.burst,
            AND left(g.blocked_on, length(l.action || '|' || l.key_arg || '|')) = l.action || '|' || l.key_arg || '|')
   FROM goalrt.limits l ORDER BY l.action, l.key_arg;
 
+-- name: schedule_set
+SELECT name, goal_name, params, cron, extract(epoch FROM every)::float8, timezone, catch_up, enabled, next_at,
+       last_tick, last_goal_id, fired, skipped, last_error, gdl_version, updated_at, now()
+  FROM goalrt.set_schedule($1::text, $2::text, $3::jsonb, $4::jsonb);
+
+-- name: schedule_drop
+SELECT goalrt.drop_schedule($1::text);
+
+-- name: schedules_list
+SELECT name, goal_name, params, cron, extract(epoch FROM every)::float8, timezone, catch_up, enabled, next_at,
+       last_tick, last_goal_id, fired, skipped, last_error, gdl_version, updated_at, now()
+  FROM goalrt.schedules ORDER BY name;
+
+-- name: schedules_next
+-- Seconds until the next schedule is due (NULL: none), and whether one waits
+-- for its first tick to be computed: one look at schedules_next_idx.
+SELECT extract(epoch FROM (SELECT min(next_at) FROM goalrt.schedules WHERE enabled) - clock_timestamp())::float8,
+       EXISTS (SELECT 1 FROM goalrt.schedules WHERE enabled AND next_at IS NULL);
+
+-- name: schedules_due
+SELECT name, revision, cron, extract(epoch FROM every)::float8 AS every, timezone, catch_up, next_at, updated_at,
+       now() AS now
+  FROM goalrt.schedules
+ WHERE enabled AND (next_at IS NULL OR next_at <= now())
+ ORDER BY next_at NULLS FIRST
+ LIMIT $1;
+
+-- name: schedules_fire
+SELECT name, outcome, goal_ids FROM goalrt.fire_schedules_v1($1::jsonb);
+
 -- name: timers_wake
 SELECT goalrt.wake_due_v1($1::integer);
 
@@ -161,3 +191,54 @@ SELECT version, definitions FROM goalrt.gdl_versions ORDER BY version DESC LIMIT
 
 -- name: gdl_version
 SELECT max(version) FROM goalrt.gdl_versions;
+
+-- name: queue_figures
+-- The queue's figures, in one round trip (a worker's metrics, goalrt health and
+-- metrics). Runnable: what a claim could take now (claim_goals_v2's test, less
+-- a worker's own filters). Unpositioned: events committed since the clock's last
+-- tick (position_events' test), whose oldest gives the tick lag. Expired: active
+-- goals whose lease ran out (their worker died or stalled; a claim takes them over).
+WITH runnable AS (
+    SELECT count(*) AS n, extract(epoch FROM now() - min(g.run_at))::float8 AS oldest
+      FROM goalrt.goals g
+     WHERE g.status IN ('pending', 'active') AND g.wake_at IS NULL AND g.run_at <= now()
+       AND (g.lease_expires_at IS NULL OR g.lease_expires_at <= now())
+), unpositioned AS (
+    SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(u.recorded_at))::float8 AS oldest
+      FROM (SELECT e.recorded_at FROM goalrt.event_data e
+             WHERE e.xid >= (SELECT pg_snapshot_xmax(c.snapshot) FROM goalrt.clock c)
+               AND pg_visible_in_snapshot(e.xid, pg_current_snapshot())
+            UNION ALL
+            SELECT e.recorded_at FROM goalrt.event_data e
+             WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot) FROM goalrt.clock c))
+               AND pg_visible_in_snapshot(e.xid, pg_current_snapshot())) u
+)
+SELECT r.n AS runnable, coalesce(r.oldest, 0) AS oldest_runnable,
+       (SELECT count(*) FROM goalrt.goals WHERE status = 'waiting') AS waiting,
+       (SELECT count(*) FROM goalrt.goals WHERE blocked_on IS NOT NULL) AS parked,
+       (SELECT head FROM goalrt.clock) AS head,
+       u.n AS unpositioned, coalesce(u.oldest, 0) AS tick_lag,
+       (SELECT count(*) FROM goalrt.goals
+         WHERE status = 'active' AND wake_at IS NULL AND lease_expires_at <= now()) AS expired
+  FROM runnable r, unpositioned u;
+
+-- name: goals_recent_figures
+-- Among the newest $1 goals (the primary key walked backwards: bounded, however
+-- many goals there are), those that ended in the last $2 seconds, by status: how
+-- many, and the seconds from submit to end (p50, p95, p99, max).
+SELECT status, count(*)::bigint,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY took), percentile_cont(0.95) WITHIN GROUP (ORDER BY took),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY took), max(took)
+  FROM (SELECT g.status, extract(epoch FROM g.finished_at - g.created_at)::float8 AS took
+          FROM (SELECT status, created_at, finished_at FROM goalrt.goals ORDER BY id DESC LIMIT $1::integer) g
+         WHERE g.finished_at >= now() - make_interval(secs => $2::float8)) q
+ GROUP BY status ORDER BY status;
+
+-- name: goals_unserved
+-- Of the first $1 runnable goals in claim order, those whose next step no live worker can run.
+SELECT count(*) FROM (
+    SELECT g FROM goalrt.goals g
+     WHERE g.status IN ('pending', 'active') AND g.wake_at IS NULL
+     ORDER BY g.priority DESC, g.run_at, g.id
+     LIMIT $1::integer) q
+ WHERE goalrt.unserved_action(q.g) IS NOT NULL;

@@ -287,7 +287,10 @@ BEGIN
                    'previous_worker', c.prev_owner, 'previous_epoch',
                    CASE WHEN c.prev_owner IS NOT NULL THEN c.prev_epoch END, 'step', c.step_seq))
           FROM claimed c
-         WHERE c.was = 'pending' OR c.prev_owner IS NOT NULL
+         -- A goal still to be planned records its start in its first
+         -- goal.planned (the worker and epoch are there): one event, not two.
+         -- One whose lease expired before it was planned is recorded here.
+         WHERE (c.was = 'pending' AND c.plan_no > 0) OR (c.was <> 'pending' AND c.prev_owner IS NOT NULL)
          ORDER BY c.id
     )
     -- (Data-modifying CTEs run to completion whether or not they are read.)
@@ -421,7 +424,7 @@ BEGIN
         SELECT 'goal:' || (e ->> 'goal_id'), 'goal.planned',
                jsonb_strip_nulls(jsonb_build_object(
                    'goal_id', (e ->> 'goal_id')::bigint, 'plan_no', 1, 'first_seq', 1, 'steps', e -> 'steps',
-                   'reason', e ->> 'reason',
+                   'reason', e ->> 'reason', 'worker', worker_id, 'epoch', (e ->> 'epoch')::bigint,
                    'planner', CASE WHEN jsonb_typeof(e -> 'detail') = 'object' THEN e -> 'detail' END))
           FROM jsonb_array_elements(items) AS t(e)
          WHERE (e ->> 'goal_id')::bigint = ANY (fast)
@@ -535,6 +538,7 @@ DECLARE
     ep      bigint;
     sq      integer;
     nxt      goalrt.goal_steps;
+    nseq     integer;
     stream   text;
     delay    double precision;
     ev_ids   bigint[];
@@ -690,11 +694,16 @@ BEGIN
                   FROM jsonb_array_elements(items) AS t(e)
                   JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
                                            AND st.seq = (e ->> 'seq')::integer
-                 WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+                 WHERE (e ->> 'goal_id')::bigint = ANY (fast) AND NOT (e ->> 'goal_id')::bigint = ANY (ended)
                 UNION ALL
+                -- The last step's completion is recorded by goal.completed (as end_goal's detail below).
                 SELECT (e ->> 'goal_id')::bigint, 2, 'goal.completed',
-                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result')
+                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result',
+                                          'seq', (e ->> 'seq')::integer, 'action', st.action, 'attempt', st.attempts,
+                                          'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id)
                   FROM jsonb_array_elements(items) AS t(e)
+                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
+                                           AND st.seq = (e ->> 'seq')::integer
                  WHERE (e ->> 'goal_id')::bigint = ANY (ended)) q
          ORDER BY q.gid, q.o;
         RETURN QUERY
@@ -818,15 +827,25 @@ BEGIN
                SET status = 'complete', result = x -> 'result', error = NULL, completed_epoch = ep,
                    finished_at = now()
              WHERE st.goal_id = g.id AND st.seq = sq;
-            INSERT INTO goalrt.event_data (stream, type, data)
-            VALUES (stream, 'step.completed',
-                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
-                                       'epoch', ep, 'worker', worker_id, 'result', x -> 'result'));
+            nseq := goalrt.next_step(g.id, sq, g.plan_no);
+            IF nseq IS NOT NULL THEN
+                INSERT INTO goalrt.event_data (stream, type, data)
+                VALUES (stream, 'step.completed',
+                        jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                           'epoch', ep, 'worker', worker_id, 'result', x -> 'result'));
+            END IF;
             PERFORM goalrt.release_limits(g.id);
-            outcome := goalrt.advance_goal(
-                g.id, goalrt.next_step(g.id, sq, g.plan_no),
-                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
-                lease_seconds, x -> 'result');
+            IF nseq IS NULL THEN
+                -- The last step: goal.completed records its completion (one event, not two).
+                PERFORM goalrt.end_goal(g.id, 'complete', x -> 'result', NULL,
+                                        jsonb_build_object('seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                                           'epoch', ep, 'worker', worker_id));
+                outcome := 'complete';
+            ELSE
+                outcome := goalrt.advance_goal(
+                    g.id, nseq, CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                    lease_seconds, x -> 'result');
+            END IF;
             SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
             IF outcome = 'continue' THEN
                 SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
@@ -923,7 +942,8 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
-        PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', NULL);
+        PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error',
+                                jsonb_build_object('worker', worker_id, 'epoch', g.lease_epoch));
         outcome := 'failed';
         RETURN NEXT;
     END LOOP;

@@ -610,7 +610,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Replace what is left of a goal's plan with `steps` (a new plan) and
--- record goal.planned (with `reason` and the planner's `detail`). Returns
+-- record goal.planned (with `reason`, the planner's `detail`, and the
+-- worker and epoch of the lease it was made under, if any). Returns
 -- the first new step, NULL for an empty plan. The caller holds the goal's
 -- row lock.
 CREATE FUNCTION goalrt.insert_plan(p_goal bigint, steps jsonb, reason text, detail jsonb) RETURNS integer
@@ -634,7 +635,9 @@ BEGIN
     INSERT INTO goalrt.event_data (stream, type, data)
     VALUES ('goal:' || g.id, 'goal.planned',
             jsonb_strip_nulls(jsonb_build_object('goal_id', g.id, 'plan_no', g.plan_no + 1, 'first_seq', first,
-                                                 'steps', steps, 'reason', reason, 'planner', detail)));
+                                                 'steps', steps, 'reason', reason, 'planner', detail,
+                                                 'worker', g.lease_owner,
+                                                 'epoch', CASE WHEN g.lease_owner IS NOT NULL THEN g.lease_epoch END)));
     RETURN CASE WHEN jsonb_array_length(steps) > 0 THEN first END;
 END
 $$;

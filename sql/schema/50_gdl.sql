@@ -283,12 +283,13 @@ $$;
 -- Store a workspace's compiled definitions as a new version (nothing new when
 -- the content hash equals the current version's) and install what the
 -- database runs: the goal types with their params schemas and defaults, the
--- policies, the triggers and the actions' limits (limits the previous version
--- set and this one does not are dropped). One transaction: all or nothing.
+-- policies, the triggers, the actions' limits (limits the previous version
+-- set and this one does not are dropped) and the schedules (45_schedules.sql). One transaction: all or nothing.
 --   runtime: {"goal_types": [{"name", "params_schema", "defaults"}],
 --             "policies": [{"name", "app", "condition", "text", "wildcards", "reads"}],
 --             "triggers": [{"event_type", "goal_name", "params"}],
---             "limits": [{"action", "options"}]}
+--             "limits": [{"action", "options"}],
+--             "schedules": [{"name", "goal_name", "params", "options"}]}
 CREATE FUNCTION goalrt.load_gdl(workspace text, content_hash text, definitions jsonb, runtime jsonb)
 RETURNS TABLE (version bigint, created boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
@@ -342,6 +343,7 @@ BEGIN
     END IF;
     PERFORM goalrt.set_limit(x ->> 'action', x -> 'options')
        FROM jsonb_array_elements(coalesce(runtime -> 'limits', '[]')) AS t(x);
+    PERFORM goalrt.install_schedules(v, runtime -> 'schedules');
 
     INSERT INTO goalrt.event_data (stream, type, data)
     VALUES ('gdl', 'gdl.loaded', jsonb_build_object('version', v, 'workspace', workspace,

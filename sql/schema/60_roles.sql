@@ -6,18 +6,21 @@
 -- another. docs/sql.md has the whole table (tools/grants_table.py makes it
 -- from the catalog) and docs/security.md what each role can and cannot do.
 --   goalrt_reader  reads the log, the state, the goals, the workers, the
---                  limits and the GDL versions; verifies the chain
+--                  limits, the schedules and the GDL versions; verifies the
+--                  chain
 --   goalrt_app     an application: reader + appends events, changes state,
---                  submits, cancels and resumes goals. No worker function.
+--                  submits, cancels and resumes goals, sets and drops
+--                  schedules. No worker function.
 --   goalrt_worker  a worker process: reader + registers itself and the goal
 --                  types of its handlers, claims, plans, completes, fails,
---                  heartbeats and releases goals, wakes due timers. It acts
---                  only under leases its own login role took (holds_lease).
+--                  heartbeats and releases goals, wakes due timers, fires
+--                  due schedules. It acts only under leases its own login
+--                  role took (holds_lease).
 --   goalrt_writer  goalrt_app and goalrt_worker together (one role for
 --                  both jobs, as before the roles were split)
 --   goalrt_admin   everything above + loads GDL, sets and drops limits,
---                  changes goal types GDL installed, takes named snapshots,
---                  edits settings and the fork registry
+--                  changes goal types and schedules GDL installed, takes
+--                  named snapshots, edits settings and the fork registry
 -- Roles are cluster-wide, so they are created only when missing and are not
 -- dropped by a downgrade (another database may use them).
 --
@@ -137,7 +140,7 @@ BEGIN
                     goalrt.goals, goalrt.goal_steps, goalrt.goal_types, goalrt.workers,
                     goalrt.goal_waits, goalrt.limits, goalrt.limit_buckets, goalrt.limit_holders,
                     goalrt.waiting_goals,
-                    goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers
+                    goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers, goalrt.schedules
         TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
     GRANT EXECUTE ON FUNCTION
         goalrt.read_events(bigint, integer, text, text, boolean),
@@ -192,7 +195,9 @@ BEGIN
         goalrt.submit_goals(jsonb),
         goalrt.cancel_goal(bigint, text),
         goalrt.resume_goal(bigint, jsonb, text),
-        goalrt.retry_goal(bigint, integer, text)
+        goalrt.retry_goal(bigint, integer, text),
+        goalrt.set_schedule(text, text, jsonb, jsonb),
+        goalrt.drop_schedule(text)
         TO goalrt_writer, goalrt_admin, goalrt_app;
     -- A worker: runs goals under the leases its login role takes.
     GRANT EXECUTE ON FUNCTION
@@ -210,7 +215,8 @@ BEGIN
         goalrt.step_start_v1(text, bigint, bigint, integer),
         goalrt.step_start_v2(text, bigint[], bigint[], integer[]),
         goalrt.step_started_v1(bigint),
-        goalrt.wake_due_v1(integer)
+        goalrt.wake_due_v1(integer),
+        goalrt.fire_schedules_v1(jsonb)
         TO goalrt_writer, goalrt_admin, goalrt_worker;
     -- An admin: GDL, limits, named snapshots, settings, forks.
     GRANT EXECUTE ON FUNCTION

@@ -70,7 +70,7 @@ def check_output(out: str, home: Path) -> tuple[str, list[int]]:
     # order.created starts fulfill, which completes.
     assert re.search(rf"\(shop\) +order\.created +amount=15 order_id=o3-{tag}", timeline)
     assert re.search(rf"{fulfill} fulfill +goal\.submitted +fulfill\(o=o3-{tag}\), .*by the trigger on", timeline)
-    assert re.search(rf"{fulfill} fulfill +goal\.completed +complete", timeline)
+    assert re.search(rf"{fulfill} fulfill +goal\.completed +step \d+ \S+ \(attempt 1.*\); complete", timeline)
 
     # The refund waits for a person, is answered, and refunds.
     assert re.search(rf"{refund} refund +goal\.waiting +step 1 asks \"Approve refund of order o1-{tag}\?\"", timeline)

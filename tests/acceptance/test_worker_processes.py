@@ -164,7 +164,8 @@ def check_exactly_once(conn: psycopg.Connection, ids: list[int], steps: int) -> 
     ).fetchone()
     assert logged == (len(ids) * steps,)
     completed = conn.execute(
-        "SELECT count(*) FROM goalrt.events WHERE type = 'step.completed' AND stream = ANY(%s)",
+        "SELECT count(*) FROM goalrt.events "
+        "WHERE (type = 'step.completed' OR (type = 'goal.completed' AND data ? 'seq')) AND stream = ANY(%s)",
         ([f"goal:{g}" for g in ids],),
     ).fetchone()
     assert completed == (len(ids) * steps,)

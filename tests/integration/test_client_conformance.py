@@ -457,6 +457,34 @@ def test_goals_waiting_and_resume(flavour: Flavour, conn: psycopg.Connection) ->
     assert goals.get(gid).steps[0].result == {"approved": True}
 
 
+def test_schedules_set_list_and_drop(flavour: Flavour, conn: psycopg.Connection) -> None:
+    conn.execute("SELECT goalrt.register_goal_type('g', '{}')")
+    goals = flavour.open("goals")
+    made = goals.set_schedule("nightly", "g", {"x": 1}, cron="0 3 * * *", catch_up="skip")
+    assert (made.name, made.goal, made.params, made.catch_up, made.enabled) == ("nightly", "g", {"x": 1}, "skip", True)
+    assert [(s.name, s.fired) for s in goals.schedules()] == [("nightly", 0)]
+    assert goals.drop_schedule("nightly") is True
+    assert goals.drop_schedule("nightly") is False
+    assert goals.schedules() == []
+
+
+def test_queue_figures_and_recently_ended_goals(flavour: Flavour, conn: psycopg.Connection) -> None:
+    conn.execute("SELECT goalrt.register_goal_type('g', '{}')")
+    goals = flavour.open("goals")
+    goals.submit("g")
+    goals.cancel(goals.submit("g").id)
+    figures = goals.figures()
+    assert (figures.runnable, figures.waiting, figures.parked, figures.expired) == (1, 0, 0, 0)
+    assert figures.oldest_runnable >= 0 and figures.unpositioned >= 0
+    (ended,) = goals.finished()
+    assert (ended.status, ended.count) == ("cancelled", 1) and 0 <= ended.p50 <= ended.max
+    # Only the newest goals are read: the newest (the cancelled one) alone, or nothing in a window of no time.
+    assert [(f.status, f.count) for f in goals.finished(newest=1)] == [("cancelled", 1)]
+    assert goals.finished(window=0) == []
+    # Pending goals still to be planned wait for any worker, not for a handler.
+    assert goals.unserved() == 0
+
+
 # -- coverage ---------------------------------------------------------------------------
 
 

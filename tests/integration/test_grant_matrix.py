@@ -31,13 +31,13 @@ READER = {
     "step_problem", "tick", "tick_commit", "unserved_action", "valid_path", "verify_anchors", "verify_chain",
 }  # fmt: skip
 APP = {
-    "append_event", "append_events", "cancel_goal", "change_state", "resume_goal", "retry_goal", "state_freeze",
-    "submit_goal", "submit_goals",
+    "append_event", "append_events", "cancel_goal", "change_state", "drop_schedule", "resume_goal", "retry_goal",
+    "set_schedule", "state_freeze", "submit_goal", "submit_goals",
 }  # fmt: skip
 WORKER = {
     "claim_goals_v1", "claim_goals_v2", "complete_steps_v1", "deregister_worker_v1", "fail_goals_v1",
-    "heartbeat_v1", "plan_goals_v1", "register_goal_type", "register_worker_v1", "register_worker_v2",
-    "release_goals_v1", "step_start_v1", "step_start_v2", "step_started_v1", "wake_due_v1",
+    "fire_schedules_v1", "heartbeat_v1", "plan_goals_v1", "register_goal_type", "register_worker_v1",
+    "register_worker_v2", "release_goals_v1", "step_start_v1", "step_start_v2", "step_started_v1", "wake_due_v1",
 }  # fmt: skip
 ADMIN = {"create_snapshot", "drop_limit", "load_gdl", "set_limit"}
 FUNCTIONS = {
@@ -50,8 +50,8 @@ FUNCTIONS = {
 # Tables and views every role reads; what admins may also write.
 READABLE = {
     "clock", "event_data", "event_order", "events", "forks", "gdl_policies", "gdl_triggers", "gdl_versions",
-    "goal_steps", "goal_types", "goal_waits", "goals", "limit_buckets", "limit_holders", "limits", "settings",
-    "snapshot_entries", "snapshots", "state", "state_data", "tenant_roles", "waiting_goals", "workers",
+    "goal_steps", "goal_types", "goal_waits", "goals", "limit_buckets", "limit_holders", "limits", "schedules",
+    "settings", "snapshot_entries", "snapshots", "state", "state_data", "tenant_roles", "waiting_goals", "workers",
 }  # fmt: skip
 ADMIN_WRITES = {"settings", "forks"}
 ROLES = tuple(FUNCTIONS)

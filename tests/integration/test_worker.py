@@ -111,15 +111,23 @@ def test_multi_step_goal_completes_with_its_effects(db_url: str, conn: psycopg.C
         types = [e.type for e in info.events]
         assert types == [
             "goal.submitted",
-            "goal.started",
             "goal.planned",
             "state.changed",
             "payment.completed",
             "step.completed",
             "state.changed",
-            "step.completed",
             "goal.completed",
         ]
+        # One fact, one field: the plan records who started the goal, goal.completed the last step.
+        planned = next(e for e in info.events if e.type == "goal.planned")
+        assert (planned.data["worker"], planned.data["epoch"]) == (worker.id, 1)
+        assert {k: info.events[-1].data[k] for k in ("seq", "action", "attempt", "epoch", "worker")} == {
+            "seq": 2,
+            "action": "ship",
+            "attempt": 1,
+            "epoch": 1,
+            "worker": worker.id,
+        }
 
     asyncio.run(with_worker(db_url, registry, body))
     state = dict(conn.execute("SELECT path, value FROM goalrt.state").fetchall())

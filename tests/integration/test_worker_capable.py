@@ -86,7 +86,11 @@ def sign_up(db_url: str, user: str, domain: str) -> None:
 
 def ran_by(info: GoalInfo) -> dict[str, str]:
     """Return the worker that completed each action (by action name) of a goal."""
-    return {e.data["action"]: e.data["worker"] for e in info.events if e.type == "step.completed"}
+    # (goal.completed records the last step's completion.)
+    completions = (
+        e for e in info.events if e.type == "step.completed" or (e.type == "goal.completed" and "seq" in e.data)
+    )
+    return {e.data["action"]: e.data["worker"] for e in completions}
 
 
 async def unserved_or_finished(goals: AsyncGoals, gid: int) -> GoalInfo:

@@ -45,6 +45,7 @@ HEAVY_PACKAGES = {
     "prometheus_client",
     "jinja2",
     "opentelemetry",
+    "cronsim",
 }
 # Distribution name (as pyproject.toml spells it) -> top-level module, where they differ.
 MODULE_OF = {
@@ -81,10 +82,12 @@ CLIENT_GOALRT = {
     "goalrt.db.resources",
     "goalrt.db.schemas",
     "goalrt.goals.done",
+    "goalrt.goals.health",
     "goalrt.goals.goals",
     "goalrt.goals.model",
     "goalrt.goals.registry",
     "goalrt.goals.retry",
+    "goalrt.goals.schedules",
     "goalrt.log",
     "goalrt.log.committed",
     "goalrt.tracing",

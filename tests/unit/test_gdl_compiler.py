@@ -52,7 +52,7 @@ INVALID = {
     "unknown_type": "apps/a/actions.gdl:1:15: unknown type 'Ordr' "
     "(use any, boolean, integer, number, string or a declared type)",
     "unterminated_goal": "apps/a/goals.gdl:3:1: unexpected end of file; expected 'achieve', 'actions', 'and', "
-    "'deadline', 'maintain', 'max_replans', 'on', 'or', 'priority' or '}'",
+    "'deadline', 'every', 'maintain', 'max_replans', 'on', 'or', 'priority' or '}'",
     "wildcard_outside_policy": "apps/a/goals.gdl:1:18: orders.*.status: '*' is allowed only in policies",
 }
 

@@ -1,4 +1,4 @@
--- Undo 0020: no tenants. Refused (a duplicate key) when two tenants hold the same state path or idempotency key.
+-- Undo 0022: no tenants. Refused (a duplicate key) when two tenants hold the same state path or idempotency key.
 -- The triggers exist while a role is mapped to '*', row-level security is on while one is mapped to a tenant.
 DROP TRIGGER IF EXISTS event_data_tenant ON goalrt.event_data;
 DROP TRIGGER IF EXISTS goals_tenant ON goalrt.goals;
@@ -518,6 +518,7 @@ DECLARE
     ep      bigint;
     sq      integer;
     nxt      goalrt.goal_steps;
+    nseq     integer;
     stream   text;
     delay    double precision;
     ev_ids   bigint[];
@@ -656,11 +657,16 @@ BEGIN
                   FROM jsonb_array_elements(items) AS t(e)
                   JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
                                            AND st.seq = (e ->> 'seq')::integer
-                 WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+                 WHERE (e ->> 'goal_id')::bigint = ANY (fast) AND NOT (e ->> 'goal_id')::bigint = ANY (ended)
                 UNION ALL
+                -- The last step's completion is recorded by goal.completed (as end_goal's detail below).
                 SELECT (e ->> 'goal_id')::bigint, 2, 'goal.completed',
-                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result')
+                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result',
+                                          'seq', (e ->> 'seq')::integer, 'action', st.action, 'attempt', st.attempts,
+                                          'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id)
                   FROM jsonb_array_elements(items) AS t(e)
+                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
+                                           AND st.seq = (e ->> 'seq')::integer
                  WHERE (e ->> 'goal_id')::bigint = ANY (ended)) q
          ORDER BY q.gid, q.o;
         RETURN QUERY
@@ -778,15 +784,25 @@ BEGIN
                SET status = 'complete', result = x -> 'result', error = NULL, completed_epoch = ep,
                    finished_at = now()
              WHERE st.goal_id = g.id AND st.seq = sq;
-            INSERT INTO goalrt.event_data (stream, type, data)
-            VALUES (stream, 'step.completed',
-                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
-                                       'epoch', ep, 'worker', worker_id, 'result', x -> 'result'));
+            nseq := goalrt.next_step(g.id, sq, g.plan_no);
+            IF nseq IS NOT NULL THEN
+                INSERT INTO goalrt.event_data (stream, type, data)
+                VALUES (stream, 'step.completed',
+                        jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                           'epoch', ep, 'worker', worker_id, 'result', x -> 'result'));
+            END IF;
             PERFORM goalrt.release_limits(g.id);
-            outcome := goalrt.advance_goal(
-                g.id, goalrt.next_step(g.id, sq, g.plan_no),
-                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
-                lease_seconds, x -> 'result');
+            IF nseq IS NULL THEN
+                -- The last step: goal.completed records its completion (one event, not two).
+                PERFORM goalrt.end_goal(g.id, 'complete', x -> 'result', NULL,
+                                        jsonb_build_object('seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                                           'epoch', ep, 'worker', worker_id));
+                outcome := 'complete';
+            ELSE
+                outcome := goalrt.advance_goal(
+                    g.id, nseq, CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                    lease_seconds, x -> 'result');
+            END IF;
             SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
             IF outcome = 'continue' THEN
                 SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;

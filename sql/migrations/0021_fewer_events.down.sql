@@ -1,0 +1,699 @@
+-- Back to a goal.started per claim of a pending goal and a step.completed for every step.
+
+CREATE OR REPLACE FUNCTION goalrt.claim_goals_v2(
+    worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL,
+    partitions integer[] DEFAULT NULL, partition_count integer DEFAULT NULL,
+    takeover_seconds double precision DEFAULT 10
+) RETURNS TABLE (
+    goal_id bigint, name text, params jsonb, epoch bigint, plan_no integer, step_seq integer,
+    action text, args jsonb, attempt integer
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    ids      bigint[];
+    served_n integer[];
+    served_b integer[];
+    cand     record;
+    died     bigint;
+    reason   text;
+    runnable text[];
+    late     boolean;
+BEGIN
+    IF worker_id IS NULL OR worker_id = '' THEN
+        RAISE EXCEPTION 'worker_id must be a non-empty string' USING ERRCODE = 'GR008';
+    END IF;
+    IF lease_seconds IS NULL OR lease_seconds <= 0 THEN
+        RAISE EXCEPTION 'lease_seconds must be > 0' USING ERRCODE = 'GR008';
+    END IF;
+    IF (partitions IS NULL) <> (partition_count IS NULL) OR partition_count < 1 THEN
+        RAISE EXCEPTION 'give partitions and partition_count together' USING ERRCODE = 'GR008';
+    END IF;
+    PERFORM goalrt.wake_due_v1(greatest(max_count, 1));
+    SELECT w.actions INTO runnable FROM goalrt.workers w WHERE w.id = worker_id;
+    IF partitions IS NULL THEN
+        -- The partitions live workers serve (their goals are left to them).
+        SELECT array_agg(w.partition_count ORDER BY w.id, b), array_agg(b ORDER BY w.id, b)
+          INTO served_n, served_b
+          FROM goalrt.workers w, unnest(w.partitions) AS b
+         WHERE w.partition_count IS NOT NULL AND w.id <> worker_id
+           AND w.last_seen > now() - make_interval(secs => greatest(lease_seconds, 1));
+    END IF;
+    SELECT array_agg(p.id) INTO ids FROM (
+        SELECT g.id
+          FROM goalrt.goals g
+         WHERE g.status IN ('pending', 'active')
+           AND g.wake_at IS NULL
+           AND g.run_at <= now()
+           AND (g.lease_expires_at IS NULL OR g.lease_expires_at <= now())
+           AND (claim_goals_v2.goal_types IS NULL OR g.name = ANY (claim_goals_v2.goal_types))
+           AND (runnable IS NULL OR g.step_seq IS NULL
+                OR EXISTS (SELECT 1 FROM goalrt.goal_steps s
+                            WHERE s.goal_id = g.id AND s.seq = g.step_seq
+                              AND (s.kind <> 'action' OR s.action = ANY (runnable))))
+           AND (g.partition_key IS NULL
+                OR (claim_goals_v2.partitions IS NOT NULL
+                    AND goalrt.partition_of(g.partition_key, claim_goals_v2.partition_count)
+                        = ANY (claim_goals_v2.partitions))
+                OR (claim_goals_v2.partitions IS NULL
+                    AND (served_n IS NULL
+                         OR g.updated_at <= now() - make_interval(secs => takeover_seconds)
+                         OR NOT EXISTS (SELECT 1 FROM unnest(served_n, served_b) AS sv(n, b)
+                                         WHERE goalrt.partition_of(g.partition_key, sv.n) = sv.b))))
+         ORDER BY g.priority DESC, g.run_at, g.id
+         LIMIT greatest(max_count, 0)
+           FOR NO KEY UPDATE SKIP LOCKED
+    ) p;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- Interrupted steps that have used their attempts fail (before any
+    -- limit admits them): a step that kills its worker does not loop.
+    FOR cand IN SELECT g.id, g.lease_owner, g.lease_epoch, s.seq, s.action, s.attempts, s.max_attempts
+               FROM goalrt.goals g
+               JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+              WHERE g.id = ANY (ids) AND s.status = 'running' AND g.lease_owner IS NOT NULL
+                AND s.attempts >= s.max_attempts
+              ORDER BY g.id
+    LOOP
+        -- This takeover and the earlier ones of the same step (goal.lease_expired).
+        SELECT 1 + count(*) INTO died FROM goalrt.event_data e
+         WHERE e.stream = 'goal:' || cand.id AND e.type = 'goal.lease_expired'
+           AND e.data -> 'step' = to_jsonb(cand.seq);
+        reason := format('step %s (%s): the worker died running it %s time%s (max_attempts %s)', cand.seq,
+                         cand.action, died, CASE WHEN died = 1 THEN '' ELSE 's' END, cand.max_attempts);
+        UPDATE goalrt.goal_steps st SET status = 'failed', error = reason, finished_at = now()
+         WHERE st.goal_id = cand.id AND st.seq = cand.seq;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        VALUES ('goal:' || cand.id, 'step.failed',
+                jsonb_build_object('goal_id', cand.id, 'seq', cand.seq, 'action', cand.action,
+                                   'attempt', cand.attempts, 'error', reason, 'final', true, 'interrupted', true,
+                                   'worker', worker_id, 'previous_worker', cand.lease_owner,
+                                   'previous_epoch', cand.lease_epoch));
+        PERFORM goalrt.end_goal(cand.id, 'failed', NULL, reason, jsonb_build_object('seq', cand.seq));
+        ids := array_remove(ids, cand.id);
+    END LOOP;
+    -- Steps of limited actions start only when admitted, their buckets
+    -- locked first in key order (lock order, see the top of this file). When
+    -- what was due took a lock out of that order, no bucket is waited for:
+    -- a goal whose bucket another transaction holds is left for the next claim.
+    -- (The setting is NULL, not '', in a session that never set it.)
+    late := current_setting('goalrt.late_locks', true) IS NOT DISTINCT FROM 'on';
+    IF NOT late AND EXISTS (SELECT 1 FROM goalrt.limits) THEN  -- (no limit, no bucket to lock)
+        PERFORM goalrt.lock_limits('{}', (
+            SELECT jsonb_agg(jsonb_build_object('action', s.action, 'args', s.args))
+              FROM goalrt.goals g
+              JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+             WHERE g.id = ANY (ids) AND s.kind = 'action'));
+    END IF;
+    FOR cand IN SELECT g.id, g.step_seq, s.action, s.args, g.lease_epoch
+               FROM goalrt.goals g
+               JOIN goalrt.goal_steps s ON s.goal_id = g.id AND s.seq = g.step_seq
+              WHERE g.id = ANY (ids) AND s.kind = 'action'
+                AND EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = s.action)
+              ORDER BY g.priority DESC, g.run_at, g.id
+    LOOP
+        IF late AND NOT goalrt.lock_limits('{}', jsonb_build_array(jsonb_build_object('action', cand.action,
+                                                                                      'args', cand.args)), false) THEN
+            ids := array_remove(ids, cand.id);
+        ELSIF goalrt.admit_step(cand.id, cand.step_seq, cand.action, cand.args, cand.lease_epoch + 1) IS NOT NULL THEN
+            ids := array_remove(ids, cand.id);
+        END IF;
+    END LOOP;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT g.id, g.status AS was, g.lease_owner AS prev_owner, g.lease_epoch AS prev_epoch
+          FROM goalrt.goals g
+         WHERE g.id = ANY (ids)
+    ), claimed AS (
+        UPDATE goalrt.goals g
+           SET status = 'active', lease_owner = worker_id, lease_role = session_user, lease_epoch = g.lease_epoch + 1,
+               lease_expires_at = now() + make_interval(secs => lease_seconds),
+               claims = g.claims + 1, updated_at = now()
+          FROM picked p
+         WHERE g.id = p.id
+        RETURNING g.id, g.name, g.params, g.lease_epoch, g.plan_no, g.step_seq, g.priority, g.run_at,
+                  p.was, p.prev_owner, p.prev_epoch
+    ), started AS (
+        UPDATE goalrt.goal_steps s
+           SET status = 'running', attempts = s.attempts + 1, started_at = now()
+          FROM claimed c
+         WHERE s.goal_id = c.id AND s.seq = c.step_seq
+        RETURNING s.goal_id, s.action, s.args, s.attempts
+    ), recorded AS (
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || c.id,
+               CASE WHEN c.was = 'pending' THEN 'goal.started' ELSE 'goal.lease_expired' END,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'goal_id', c.id, 'worker', worker_id, 'epoch', c.lease_epoch,
+                   'previous_worker', c.prev_owner, 'previous_epoch',
+                   CASE WHEN c.prev_owner IS NOT NULL THEN c.prev_epoch END, 'step', c.step_seq))
+          FROM claimed c
+         WHERE c.was = 'pending' OR c.prev_owner IS NOT NULL
+         ORDER BY c.id
+    )
+    -- (Data-modifying CTEs run to completion whether or not they are read.)
+    SELECT c.id, c.name, c.params, c.lease_epoch, c.plan_no, c.step_seq, s.action, s.args, s.attempts
+      FROM claimed c
+      LEFT JOIN started s ON s.goal_id = c.id
+     ORDER BY c.priority DESC, c.run_at, c.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.plan_goals_v1(worker_id text, items jsonb, lease_seconds double precision)
+RETURNS TABLE (goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    locked  bigint[];
+    x       jsonb;
+    g       goalrt.goals;
+    ep      bigint;
+    first   integer;
+    cur     goalrt.goal_steps;
+    problem text;
+    fast    bigint[];
+BEGIN
+    IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
+    END IF;
+    -- Lock order (see the top of this file): the goals and their subtrees,
+    -- then the buckets of their slots and of each plan's first action.
+    locked := goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e)));
+    IF EXISTS (SELECT 1 FROM goalrt.limits) THEN  -- (no limit, no bucket to lock)
+        PERFORM goalrt.lock_limits(
+            locked,
+            (SELECT jsonb_agg(f.st)
+               FROM jsonb_array_elements(items) AS t(e),
+                    LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'steps') = 'array'
+                                                                      THEN e -> 'steps' ELSE '[]' END)
+                                            WITH ORDINALITY AS u(st, i)
+                              WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f));
+    END IF;
+    -- The common case, for the whole batch at once: a goal's first plan,
+    -- under this worker's lease, whose first step is an action with no
+    -- limit that this worker can run. What the loop below would do for it
+    -- (insert_plan, then advance_goal starting the first step), done in a
+    -- few statements for all such goals: the first step is inserted
+    -- running. Everything else goes through the loop.
+    SELECT coalesce(array_agg(c.gid ORDER BY c.gid), '{}') INTO fast
+      FROM (SELECT (e ->> 'goal_id')::bigint AS gid, (e ->> 'epoch')::bigint AS ep, e -> 'steps' AS steps,
+                   count(*) OVER (PARTITION BY (e ->> 'goal_id')::bigint) AS n
+              FROM jsonb_array_elements(items) AS t(e)
+             WHERE jsonb_typeof(e -> 'steps') = 'array' AND jsonb_array_length(e -> 'steps') > 0
+               AND coalesce(e -> 'steps' -> 0 ->> 'kind', 'action') = 'action'
+               AND NOT coalesce((e ->> 'replan')::boolean, false)
+               AND (jsonb_typeof(e -> 'detail') IS DISTINCT FROM 'object'
+                    OR NOT goalrt.json_too_deep(e -> 'detail'))) c
+      JOIN goalrt.goals gl ON gl.id = c.gid
+     WHERE c.n = 1 AND gl.plan_no = 0 AND goalrt.holds_lease(gl, worker_id, c.ep)
+       -- Every step valid (a step the loop would refuse goes through it, which names it).
+       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.steps) WITH ORDINALITY AS u(st, i)
+                        WHERE goalrt.step_problem(st, format('plan for goal %s: steps[%s]', c.gid, i - 1)) IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM goalrt.limit_holders h WHERE h.goal_id = gl.id)
+       AND NOT EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = c.steps -> 0 ->> 'action')
+       AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
+                        WHERE w.id = worker_id AND NOT (c.steps -> 0 ->> 'action') = ANY (w.actions));
+    IF cardinality(fast) > 0 THEN
+        INSERT INTO goalrt.goal_steps
+               (goal_id, seq, plan_no, kind, action, args, label, max_attempts, status, attempts, started_at)
+        SELECT (e ->> 'goal_id')::bigint, u.i::integer, 1, coalesce(u.st ->> 'kind', 'action'), u.st ->> 'action',
+               coalesce(u.st -> 'args', '{}'), u.st ->> 'label', (u.st ->> 'max_attempts')::integer,
+               CASE WHEN u.i = 1 THEN 'running' ELSE 'pending' END, CASE WHEN u.i = 1 THEN 1 ELSE 0 END,
+               CASE WHEN u.i = 1 THEN now() END
+          FROM jsonb_array_elements(items) AS t(e), jsonb_array_elements(e -> 'steps') WITH ORDINALITY AS u(st, i)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+         ORDER BY 1, 2;
+        UPDATE goalrt.goals gl
+           SET plan_no = 1, step_seq = 1, updated_at = now(),
+               lease_expires_at = greatest(gl.lease_expires_at, now() + make_interval(secs => lease_seconds))
+         WHERE gl.id = ANY (fast);
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || (e ->> 'goal_id'), 'goal.planned',
+               jsonb_strip_nulls(jsonb_build_object(
+                   'goal_id', (e ->> 'goal_id')::bigint, 'plan_no', 1, 'first_seq', 1, 'steps', e -> 'steps',
+                   'reason', e ->> 'reason',
+                   'planner', CASE WHEN jsonb_typeof(e -> 'detail') = 'object' THEN e -> 'detail' END))
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+         ORDER BY (e ->> 'goal_id')::bigint;
+        RETURN QUERY
+        SELECT (e ->> 'goal_id')::bigint, 'planned'::text, 1, e -> 'steps' -> 0 ->> 'action',
+               coalesce(e -> 'steps' -> 0 -> 'args', '{}'), 1
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast);
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, i)
+              WHERE (e ->> 'goal_id') IS NULL OR NOT (e ->> 'goal_id')::bigint = ANY (fast)
+              ORDER BY (e ->> 'goal_id')::bigint
+    LOOP
+        IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'plan for goal %: steps must be an array of {"action", "args"}', x ->> 'goal_id'
+                USING ERRCODE = 'GR008';
+        END IF;
+        SELECT p INTO problem FROM (
+            SELECT goalrt.step_problem(s, format('plan for goal %s: steps[%s]', x ->> 'goal_id', i - 1)) AS p
+              FROM jsonb_array_elements(x -> 'steps') WITH ORDINALITY AS t(s, i) ORDER BY i) q
+         WHERE p IS NOT NULL LIMIT 1;
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION '%', problem USING ERRCODE = 'GR008';
+        END IF;
+        goal_id := (x ->> 'goal_id')::bigint;
+        ep := (x ->> 'epoch')::bigint;
+        outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR NO KEY UPDATE;
+        IF g.id IS NULL OR NOT goalrt.holds_lease(g, worker_id, ep) THEN
+            IF g.id IS NOT NULL THEN
+                INSERT INTO goalrt.event_data (stream, type, data)
+                VALUES ('goal:' || g.id, 'goal.plan_refused',
+                        jsonb_build_object('goal_id', g.id, 'worker', worker_id, 'epoch', ep,
+                                           'reason', goalrt.lease_lost_reason(g, worker_id, ep)));
+            END IF;
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF g.plan_no > 0 AND NOT coalesce((x ->> 'replan')::boolean, false) THEN
+            -- Already planned under this lease: a worker re-sending a plan
+            -- whose commit it did not see gets the plan that was stored.
+            SELECT * INTO cur FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+            outcome := CASE WHEN g.step_seq IS NULL THEN 'complete' ELSE 'planned' END;
+            step_seq := cur.seq; action := cur.action; args := cur.args; attempt := cur.attempts;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        PERFORM goalrt.release_limits(g.id);
+        first := goalrt.insert_plan(g.id, x -> 'steps',
+                                    coalesce(x ->> 'reason', CASE WHEN g.plan_no > 0 THEN 'replan' END),
+                                    CASE WHEN jsonb_typeof(x -> 'detail') = 'object' THEN x -> 'detail' END);
+        outcome := goalrt.advance_goal(g.id, first, worker_id, lease_seconds, NULL);
+        IF outcome = 'continue' THEN
+            SELECT st.* INTO cur FROM goalrt.goal_steps st JOIN goalrt.goals gg ON gg.id = st.goal_id
+             WHERE st.goal_id = g.id AND st.seq = gg.step_seq;
+            outcome := 'planned'; step_seq := cur.seq; action := cur.action; args := cur.args;
+            attempt := cur.attempts;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.complete_steps_v1(worker_id text, items jsonb, lease_seconds double precision)
+RETURNS TABLE (
+    goal_id bigint, outcome text, step_seq integer, action text, args jsonb, attempt integer, error text
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    locked  bigint[];
+    x       jsonb;
+    g       goalrt.goals;
+    s       goalrt.goal_steps;
+    ep      bigint;
+    sq      integer;
+    nxt      goalrt.goal_steps;
+    stream   text;
+    delay    double precision;
+    ev_ids   bigint[];
+    ev_types text[];
+    paths    text[];
+    fast     bigint[];
+    nexts    integer[];
+    ended    bigint[];
+BEGIN
+    IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
+    END IF;
+    -- Lock order (see the top of this file), for all items before the
+    -- first is applied: the goals and their subtrees; the buckets of their
+    -- slots and of the actions they may start next; the state paths they
+    -- change (a new path by a placeholder row, version 0, removed below if
+    -- unused); the event types they append.
+    locked := goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint FROM jsonb_array_elements(items) AS t(e)));
+    IF EXISTS (SELECT 1 FROM goalrt.limits) THEN  -- (no limit, no bucket to lock)
+        PERFORM goalrt.lock_limits(
+            locked,
+            (SELECT jsonb_agg(q.st) FROM (
+                SELECT f.st
+                  FROM jsonb_array_elements(items) AS t(e),
+                       LATERAL (SELECT jsonb_build_object('action', s0.action, 'args', s0.args) AS st
+                                  FROM goalrt.goals g0
+                                  JOIN goalrt.goal_steps s0 ON s0.goal_id = g0.id AND s0.plan_no = g0.plan_no
+                                 WHERE e ->> 'outcome' = 'complete' AND g0.id = (e ->> 'goal_id')::bigint
+                                   AND s0.seq > (e ->> 'seq')::integer AND s0.status = 'pending' AND s0.kind = 'action'
+                                 ORDER BY s0.seq LIMIT 1) f
+                UNION ALL
+                SELECT f.st
+                  FROM jsonb_array_elements(items) AS t(e),
+                       LATERAL (SELECT st FROM jsonb_array_elements(CASE WHEN e ->> 'outcome' = 'replan'
+                                                                          AND jsonb_typeof(e -> 'steps') = 'array'
+                                                                         THEN e -> 'steps' ELSE '[]' END)
+                                               WITH ORDINALITY AS u(st, i)
+                                 WHERE coalesce(st ->> 'kind', 'action') = 'action' ORDER BY i LIMIT 1) f) q));
+    END IF;
+    paths := ARRAY(SELECT DISTINCT c ->> 'path'
+                     FROM jsonb_array_elements(items) AS t(e),
+                          jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
+                                                    THEN e -> 'changes' ELSE '[]' END) AS u(c)
+                    WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path'));
+    IF cardinality(paths) > 0 THEN
+        PERFORM set_config('goalrt.applying', 'on', true);
+        INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos)
+        SELECT p, NULL, 0, 0 FROM unnest(paths) AS p ORDER BY p COLLATE "C"
+        ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = sd.version WHERE false;
+        PERFORM set_config('goalrt.applying', 'off', true);
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared('goalrt.goal_waits'::regclass::oid::integer, k.k)
+       FROM (SELECT DISTINCT goalrt.wait_lock_key(ty) AS k
+               FROM (SELECT ev ->> 'type' AS ty
+                       FROM jsonb_array_elements(items) AS t(e),
+                            jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'events') = 'array'
+                                                      THEN e -> 'events' ELSE '[]' END) AS u(ev)
+                      WHERE jsonb_typeof(ev -> 'type') = 'string'
+                     UNION ALL
+                     SELECT 'state.changed' WHERE cardinality(paths) > 0) q
+              ORDER BY 1) k;
+    -- The common case, for the whole batch at once: a step completed under
+    -- the lease with no state change, no event and no limit slot, whose goal
+    -- then either completes (no parent, no unfinished child) or goes on to
+    -- its next step, an action with no limit that this worker can run, under
+    -- the same lease. What the loop below (and advance_goal, end_goal) would
+    -- do for it, in a few statements for all such items; the rest go through
+    -- the loop. fast: the items' goals; nexts: the step each goes on to
+    -- (NULL: none); ended: those that complete.
+    SELECT coalesce(array_agg(c.gid ORDER BY c.gid), '{}'), coalesce(array_agg(nx.seq ORDER BY c.gid), '{}'),
+           coalesce(array_agg(c.gid ORDER BY c.gid) FILTER (WHERE nx.seq IS NULL), '{}')
+      INTO fast, nexts, ended
+      FROM (SELECT (e ->> 'goal_id')::bigint AS gid, (e ->> 'epoch')::bigint AS ep, (e ->> 'seq')::integer AS sq,
+                   coalesce((e ->> 'continue')::boolean, false) AS cont,
+                   count(*) OVER (PARTITION BY (e ->> 'goal_id')::bigint) AS n
+              FROM jsonb_array_elements(items) AS t(e)
+             WHERE e ->> 'outcome' = 'complete'
+               AND (jsonb_typeof(e -> 'changes') IS DISTINCT FROM 'array' OR jsonb_array_length(e -> 'changes') = 0)
+               AND (jsonb_typeof(e -> 'events') IS DISTINCT FROM 'array' OR jsonb_array_length(e -> 'events') = 0)
+               AND NOT coalesce(goalrt.json_too_deep(e -> 'result'), false)) c
+      JOIN goalrt.goals gl ON gl.id = c.gid
+      JOIN goalrt.goal_steps cs ON cs.goal_id = gl.id AND cs.seq = c.sq
+      LEFT JOIN LATERAL (SELECT n.seq, n.kind, n.action FROM goalrt.goal_steps n
+                          WHERE n.goal_id = gl.id AND n.seq > c.sq AND n.status = 'pending' AND n.plan_no = gl.plan_no
+                          ORDER BY n.seq LIMIT 1) nx ON true
+     WHERE c.n = 1 AND goalrt.holds_lease(gl, worker_id, c.ep) AND gl.step_seq = c.sq AND cs.status = 'running'
+       AND NOT EXISTS (SELECT 1 FROM goalrt.limit_holders h WHERE h.goal_id = gl.id)
+       AND CASE WHEN nx.seq IS NULL
+                THEN gl.parent_id IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM goalrt.goals k
+                                      WHERE k.parent_id = gl.id AND k.status IN ('pending', 'active', 'waiting'))
+                ELSE c.cont AND nx.kind = 'action'
+                     AND NOT EXISTS (SELECT 1 FROM goalrt.limits l WHERE l.action = nx.action)
+                     AND NOT EXISTS (SELECT 1 FROM goalrt.workers w
+                                      WHERE w.id = worker_id AND NOT nx.action = ANY (w.actions)) END;
+    IF cardinality(fast) > 0 THEN
+        -- No step of a goal ending here starts once this commits (end_goal's start lock).
+        PERFORM pg_advisory_xact_lock_shared('goalrt.goals'::regclass::oid::integer, (e.id & 2147483647)::integer)
+           FROM unnest(ended) AS e(id) ORDER BY e.id;
+        UPDATE goalrt.goal_steps st
+           SET status = 'complete', result = e -> 'result', error = NULL, completed_epoch = (e ->> 'epoch')::bigint,
+               finished_at = now()
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+           AND st.goal_id = (e ->> 'goal_id')::bigint AND st.seq = (e ->> 'seq')::integer;
+        IF cardinality(ended) > 0 THEN
+            -- As end_goal: any other open step of the plan is cancelled, waits dropped.
+            UPDATE goalrt.goal_steps st SET status = 'cancelled', finished_at = now()
+             WHERE st.goal_id = ANY (ended) AND st.status IN ('pending', 'running');
+            DELETE FROM goalrt.goal_waits w WHERE w.goal_id = ANY (ended);
+        END IF;
+        -- The next step of each goal going on starts under the same lease (as advance_goal).
+        WITH started AS (
+            UPDATE goalrt.goal_steps st SET status = 'running', attempts = st.attempts + 1, started_at = now()
+              FROM unnest(fast, nexts) AS f(gid, seq)
+             WHERE f.seq IS NOT NULL AND st.goal_id = f.gid AND st.seq = f.seq
+            RETURNING st.goal_id, st.seq
+        )
+        UPDATE goalrt.goals gl
+           SET step_seq = started.seq, updated_at = now(),
+               lease_expires_at = greatest(gl.lease_expires_at, now() + make_interval(secs => lease_seconds))
+          FROM started
+         WHERE gl.id = started.goal_id;
+        UPDATE goalrt.goals gl
+           SET status = 'complete', result = e -> 'result', last_error = NULL, step_seq = NULL, lease_owner = NULL,
+               lease_expires_at = NULL, wake_at = NULL, blocked_on = NULL, updated_at = now(), finished_at = now()
+          FROM jsonb_array_elements(items) AS t(e)
+         WHERE gl.id = ANY (ended) AND gl.id = (e ->> 'goal_id')::bigint;
+        INSERT INTO goalrt.event_data (stream, type, data)
+        SELECT 'goal:' || q.gid, q.type, q.data
+          FROM (SELECT (e ->> 'goal_id')::bigint AS gid, 1 AS o, 'step.completed' AS type,
+                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'seq', (e ->> 'seq')::integer,
+                                          'action', st.action, 'attempt', st.attempts,
+                                          'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id,
+                                          'result', e -> 'result') AS data
+                  FROM jsonb_array_elements(items) AS t(e)
+                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
+                                           AND st.seq = (e ->> 'seq')::integer
+                 WHERE (e ->> 'goal_id')::bigint = ANY (fast)
+                UNION ALL
+                SELECT (e ->> 'goal_id')::bigint, 2, 'goal.completed',
+                       jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result')
+                  FROM jsonb_array_elements(items) AS t(e)
+                 WHERE (e ->> 'goal_id')::bigint = ANY (ended)) q
+         ORDER BY q.gid, q.o;
+        RETURN QUERY
+        SELECT (e ->> 'goal_id')::bigint,
+               CASE WHEN (e ->> 'goal_id')::bigint = ANY (ended) THEN 'complete' ELSE 'continue' END,
+               n.seq, n.action, n.args, n.attempts, NULL::text
+          FROM jsonb_array_elements(items) AS t(e)
+          JOIN goalrt.goals gl ON gl.id = (e ->> 'goal_id')::bigint
+          LEFT JOIN goalrt.goal_steps n ON n.goal_id = gl.id AND n.seq = gl.step_seq
+         WHERE (e ->> 'goal_id')::bigint = ANY (fast);
+    END IF;
+    FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e)
+              WHERE (e ->> 'goal_id') IS NULL OR NOT (e ->> 'goal_id')::bigint = ANY (fast)
+              ORDER BY (e ->> 'goal_id')::bigint LOOP
+        goal_id := (x ->> 'goal_id')::bigint;
+        ep := (x ->> 'epoch')::bigint;
+        sq := (x ->> 'seq')::integer;
+        outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL; error := NULL;
+        IF x ->> 'outcome' IS NULL OR x ->> 'outcome' NOT IN ('complete', 'retry', 'fail', 'replan') THEN
+            RAISE EXCEPTION 'items: outcome must be complete, retry, fail or replan (goal %)', goal_id
+                USING ERRCODE = 'GR008';
+        END IF;
+        IF x ->> 'outcome' = 'replan' THEN
+            IF jsonb_typeof(x -> 'steps') IS DISTINCT FROM 'array' THEN
+                RAISE EXCEPTION 'items: a replan needs steps (goal %)', goal_id USING ERRCODE = 'GR008';
+            END IF;
+            SELECT p INTO error FROM (
+                SELECT goalrt.step_problem(st, format('replan for goal %s: steps[%s]', goal_id, i - 1)) AS p
+                  FROM jsonb_array_elements(x -> 'steps') WITH ORDINALITY AS t(st, i) ORDER BY i) q
+             WHERE p IS NOT NULL LIMIT 1;
+            IF error IS NOT NULL THEN
+                RAISE EXCEPTION '%', error USING ERRCODE = 'GR008';
+            END IF;
+        END IF;
+        IF goalrt.json_too_deep(x -> 'result') THEN
+            PERFORM goalrt.json_depth_error(format('goal %s step %s: result', goal_id, sq), x -> 'result');
+        END IF;
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = goal_id FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            outcome := 'refused'; error := format('goal %s does not exist', goal_id);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        stream := 'goal:' || g.id;
+        SELECT * INTO s FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = sq;
+
+        IF NOT goalrt.holds_lease(g, worker_id, ep) OR g.step_seq IS DISTINCT FROM sq
+           OR s.status IS DISTINCT FROM 'running' THEN
+            -- A re-sent outcome whose commit was cut off: a complete left
+            -- the step complete at this epoch; a retry, fail or replan left
+            -- this worker's step.failed at this epoch in the goal's stream.
+            IF x ->> 'outcome' = 'complete' AND s.status = 'complete' AND s.completed_epoch = ep
+               OR x ->> 'outcome' <> 'complete' AND EXISTS (
+                      SELECT 1 FROM goalrt.event_data e
+                       WHERE e.stream = 'goal:' || g.id AND e.type = 'step.failed'
+                         AND e.data -> 'seq' = to_jsonb(sq) AND e.data -> 'epoch' = to_jsonb(ep)
+                         AND e.data ->> 'worker' = worker_id) THEN
+                outcome := 'already_applied';
+                IF goalrt.holds_lease(g, worker_id, ep) AND g.step_seq IS NOT NULL THEN
+                    SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                    step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+                END IF;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            error := CASE WHEN NOT goalrt.holds_lease(g, worker_id, ep) THEN goalrt.lease_lost_reason(g, worker_id, ep)
+                          ELSE format('step %s is not the running step (goal is at step %s)', sq, g.step_seq) END;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.result_refused',
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'goal_id', g.id, 'seq', sq, 'worker', worker_id, 'epoch', ep,
+                        'current_epoch', g.lease_epoch, 'outcome', x ->> 'outcome', 'reason', error)));
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        IF x ->> 'outcome' = 'complete' THEN
+            IF jsonb_typeof(x -> 'changes') = 'array' AND jsonb_array_length(x -> 'changes') > 0 THEN
+                BEGIN
+                    PERFORM goalrt.change_state(
+                        x -> 'changes', stream,
+                        jsonb_build_object('goal_id', g.id, 'seq', sq, 'attempt', s.attempts, 'epoch', ep,
+                                           'worker', worker_id, 'idempotency_key', g.id || ':' || sq));
+                EXCEPTION WHEN SQLSTATE 'GR003' OR SQLSTATE 'GR004' OR SQLSTATE 'GR002' THEN
+                    outcome := 'change_refused';
+                    error := SQLERRM || ' (' || SQLSTATE || ')';
+                    RETURN NEXT;
+                    CONTINUE;
+                END;
+            END IF;
+            IF jsonb_typeof(x -> 'events') = 'array' AND jsonb_array_length(x -> 'events') > 0 THEN
+                IF EXISTS (SELECT 1 FROM jsonb_array_elements(x -> 'events') e
+                            WHERE jsonb_typeof(e -> 'type') IS DISTINCT FROM 'string' OR e ->> 'type' = ''
+                               OR e ->> 'type' = 'state.changed' OR length(e ->> 'type') > 512) THEN
+                    RAISE EXCEPTION 'goal %: events must be {"type", "data"} with a non-empty type (not state.changed)',
+                        g.id USING ERRCODE = 'GR002';
+                END IF;
+                PERFORM goalrt.json_depth_error(format('goal %s step %s: events[%s].data', g.id, sq, i - 1),
+                                                e -> 'data')
+                   FROM jsonb_array_elements(x -> 'events') WITH ORDINALITY AS t(e, i)
+                  WHERE goalrt.json_too_deep(e -> 'data');
+                WITH ins AS (
+                    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+                    SELECT stream, e ->> 'type', coalesce(e -> 'data', '{}'),
+                           jsonb_build_object('goal_id', g.id, 'seq', sq, 'idempotency_key', g.id || ':' || sq)
+                      FROM jsonb_array_elements(x -> 'events') WITH ORDINALITY AS t(e, i)
+                     ORDER BY i
+                    RETURNING event_data.id, event_data.type
+                )
+                SELECT array_agg(ins.id), array_agg(DISTINCT ins.type) INTO ev_ids, ev_types FROM ins;
+                PERFORM goalrt.match_appended(ev_types, ev_ids);
+            END IF;
+            UPDATE goalrt.goal_steps st
+               SET status = 'complete', result = x -> 'result', error = NULL, completed_epoch = ep,
+                   finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.completed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'epoch', ep, 'worker', worker_id, 'result', x -> 'result'));
+            PERFORM goalrt.release_limits(g.id);
+            outcome := goalrt.advance_goal(
+                g.id, goalrt.next_step(g.id, sq, g.plan_no),
+                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                lease_seconds, x -> 'result');
+            SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
+            IF outcome = 'continue' THEN
+                SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+            ELSIF outcome IN ('released', 'blocked', 'waiting') THEN
+                step_seq := g.step_seq;
+            END IF;
+        ELSIF x ->> 'outcome' = 'replan' THEN
+            -- The step failed for good; the worker planned around it.
+            UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'final', true, 'replanned', true,
+                                       'epoch', ep, 'worker', worker_id));
+            PERFORM goalrt.release_limits(g.id);
+            outcome := goalrt.advance_goal(
+                g.id,
+                goalrt.insert_plan(g.id, x -> 'steps', coalesce(x ->> 'reason', 'step_failed'),
+                                   CASE WHEN jsonb_typeof(x -> 'detail') = 'object' THEN x -> 'detail' END),
+                CASE WHEN coalesce((x ->> 'continue')::boolean, false) THEN worker_id END,
+                lease_seconds, NULL);
+            SELECT * INTO g FROM goalrt.goals WHERE goals.id = g.id;
+            IF outcome = 'continue' THEN
+                SELECT * INTO nxt FROM goalrt.goal_steps st WHERE st.goal_id = g.id AND st.seq = g.step_seq;
+                step_seq := nxt.seq; action := nxt.action; args := nxt.args; attempt := nxt.attempts;
+            ELSIF outcome IN ('released', 'blocked', 'waiting') THEN
+                step_seq := g.step_seq;
+            END IF;
+        ELSIF x ->> 'outcome' = 'retry' THEN
+            delay := greatest(coalesce((x ->> 'retry_in')::double precision, 0), 0);
+            PERFORM goalrt.release_limits(g.id);
+            UPDATE goalrt.goal_steps st SET status = 'pending', error = x ->> 'error'
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            UPDATE goalrt.goals
+               SET run_at = now() + make_interval(secs => delay), lease_owner = NULL, lease_expires_at = NULL,
+                   wake_at = CASE WHEN delay > 0 THEN now() + make_interval(secs => delay) END,
+                   last_error = x ->> 'error', updated_at = now()
+             WHERE goals.id = g.id;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'retry_in', delay, 'final', false,
+                                       'epoch', ep, 'worker', worker_id) || goalrt.traceback_of(x -> 'traceback'));
+            outcome := 'retry';
+        ELSE
+            UPDATE goalrt.goal_steps st SET status = 'failed', error = x ->> 'error', finished_at = now()
+             WHERE st.goal_id = g.id AND st.seq = sq;
+            INSERT INTO goalrt.event_data (stream, type, data)
+            VALUES (stream, 'step.failed',
+                    jsonb_build_object('goal_id', g.id, 'seq', sq, 'action', s.action, 'attempt', s.attempts,
+                                       'error', x ->> 'error', 'final', true, 'epoch', ep, 'worker', worker_id)
+                    || goalrt.traceback_of(x -> 'traceback'));
+            PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', jsonb_build_object('seq', sq));
+            outcome := 'failed';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    IF cardinality(paths) > 0 THEN
+        -- Placeholders of paths that no change set wrote (its item was refused).
+        PERFORM set_config('goalrt.applying', 'on', true);
+        DELETE FROM goalrt.state_data sd WHERE sd.path = ANY (paths) AND sd.version = 0;
+        PERFORM set_config('goalrt.applying', 'off', true);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.fail_goals_v1(worker_id text, items jsonb)
+RETURNS TABLE (goal_id bigint, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    x jsonb;
+    g goalrt.goals;
+BEGIN
+    -- Lock order (see the top of this file): the goals and their subtrees, then the buckets of their slots.
+    PERFORM goalrt.lock_limits(
+        goalrt.lock_goals(ARRAY(SELECT (e ->> 'goal_id')::bigint
+                                  FROM jsonb_array_elements(coalesce(items, '[]')) AS t(e))), NULL);
+    FOR x IN SELECT e FROM jsonb_array_elements(coalesce(items, '[]')) AS t(e) ORDER BY (e ->> 'goal_id')::bigint LOOP
+        SELECT * INTO g FROM goalrt.goals WHERE goals.id = (x ->> 'goal_id')::bigint FOR NO KEY UPDATE;
+        goal_id := (x ->> 'goal_id')::bigint;
+        IF NOT FOUND OR NOT goalrt.holds_lease(g, worker_id, (x ->> 'epoch')::bigint) THEN
+            outcome := 'refused';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        PERFORM goalrt.end_goal(g.id, 'failed', NULL, x ->> 'error', NULL);
+        outcome := 'failed';
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION goalrt.insert_plan(p_goal bigint, steps jsonb, reason text, detail jsonb) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    g     goalrt.goals;
+    first integer;
+BEGIN
+    IF goalrt.json_too_deep(detail) THEN
+        PERFORM goalrt.json_depth_error(format('plan for goal %s: detail', p_goal), detail);
+    END IF;
+    SELECT * INTO g FROM goalrt.goals WHERE goals.id = p_goal;
+    UPDATE goalrt.goal_steps st SET status = 'superseded'
+     WHERE st.goal_id = g.id AND st.status IN ('pending', 'running');
+    first := coalesce((SELECT max(s.seq) FROM goalrt.goal_steps s WHERE s.goal_id = g.id), 0) + 1;
+    INSERT INTO goalrt.goal_steps (goal_id, seq, plan_no, kind, action, args, label, max_attempts)
+    SELECT g.id, first + i::integer - 1, g.plan_no + 1, coalesce(s ->> 'kind', 'action'), s ->> 'action',
+           coalesce(s -> 'args', '{}'), s ->> 'label', (s ->> 'max_attempts')::integer
+      FROM jsonb_array_elements(steps) WITH ORDINALITY AS t(s, i);
+    UPDATE goalrt.goals SET plan_no = g.plan_no + 1, step_seq = NULL, updated_at = now() WHERE goals.id = g.id;
+    INSERT INTO goalrt.event_data (stream, type, data)
+    VALUES ('goal:' || g.id, 'goal.planned',
+            jsonb_strip_nulls(jsonb_build_object('goal_id', g.id, 'plan_no', g.plan_no + 1, 'first_seq', first,
+                                                 'steps', steps, 'reason', reason, 'planner', detail)));
+    RETURN CASE WHEN jsonb_array_length(steps) > 0 THEN first END;
+END
+$$;
