@@ -366,6 +366,133 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION goalrt.change_state(changes jsonb, stream text DEFAULT 'state', metadata jsonb DEFAULT '{}')
+RETURNS TABLE (event_id bigint, path text, version bigint, value jsonb)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    bad    record;
+    new_id bigint;
+BEGIN
+    IF changes IS NULL OR jsonb_typeof(changes) <> 'array' OR jsonb_array_length(changes) = 0 THEN
+        RAISE EXCEPTION 'changes must be a non-empty JSON array of change objects' USING ERRCODE = 'GR003';
+    END IF;
+    IF stream IS NULL OR stream = '' OR length(stream) > 512 THEN
+        RAISE EXCEPTION 'event stream must be a non-empty string of at most 512 characters' USING ERRCODE = 'GR002';
+    END IF;
+    IF metadata IS NOT NULL AND jsonb_typeof(metadata) <> 'object' THEN
+        RAISE EXCEPTION 'event metadata must be a JSON object, got %', jsonb_typeof(metadata) USING ERRCODE = 'GR002';
+    END IF;
+    IF goalrt.json_too_deep(metadata) THEN
+        PERFORM goalrt.json_depth_error('metadata', metadata);
+    END IF;
+
+    -- Validate the whole set first: the error names the first bad change.
+    SELECT v.idx, v.problem INTO bad
+      FROM (SELECT i - 1 AS idx,
+                   CASE
+                     WHEN jsonb_typeof(x) <> 'object' THEN ' must be an object'
+                     WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(x) k
+                                   WHERE k NOT IN ('op', 'path', 'value', 'by', 'expect_version'))
+                       THEN '.' || (SELECT min(k) FROM jsonb_object_keys(x) k
+                                     WHERE k NOT IN ('op', 'path', 'value', 'by', 'expect_version'))
+                            || ' is not a field of a change (op, path, value, by, expect_version)'
+                     WHEN jsonb_typeof(x -> 'op') IS DISTINCT FROM 'string'
+                          OR x ->> 'op' NOT IN ('set', 'delete', 'inc')
+                       THEN '.op must be "set", "delete" or "inc"'
+                     WHEN jsonb_typeof(x -> 'path') IS DISTINCT FROM 'string'
+                       THEN '.path must be a string'
+                     WHEN NOT goalrt.valid_path(x ->> 'path')
+                       THEN '.path ' || quote_literal(left(x ->> 'path', 80))
+                            || CASE WHEN length(x ->> 'path') > 512 THEN ' is longer than 512 characters'
+                                    ELSE ' is not a valid path (dot-separated segments of letters, digits, _ - : @)' END
+                     WHEN x ->> 'op' = 'set' AND NOT x ? 'value' THEN '.value is required for set'
+                     WHEN x ->> 'op' <> 'set' AND x ? 'value' THEN '.value is only for set'
+                     WHEN x ->> 'op' = 'inc' AND jsonb_typeof(x -> 'by') IS DISTINCT FROM 'number'
+                       THEN '.by must be a number'
+                     WHEN x ->> 'op' <> 'inc' AND x ? 'by' THEN '.by is only for inc'
+                     WHEN x ? 'expect_version' AND jsonb_typeof(x -> 'expect_version') <> 'null'
+                          AND (jsonb_typeof(x -> 'expect_version') <> 'number'
+                               OR (x ->> 'expect_version') !~ '^[0-9]{1,18}$')
+                       THEN '.expect_version must be a non-negative integer'
+                   END AS problem
+              FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)) v
+     WHERE v.problem IS NOT NULL
+     ORDER BY v.idx
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'changes[%]%', bad.idx, bad.problem USING ERRCODE = 'GR003';
+    END IF;
+    SELECT x ->> 'path' AS p INTO bad
+      FROM jsonb_array_elements(changes) AS t(x)
+     GROUP BY x ->> 'path' HAVING count(*) > 1
+     ORDER BY 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'path % appears more than once in one change set', bad.p USING ERRCODE = 'GR003';
+    END IF;
+    PERFORM goalrt.json_depth_error(format('changes[%s].value', i - 1), x -> 'value')
+       FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
+      WHERE goalrt.json_too_deep(x -> 'value');
+
+    PERFORM set_config('goalrt.applying', 'on', true);
+    -- Lock every path in byte order: a new path by inserting a placeholder
+    -- (version 0, never committed as such), an existing one by the
+    -- conflict branch, which locks the row even though `WHERE false`
+    -- updates nothing.
+    INSERT INTO goalrt.state_data AS s (path, value, version, inherited_pos)
+    SELECT x ->> 'path', NULL, 0, 0
+      FROM jsonb_array_elements(changes) AS t(x)
+     ORDER BY x ->> 'path' COLLATE "C"
+    ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = s.version WHERE false;
+
+    -- Under the locks (READ COMMITTED: this statement sees the latest commit).
+    SELECT i - 1 AS idx, s.path AS p, s.version AS found, s.value AS current,
+           (x ->> 'expect_version')::bigint AS expected, x ->> 'op' AS op
+      INTO bad
+      FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
+      JOIN goalrt.state_data s ON s.path = x ->> 'path'
+     WHERE (jsonb_typeof(x -> 'expect_version') = 'number' AND (x ->> 'expect_version')::bigint <> s.version)
+        OR (x ->> 'op' = 'inc' AND s.value IS NOT NULL AND jsonb_typeof(s.value) <> 'number')
+     ORDER BY i
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM set_config('goalrt.applying', 'off', true);
+        IF bad.op = 'inc' AND bad.current IS NOT NULL AND jsonb_typeof(bad.current) <> 'number'
+           AND (bad.expected IS NULL OR bad.expected = bad.found) THEN
+            RAISE EXCEPTION 'changes[%]: cannot inc path %: it holds a %, not a number',
+                bad.idx, bad.p, jsonb_typeof(bad.current) USING ERRCODE = 'GR003';
+        END IF;
+        RAISE EXCEPTION 'version conflict on path %: expected version %, found %', bad.p, bad.expected, bad.found
+            USING ERRCODE = 'GR004';
+    END IF;
+
+    INSERT INTO goalrt.event_data (stream, type, data, metadata)
+    VALUES (change_state.stream, 'state.changed', jsonb_build_object('changes', changes),
+            coalesce(change_state.metadata, '{}'::jsonb))
+    RETURNING event_data.id INTO new_id;
+    -- Goals watching these paths (maintained goals) may resume.
+    PERFORM goalrt.match_appended(ARRAY['state.changed'], ARRAY[new_id]);
+
+    RETURN QUERY
+    UPDATE goalrt.state_data s
+       SET value = CASE x ->> 'op'
+                     WHEN 'set' THEN x -> 'value'
+                     WHEN 'delete' THEN NULL
+                     ELSE to_jsonb(coalesce(s.value::numeric, 0) + (x -> 'by')::numeric)
+                   END,
+           version = s.version + 1,
+           event_id = new_id,
+           inherited_pos = NULL
+      FROM jsonb_array_elements(changes) AS t(x)
+     WHERE s.path = x ->> 'path'
+    RETURNING new_id, s.path::text, s.version, s.value;
+    PERFORM set_config('goalrt.applying', 'off', true);
+    -- GDL policies see the state with the change applied; a broken one aborts it all.
+    IF EXISTS (SELECT 1 FROM goalrt.gdl_policies) THEN
+        PERFORM goalrt.check_policies(ARRAY(SELECT x ->> 'path' FROM jsonb_array_elements(changes) AS t(x)));
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION goalrt.submit_one(name text, params jsonb, options jsonb, label text)
 RETURNS TABLE (id bigint, created boolean)
 LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$

@@ -599,7 +599,7 @@ BEGIN
         SELECT q.p, NULL, 0, 0, q.tn
           FROM (SELECT DISTINCT c ->> 'path' AS p, g0.tenant AS tn
                   FROM jsonb_array_elements(items) AS t(e)
-                  JOIN goalrt.goals g0 ON g0.id = (e ->> 'goal_id')::bigint,
+                  JOIN goalrt.goals g0 ON g0.id = (e ->> 'goal_id')::bigint AND g0.id = ANY (locked),
                        jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
                                                  THEN e -> 'changes' ELSE '[]' END) AS u(c)
                  WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path')) q
@@ -660,7 +660,12 @@ BEGIN
                finished_at = now()
           FROM jsonb_array_elements(items) AS t(e)
          WHERE (e ->> 'goal_id')::bigint = ANY (fast)
-           AND st.goal_id = (e ->> 'goal_id')::bigint AND st.seq = (e ->> 'seq')::integer;
+           AND st.goal_id = (e ->> 'goal_id')::bigint AND st.seq = (e ->> 'seq')::integer
+           -- A parameter, for the index: while tenancy is on, the policy on
+           -- goals and goal_steps lets only leakproof conditions into an index
+           -- scan, and a key read from JSON is not one (without this, every
+           -- tenant's steps would be read). The same below.
+           AND st.goal_id = ANY (fast);
         IF cardinality(ended) > 0 THEN
             -- As end_goal: any other open step of the plan is cancelled, waits dropped.
             UPDATE goalrt.goal_steps st SET status = 'cancelled', finished_at = now()
@@ -693,7 +698,7 @@ BEGIN
                                           'result', e -> 'result') AS data
                   FROM jsonb_array_elements(items) AS t(e)
                   JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
-                                           AND st.seq = (e ->> 'seq')::integer
+                                           AND st.seq = (e ->> 'seq')::integer AND st.goal_id = ANY (fast)
                  WHERE (e ->> 'goal_id')::bigint = ANY (fast) AND NOT (e ->> 'goal_id')::bigint = ANY (ended)
                 UNION ALL
                 -- The last step's completion is recorded by goal.completed (as end_goal's detail below).
@@ -703,7 +708,7 @@ BEGIN
                                           'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id)
                   FROM jsonb_array_elements(items) AS t(e)
                   JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
-                                           AND st.seq = (e ->> 'seq')::integer
+                                           AND st.seq = (e ->> 'seq')::integer AND st.goal_id = ANY (ended)
                  WHERE (e ->> 'goal_id')::bigint = ANY (ended)) q
          ORDER BY q.gid, q.o;
         RETURN QUERY
@@ -711,7 +716,7 @@ BEGIN
                CASE WHEN (e ->> 'goal_id')::bigint = ANY (ended) THEN 'complete' ELSE 'continue' END,
                n.seq, n.action, n.args, n.attempts, NULL::text
           FROM jsonb_array_elements(items) AS t(e)
-          JOIN goalrt.goals gl ON gl.id = (e ->> 'goal_id')::bigint
+          JOIN goalrt.goals gl ON gl.id = (e ->> 'goal_id')::bigint AND gl.id = ANY (fast)
           LEFT JOIN goalrt.goal_steps n ON n.goal_id = gl.id AND n.seq = gl.step_seq
          WHERE (e ->> 'goal_id')::bigint = ANY (fast);
     END IF;
