@@ -511,11 +511,6 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp 
 DECLARE
     bad    record;
     new_id bigint;
-    -- The paths, as a parameter: while tenancy is on, state_data's policy
-    -- lets only leakproof conditions into an index scan, and a path read
-    -- from JSON (x ->> 'path') is not one. Without `s.path = ANY (changed)`
-    -- the joins below would read every tenant's paths.
-    changed text[];
 BEGIN
     IF changes IS NULL OR jsonb_typeof(changes) <> 'array' OR jsonb_array_length(changes) = 0 THEN
         RAISE EXCEPTION 'changes must be a non-empty JSON array of change objects' USING ERRCODE = 'GR003';
@@ -577,7 +572,6 @@ BEGIN
        FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
       WHERE goalrt.json_too_deep(x -> 'value');
 
-    changed := ARRAY(SELECT x ->> 'path' FROM jsonb_array_elements(changes) AS t(x));
     PERFORM set_config('goalrt.applying', 'on', true);
     -- Lock every path in byte order: a new path by inserting a placeholder
     -- (version 0, never committed as such), an existing one by the
@@ -593,8 +587,13 @@ BEGIN
     SELECT i - 1 AS idx, s.path AS p, s.version AS found, s.value AS current,
            (x ->> 'expect_version')::bigint AS expected, x ->> 'op' AS op
       INTO bad
-      FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
-      JOIN goalrt.state_data s ON s.path = x ->> 'path' AND s.path = ANY (changed)
+      -- The path read from JSON first (OFFSET 0 keeps it a column of its
+      -- own): while tenancy is on, state_data's policy lets only leakproof
+      -- conditions into an index scan; s.path = x ->> 'path' is not one
+      -- (->> may raise an error), s.path = t.p is. Otherwise every tenant's
+      -- paths would be read. The same below.
+      FROM (SELECT x, i, x ->> 'path' AS p FROM jsonb_array_elements(changes) WITH ORDINALITY AS t0(x, i) OFFSET 0) AS t
+      JOIN goalrt.state_data s ON s.path = t.p
      WHERE (jsonb_typeof(x -> 'expect_version') = 'number' AND (x ->> 'expect_version')::bigint <> s.version)
         OR (x ->> 'op' = 'inc' AND s.value IS NOT NULL AND jsonb_typeof(s.value) <> 'number')
      ORDER BY i
@@ -627,8 +626,8 @@ BEGIN
            version = s.version + 1,
            event_id = new_id,
            inherited_pos = NULL
-      FROM jsonb_array_elements(changes) AS t(x)
-     WHERE s.path = x ->> 'path' AND s.path = ANY (changed)
+      FROM (SELECT x, x ->> 'path' AS p FROM jsonb_array_elements(changes) AS t0(x) OFFSET 0) AS t
+     WHERE s.path = t.p
     RETURNING new_id, s.path::text, s.version, s.value;
     PERFORM set_config('goalrt.applying', 'off', true);
     -- GDL policies see the state with the change applied; a broken one aborts it all.
@@ -850,8 +849,9 @@ BEGIN
         INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos, tenant)
         SELECT q.p, NULL, 0, 0, q.tn
           FROM (SELECT DISTINCT c ->> 'path' AS p, g0.tenant AS tn
-                  FROM jsonb_array_elements(items) AS t(e)
-                  JOIN goalrt.goals g0 ON g0.id = (e ->> 'goal_id')::bigint AND g0.id = ANY (locked),
+                  FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                        FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+                  JOIN goalrt.goals g0 ON g0.id = t.gid,
                        jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
                                                  THEN e -> 'changes' ELSE '[]' END) AS u(c)
                  WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path')) q
@@ -910,14 +910,16 @@ BEGIN
         UPDATE goalrt.goal_steps st
            SET status = 'complete', result = e -> 'result', error = NULL, completed_epoch = (e ->> 'epoch')::bigint,
                finished_at = now()
-          FROM jsonb_array_elements(items) AS t(e)
-         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
-           AND st.goal_id = (e ->> 'goal_id')::bigint AND st.seq = (e ->> 'seq')::integer
-           -- A parameter, for the index: while tenancy is on, the policy on
-           -- goals and goal_steps lets only leakproof conditions into an index
-           -- scan, and a key read from JSON is not one (without this, every
-           -- tenant's steps would be read). The same below.
-           AND st.goal_id = ANY (fast);
+          -- The keys read from JSON first (OFFSET 0 keeps them columns of
+          -- their own): while tenancy is on, the policy on goals and
+          -- goal_steps lets only leakproof conditions into an index scan;
+          -- st.goal_id = (e ->> 'goal_id')::bigint is not one (->> and the
+          -- cast may raise an error that shows a value), st.goal_id = t.gid
+          -- is. Otherwise every tenant's steps would be read, or the items
+          -- scanned once per step. The same below.
+          FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                  FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+         WHERE t.gid = ANY (fast) AND st.goal_id = t.gid AND st.seq = t.sq;
         IF cardinality(ended) > 0 THEN
             -- As end_goal: any other open step of the plan is cancelled, waits dropped.
             UPDATE goalrt.goal_steps st SET status = 'cancelled', finished_at = now()
@@ -939,8 +941,9 @@ BEGIN
         UPDATE goalrt.goals gl
            SET status = 'complete', result = e -> 'result', last_error = NULL, step_seq = NULL, lease_owner = NULL,
                lease_expires_at = NULL, wake_at = NULL, blocked_on = NULL, updated_at = now(), finished_at = now()
-          FROM jsonb_array_elements(items) AS t(e)
-         WHERE gl.id = ANY (ended) AND gl.id = (e ->> 'goal_id')::bigint;
+          FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                  FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+         WHERE gl.id = ANY (ended) AND gl.id = t.gid;
         INSERT INTO goalrt.event_data (stream, type, data)
         SELECT 'goal:' || q.gid, q.type, q.data
           FROM (SELECT (e ->> 'goal_id')::bigint AS gid, 1 AS o, 'step.completed' AS type,
@@ -948,29 +951,30 @@ BEGIN
                                           'action', st.action, 'attempt', st.attempts,
                                           'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id,
                                           'result', e -> 'result') AS data
-                  FROM jsonb_array_elements(items) AS t(e)
-                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
-                                           AND st.seq = (e ->> 'seq')::integer AND st.goal_id = ANY (fast)
-                 WHERE (e ->> 'goal_id')::bigint = ANY (fast) AND NOT (e ->> 'goal_id')::bigint = ANY (ended)
+                  FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                        FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+                  JOIN goalrt.goal_steps st ON st.goal_id = t.gid AND st.seq = t.sq
+                 WHERE t.gid = ANY (fast) AND NOT t.gid = ANY (ended)
                 UNION ALL
                 -- The last step's completion is recorded by goal.completed (as end_goal's detail below).
                 SELECT (e ->> 'goal_id')::bigint, 2, 'goal.completed',
                        jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result',
                                           'seq', (e ->> 'seq')::integer, 'action', st.action, 'attempt', st.attempts,
                                           'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id)
-                  FROM jsonb_array_elements(items) AS t(e)
-                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
-                                           AND st.seq = (e ->> 'seq')::integer AND st.goal_id = ANY (ended)
-                 WHERE (e ->> 'goal_id')::bigint = ANY (ended)) q
+                  FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                        FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+                  JOIN goalrt.goal_steps st ON st.goal_id = t.gid AND st.seq = t.sq
+                 WHERE t.gid = ANY (ended)) q
          ORDER BY q.gid, q.o;
         RETURN QUERY
         SELECT (e ->> 'goal_id')::bigint,
                CASE WHEN (e ->> 'goal_id')::bigint = ANY (ended) THEN 'complete' ELSE 'continue' END,
                n.seq, n.action, n.args, n.attempts, NULL::text
-          FROM jsonb_array_elements(items) AS t(e)
-          JOIN goalrt.goals gl ON gl.id = (e ->> 'goal_id')::bigint AND gl.id = ANY (fast)
+          FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                  FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+          JOIN goalrt.goals gl ON gl.id = t.gid
           LEFT JOIN goalrt.goal_steps n ON n.goal_id = gl.id AND n.seq = gl.step_seq
-         WHERE (e ->> 'goal_id')::bigint = ANY (fast);
+         WHERE t.gid = ANY (fast);
     END IF;
     FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e)
               WHERE (e ->> 'goal_id') IS NULL OR NOT (e ->> 'goal_id')::bigint = ANY (fast)

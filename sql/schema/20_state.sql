@@ -149,11 +149,6 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp 
 DECLARE
     bad    record;
     new_id bigint;
-    -- The paths, as a parameter: while tenancy is on, state_data's policy
-    -- lets only leakproof conditions into an index scan, and a path read
-    -- from JSON (x ->> 'path') is not one. Without `s.path = ANY (changed)`
-    -- the joins below would read every tenant's paths.
-    changed text[];
 BEGIN
     IF changes IS NULL OR jsonb_typeof(changes) <> 'array' OR jsonb_array_length(changes) = 0 THEN
         RAISE EXCEPTION 'changes must be a non-empty JSON array of change objects' USING ERRCODE = 'GR003';
@@ -215,7 +210,6 @@ BEGIN
        FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
       WHERE goalrt.json_too_deep(x -> 'value');
 
-    changed := ARRAY(SELECT x ->> 'path' FROM jsonb_array_elements(changes) AS t(x));
     PERFORM set_config('goalrt.applying', 'on', true);
     -- Lock every path in byte order: a new path by inserting a placeholder
     -- (version 0, never committed as such), an existing one by the
@@ -231,8 +225,13 @@ BEGIN
     SELECT i - 1 AS idx, s.path AS p, s.version AS found, s.value AS current,
            (x ->> 'expect_version')::bigint AS expected, x ->> 'op' AS op
       INTO bad
-      FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
-      JOIN goalrt.state_data s ON s.path = x ->> 'path' AND s.path = ANY (changed)
+      -- The path read from JSON first (OFFSET 0 keeps it a column of its
+      -- own): while tenancy is on, state_data's policy lets only leakproof
+      -- conditions into an index scan; s.path = x ->> 'path' is not one
+      -- (->> may raise an error), s.path = t.p is. Otherwise every tenant's
+      -- paths would be read. The same below.
+      FROM (SELECT x, i, x ->> 'path' AS p FROM jsonb_array_elements(changes) WITH ORDINALITY AS t0(x, i) OFFSET 0) AS t
+      JOIN goalrt.state_data s ON s.path = t.p
      WHERE (jsonb_typeof(x -> 'expect_version') = 'number' AND (x ->> 'expect_version')::bigint <> s.version)
         OR (x ->> 'op' = 'inc' AND s.value IS NOT NULL AND jsonb_typeof(s.value) <> 'number')
      ORDER BY i
@@ -265,8 +264,8 @@ BEGIN
            version = s.version + 1,
            event_id = new_id,
            inherited_pos = NULL
-      FROM jsonb_array_elements(changes) AS t(x)
-     WHERE s.path = x ->> 'path' AND s.path = ANY (changed)
+      FROM (SELECT x, x ->> 'path' AS p FROM jsonb_array_elements(changes) AS t0(x) OFFSET 0) AS t
+     WHERE s.path = t.p
     RETURNING new_id, s.path::text, s.version, s.value;
     PERFORM set_config('goalrt.applying', 'off', true);
     -- GDL policies see the state with the change applied; a broken one aborts it all.
