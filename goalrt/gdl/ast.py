@@ -209,8 +209,59 @@ class Pure:
     pos: Pos
 
 
+@dataclass(frozen=True, slots=True)
+class WithMap:
+    """``{ key = value ... }`` in a ``with`` block or a built-in's default."""
+
+    args: tuple[WithArg, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class WithList:
+    items: tuple[WithValue, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class StateRef:
+    """``state(PATH)``: the state's value at the path, read when the step runs."""
+
+    path: Name
+    pos: Pos
+
+
+WithValue: TypeAlias = Literal | WithMap | WithList | StateRef
+
+
+@dataclass(frozen=True, slots=True)
+class WithArg:
+    key: Name
+    value: WithValue
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class WithArgs:
+    """``with { ... }``: the arguments an action passes to its built-in handler."""
+
+    args: tuple[WithArg, ...]
+    pos: Pos
+
+
 _ActionClause: TypeAlias = (
-    Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler | Pure
+    Require
+    | SetEffect
+    | IncEffect
+    | DeleteEffect
+    | Cost
+    | RetryClause
+    | Timeout
+    | Concurrency
+    | Rate
+    | Handler
+    | Pure
+    | WithArgs
 )
 
 
@@ -367,7 +418,24 @@ class TestDecl:
     pos: Pos
 
 
-Decl: TypeAlias = TypeDecl | EventDecl | ActionDecl | GoalDecl | ContractDecl | PolicyDecl | TestDecl
+@dataclass(frozen=True, slots=True)
+class BuiltinArg:
+    name: Name
+    type: Name
+    default: WithValue | None
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinDecl:
+    """``builtin NAME { arg ... }``: the contract of a built-in action (shipped with goalrt or a plugin)."""
+
+    name: Name
+    args: tuple[BuiltinArg, ...]
+    pos: Pos
+
+
+Decl: TypeAlias = TypeDecl | EventDecl | ActionDecl | GoalDecl | ContractDecl | PolicyDecl | TestDecl | BuiltinDecl
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +453,8 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "Binding",
+    "BuiltinArg",
+    "BuiltinDecl",
     "Compare",
     "Concurrency",
     "Cond",
@@ -422,6 +492,7 @@ __all__ = [
     "Simulate",
     "Source",
     "SourceFile",
+    "StateRef",
     "Term",
     "TestDecl",
     "Timeout",
@@ -430,6 +501,11 @@ __all__ = [
     "Uses",
     "WhenEvent",
     "WhenGoal",
+    "WithArg",
+    "WithArgs",
+    "WithList",
+    "WithMap",
+    "WithValue",
 ]
 
 

@@ -44,12 +44,13 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goalrt.db.config import database_url
 from goalrt.db.resources import MAIN_SCHEMA
@@ -65,6 +66,9 @@ from goalrt.worker.metrics import PrometheusMetrics, WorkerMetrics
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.runner import GoalRunner
 from goalrt.worker.stats import WorkerStats
+
+if TYPE_CHECKING:
+    from goalrt.actions.catalog import Catalog
 
 log = logging.getLogger("goalrt.worker")
 
@@ -114,6 +118,7 @@ class Worker:
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
         metrics_interval: float = 5.0,
+        actions: Catalog | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
@@ -126,6 +131,8 @@ class Worker:
         # database, the registry the worker runs is built from both (see worker.definitions).
         self.handlers = registry or default_registry
         self.registry = self.handlers
+        # The built-in actions GDL actions may name (None: goalrt.actions.catalog.default_catalog(), when needed).
+        self.actions = actions
         self.only = sorted(only) if only else None
         # The GDL version this worker plans with (None: no definitions loaded).
         self.gdl_version: int | None = None
@@ -283,6 +290,9 @@ class Worker:
             except Exception as exc:  # leaving a stale row is harmless; say so and go on
                 log.warning("worker %s: could not deregister: %s", self.id, exc)
             await self._close(pool)
+            http = sys.modules.get("goalrt.actions.http")  # loaded only when a step ran http.call
+            if http is not None:
+                await http.close_clients()  # its connections of this loop
             self._executor.shutdown(wait=False, cancel_futures=True)
             running = self.handler_calls.running
             if running:
@@ -311,8 +321,8 @@ class Worker:
         registry, version = self.handlers, None
         if stored is not None:
             version, definitions = stored
-            registry = registry_for(definitions, self.handlers)
-            missing, ignored = unhandled(definitions, self.handlers)
+            registry = registry_for(definitions, self.handlers, self.actions)
+            missing, ignored = unhandled(definitions, self.handlers, self.actions)
             if missing:
                 log.warning(
                     "worker %s: no handler for GDL action(s) %s: it leaves their steps to workers that have one "
