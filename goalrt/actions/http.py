@@ -25,38 +25,25 @@ connection; a redirect to an unlisted host fails the step for good.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from goalrt.actions.clients import client_for_loop
 from goalrt.errors import ActionFailedError, PermanentError
 
 DEFAULT_MAX_BODY = 65536
 _MAX_REDIRECTS = 5
 _RETRYABLE = frozenset({408, 425, 429})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# One client per event loop (a worker has one; tests start many): connections are pooled between steps.
-_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
 
 def _client() -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    for other in [lp for lp in _clients if lp.is_closed()]:
-        del _clients[other]
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    # Redirects are followed here, each hop's host checked; proxies from the environment are not used.
+    client: httpx.AsyncClient = client_for_loop(lambda: httpx.AsyncClient(follow_redirects=False, trust_env=False))
     return client
-
-
-async def close_clients() -> None:
-    """Close the client of the running loop (the worker calls it when it stops)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
 
 
 def _arg(args: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
@@ -162,4 +149,4 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-__all__ = ["DEFAULT_MAX_BODY", "close_clients", "http_call"]
+__all__ = ["DEFAULT_MAX_BODY", "http_call"]

@@ -211,8 +211,6 @@ class Pure:
 
 @dataclass(frozen=True, slots=True)
 class WithMap:
-    """``{ key = value ... }`` in a ``with`` block or a built-in's default."""
-
     args: tuple[WithArg, ...]
     pos: Pos
 
@@ -224,9 +222,7 @@ class WithList:
 
 
 @dataclass(frozen=True, slots=True)
-class StateRef:
-    """``state(PATH)``: the state's value at the path, read when the step runs."""
-
+class StateRef:  # state(PATH): the state's value at the path, read when the step runs
     path: Name
     pos: Pos
 
@@ -242,27 +238,13 @@ class WithArg:
 
 
 @dataclass(frozen=True, slots=True)
-class WithArgs:
-    """``with { ... }``: the arguments an action passes to its built-in handler."""
-
+class WithArgs:  # with { ... }: the arguments an action passes to its built-in handler
     args: tuple[WithArg, ...]
     pos: Pos
 
 
-_ActionClause: TypeAlias = (
-    Require
-    | SetEffect
-    | IncEffect
-    | DeleteEffect
-    | Cost
-    | RetryClause
-    | Timeout
-    | Concurrency
-    | Rate
-    | Handler
-    | Pure
-    | WithArgs
-)
+_Option: TypeAlias = Cost | RetryClause | Timeout | Concurrency | Rate | Handler | Pure | WithArgs
+_ActionClause: TypeAlias = Require | SetEffect | IncEffect | DeleteEffect | _Option
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,9 +409,7 @@ class BuiltinArg:
 
 
 @dataclass(frozen=True, slots=True)
-class BuiltinDecl:
-    """``builtin NAME { arg ... }``: the contract of a built-in action (shipped with goalrt or a plugin)."""
-
+class BuiltinDecl:  # builtin NAME { arg ... }: the contract of a built-in action (shipped with goalrt or a plugin)
     name: Name
     args: tuple[BuiltinArg, ...]
     pos: Pos

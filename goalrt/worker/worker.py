@@ -44,14 +44,15 @@ import contextlib
 import logging
 import os
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from goalrt.actions.catalog import Catalog
+from goalrt.actions.clients import close_clients
 from goalrt.db.config import database_url
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import ConfigError, GoalrtError
@@ -66,9 +67,6 @@ from goalrt.worker.metrics import PrometheusMetrics, WorkerMetrics
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.runner import GoalRunner
 from goalrt.worker.stats import WorkerStats
-
-if TYPE_CHECKING:
-    from goalrt.actions.catalog import Catalog
 
 log = logging.getLogger("goalrt.worker")
 
@@ -131,8 +129,7 @@ class Worker:
         # database, the registry the worker runs is built from both (see worker.definitions).
         self.handlers = registry or default_registry
         self.registry = self.handlers
-        # The built-in actions GDL actions may name (None: goalrt.actions.catalog.default_catalog(), when needed).
-        self.actions = actions
+        self.actions = actions  # the built-ins GDL actions may name (None: default_catalog(), when needed)
         self.only = sorted(only) if only else None
         # The GDL version this worker plans with (None: no definitions loaded).
         self.gdl_version: int | None = None
@@ -290,9 +287,7 @@ class Worker:
             except Exception as exc:  # leaving a stale row is harmless; say so and go on
                 log.warning("worker %s: could not deregister: %s", self.id, exc)
             await self._close(pool)
-            http = sys.modules.get("goalrt.actions.http")  # loaded only when a step ran http.call
-            if http is not None:
-                await http.close_clients()  # its connections of this loop
+            await close_clients()  # http.call's connections
             self._executor.shutdown(wait=False, cancel_futures=True)
             running = self.handler_calls.running
             if running:

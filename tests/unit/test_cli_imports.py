@@ -45,6 +45,8 @@ HEAVY_PACKAGES = {
     "prometheus_client",
     "jinja2",
     "opentelemetry",
+    "httpx",
+    "aiosmtplib",
 }
 # Distribution name (as pyproject.toml spells it) -> top-level module, where they differ.
 MODULE_OF = {

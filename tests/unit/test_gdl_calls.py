@@ -39,11 +39,15 @@ def problems(text: str) -> list[str]:
 
 
 def test_every_builtin_has_a_contract_and_every_contract_a_builtin() -> None:
-    assert set(builtin_contracts()) == set(Catalog(plugins=[]).actions) == {
-        "email.send",
-        "http.call",
-        "notification.push",
-    }
+    assert (
+        set(builtin_contracts())
+        == set(Catalog(plugins=[]).actions)
+        == {
+            "email.send",
+            "http.call",
+            "notification.push",
+        }
+    )
     http = builtin_contracts()["http.call"].args
     assert http["url"].required and http["url"].type == "url"
     assert (http["method"].default, http["timeout"].default, http["keep_headers"].default) == (
@@ -78,7 +82,7 @@ def test_an_action_without_a_with_block_keeps_its_json() -> None:
         ('with { url = "http://h/" json = state(a.{z}) }', "json: unbound variable {z} in a.{z}"),
         ('with { url = "http://h/" url = "http://h/" }', "argument url is given twice"),
         ('with { method = "GET" }', "http.call needs url (in a with block)"),
-        ('with { url = null }', "url is required: null is not a value of it"),
+        ("with { url = null }", "url is required: null is not a value of it"),
         ('with { url = "http://h/" json = { "$state" = 1 } }', "json: a key starting with $ is reserved"),
     ],
 )
