@@ -12,6 +12,7 @@ retryable ``ActionFailedError`` naming its type.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -87,12 +88,25 @@ class Catalog:
                     other = self.actions[name][0].name
                     raise ConfigError(f"action {name} is contributed by plugins {other} and {plugin.name}")
                 self.actions[name] = (plugin, run)
-            self.providers.update(plugin.providers)
+            for name, provider in plugin.providers.items():
+                self.providers[name] = self._provider(plugin, provider)
+
+    def _settings(self, plugin: Plugin) -> Mapping[str, Any]:
+        return self.config.plugin(plugin.name) if plugin.name != "goalrt" else {}
+
+    def _provider(self, plugin: Plugin, provider: Provider) -> Provider:
+        """Return the provider run with its own plugin's settings (notification.push's call has goalrt's)."""
+        settings = self._settings(plugin)
+
+        async def send(message: dict[str, Any], call: Call) -> Any:
+            return await provider(message, dataclasses.replace(call, settings=settings))
+
+        return send
 
     def handler(self, name: str, gdl: GdlCall | None = None) -> Any:
         """Return the async handler ``(args, ctx)`` of built-in ``name`` (for a GDL action: with its ``with`` block)."""
         plugin, run = self.actions[name]
-        settings = self.config.plugin(plugin.name) if plugin.name != "goalrt" else {}
+        settings = self._settings(plugin)
         allowed = self.config.allow_hosts() | (gdl.hosts if gdl is not None else frozenset())
 
         async def handle(args: Mapping[str, Any], ctx: Any) -> Any:

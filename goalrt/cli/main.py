@@ -22,6 +22,7 @@ from goalrt.cli import (
     goals,
     limits,
     plan,
+    plugins,
     query,
     replay,
     serve,
@@ -51,7 +52,8 @@ def cli(ctx: click.Context, database_url: str | None, fork: str | None) -> None:
 
 
 # In the order data flows; `goalrt --help` lists them by name.
-for _module in (db, events, state, snapshots, replay, forks, goals, workers, limits, plan, query, gdl, demo, serve):
+_MODULES = (db, events, state, snapshots, replay, forks, goals, workers, limits, plan, query, gdl, plugins, demo, serve)
+for _module in _MODULES:
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
