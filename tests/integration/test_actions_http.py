@@ -196,3 +196,33 @@ def test_a_missing_secret_fails_the_step_for_good(db_url: str, tmp_path: Path, s
     assert info.status == "failed"
     assert "secret TOKEN is not set" in str(info.last_error)
     assert server.requests == []
+
+
+def test_goalrt_test_runs_a_builtin_or_simulates_it(
+    db_url: str, tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from goalrt.gdl.testing import run_tests
+
+    monkeypatch.setenv("GOALRT_SECRET_TOKEN", SECRET)
+    root = tmp_path / "ws"
+    load_workspace(db_url, root, server.port)
+    (root / "tests").mkdir()
+    (root / "tests" / "t.gdl").write_text(
+        """
+test simulated {
+  given orders.bad.status = "created"  given orders.bad.amount = 1
+  simulate order.notify
+  when goal notify(o = "bad")
+  expect goal complete  expect state orders.bad.status == "notified"
+}
+test real {
+  given orders.ok9.status = "created"  given orders.ok9.amount = 3
+  when goal notify(o = "ok9")
+  expect goal complete
+}
+"""
+    )
+    compiled = check(root)
+    results = run_tests(db_url, compiled, Registry(), list(compiled.tests.values()), timeout=30)
+    assert [(r.name, r.failures) for r in results] == [("real", []), ("simulated", [])]
+    assert server.paths() == ["/ok9"]  # the simulated call sent nothing
