@@ -62,7 +62,8 @@ if TYPE_CHECKING:
     from goalrt.state.snapshots import Snapshot
     from goalrt.state.state import Change, ChangeResult, HistoryEntry, State, StateEntry
     from goalrt.worker.dispatcher import ActionContext
-    from goalrt.worker.worker import Partitions, Worker
+    from goalrt.worker.partitions import Partitions
+    from goalrt.worker.worker import Worker
 
 __version__ = "0.4.0"
 
@@ -104,7 +105,7 @@ _SOURCES = {
     "NewEvent": "goalrt.log.event",
     "NotMigratedError": "goalrt.errors",
     "OutOfRangeError": "goalrt.errors",
-    "Partitions": "goalrt.worker.worker",
+    "Partitions": "goalrt.worker.partitions",
     "PermanentError": "goalrt.errors",
     "Registry": "goalrt.goals.registry",
     "ReplayReport": "goalrt.state.replay",

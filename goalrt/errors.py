@@ -98,6 +98,10 @@ class PermanentError(GoalrtError):
     """Raise from an action handler to fail the step at once, without retrying."""
 
 
+class ActionFailedError(GoalrtError):
+    """A built-in action failed in a way a later attempt may not (a timeout, a 503): the step is retried."""
+
+
 class PlanningError(GoalrtError, ValueError):
     """A planning problem is malformed (unknown type, unbound template variable, bad operator); the message names it."""
 

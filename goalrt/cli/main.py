@@ -23,6 +23,7 @@ from goalrt.cli import (
     health,
     limits,
     plan,
+    plugins,
     query,
     replay,
     schedules,
@@ -53,7 +54,7 @@ def cli(ctx: click.Context, database_url: str | None, fork: str | None) -> None:
 
 
 # In the order data flows; `goalrt --help` lists them by name.
-for _module in (
+_MODULES = (
     db,
     events,
     state,
@@ -67,10 +68,12 @@ for _module in (
     plan,
     query,
     gdl,
+    plugins,
     demo,
     serve,
     health,
-):
+)
+for _module in _MODULES:
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -79,7 +79,9 @@ def worker(
 
     It imports the --handlers modules, or else those `handlers` in goalrt.toml
     names (in this folder or a parent), and runs only the actions it has a
-    handler for (and GDL's pure ones): other steps wait for a worker that has one.
+    handler for (and GDL's pure ones, and those whose handler is a built-in such
+    as http.call, configured by goalrt.toml's [actions.*]): other steps wait for
+    a worker that has one.
     With OTEL_TRACES_EXPORTER set, each goal it runs is traced (docs/operations.md).
     """
     import asyncio
@@ -88,7 +90,8 @@ def worker(
     # preflight checks the revision) logs each plugin it sets up at INFO as it is imported.
     from goalrt.db import migrate  # noqa: F401
     from goalrt.goals.registry import default_registry
-    from goalrt.worker.worker import Partitions, Worker
+    from goalrt.worker.partitions import Partitions
+    from goalrt.worker.worker import Worker
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _load_worker_handlers(handlers)

@@ -10,48 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-Scalar: TypeAlias = str | int | float | bool | None
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Pos:
-    """A place in a source file; line and column start at 1."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-@dataclass(frozen=True, slots=True)
-class Name:
-    """A name, dotted name or path template as written: ``payment.charge``, ``orders.{o}.status``, ``{o}``."""
-
-    text: str
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class Literal:
-    """A JSON scalar written in the source: a string, a number, true, false or null."""
-
-    value: Scalar
-    pos: Pos
-
-
-Term: TypeAlias = Name | Literal
-
-
-@dataclass(frozen=True, slots=True)
-class Duration:
-    """A duration as written (``1h30m``) and its length in seconds."""
-
-    text: str
-    seconds: float
-    pos: Pos
-
+from goalrt.gdl.ast_base import Duration, Literal, Name, Pos, Scalar, Term
+from goalrt.gdl.ast_calls import BuiltinArg, BuiltinDecl, StateRef, WithArg, WithArgs, WithList, WithMap, WithValue
 
 # -- conditions ------------------------------------------------------------------
 
@@ -209,9 +169,8 @@ class Pure:
     pos: Pos
 
 
-_ActionClause: TypeAlias = (
-    Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler | Pure
-)
+_Option: TypeAlias = Cost | RetryClause | Timeout | Concurrency | Rate | Handler | Pure | WithArgs
+_ActionClause: TypeAlias = Require | SetEffect | IncEffect | DeleteEffect | _Option
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +346,7 @@ class TestDecl:
     pos: Pos
 
 
-Decl: TypeAlias = TypeDecl | EventDecl | ActionDecl | GoalDecl | ContractDecl | PolicyDecl | TestDecl
+Decl: TypeAlias = TypeDecl | EventDecl | ActionDecl | GoalDecl | ContractDecl | PolicyDecl | TestDecl | BuiltinDecl
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +364,8 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "Binding",
+    "BuiltinArg",
+    "BuiltinDecl",
     "Compare",
     "Concurrency",
     "Cond",
@@ -444,6 +405,7 @@ __all__ = [
     "Simulate",
     "Source",
     "SourceFile",
+    "StateRef",
     "Term",
     "TestDecl",
     "Timeout",
@@ -452,6 +414,11 @@ __all__ = [
     "Uses",
     "WhenEvent",
     "WhenGoal",
+    "WithArg",
+    "WithArgs",
+    "WithList",
+    "WithMap",
+    "WithValue",
 ]
 
 

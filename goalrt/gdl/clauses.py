@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from goalrt.errors import ConfigError, PlanningError
 from goalrt.gdl import ast
+from goalrt.gdl.calls import Calls, Contract
 from goalrt.gdl.compiled import (
     TESTS,
     CompiledAction,
@@ -44,12 +45,13 @@ _ACCEPTS: Final = {"string": (str,), "number": (int, float), "integer": (int,), 
 class Clauses:
     """Compile declarations' clauses, recording problems in the workspace's ``Declarations``."""
 
-    def __init__(self, decls: Declarations, exprs: Expressions) -> None:
+    def __init__(self, decls: Declarations, exprs: Expressions, contracts: Mapping[str, Contract]) -> None:
         self.decls = decls
         self.exprs = exprs
         self.fail = decls.fail
         # Schedule name -> where it is declared: names are unique across the workspace.
         self._schedules: dict[str, ast.Pos] = {}
+        self.calls = Calls(decls.fail, contracts)
 
     def once(self, clauses: Sequence[Any], kinds: tuple[type, ...], where: str, word: str) -> Any:
         """Return the one clause of ``kinds`` (or None), recording each repeat as a problem."""
@@ -153,6 +155,8 @@ class Clauses:
             isinstance(c, ast.SetEffect | ast.IncEffect | ast.DeleteEffect) for c in decl.clauses
         ):
             self.fail(pure_clause.pos, f"{where}: a pure action is its effects alone, and it has none")
+        with_clause = self.once(decl.clauses, (ast.WithArgs,), where, "with")
+        call = self.calls.compile(where, handler_clause, with_clause, params)
         if len(self.decls.problems) > before:
             return None
         try:
@@ -163,7 +167,7 @@ class Clauses:
         if requires:
             self.never(pre, requires[0].pos, f"{where} can never run: its require conditions can never all hold")
         return CompiledAction(
-            d.name, d.app, schema, handler, timeout, retry, concurrency, rate, pure_clause is not None
+            d.name, d.app, schema, handler, timeout, retry, concurrency, rate, pure_clause is not None, call
         )
 
     # -- goals -----------------------------------------------------------------------------

@@ -64,9 +64,11 @@ class CompiledAction:
     rate: tuple[int, float] | None = None
     # `pure`: no handler runs; the declared effects are the whole action (any worker runs it).
     pure: bool = False
+    # A built-in handler's arguments (the `with` block): {"args", "hosts", "urls"} (goalrt.gdl.calls).
+    call: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "schema": self.schema.to_json(),
             "handler": self.handler,
             "pure": self.pure,
@@ -81,6 +83,10 @@ class CompiledAction:
             "concurrency": self.concurrency,
             "rate": None if self.rate is None else {"count": self.rate[0], "per": self.rate[1]},
         }
+        # Only an action that calls a built-in has the key: the JSON (and the hash) of the others is unchanged.
+        if self.call is not None:
+            out["call"] = self.call
+        return out
 
 
 @dataclass(frozen=True, slots=True)

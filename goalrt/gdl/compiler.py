@@ -15,10 +15,11 @@ them in order and assembles the workspace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from goalrt.errors import GdlError, GdlSyntaxError
 from goalrt.gdl import ast
+from goalrt.gdl.calls import Contract, builtin_contracts
 from goalrt.gdl.clauses import Clauses
 from goalrt.gdl.compiled import SHARED, TESTS, CompiledContract, CompiledType, CompiledWorkspace
 from goalrt.gdl.declarations import Declarations, exports
@@ -28,9 +29,17 @@ from goalrt.gdl.parser import parse_or_problem
 
 
 def compile_sources(
-    sources: Sequence[ast.Source], *, name: str = "workspace", version: str = "0", apps: Iterable[str] = ()
+    sources: Sequence[ast.Source],
+    *,
+    name: str = "workspace",
+    version: str = "0",
+    apps: Iterable[str] = (),
+    contracts: Mapping[str, Contract] | None = None,
 ) -> CompiledWorkspace:
-    """Parse and check every source; return the compiled workspace or raise one ``GdlError`` naming every problem."""
+    """Parse and check every source; return the compiled workspace or raise one ``GdlError`` naming every problem.
+
+    ``contracts`` are the built-ins' (default: goalrt's and the installed plugins', ``builtin_contracts()``).
+    """
     texts = {s.path: s.text for s in sources}
     files: list[ast.SourceFile] = []
     syntax: list[Problem] = []
@@ -47,16 +56,18 @@ def compile_sources(
         raise err
     app_names = tuple(sorted({*apps, *(f.app for f in files if f.app not in (SHARED, TESTS))}))
     decls = Declarations(files, app_names)
-    result = _assemble(decls, name, version, len(sources))
+    result = _assemble(decls, name, version, len(sources), builtin_contracts() if contracts is None else contracts)
     if decls.problems:
         raise GdlError(render_all(decls.problems, texts))
     assert result is not None
     return result
 
 
-def _assemble(decls: Declarations, name: str, version: str, nfiles: int) -> CompiledWorkspace | None:
+def _assemble(
+    decls: Declarations, name: str, version: str, nfiles: int, builtins: Mapping[str, Contract]
+) -> CompiledWorkspace | None:
     """Run the passes in order; return the workspace, or None when ``decls.problems`` says why not."""
-    clauses = Clauses(decls, Expressions(decls.fail))
+    clauses = Clauses(decls, Expressions(decls.fail), builtins)
     declared = decls.declared
     decls.collect()
     decls.contracts()

@@ -68,6 +68,9 @@ class Declarations:
         }
         for source in self.files:
             for decl in source.decls:
+                if isinstance(decl, ast.BuiltinDecl):
+                    self.fail(decl.pos, "builtin declarations come with goalrt (gdl/builtin) and its plugins")
+                    continue
                 kind = kinds[type(decl)]
                 if kind == "test" and source.app != TESTS:
                     self.fail(decl.pos, f"test {decl.name.text}: tests belong in the tests/ folder")

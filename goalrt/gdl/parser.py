@@ -299,6 +299,35 @@ class _Builder(Transformer[Token, Any]):
     def pure(self, meta: Any, _items: list[Token]) -> ast.Pure:
         return ast.Pure(self._pos(meta))
 
+    def with_args(self, meta: Any, items: list[Any]) -> ast.WithArgs:
+        return ast.WithArgs(tuple(items), self._pos(meta))
+
+    def _with_value(self, item: Any) -> ast.WithValue:
+        if isinstance(item, ast.WithMap | ast.WithList | ast.StateRef | ast.Literal):
+            return item
+        return self._literal(item)
+
+    def with_arg(self, meta: Any, items: list[Any]) -> ast.WithArg:
+        key: Token = items[0]
+        name = ast.Name(string_value(str(key)) if key.type == "STRING" else str(key), self._at(key))
+        return ast.WithArg(name, self._with_value(items[1]), self._pos(meta))
+
+    def with_map(self, meta: Any, items: list[Any]) -> ast.WithMap:
+        return ast.WithMap(tuple(items), self._pos(meta))
+
+    def with_list(self, meta: Any, items: list[Any]) -> ast.WithList:
+        return ast.WithList(tuple(self._with_value(i) for i in items if i is not None), self._pos(meta))
+
+    def with_state(self, meta: Any, items: list[Token]) -> ast.StateRef:
+        return ast.StateRef(self._name(items[0]), self._pos(meta))
+
+    def builtin_decl(self, meta: Any, items: list[Any]) -> ast.BuiltinDecl:
+        return ast.BuiltinDecl(self._name(items[0]), tuple(items[1:]), self._pos(meta))
+
+    def builtin_arg(self, meta: Any, items: list[Any]) -> ast.BuiltinArg:
+        default = None if len(items) < 3 or items[2] is None else self._with_value(items[2])
+        return ast.BuiltinArg(self._name(items[0]), self._name(items[1]), default, self._pos(meta))
+
     # -- goal clauses ----------------------------------------------------------
 
     def achieve(self, meta: Any, items: list[Any]) -> ast.AchieveClause:

@@ -16,13 +16,19 @@ known to the planner but not runnable by this worker (``Action.fn`` None):
 the worker does not register it, so it never claims or continues a step of
 it, and a worker that has the handler runs it. Python goal types and actions
 the handler modules register that GDL does not declare are kept as they are.
+
+An action whose handler is a built-in (``handler http.call`` with a ``with``
+block; goalrt.actions) runs it on every worker: the built-in renders the
+block from the step's arguments and the state when the step runs. A Python
+handler registered under a built-in's name is run instead only for an action
+without a ``with`` block.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, create_model
 
@@ -30,6 +36,9 @@ from goalrt.goals.conditions import Achieve
 from goalrt.goals.registry import Action, GoalType, Registry, planned_steps
 from goalrt.goals.retry import Retry
 from goalrt.planner import ActionSchema, ObjectType, condition_from_json
+
+if TYPE_CHECKING:
+    from goalrt.actions.catalog import Catalog
 
 # GDL's parameter types as pydantic fields (objects are strings: their keys).
 _SCALARS: dict[str, Any] = {
@@ -50,19 +59,48 @@ def params_model(goal: str, params: Mapping[str, str]) -> type[BaseModel]:
     return model
 
 
-def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry:
+def _builtin(spec: Mapping[str, Any], handlers: Registry, catalog: Catalog | None) -> Catalog | None:
+    """Return the catalog when the action runs a built-in (a ``with`` block, or a built-in's name no handler has)."""
+    registered = handlers.actions.get(spec["handler"])
+    # A handler registered under the built-in's name runs for an action without a with block; `goalrt test`
+    # simulates an action by registering pure_action under its handler's name, which wins in any case.
+    if spec.get("pure") is True or (registered is not None and ("call" not in spec or registered.fn is pure_action)):
+        return None
+    if catalog is None:
+        from goalrt.actions.catalog import default_catalog
+
+        catalog = default_catalog()
+    return catalog if spec["handler"] in catalog.actions else None
+
+
+def _uses_builtins(definitions: Mapping[str, Any], handlers: Registry) -> bool:
+    return any(
+        "call" in spec or (spec.get("pure") is not True and spec["handler"] not in handlers.actions)
+        for app in (definitions.get("apps") or {}).values()
+        for spec in app.get("actions", [])
+    )
+
+
+def registry_for(definitions: Mapping[str, Any], handlers: Registry, catalog: Catalog | None = None) -> Registry:
     """Return the registry a worker runs for stored definitions, with the handlers of ``handlers``.
 
-    A GDL action is runnable when it is ``pure`` or ``handlers`` has its
-    handler; the others are there for the planner only (``Action.fn`` None).
+    A GDL action is runnable when it is ``pure``, names a built-in of
+    ``catalog`` (default: ``goalrt.actions.catalog.default_catalog()``, loaded
+    only when an action may need it) or ``handlers`` has its handler; the
+    others are there for the planner only (``Action.fn`` None).
     """
+    from goalrt.actions.catalog import GdlCall
+
     out = handlers.copy()
     for app in (definitions.get("apps") or {}).values():
         for spec in app.get("actions", []):
             schema = ActionSchema.from_json(spec["schema"])
             handler = handlers.actions.get(spec["handler"])
+            builtins = _builtin(spec, handlers, catalog)
             # Definitions stored before `pure` existed have no key: their actions need a handler.
             fn = pure_action if spec.get("pure") is True else None if handler is None else handler.fn
+            if builtins is not None:
+                fn = builtins.handler(spec["handler"], GdlCall.from_json(spec.get("call") or {}))
             retry = Retry(**spec["retry"])
             out.actions[schema.name] = Action(schema.name, fn, spec.get("timeout"), retry, None, schema)
         for spec in app.get("goals", []):
@@ -80,11 +118,18 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry) -> Registry
     return out
 
 
-def unhandled(definitions: Mapping[str, Any], handlers: Registry) -> tuple[list[str], list[str]]:
-    """Return the GDL actions ``handlers`` has no handler for, and the pure ones it has a handler for (not run).
+def unhandled(
+    definitions: Mapping[str, Any], handlers: Registry, catalog: Catalog | None = None
+) -> tuple[list[str], list[str]]:
+    """Return the GDL actions neither ``handlers`` nor the built-ins run, and the pure ones it has a handler for.
 
     Each as ``"NAME (handler HANDLER)"``, sorted: what a worker says when it starts.
     """
+    if catalog is None and _uses_builtins(definitions, handlers):
+        from goalrt.actions.catalog import default_catalog
+
+        catalog = default_catalog()
+    builtins = set() if catalog is None else set(catalog.actions)
     missing, ignored = [], []
     for app in (definitions.get("apps") or {}).values():
         for spec in app.get("actions", []):
@@ -92,7 +137,7 @@ def unhandled(definitions: Mapping[str, Any], handlers: Registry) -> tuple[list[
             if spec.get("pure") is True:
                 if spec["handler"] in handlers.actions:
                     ignored.append(name)
-            elif spec["handler"] not in handlers.actions:
+            elif spec["handler"] not in handlers.actions and spec["handler"] not in builtins:
                 missing.append(name)
     return sorted(missing), sorted(ignored)
 

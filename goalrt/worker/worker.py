@@ -47,9 +47,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
+from goalrt.actions.catalog import Catalog
+from goalrt.actions.clients import close_clients
 from goalrt.db.config import database_url
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import ConfigError, GoalrtError
@@ -61,36 +62,13 @@ from goalrt.worker.dispatcher import HandlerCalls
 from goalrt.worker.leases import Lease, Leases
 from goalrt.worker.listener import listen
 from goalrt.worker.metrics import PrometheusMetrics, WorkerMetrics
+from goalrt.worker.partitions import Partitions
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.runner import GoalRunner
 from goalrt.worker.scheduler import Scheduler
 from goalrt.worker.stats import WorkerStats
 
 log = logging.getLogger("goalrt.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class Partitions:
-    """The partitions a worker serves: some buckets of ``count`` (``goalrt worker --partitions 0,1/4``)."""
-
-    buckets: tuple[int, ...]
-    count: int
-
-    @classmethod
-    def parse(cls, spec: str) -> Partitions:
-        """Parse ``"B,B,.../N"`` (buckets of N; ranges like ``0-3/16`` too)."""
-        try:
-            left, count_text = spec.split("/")
-            count = int(count_text)
-            buckets: set[int] = set()
-            for part in left.split(","):
-                lo, _, hi = part.strip().partition("-")
-                buckets.update(range(int(lo), int(hi or lo) + 1))
-        except ValueError:
-            raise ConfigError(f"--partitions {spec!r}: expected buckets/count, e.g. 0,1/4 or 0-3/16") from None
-        if count < 1 or not buckets or min(buckets) < 0 or max(buckets) >= count:
-            raise ConfigError(f"--partitions {spec!r}: buckets must be within 0..count-1 (count >= 1)")
-        return cls(tuple(sorted(buckets)), count)
 
 
 class Worker:
@@ -115,6 +93,7 @@ class Worker:
         metrics_host: str = "127.0.0.1",
         metrics_interval: float = 5.0,
         schedules: bool = True,
+        actions: Catalog | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
@@ -127,6 +106,7 @@ class Worker:
         # database, the registry the worker runs is built from both (see worker.definitions).
         self.handlers = registry or default_registry
         self.registry = self.handlers
+        self.actions = actions  # the built-ins GDL actions may name (None: default_catalog(), when needed)
         self.only = sorted(only) if only else None
         # The GDL version this worker plans with (None: no definitions loaded).
         self.gdl_version: int | None = None
@@ -289,6 +269,7 @@ class Worker:
             except Exception as exc:  # leaving a stale row is harmless; say so and go on
                 log.warning("worker %s: could not deregister: %s", self.id, exc)
             await self._close(pool)
+            await close_clients()  # http.call's connections
             self._executor.shutdown(wait=False, cancel_futures=True)
             running = self.handler_calls.running
             if running:
@@ -317,8 +298,8 @@ class Worker:
         registry, version = self.handlers, None
         if stored is not None:
             version, definitions = stored
-            registry = registry_for(definitions, self.handlers)
-            missing, ignored = unhandled(definitions, self.handlers)
+            registry = registry_for(definitions, self.handlers, self.actions)
+            missing, ignored = unhandled(definitions, self.handlers, self.actions)
             if missing:
                 log.warning(
                     "worker %s: no handler for GDL action(s) %s: it leaves their steps to workers that have one "
@@ -497,4 +478,4 @@ async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
     log.error("worker: background task(s) %s ignore cancellation", alive)
 
 
-__all__ = ["Lease", "Partitions", "Worker", "WorkerStats"]
+__all__ = ["Lease", "Worker", "WorkerStats"]

@@ -114,3 +114,25 @@ def test_alembic_upgrade_head_from_the_repo_equals_goalrt_migrate(empty_db_url: 
     assert result.returncode == 0, result.stderr
     assert migrate.status(empty_db_url).up_to_date
     assert describe(empty_db_url) == describe(db_url)
+
+
+def test_wheel_outside_the_repo_checks_a_workspace_against_the_builtin_contracts(site: Path, tmp_path: Path) -> None:
+    """The built-ins' contracts (gdl/builtin) ship as goalrt/builtin: gdl check knows http.call's arguments."""
+    assert sorted(p.name for p in (site / "goalrt" / "builtin").glob("*.gdl")) == sorted(
+        p.name for p in (REPO / "gdl" / "builtin").glob("*.gdl")
+    )
+    ws = tmp_path / "ws"
+    (ws / "apps" / "a").mkdir(parents=True)
+    (ws / "goalrt.toml").write_text('name = "ws"\n')
+    action = 'type T { }\naction ping(t: T) { handler http.call with { url = "https://example.com/{t}" %s } }\n'
+    (ws / "apps" / "a" / "a.gdl").write_text(action % "")
+    env = clean_env(PYTHONPATH=str(site))
+    ok = subprocess.run(
+        [sys.executable, "-m", "goalrt", "gdl", "check"], capture_output=True, text=True, env=env, cwd=ws
+    )
+    assert ok.returncode == 0, ok.stderr
+    (ws / "apps" / "a" / "a.gdl").write_text(action % "retries = 3")
+    bad = subprocess.run(
+        [sys.executable, "-m", "goalrt", "gdl", "check"], capture_output=True, text=True, env=env, cwd=ws
+    )
+    assert bad.returncode == 1 and "retries is not an argument of http.call" in bad.stderr

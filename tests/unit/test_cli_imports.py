@@ -46,6 +46,8 @@ HEAVY_PACKAGES = {
     "jinja2",
     "opentelemetry",
     "cronsim",
+    "httpx",
+    "aiosmtplib",
 }
 # Distribution name (as pyproject.toml spells it) -> top-level module, where they differ.
 MODULE_OF = {

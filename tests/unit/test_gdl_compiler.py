@@ -42,7 +42,7 @@ INVALID = {
     "no state satisfies its conditions",
     "policy_never_holds": "apps/a/policies.gdl:2:11: policy amounts can never hold: no state satisfies its conditions",
     "stray_character": "apps/a/types.gdl:2:1: unexpected character '$'; "
-    "expected 'action', 'contract', 'event', 'goal', 'policy', 'test' or 'type'",
+    "expected 'action', 'builtin', 'contract', 'event', 'goal', 'policy', 'test' or 'type'",
     "test_outside_tests": "apps/a/t.gdl:1:1: test t: tests belong in the tests/ folder",
     "unbound_variable": "apps/a/actions.gdl:3:18: unbound variable {order} in orders.{order}.status (parameters: o)",
     "unknown_event": "apps/a/goals.gdl:3:12: unknown event 'order.made'",

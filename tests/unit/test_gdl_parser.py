@@ -129,7 +129,7 @@ def test_an_empty_source_has_no_declarations() -> None:
         ),
         (
             "type T { }\n  ~",
-            "f.gdl:2:3: unexpected character '~'; expected 'action', 'contract', 'event', 'goal', 'policy', "
+            "f.gdl:2:3: unexpected character '~'; expected 'action', 'builtin', 'contract', 'event', 'goal', 'policy', "
             "'test' or 'type'",
         ),
     ],

@@ -30,6 +30,7 @@ LAYERS = (
     "log",
     "state",
     "goals",
+    "actions",
     "worker",
     "gdl",
     "demo",

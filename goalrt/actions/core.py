@@ -1,0 +1,14 @@
+"""goalrt's own built-in actions, as the plugin ``goalrt`` (their contracts: gdl/builtin/*.gdl)."""
+
+from __future__ import annotations
+
+from goalrt.actions.http import http_call
+from goalrt.actions.mail import email_send
+from goalrt.actions.notify import console, notification_push, webhook
+from goalrt.actions.plugins import Plugin
+
+core = Plugin("goalrt", description="goalrt's built-in actions")
+core.actions.update({"http.call": http_call, "notification.push": notification_push, "email.send": email_send})
+core.providers.update({"console": console, "webhook": webhook})
+
+__all__ = ["core"]
