@@ -306,6 +306,17 @@ def test_tenancy_is_on_only_while_a_role_is_mapped_to_another_tenant(tenancy: Te
     }  # fmt: skip
     assert app.execute("SELECT count(*) FROM goalrt.goals WHERE id = %s", (gb,)).fetchone() == (0,)
     assert app.execute("SELECT path, value FROM goalrt.state").fetchall() == [(PATH, "default")]
+    # app's session planned its functions while tenancy was off: what it writes now is still the default's.
+    ga = int(app.execute("SELECT id FROM goalrt.submit_goal('job')").fetchone()[0])  # type: ignore[index]
+    app.execute("SELECT goalrt.append_event('orders', 'order.placed', '{}')")
+    assert b.execute("SELECT count(*) FROM goalrt.goals WHERE id = %s", (ga,)).fetchone() == (0,)
+    assert owner.execute("SELECT tenant FROM goalrt.goals WHERE id = %s", (ga,)).fetchone() == ("",)
+    assert [r[0] for r in b.execute("SELECT data FROM goalrt.event_data WHERE stream = 'orders'").fetchall()] == [
+        {"who": "b"}
+    ]
+    assert owner.execute(
+        "SELECT count(*) FROM goalrt.event_data WHERE stream = 'orders' AND tenant = ''"
+    ).fetchone() == (2,)
     # b's mapping gone while its rows remain: tenancy stays on (off, every role would see them).
     assert owner.execute("SELECT goalrt.drop_tenant_role(%s)", (b.info.user,)).fetchone() == (True,)
     assert tenancy_state(owner) == on
