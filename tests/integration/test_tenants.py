@@ -321,3 +321,50 @@ def test_tenancy_is_on_only_while_a_role_is_mapped_to_another_tenant(tenancy: Te
     assert owner.execute("SELECT goalrt.drop_tenant_role(%s)", (b.info.user,)).fetchone() == (True,)
     assert tenancy_state(owner) == on
     assert app.execute("SELECT count(*) FROM goalrt.goals WHERE id = %s", (gb,)).fetchone() == (0,)
+
+
+def rows_read(c: psycopg.Connection, table: str) -> int:
+    """Rows this transaction has read so far from a goalrt table, by scans and by index (its own counters)."""
+    row = c.execute(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_all_tables"
+        " WHERE relid = %s::regclass",
+        (f"goalrt.{table}",),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_the_hot_path_reads_only_its_own_rows_while_tenancy_is_on(tenancy: Tenancy) -> None:
+    """A policy lets only leakproof conditions into an index scan: joins on keys read from JSON must not scan.
+
+    Hash and merge joins are switched off, so the planner must find the
+    index lookup a join on a leakproof condition allows (on tables this
+    small it might otherwise scan by choice, with or without tenants).
+    """
+    tenancy.owner.execute("SELECT goalrt.register_goal_type('job', '{}')")
+    many = 300
+    for tenant in ("b", "a"):
+        app, worker = tenancy.login("goalrt_app", tenant), tenancy.login("goalrt_worker", tenant)
+        n = many if tenant == "b" else 2
+        app.execute("SELECT goalrt.submit_goals(%s::jsonb)", (json.dumps([{"name": "job"}] * n),))
+        claimed = worker.execute("SELECT goal_id, epoch FROM goalrt.claim_goals_v2('w', %s, 30)", (n,)).fetchall()
+        plan = [{"goal_id": g, "epoch": e, "steps": [{"action": "noop", "args": {}}]} for g, e in claimed]
+        worker.execute("SELECT * FROM goalrt.plan_goals_v1('w', %s::jsonb, 30)", (json.dumps(plan),))
+        done = [{"goal_id": g, "epoch": e, "seq": 1, "outcome": "complete", "result": None} for g, e in claimed]
+        if tenant == "b":
+            worker.execute("SELECT * FROM goalrt.complete_steps_v1('w', %s::jsonb, 30)", (json.dumps(done),))
+            changes = [{"op": "set", "path": f"p.n{i}", "value": i} for i in range(many)]
+            app.execute("SELECT * FROM goalrt.change_state(%s::jsonb)", (json.dumps(changes),))
+    # a's two goals complete, and a changes one path, reading a handful of rows, not b's hundreds.
+    no_scan = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off"
+    with worker.transaction():
+        worker.execute(no_scan)
+        out = worker.execute(
+            "SELECT goal_id, outcome FROM goalrt.complete_steps_v1('w', %s::jsonb, 30)", (json.dumps(done),)
+        ).fetchall()
+        assert {r[1] for r in out} == {"complete"}
+        assert rows_read(worker, "goal_steps") < 50
+        assert rows_read(worker, "goals") < 50
+    with app.transaction():
+        app.execute(no_scan)
+        app.execute('SELECT * FROM goalrt.change_state(\'[{"op": "set", "path": "p.n1", "value": 0}]\')')
+        assert rows_read(app, "state_data") < 20
