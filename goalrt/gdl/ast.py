@@ -8,7 +8,11 @@ them into the planner's objects. Names and paths are kept as written
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    # Steps, emits and a test's then-clauses (goalrt/gdl/ast_steps.py), which import this module's nodes.
+    from goalrt.gdl.ast_steps import Emit, StepsClause, ThenClause
 
 Scalar: TypeAlias = str | int | float | bool | None
 
@@ -210,7 +214,8 @@ class Pure:
 
 
 _ActionClause: TypeAlias = (
-    Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler | Pure
+    "Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler"
+    " | Pure | Emit"
 )
 
 
@@ -297,7 +302,9 @@ class ScheduleClause:
     pos: Pos
 
 
-_GoalClause: TypeAlias = AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger | ScheduleClause
+_GoalClause: TypeAlias = (
+    "AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger | ScheduleClause | StepsClause"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +384,9 @@ class ExpectState:
     pos: Pos
 
 
-_TestClause: TypeAlias = Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState
+_TestClause: TypeAlias = (
+    "Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState | ThenClause"
+)
 
 
 @dataclass(frozen=True, slots=True)
