@@ -384,9 +384,7 @@ class ExpectState:
     pos: Pos
 
 
-_TestClause: TypeAlias = (
-    "Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState | ThenClause"
-)
+_TestClause: TypeAlias = "Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState | ThenClause"
 
 
 @dataclass(frozen=True, slots=True)

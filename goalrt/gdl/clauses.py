@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from goalrt.errors import ConfigError, PlanningError
 from goalrt.gdl import ast
+from goalrt.gdl.ast_steps import Emit, StepsClause, ThenAdvance, ThenAnswer, ThenEvent
 from goalrt.gdl.compiled import (
     TESTS,
     CompiledAction,
@@ -28,6 +29,7 @@ from goalrt.gdl.compiled import (
 from goalrt.gdl.declarations import ACTION_NAME, Declarations, Declared
 from goalrt.gdl.expressions import Expressions, Scope
 from goalrt.gdl.satisfiability import never_holds
+from goalrt.gdl.steps import Steps
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.retry import Retry
 from goalrt.goals.schedules import check_cron, check_timezone
@@ -44,9 +46,10 @@ _ACCEPTS: Final = {"string": (str,), "number": (int, float), "integer": (int,), 
 class Clauses:
     """Compile declarations' clauses, recording problems in the workspace's ``Declarations``."""
 
-    def __init__(self, decls: Declarations, exprs: Expressions) -> None:
+    def __init__(self, decls: Declarations, exprs: Expressions, steps: Steps) -> None:
         self.decls = decls
         self.exprs = exprs
+        self.steps = steps
         self.fail = decls.fail
         # Schedule name -> where it is declared: names are unique across the workspace.
         self._schedules: dict[str, ast.Pos] = {}
@@ -150,9 +153,10 @@ class Clauses:
         if pure_clause is not None and handler_clause is not None:
             self.fail(pure_clause.pos, f"{where}: a pure action runs no handler; give pure or handler, not both")
         elif pure_clause is not None and not any(
-            isinstance(c, ast.SetEffect | ast.IncEffect | ast.DeleteEffect) for c in decl.clauses
+            isinstance(c, ast.SetEffect | ast.IncEffect | ast.DeleteEffect | Emit) for c in decl.clauses
         ):
-            self.fail(pure_clause.pos, f"{where}: a pure action is its effects alone, and it has none")
+            self.fail(pure_clause.pos, f"{where}: a pure action is its effects and emits alone, and it has none")
+        emit = self.steps.emits(d.name, d.app, decl.clauses, params)
         if len(self.decls.problems) > before:
             return None
         try:
@@ -163,7 +167,7 @@ class Clauses:
         if requires:
             self.never(pre, requires[0].pos, f"{where} can never run: its require conditions can never all hold")
         return CompiledAction(
-            d.name, d.app, schema, handler, timeout, retry, concurrency, rate, pure_clause is not None
+            d.name, d.app, schema, handler, timeout, retry, concurrency, rate, pure_clause is not None, tuple(emit)
         )
 
     # -- goals -----------------------------------------------------------------------------
@@ -181,23 +185,17 @@ class Clauses:
         before = len(self.decls.problems)
         scope = Scope(params)
         achieves = [c for c in decl.clauses if isinstance(c, ast.AchieveClause)]
+        listed = self.once(decl.clauses, (StepsClause,), where, "steps")
+        if listed is not None:
+            return self._steps_goal(d, listed, params)
         if not achieves:
-            self.fail(decl.name.pos, f"{where}: needs an 'achieve' or a 'maintain' condition")
+            self.fail(decl.name.pos, f"{where}: needs an 'achieve' or a 'maintain' condition, or its 'steps'")
             return None
         if len({a.maintain for a in achieves}) > 1:
             self.fail(achieves[1].pos, f"{where}: use either 'achieve' or 'maintain', not both")
         parts = [self.exprs.cond(a.condition, scope) for a in achieves]
         condition = parts[0] if len(parts) == 1 else And(*parts)
-        priority_clause = self.once(decl.clauses, (ast.Priority,), where, "priority")
-        priority = 0
-        if priority_clause is not None:
-            priority = self.integer(priority_clause.value, f"{where}: priority", -(2**31))
-        deadline_clause = self.once(decl.clauses, (ast.Deadline,), where, "deadline")
-        deadline = None
-        if deadline_clause is not None:
-            deadline = deadline_clause.duration.seconds
-            if deadline <= 0:
-                self.fail(deadline_clause.duration.pos, f"{where}: deadline must be longer than 0s")
+        priority, deadline = self._goal_options(d)
         replans_clause = self.once(decl.clauses, (ast.MaxReplans,), where, "max_replans")
         max_replans = 3 if replans_clause is None else self.integer(replans_clause.value, f"{where}: max_replans", 0)
         uses = self.once(decl.clauses, (ast.Uses,), where, "actions")
@@ -211,10 +209,7 @@ class Clauses:
             names = tuple(
                 sorted(n for n, a in self.decls.declared["action"].items() if self.decls.may_use(d.app, "action", a))
             )
-        compiled = [self.trigger(d, t, params) for t in decl.clauses if isinstance(t, ast.Trigger)]
-        triggers = tuple(t for t in compiled if t is not None)
-        timed = [self.schedule(d, c, params) for c in decl.clauses if isinstance(c, ast.ScheduleClause)]
-        schedules = tuple(s for s in timed if s is not None)
+        triggers, schedules = self._starts(d, params)
         if len(self.decls.problems) > before:
             return None
         self.never(condition, achieves[0].pos, f"{where} can never be reached: its condition can never hold")
@@ -229,6 +224,49 @@ class Clauses:
         return CompiledGoal(
             d.name, d.app, tuple(params.items()), achieve, names, priority, deadline, triggers, schedules
         )
+
+    def _steps_goal(self, d: Declared, listed: StepsClause, params: Mapping[str, str]) -> CompiledGoal | None:
+        """Return a goal that lists its steps; planning clauses do not apply to it."""
+        where = f"goal {d.name}"
+        before = len(self.decls.problems)
+        planning = {ast.AchieveClause: "achieve", ast.Uses: "actions", ast.MaxReplans: "max_replans"}
+        for clause in d.decl.clauses:
+            word = planning.get(type(clause))
+            if word == "achieve" and clause.maintain:
+                word = "maintain"
+            if word is not None:
+                self.fail(clause.pos, f"{where}: a goal with steps is not planned; '{word}' does not apply to it")
+        steps = self.steps.goal_steps(d.name, d.app, listed, params)
+        priority, deadline = self._goal_options(d)
+        triggers, schedules = self._starts(d, params)
+        if len(self.decls.problems) > before:
+            return None
+        return CompiledGoal(
+            d.name, d.app, tuple(params.items()), None, (), priority, deadline, triggers, schedules, tuple(steps)
+        )
+
+    def _goal_options(self, d: Declared) -> tuple[int, float | None]:
+        """Return a goal's priority and deadline (seconds after the submit)."""
+        where = f"goal {d.name}"
+        priority_clause = self.once(d.decl.clauses, (ast.Priority,), where, "priority")
+        priority = 0
+        if priority_clause is not None:
+            priority = self.integer(priority_clause.value, f"{where}: priority", -(2**31))
+        deadline_clause = self.once(d.decl.clauses, (ast.Deadline,), where, "deadline")
+        deadline = None
+        if deadline_clause is not None:
+            deadline = deadline_clause.duration.seconds
+            if deadline <= 0:
+                self.fail(deadline_clause.duration.pos, f"{where}: deadline must be longer than 0s")
+        return priority, deadline
+
+    def _starts(
+        self, d: Declared, params: Mapping[str, str]
+    ) -> tuple[tuple[CompiledTrigger, ...], tuple[CompiledSchedule, ...]]:
+        """Return what starts a goal: its event triggers and its schedules."""
+        compiled = [self.trigger(d, t, params) for t in d.decl.clauses if isinstance(t, ast.Trigger)]
+        timed = [self.schedule(d, c, params) for c in d.decl.clauses if isinstance(c, ast.ScheduleClause)]
+        return tuple(t for t in compiled if t is not None), tuple(s for s in timed if s is not None)
 
     def schedule(self, d: Declared, clause: ast.ScheduleClause, params: Mapping[str, str]) -> CompiledSchedule | None:
         """Return the schedule that submits goal ``d`` at each tick, its parameters bound to constants."""
@@ -374,6 +412,7 @@ class Clauses:
         simulate: list[str] = []
         expects: list[CompiledExpect] = []
         when: dict[str, Any] | None = None
+        then: list[dict[str, Any]] = []
         whens = [c for c in decl.clauses if isinstance(c, ast.WhenGoal | ast.WhenEvent)]
         for extra in whens[1:]:
             self.fail(extra.pos, f"{where}: a test has one 'when'")
@@ -399,15 +438,20 @@ class Clauses:
                 event = self.decls.visible("event", clause.event, TESTS)
                 fields = dict(self.decls.event_fields(event)) if event is not None else None
                 when = {"event": clause.event.text, "data": self._args(clause.data, fields, where)}
+            elif isinstance(clause, ThenAnswer | ThenEvent | ThenAdvance):
+                if when is None:
+                    self.fail(clause.pos, f"{where}: a 'then' comes after the test's 'when'")
+                then.append(self.steps.then(where, clause))
             elif isinstance(clause, ast.ExpectEvent):
                 self.decls.visible("event", clause.event, TESTS)
-                expects.append(CompiledExpect("event", event=clause.event.text))
+                expects.append(CompiledExpect("event", event=clause.event.text, after=len(then)))
             elif isinstance(clause, ast.ExpectGoal):
                 if not any(isinstance(w, ast.WhenGoal) for w in whens):
                     self.fail(clause.pos, f"{where}: 'expect goal' needs a 'when goal'")
-                expects.append(CompiledExpect("goal", status=clause.status))
+                expects.append(CompiledExpect("goal", status=clause.status, after=len(then)))
             elif isinstance(clause, ast.ExpectState):
-                expects.append(CompiledExpect("state", condition=self.exprs.cond(clause.condition, scope)))
+                condition = self.exprs.cond(clause.condition, scope)
+                expects.append(CompiledExpect("state", condition=condition, after=len(then)))
         if not expects:
             self.fail(decl.name.pos, f"{where}: needs at least one 'expect'")
         if len(self.decls.problems) > before:
@@ -419,6 +463,7 @@ class Clauses:
             when,
             tuple(expects),
             f"{decl.pos.file}:{decl.pos.line}",
+            tuple(then),
         )
 
     def _given_value(self, term: ast.Term, where: str) -> Scalar:

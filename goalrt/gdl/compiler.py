@@ -25,6 +25,7 @@ from goalrt.gdl.declarations import Declarations, exports
 from goalrt.gdl.diagnostics import Problem, render_all
 from goalrt.gdl.expressions import Expressions
 from goalrt.gdl.parser import parse_or_problem
+from goalrt.gdl.steps import Steps
 
 
 def compile_sources(
@@ -56,7 +57,7 @@ def compile_sources(
 
 def _assemble(decls: Declarations, name: str, version: str, nfiles: int) -> CompiledWorkspace | None:
     """Run the passes in order; return the workspace, or None when ``decls.problems`` says why not."""
-    clauses = Clauses(decls, Expressions(decls.fail))
+    exprs = Expressions(decls.fail)
     declared = decls.declared
     decls.collect()
     decls.contracts()
@@ -64,6 +65,7 @@ def _assemble(decls: Declarations, name: str, version: str, nfiles: int) -> Comp
     events = decls.events()
     params_of = {n: decls.params(d.decl, d.app, objects_only=True) for n, d in declared["action"].items()}
     goal_params = {n: decls.params(d.decl, d.app, objects_only=False) for n, d in declared["goal"].items()}
+    clauses = Clauses(decls, exprs, Steps(decls, exprs, goal_params))
     object_types = decls.object_types(params_of, goal_params)
     actions = {n: clauses.action(d, params_of[n]) for n, d in declared["action"].items()}
     goals = {n: clauses.goal(d, goal_params[n], actions, object_types) for n, d in declared["goal"].items()}
