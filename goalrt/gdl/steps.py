@@ -125,9 +125,8 @@ class Steps:
             assert isinstance(steps, tuple)
             if not steps:
                 self.fail(fallback.pos, f"{where}: on timeout needs at least one step")
-            out["on_timeout"] = [
-                self._step(where, app, s, params, labels) for s in steps if not isinstance(s, StepOption)
-            ]
+            nodes = [s for s in steps if isinstance(s, ActionStep | WaitStep | SleepStep | AskStep | ChildrenStep)]
+            out["on_timeout"] = [self._step(where, app, s, params, labels) for s in nodes]
         label = options.get("label")
         if label is not None:
             assert isinstance(label.value, ast.Name)
