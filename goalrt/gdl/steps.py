@@ -160,7 +160,8 @@ class Steps:
         expected = None
         if target is not None:
             expected = {p.name.text: p.type.text for p in target.decl.params}
-        args = self._bindings(f"{where}: action {node.action.text}", node.args, expected, params, node.pos)
+        what = f"{where}: action {node.action.text}"
+        args = self._bindings(what, node.args, expected, params, node.pos, f"a parameter of action {node.action.text}")
         return {"action": node.action.text, "args": args}
 
     def _wait(
@@ -171,7 +172,8 @@ class Steps:
         bindings = options["where"].value if "where" in options else ()
         assert isinstance(bindings, tuple)
         what = f"{where}: wait event {node.event.text}"
-        filters = self._bindings(what, [b for b in bindings if isinstance(b, ast.Binding)], fields, params, None)
+        given = [b for b in bindings if isinstance(b, ast.Binding)]
+        filters = self._bindings(what, given, fields, params, None, f"a field of event {node.event.text}")
         since = options["since"].value if "since" in options else "submit"
         return {"event": node.event.text, "where": filters, "since": since}
 
@@ -232,7 +234,9 @@ class Steps:
             target = self.decls.visible("goal", child.goal, app)
             expected = dict(self.goal_params.get(child.goal.text, {})) if target is not None else None
             what = f"{where}: child goal {child.goal.text}"
-            args = self._bindings(what, child.args, expected, params, child.pos)
+            args = self._bindings(
+                what, child.args, expected, params, child.pos, f"a parameter of goal {child.goal.text}"
+            )
             goals.append({"name": child.goal.text, "params": args})
         on_failure = options["on_failure"].value if "on_failure" in options else "fail"
         return {"mode": node.mode, "on_failure": on_failure, "goals": goals}
@@ -244,6 +248,7 @@ class Steps:
         expected: Mapping[str, str] | None,
         params: Mapping[str, str],
         complete_at: ast.Pos | None,
+        noun: str,
     ) -> dict[str, Any]:
         """Return ``{name: {"param": p} | {"value": c}}``; with ``complete_at``, every expected name must be bound."""
         out: dict[str, Any] = {}
@@ -251,7 +256,8 @@ class Steps:
             key = binding.name.text
             if expected is not None and key not in expected:
                 known = ", ".join(sorted(expected)) or "none"
-                self.fail(binding.name.pos, f"{what}: {key} is not one of its fields or parameters ({known})")
+                plural = "fields" if noun.startswith("a field") else "parameters"
+                self.fail(binding.name.pos, f"{what}: {key} is not {noun} ({plural}: {known})")
                 continue
             if key in out:
                 self.fail(binding.name.pos, f"{what}: {key} is given twice")
