@@ -13,15 +13,20 @@ For each test (in file and line order; ``-k`` keeps those whose name contains a 
    their goals);
 5. one in-process worker (one step at a time) runs the fork's goals with the
    real handlers, except the actions the test ``simulate``\\ s, which run by
-   their declared effects alone (as ``pure`` actions do), until no goal is
-   pending or active; a goal whose next step has no handler (and is neither
+   their declared effects alone and append their ``emit``\\ s (as ``pure``
+   actions do), until the goals settle: none pending or active (a waiting
+   goal has settled); a goal whose next step has no handler (and is neither
    pure nor simulated) fails the test, naming the action;
-6. every ``expect`` checked: an event of the type was appended, the goals
-   ended in the status, the condition holds on the final state;
-7. the fork dropped.
+6. the ``expect``\\ s written before the first ``then`` checked: an event of
+   the type was appended, the goals are in the status, the condition holds;
+7. each ``then`` in turn (an answer to the oldest goal waiting at an ask, an
+   event appended, or the fork's timers brought closer and those due fired),
+   the goals settled again, and the ``expect``\\ s written after it checked;
+8. the fork dropped.
 
 Tests are the same run after run: a fresh fork each time, one step at a
-time, handlers that do not depend on the clock.
+time, handlers that do not depend on the clock, and time that passes only
+when a ``then advance`` says so.
 """
 
 from __future__ import annotations
