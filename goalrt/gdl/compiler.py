@@ -69,6 +69,7 @@ def _assemble(decls: Declarations, name: str, version: str, nfiles: int) -> Comp
     object_types = decls.object_types(params_of, goal_params)
     actions = {n: clauses.action(d, params_of[n]) for n, d in declared["action"].items()}
     goals = {n: clauses.goal(d, goal_params[n], actions, object_types) for n, d in declared["goal"].items()}
+    clauses.steps.cycles()
     policies = {n: clauses.policy(d) for n, d in declared["policy"].items()}
     tests = {n: clauses.test(d, goal_params) for n, d in declared["test"].items()}
     if decls.problems:

@@ -13,8 +13,8 @@ parameter of the action or goal, one missing or given twice, a value of the
 wrong type, a path where a value must be a parameter or a constant, an
 option a kind of step does not take or given twice, ``on timeout`` without
 ``timeout``, a duration of 0s, a prompt naming an unknown parameter, an
-answer field of an unknown type or declared twice, and two steps with one
-label.
+answer field of an unknown type or declared twice, two steps with one
+label, and child goals that start each other without end.
 """
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ class Steps:
         self.exprs = exprs
         self.fail = decls.fail
         self.goal_params = goal_params
+        # (goal, child goal, where the child is named): the goals a goal's steps start, for cycles.
+        self.starts: list[tuple[str, str, ast.Pos]] = []
+        # Inside an `on timeout`: what starts there starts only if the wait times out (no cycle check).
+        self._fallback = 0
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -126,7 +130,9 @@ class Steps:
             if not steps:
                 self.fail(fallback.pos, f"{where}: on timeout needs at least one step")
             nodes = [s for s in steps if isinstance(s, ActionStep | WaitStep | SleepStep | AskStep | ChildrenStep)]
+            self._fallback += 1
             out["on_timeout"] = [self._step(where, app, s, params, labels) for s in nodes]
+            self._fallback -= 1
         label = options.get("label")
         if label is not None:
             assert isinstance(label.value, ast.Name)
@@ -238,6 +244,8 @@ class Steps:
                 what, child.args, expected, params, child.pos, f"a parameter of goal {child.goal.text}"
             )
             goals.append({"name": child.goal.text, "params": args})
+            if target is not None and not self._fallback:
+                self.starts.append((where.removeprefix("goal "), child.goal.text, child.goal.pos))
         on_failure = options["on_failure"].value if "on_failure" in options else "fail"
         return {"mode": node.mode, "on_failure": on_failure, "goals": goals}
 
@@ -298,6 +306,22 @@ class Steps:
             self.fail(term.pos, f"{what}: {key} is {want}, but {{{param}}} is {have}")
         return {"param": param}
 
+    def cycles(self) -> None:
+        """Record each child goal that starts, through its own steps, the goal that started it: no end to that.
+
+        Children started in an ``on timeout`` are left out: they start only if the wait times out.
+        """
+        children: dict[str, set[str]] = {}
+        for goal, child, _ in self.starts:
+            children.setdefault(goal, set()).add(child)
+        for goal, child, pos in self.starts:
+            path = _path(children, child, goal)
+            if path is not None and child == goal:
+                self.fail(pos, f"goal {goal}: starts itself as a child goal, and so on without end")
+            elif path is not None:
+                chain = " -> ".join([goal, *path])
+                self.fail(pos, f"goal {goal}: child goal {child} starts {goal} again ({chain}), and so on without end")
+
     # -- emit ----------------------------------------------------------------------------------
 
     def emits(self, action: str, app: str, clauses: Sequence[Any], params: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -357,6 +381,21 @@ class Steps:
             else:
                 out[key] = self.exprs.const(binding.value).value
         return out
+
+
+def _path(children: Mapping[str, set[str]], start: str, goal: str) -> list[str] | None:
+    """Return the goals from ``start`` to ``goal`` through child goals (both included), or None."""
+    seen = {start}
+    paths = [[start]]
+    while paths:
+        path = paths.pop(0)
+        if path[-1] == goal:
+            return path
+        for nxt in sorted(children.get(path[-1], ())):
+            if nxt not in seen:
+                seen.add(nxt)
+                paths.append([*path, nxt])
+    return None
 
 
 def _compatible(have: str, want: str) -> bool:

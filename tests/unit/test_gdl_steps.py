@@ -10,6 +10,7 @@ import pytest
 from goalrt.errors import GdlError
 from goalrt.gdl import compile_sources, source_for
 from goalrt.gdl.compiled import CompiledWorkspace
+from goalrt.gdl.graph import mermaid
 from goalrt.gdl.runtime import runtime_json
 from goalrt.goals.registry import Registry
 from goalrt.worker.definitions import registry_for
@@ -348,3 +349,29 @@ def test_a_test_without_then_keeps_its_json() -> None:
         {"name": "t", "given": {}, "simulate": [], "when": {"goal": "ship", "params": {"o": "o1"}},
          "expect": [{"goal": "complete"}]}
     ]  # fmt: skip
+
+
+def test_child_goals_that_start_each_other_without_end_are_refused() -> None:
+    assert problems("goal g(o: Order) { steps { all children { goal g(o = {o}) } } }") == [
+        "apps/a/goals.gdl:1:48: goal g: starts itself as a child goal, and so on without end"
+    ]
+    assert problems(
+        "goal g(o: Order) { steps { all children { goal h(o = {o}) } } }\n"
+        "goal h(o: Order) { steps { any children { goal g(o = {o}) } } }"
+    ) == [
+        "apps/a/goals.gdl:1:48: goal g: child goal h starts g again (g -> h -> g), and so on without end",
+        "apps/a/goals.gdl:2:48: goal h: child goal g starts h again (h -> g -> h), and so on without end",
+    ]
+    # Started only when a wait times out: not a cycle that always runs.
+    compiled(
+        "goal g(o: Order) { steps { wait event paid timeout 1h on timeout { all children { goal h(o = {o}) } } } }\n"
+        "goal h(o: Order) { steps { all children { goal g(o = {o}) } } }"
+    )
+
+
+def test_the_graph_shows_what_a_steps_goal_runs_waits_for_and_starts() -> None:
+    text = mermaid(compiled(STEPS))
+    assert '(["goal g"])' in text and "-->|runs|" in text and "-.->|resumes|" in text
+    goal = text.split('(["goal g"])')[0].split()[-1]
+    ship = text.split('(["goal ship"])')[0].split()[-1]
+    assert f"{goal} -->|starts| {ship}" in text
