@@ -260,9 +260,18 @@ def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Seque
 
 
 def _open_goals(conn: Any, schema: str) -> int:
-    """Return how many goals are pending or active, less those waiting for a worker with a handler (none comes)."""
+    """Return how many goals have something left to do now: pending or active, or a wait that is due.
+
+    Goals waiting for a worker with a handler (none comes) are not counted. A
+    waiting goal counts while its timer or deadline is due and a worker has
+    not acted on it yet, or while it has a recheck left (after ``then
+    advance``, the worker's own claim may be acting on it at that moment).
+    """
     query = sql.SQL(
-        "SELECT count(*) FROM {0}.goals g WHERE status IN ('pending', 'active') AND {0}.unserved_action(g) IS NULL"
+        "SELECT count(*) FROM {0}.goals g"
+        " WHERE (status IN ('pending', 'active') AND {0}.unserved_action(g) IS NULL)"
+        " OR (status = 'waiting' AND (wake_at <= now() OR deadline_at <= now()"
+        " OR EXISTS (SELECT 1 FROM {0}.wait_rechecks r WHERE r.goal_id = g.id)))"
     ).format(sql.Identifier(schema))
     row = conn.execute(query).fetchone()
     return int(row[0])
