@@ -237,7 +237,8 @@ class Steps:
             self.fail(node.pos, f"{where}: {node.mode} children needs at least one goal")
         goals = []
         for child in node.goals:
-            target = self.decls.visible("goal", child.goal, app)
+            # Any goal of the workspace: anyone may submit a goal (contracts export types, events and actions).
+            target = self.decls.visible("goal", child.goal, TESTS)
             expected = dict(self.goal_params.get(child.goal.text, {})) if target is not None else None
             what = f"{where}: child goal {child.goal.text}"
             args = self._bindings(

@@ -375,3 +375,20 @@ def test_the_graph_shows_what_a_steps_goal_runs_waits_for_and_starts() -> None:
     goal = text.split('(["goal g"])')[0].split()[-1]
     ship = text.split('(["goal ship"])')[0].split()[-1]
     assert f"{goal} -->|starts| {ship}" in text
+
+
+def test_a_child_goal_may_be_another_apps_but_an_action_only_through_a_contract() -> None:
+    sources = [
+        source_for("shared/base.gdl", BASE),
+        source_for("apps/b/goals.gdl", "goal other(o: Order) { steps { sleep 1s } }"),
+        source_for("apps/b/actions.gdl", "action secret(o: Order) { effect orders.{o}.secret = true }"),
+        source_for(
+            "apps/a/goals.gdl",
+            "goal g(o: Order) { steps { all children { goal other(o = {o}) }  action secret(o = {o}) } }",
+        ),
+    ]
+    with pytest.raises(GdlError) as info:
+        compile_sources(sources, name="ws", apps=["a", "b"])
+    assert str(info.value).split("\n")[0] == (
+        "apps/a/goals.gdl:1:73: action secret belongs to app b; app a may use it only through a contract of b"
+    )
