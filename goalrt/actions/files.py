@@ -10,7 +10,7 @@ The root is ``[actions.file] root`` (``$GOALRT_FILE_ROOT``; relative to the
 goalrt.toml). A path is confined to it: an absolute path, a ``..`` segment or
 an empty one is refused, and the folders are walked one at a time without
 following a symbolic link (``O_NOFOLLOW``), so no link, wherever it points,
-leads out of the root; missing folders are made. An upload writes a
+leads out of the root; missing folders (the root too) are made. An upload writes a
 temporary file in the target's folder, syncs it and renames it over the
 target, so a reader sees the old file or the new one, never a part. Its
 result, ``{"path", "size", "sha256"}``, is also set at ``files.<key>`` with
@@ -68,6 +68,8 @@ def _parts(path: Any) -> list[str]:
 @contextlib.contextmanager
 def _folder(root: Path, parts: Sequence[str], *, create: bool) -> Iterator[int]:
     """Yield a descriptor of the folder holding ``parts[-1]``, walked from the root without following links."""
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root, _DIR_FLAGS)
     try:
         for name in parts[:-1]:

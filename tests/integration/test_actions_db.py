@@ -31,7 +31,8 @@ action order.total(o: Order) {
   effect  orders.{o}.status = "totalled"
   handler db.query
   with { database = "shop"
-         sql = "SELECT order_id, sum(amount) AS total, '{}'::jsonb AS empty FROM lines WHERE order_id = $1 AND amount > $2 GROUP BY 1"
+         sql = "SELECT order_id, sum(amount) AS total, '{}'::jsonb AS empty
+                FROM lines WHERE order_id = $1 AND amount > $2 GROUP BY 1"
          params = ["{o}", state(orders.{o}.min)] }
 }
 
@@ -39,7 +40,8 @@ action order.record(o: Order) {
   require orders.{o}.status == "totalled"
   effect  orders.{o}.status = "recorded"
   handler db.query
-  with { database = "shop"  write = true  sql = "INSERT INTO audit (order_id) VALUES ($1) RETURNING id"  params = ["{o}"] }
+  with { database = "shop"  write = true
+         sql = "INSERT INTO audit (order_id) VALUES ($1) RETURNING id"  params = ["{o}"] }
 }
 
 action order.sneak(o: Order) {
@@ -179,16 +181,14 @@ def test_db_query_binds_caps_times_out_and_refuses_what_the_configuration_does_n
     # One statement only: the extended protocol refuses two.
     with pytest.raises(PermanentError, match="cannot insert multiple commands"):
         query(catalog, database="shop", sql="SELECT 1; DELETE FROM lines", write=True)
-    with pytest.raises(ActionFailedError, match="statement timeout.*SQLSTATE 57014"):
+    with pytest.raises(ActionFailedError, match=r"statement timeout.*SQLSTATE 57014"):
         query(catalog, database="shop", sql="SELECT pg_sleep(10)", timeout=0.2)
-    with pytest.raises(PermanentError, match="no database named nope \\(configured: down, shop"):
+    with pytest.raises(PermanentError, match=r"no database named nope \(configured: down, shop"):
         query(catalog, database="nope", sql="SELECT 1")
     with pytest.raises(PermanentError, match="the statement returns no rows"):
         query(catalog, database="shop", sql="SET work_mem = '8MB'")
     read_only = Catalog(config(shop_url, writable=False), plugins=[])
-    with pytest.raises(
-        PermanentError, match="writes to shop are not allowed \\(list it in \\[actions.db\\] writable\\)"
-    ):
+    with pytest.raises(PermanentError, match=r"writes to shop are not allowed \(list it in \[actions\.db\] writable\)"):
         query(read_only, database="shop", sql="DELETE FROM lines", write=True)
     deleted = query(catalog, database="shop", sql="DELETE FROM lines WHERE order_id = $1", params=["o2"], write=True)
     assert deleted == {"columns": [], "rows": [], "row_count": 1, "truncated": False, "command": "DELETE 1"}
