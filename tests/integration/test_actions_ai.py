@@ -159,7 +159,7 @@ def test_failures_are_retryable_or_permanent_and_are_not_cached(
         ask(cat, prompt="x", model="bad")
     with pytest.raises(PermanentError, match="the endpoint's answer has no message"):
         ask(cat, prompt="x", model="empty")
-    with pytest.raises(ActionFailedError, match="timed out after 0.2s"):
+    with pytest.raises(ActionFailedError, match=r"timed out after 0\.2s"):
         ask(cat, prompt="x", model="slow", timeout=0.2)
     with pytest.raises(PermanentError, match="give prompt or messages"):
         ask(cat, prompt="x", messages=[{"role": "user", "content": "y"}])
