@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from goalrt.actions.config import ActionsConfig
-from goalrt.errors import ActionFailedError, ConfigError, PermanentError
+from goalrt.errors import ActionFailedError, ConfigError, InvalidStateChangeError, PermanentError
 from goalrt.goals.registry import Result
-from goalrt.state.model import Change
+from goalrt.state.model import Change, check_path
 
 PREFIX = "files"
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024
@@ -191,7 +191,10 @@ def _key(args: dict[str, Any], action: str) -> str:
     key = args.get("key")
     if not isinstance(key, str) or not key:
         raise PermanentError(f"{action}: key (the state path under {PREFIX}.) is required")
-    return f"{PREFIX}.{key}"
+    try:
+        return check_path(f"{PREFIX}.{key}")
+    except InvalidStateChangeError as exc:
+        raise PermanentError(f"{action}: key {key!r}: {exc}") from None
 
 
 def _root(config: Any) -> Path:

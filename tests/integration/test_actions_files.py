@@ -78,25 +78,30 @@ def test_upload_records_the_identity_in_the_state_and_delete_removes_file_and_en
     load_workspace(db_url, tmp_path / "ws")
     root = tmp_path / "store"
     with State.connect(db_url) as state:
-        state.set("orders.o1.amount", 42)
-        state.set("orders.o1.status", "created")
-    (info,) = asyncio.run(pursue(db_url, catalog(root), "invoice", "o1"))
+        for o in ("o1", "o2"):
+            state.set(f"orders.{o}.amount", 42)
+            state.set(f"orders.{o}.status", "created")
+    info, _ = asyncio.run(pursue(db_url, catalog(root), "invoice", "o1", "o2"))
     assert info.status == "complete", info.last_error
     content = b"Order o1: 42 EUR"
     identity = {"path": "invoices/o1.txt", "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
     assert info.steps[0].result == identity
     assert (root / "invoices" / "o1.txt").read_bytes() == content
-    assert sorted(p.name for p in (root / "invoices").iterdir()) == ["o1.txt"]  # no temporary file left
+    assert sorted(p.name for p in (root / "invoices").iterdir()) == ["o1.txt", "o2.txt"]  # no temporary file left
     with State.connect(db_url) as state:
         assert state.value("files.invoices.o1") == identity
         assert state.value("orders.o1.status") == "invoiced"
 
-    (purged,) = asyncio.run(pursue(db_url, catalog(root), "purge", "o1"))
+    # o2's file is already gone, as after a delete whose worker died before the step's completion committed.
+    (root / "invoices" / "o2.txt").unlink()
+    purged, rerun = asyncio.run(pursue(db_url, catalog(root), "purge", "o1", "o2"))
     assert purged.status == "complete", purged.last_error
     assert purged.steps[0].result == {"key": "invoices.o1", "path": "invoices/o1.txt", "deleted": True}
-    assert not (root / "invoices" / "o1.txt").exists()
+    assert rerun.status == "complete", rerun.last_error
+    assert rerun.steps[0].result == {"key": "invoices.o2", "path": "invoices/o2.txt", "deleted": False}
+    assert list((root / "invoices").iterdir()) == []
     with State.connect(db_url) as state:
-        assert state.get("files.invoices.o1") is None
+        assert state.list("files") == []
 
 
 def upload(cat: Catalog, **args: Any) -> Any:
@@ -148,5 +153,7 @@ def test_content_from_base64_or_a_source_file_inside_an_allowed_folder(tmp_path:
         upload(cat, key="s", path="s.txt", text="a", base64="YQ==")
     with pytest.raises(PermanentError, match="not valid base64"):
         upload(cat, key="s", path="s.txt", base64="***")
+    with pytest.raises(PermanentError, match="key 'a b': invalid path"):
+        upload(cat, key="a b", path="s.txt", text="a")
     with pytest.raises(PermanentError, match="file storage has no root"):
         upload(Catalog(ActionsConfig(), plugins=[]), key="s", path="s.txt", text="a")
