@@ -190,6 +190,13 @@ def test_db_query_binds_caps_times_out_and_refuses_what_the_configuration_does_n
     read_only = Catalog(config(shop_url, writable=False), plugins=[])
     with pytest.raises(PermanentError, match=r"writes to shop are not allowed \(list it in \[actions\.db\] writable\)"):
         query(read_only, database="shop", sql="DELETE FROM lines", write=True)
+    # The URL may hold a secret (this server trusts any password; the value reaches libpq all the same).
+    with_secret = ActionsConfig({"db": {"databases": {"shop": shop_url + " password={secret.SHOP_PASSWORD}"}}})
+    with pytest.raises(PermanentError, match="secret SHOP_PASSWORD is not set"):
+        query(Catalog(with_secret, plugins=[]), database="shop", sql="SELECT 1")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GOALRT_SECRET_SHOP_PASSWORD", "pw-0123456789")
+        assert query(Catalog(with_secret, plugins=[]), database="shop", sql="SELECT 1 AS one")["rows"] == [{"one": 1}]
     deleted = query(catalog, database="shop", sql="DELETE FROM lines WHERE order_id = $1", params=["o2"], write=True)
     assert deleted == {"columns": [], "rows": [], "row_count": 1, "truncated": False, "command": "DELETE 1"}
 
