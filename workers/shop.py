@@ -1,11 +1,12 @@
-"""Handlers of the demo shop (gdl/examples/shop), and a refund that a person approves.
+"""Handlers of the demo shop (gdl/examples/shop), including the refund that a person approves.
 
 The GDL workspace declares the actions (parameters, requires, effects, cost,
-retry, limits); this module registers only their code, by name. ``label.print``
-has no handler here: GDL marks it ``pure``, its declared effect is the whole
-action. A worker without this module runs none of the other actions: their
-steps wait for a worker that has it. ``refund`` and ``payment.refund`` are
-plain Python (GDL has no syntax for ``ask`` yet).
+retry, limits, emitted events) and the goals, the refund's steps among them
+(apps/payments/goals.gdl: an ask, then payment.refund); this module registers
+only the actions' code, by name. ``label.print`` has no handler here: GDL
+marks it ``pure``, its declared effect is the whole action. A worker without
+this module runs none of the other actions: their steps wait for a worker
+that has it.
 
 Check and draw the workspace (no database needed):
 
@@ -41,8 +42,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-
-from pydantic import BaseModel, Field
 
 import goalrt
 
@@ -100,26 +99,8 @@ async def ship(args: dict[str, Any], ctx: goalrt.ActionContext) -> goalrt.Result
 # -- a refund, approved by a person ---------------------------------------------------
 
 
-class Refund(BaseModel):
-    o: str = Field(min_length=1)
-
-
-class RefundAnswer(BaseModel):
-    approved: bool
-    by: str | None = None
-
-
-@goalrt.goal("refund", params=Refund)
-def refund(p: Refund) -> list[goalrt.Step]:
-    return [
-        # The goal waits here, holding no worker, until `goalrt resume ID --data ...` (or a day passes: it fails).
-        goalrt.ask(f"Approve refund of order {p.o}?", RefundAnswer, timeout=86400, label="approval"),
-        goalrt.Step("payment.refund", {"o": p.o}),
-    ]
-
-
-# Not a GDL action: registered here with its options, and run only as a step of refund.
-@goalrt.action("payment.refund", timeout=10, retry=goalrt.Retry(max_attempts=3, backoff=0.5))
+# The second step of the GDL goal refund, after its ask (labelled approval).
+@goalrt.action("payment.refund")
 async def refund_payment(args: dict[str, Any], ctx: goalrt.ActionContext) -> goalrt.Result:
     order = args["o"]
     answer = (await ctx.results())["approval"]  # what the ask step returned
@@ -135,6 +116,6 @@ async def refund_payment(args: dict[str, Any], ctx: goalrt.ActionContext) -> goa
     await asyncio.sleep(0.05)  # the payment provider
     return goalrt.Result(
         {"refunded": amount, "reference": f"refund-{ctx.idempotency_key}"},
-        changes=[goalrt.Change.set(f"orders.{order}.refund", "done")],
+        # The declared effect (refund "done") is applied with this completion.
         events=[{"type": "payment.refunded", "data": {"order_id": order, "amount": amount}}],
     )

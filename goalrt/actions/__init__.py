@@ -1,4 +1,4 @@
-"""Built-in actions and plugins: ``http.call``, ``notification.push``, ``email.send`` and what plugins add.
+"""Built-in actions (``http.call``, ``db.query``, ``ai.call``, ``file.upload``, ...) and the plugins that add more.
 
 A GDL action runs a built-in by naming it as its handler and giving its
 arguments in a ``with`` block, checked at load against the built-in's

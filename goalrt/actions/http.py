@@ -36,11 +36,11 @@ from goalrt.errors import ActionFailedError, PermanentError
 
 DEFAULT_MAX_BODY = 65536
 _MAX_REDIRECTS = 5
-_RETRYABLE = frozenset({408, 425, 429})
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _client() -> httpx.AsyncClient:
+def http_client() -> httpx.AsyncClient:
     # Redirects are followed here, each hop's host checked; proxies from the environment are not used.
     client: httpx.AsyncClient = client_for_loop(lambda: httpx.AsyncClient(follow_redirects=False, trust_env=False))
     return client
@@ -104,7 +104,7 @@ async def http_call(args: dict[str, Any], ctx: Any, call: Any) -> dict[str, Any]
         raise PermanentError(f"http.call: invalid url: {exc}") from None
     if target.scheme not in ("http", "https") or not target.host:
         raise PermanentError(f"http.call: the url must be http:// or https:// with a host, got {target.scheme}://")
-    client = _client()
+    client = http_client()
     response = None
     try:
         for _hop in range(_MAX_REDIRECTS + 1):
@@ -130,7 +130,7 @@ async def http_call(args: dict[str, Any], ctx: Any, call: Any) -> dict[str, Any]
         raise ActionFailedError(f"http.call {method} {target.host}: {type(exc).__name__}: {exc}") from None
     status = response.status_code
     value, truncated = _body(response, raw, truncated)
-    if status in _RETRYABLE or status >= 500:
+    if status in RETRYABLE_STATUSES or status >= 500:
         raise ActionFailedError(f"http.call {method} {target.host}{target.path}: HTTP {status}: {_short(value)}")
     if status >= 400:
         raise PermanentError(f"http.call {method} {target.host}{target.path}: HTTP {status}: {_short(value)}")
@@ -149,4 +149,4 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-__all__ = ["DEFAULT_MAX_BODY", "http_call"]
+__all__ = ["DEFAULT_MAX_BODY", "RETRYABLE_STATUSES", "http_call", "http_client"]

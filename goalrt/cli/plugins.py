@@ -40,7 +40,7 @@ def plugins(as_json: bool) -> None:
             (
                 str(r["name"]),
                 str(r["origin"]),
-                clip(", ".join(r["actions"]), 60),
+                clip(", ".join(r["actions"]), 100),
                 clip(", ".join(r["providers"]) or "-", 40),
             )
             for r in rows

@@ -8,7 +8,11 @@ them into the planner's objects. Names and paths are kept as written
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    # Steps, emits and a test's then-clauses (goalrt/gdl/ast_steps.py), which import this module's nodes.
+    from goalrt.gdl.ast_steps import Emit, StepsClause, ThenClause
 
 from goalrt.gdl.ast_base import Duration, Literal, Name, Pos, Scalar, Term
 from goalrt.gdl.ast_calls import BuiltinArg, BuiltinDecl, StateRef, WithArg, WithArgs, WithList, WithMap, WithValue
@@ -169,8 +173,10 @@ class Pure:
     pos: Pos
 
 
-_Option: TypeAlias = Cost | RetryClause | Timeout | Concurrency | Rate | Handler | Pure | WithArgs
-_ActionClause: TypeAlias = Require | SetEffect | IncEffect | DeleteEffect | _Option
+_ActionClause: TypeAlias = (
+    "Require | SetEffect | IncEffect | DeleteEffect | Cost | RetryClause | Timeout | Concurrency | Rate | Handler"
+    " | Pure | WithArgs | Emit"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +262,9 @@ class ScheduleClause:
     pos: Pos
 
 
-_GoalClause: TypeAlias = AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger | ScheduleClause
+_GoalClause: TypeAlias = (
+    "AchieveClause | Priority | Deadline | MaxReplans | Uses | Trigger | ScheduleClause | StepsClause"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +344,7 @@ class ExpectState:
     pos: Pos
 
 
-_TestClause: TypeAlias = Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState
+_TestClause: TypeAlias = "Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState | ThenClause"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ required one given, each value of its type, templates naming only the
 action's parameters) and compiles them to the JSON the worker renders
 (``goalrt.actions.binding``): ``{"args": ..., "hosts": [...], "urls": [...]}``,
 where ``hosts`` are the hosts the ``url`` arguments write out (they join the
-allow-list of ``http.call``).
+allow-list of ``http.call``). An argument of type ``sql`` is a constant
+string taken as written (no holes, braces literal): values reach a statement
+only as bound parameters.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from goalrt.gdl import ast
 from goalrt.gdl.diagnostics import Problem, render_all
 from goalrt.gdl.parser import parse_or_problem
 
-TYPES: Final = ("any", "boolean", "integer", "list", "number", "object", "string", "url")
+TYPES: Final = ("any", "boolean", "integer", "list", "number", "object", "sql", "string", "url")
 _URL: Final = re.compile(r"https?://(?P<host>[^/?#{}]*)(?:[/?#].*)?", re.DOTALL)
 _SCALARS: Final[dict[str, tuple[type, ...]]] = {
     "string": (str,),
+    "sql": (str,),
     "url": (str,),
     "number": (int, float),
     "integer": (int,),
@@ -161,6 +164,13 @@ class Calls:
         return host.rsplit(":", 1)[0].lower()
 
     def _value(self, value: ast.WithValue, kind: str, required: bool, where: str, params: Mapping[str, str]) -> Any:
+        if kind == "sql":
+            if not (isinstance(value, ast.Literal) and isinstance(value.value, str)):
+                self.fail(value.pos, f"{where} must be a constant string (values go in params, bound as $1, $2, ...)")
+                return None
+            # Taken as written: no holes, so no value is ever spliced into the statement. Braces are
+            # doubled so the worker's rendering gives them back as they are.
+            return str(value.value).replace("{", "{{").replace("}", "}}")
         if isinstance(value, ast.StateRef):
             for hole in params_in_path(value.path.text):
                 if hole not in params:

@@ -7,14 +7,12 @@ runtime runs, or None after recording why it cannot.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
-from typing import Any, Final
+from typing import Any
 
 from goalrt.errors import ConfigError, PlanningError
 from goalrt.gdl import ast
+from goalrt.gdl.ast_steps import Emit, StepsClause, ThenAdvance, ThenAnswer, ThenEvent
 from goalrt.gdl.calls import Calls, Contract
 from goalrt.gdl.compiled import (
     TESTS,
@@ -29,28 +27,27 @@ from goalrt.gdl.compiled import (
 from goalrt.gdl.declarations import ACTION_NAME, Declarations, Declared
 from goalrt.gdl.expressions import Expressions, Scope
 from goalrt.gdl.satisfiability import never_holds
+from goalrt.gdl.schedule_clause import compile_schedule
+from goalrt.gdl.steps import Steps
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.retry import Retry
-from goalrt.goals.schedules import check_cron, check_timezone
 from goalrt.planner import ActionSchema, And, Condition, Delete, Effect, Increment, ObjectType, Set
 from goalrt.planner.conditions import bind
 from goalrt.planner.values import Scalar
-
-# A schedule's name (goalrt.schedules.name): dot-separated identifiers, as goal names.
-_SCHEDULE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-# The JSON types a constant may have for a goal parameter of each field type (declared types: an object's key).
-_ACCEPTS: Final = {"string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,)}
 
 
 class Clauses:
     """Compile declarations' clauses, recording problems in the workspace's ``Declarations``."""
 
-    def __init__(self, decls: Declarations, exprs: Expressions, contracts: Mapping[str, Contract]) -> None:
+    def __init__(
+        self, decls: Declarations, exprs: Expressions, steps: Steps, contracts: Mapping[str, Contract]
+    ) -> None:
         self.decls = decls
         self.exprs = exprs
+        self.steps = steps
         self.fail = decls.fail
         # Schedule name -> where it is declared: names are unique across the workspace.
-        self._schedules: dict[str, ast.Pos] = {}
+        self.schedules_seen: dict[str, ast.Pos] = {}
         self.calls = Calls(decls.fail, contracts)
 
     def once(self, clauses: Sequence[Any], kinds: tuple[type, ...], where: str, word: str) -> Any:
@@ -152,9 +149,10 @@ class Clauses:
         if pure_clause is not None and handler_clause is not None:
             self.fail(pure_clause.pos, f"{where}: a pure action runs no handler; give pure or handler, not both")
         elif pure_clause is not None and not any(
-            isinstance(c, ast.SetEffect | ast.IncEffect | ast.DeleteEffect) for c in decl.clauses
+            isinstance(c, ast.SetEffect | ast.IncEffect | ast.DeleteEffect | Emit) for c in decl.clauses
         ):
-            self.fail(pure_clause.pos, f"{where}: a pure action is its effects alone, and it has none")
+            self.fail(pure_clause.pos, f"{where}: a pure action is its effects and emits alone, and it has none")
+        emit = self.steps.emits(d.name, d.app, decl.clauses, params)
         with_clause = self.once(decl.clauses, (ast.WithArgs,), where, "with")
         call = self.calls.compile(where, handler_clause, with_clause, params)
         if len(self.decls.problems) > before:
@@ -167,7 +165,17 @@ class Clauses:
         if requires:
             self.never(pre, requires[0].pos, f"{where} can never run: its require conditions can never all hold")
         return CompiledAction(
-            d.name, d.app, schema, handler, timeout, retry, concurrency, rate, pure_clause is not None, call
+            d.name,
+            d.app,
+            schema,
+            handler,
+            timeout,
+            retry,
+            concurrency,
+            rate,
+            pure_clause is not None,
+            call,
+            tuple(emit),
         )
 
     # -- goals -----------------------------------------------------------------------------
@@ -185,23 +193,17 @@ class Clauses:
         before = len(self.decls.problems)
         scope = Scope(params)
         achieves = [c for c in decl.clauses if isinstance(c, ast.AchieveClause)]
+        listed = self.once(decl.clauses, (StepsClause,), where, "steps")
+        if listed is not None:
+            return self._steps_goal(d, listed, params)
         if not achieves:
-            self.fail(decl.name.pos, f"{where}: needs an 'achieve' or a 'maintain' condition")
+            self.fail(decl.name.pos, f"{where}: needs an 'achieve' or a 'maintain' condition, or its 'steps'")
             return None
         if len({a.maintain for a in achieves}) > 1:
             self.fail(achieves[1].pos, f"{where}: use either 'achieve' or 'maintain', not both")
         parts = [self.exprs.cond(a.condition, scope) for a in achieves]
         condition = parts[0] if len(parts) == 1 else And(*parts)
-        priority_clause = self.once(decl.clauses, (ast.Priority,), where, "priority")
-        priority = 0
-        if priority_clause is not None:
-            priority = self.integer(priority_clause.value, f"{where}: priority", -(2**31))
-        deadline_clause = self.once(decl.clauses, (ast.Deadline,), where, "deadline")
-        deadline = None
-        if deadline_clause is not None:
-            deadline = deadline_clause.duration.seconds
-            if deadline <= 0:
-                self.fail(deadline_clause.duration.pos, f"{where}: deadline must be longer than 0s")
+        priority, deadline = self._goal_options(d)
         replans_clause = self.once(decl.clauses, (ast.MaxReplans,), where, "max_replans")
         max_replans = 3 if replans_clause is None else self.integer(replans_clause.value, f"{where}: max_replans", 0)
         uses = self.once(decl.clauses, (ast.Uses,), where, "actions")
@@ -215,10 +217,7 @@ class Clauses:
             names = tuple(
                 sorted(n for n, a in self.decls.declared["action"].items() if self.decls.may_use(d.app, "action", a))
             )
-        compiled = [self.trigger(d, t, params) for t in decl.clauses if isinstance(t, ast.Trigger)]
-        triggers = tuple(t for t in compiled if t is not None)
-        timed = [self.schedule(d, c, params) for c in decl.clauses if isinstance(c, ast.ScheduleClause)]
-        schedules = tuple(s for s in timed if s is not None)
+        triggers, schedules = self._starts(d, params)
         if len(self.decls.problems) > before:
             return None
         self.never(condition, achieves[0].pos, f"{where} can never be reached: its condition can never hold")
@@ -234,79 +233,52 @@ class Clauses:
             d.name, d.app, tuple(params.items()), achieve, names, priority, deadline, triggers, schedules
         )
 
-    def schedule(self, d: Declared, clause: ast.ScheduleClause, params: Mapping[str, str]) -> CompiledSchedule | None:
-        """Return the schedule that submits goal ``d`` at each tick, its parameters bound to constants."""
+    def _steps_goal(self, d: Declared, listed: StepsClause, params: Mapping[str, str]) -> CompiledGoal | None:
+        """Return a goal that lists its steps; planning clauses do not apply to it."""
+        where = f"goal {d.name}"
         before = len(self.decls.problems)
-        options: dict[str, ast.ScheduleOption] = {}
-        for option in clause.options:
-            if option.kind in options:
-                word = "as" if option.kind == "name" else option.kind
-                self.fail(option.pos, f"goal {d.name}: schedule option {word} is given twice")
-            options.setdefault(option.kind, option)
-        name = d.name
-        named = options.get("name")
-        if named is not None and isinstance(named.value, ast.Name):
-            name = named.value.text
-            if not _SCHEDULE_NAME.fullmatch(name) or len(name) > 200:
-                self.fail(named.value.pos, f"goal {d.name}: invalid schedule name {name!r}")
-        where = f"goal {d.name}: schedule {name}"
-        if name in self._schedules:
-            first = self._schedules[name]
-            self.fail(clause.pos, f"{where}: a schedule of that name is declared at {first}; name this one with `as`")
-        self._schedules.setdefault(name, clause.pos)
-        cron: str | None = None
-        every: float | None = None
-        if clause.cron is not None:
-            if not isinstance(clause.cron.value, str):
-                self.fail(clause.cron.pos, f"{where}: the cron expression must be a string")
-            else:
-                cron = clause.cron.value
-                problem = check_cron(cron)
-                if problem:
-                    self.fail(clause.cron.pos, f"{where}: {problem}")
-        elif clause.every is not None:
-            every = clause.every.seconds
-            span = timedelta(seconds=every)
-            if every < 1 or every > 36500 * 86400 or span % timedelta(seconds=1):
-                self.fail(clause.every.pos, f"{where}: every must be whole seconds from 1s to 36500d")
-        timezone = "UTC"
-        zone = options.get("timezone")
-        if zone is not None and isinstance(zone.value, ast.Literal):
-            timezone = str(zone.value.value)
-            problem = check_timezone(timezone)
-            if problem:
-                self.fail(zone.value.pos, f"{where}: {problem}")
-            if every is not None:
-                self.fail(zone.pos, f"{where}: `every` ticks in UTC; a timezone needs a cron")
-        policy = options.get("catch_up")
-        catch_up = policy.value.text if policy is not None and isinstance(policy.value, ast.Name) else "latest"
-        bound: dict[str, Scalar] = {}
-        for binding in clause.bindings:
-            param = binding.name.text
-            if param not in params:
-                known = ", ".join(sorted(params)) or "none"
-                self.fail(
-                    binding.name.pos, f"{where}: {param} is not a parameter of goal {d.name} (parameters: {known})"
-                )
-            elif param in bound:
-                self.fail(binding.name.pos, f"{where}: {param} is bound twice")
-            elif isinstance(binding.value, ast.Name):
-                self.fail(binding.value.pos, f"{where}: {param} must be a constant, not {binding.value.text}")
-            else:
-                value = self.exprs.const(binding.value).value
-                kind = params[param]
-                # A declared type's value is an object's key (a string); bool is not a number here.
-                accepts = _ACCEPTS.get(kind, (str,))
-                wrong = not isinstance(value, accepts) or (isinstance(value, bool) and bool not in accepts)
-                if kind != "any" and wrong:
-                    self.fail(binding.value.pos, f"{where}: {param} is {kind}, got {json.dumps(value)}")
-                bound[param] = value
-        for param in params:
-            if param not in bound and not any(b.name.text == param for b in clause.bindings):
-                self.fail(clause.pos, f"{where}: parameter {param} is not bound (give it in {{ {param} = ... }})")
+        planning = {ast.AchieveClause: "achieve", ast.Uses: "actions", ast.MaxReplans: "max_replans"}
+        for clause in d.decl.clauses:
+            word = planning.get(type(clause))
+            if word == "achieve" and clause.maintain:
+                word = "maintain"
+            if word is not None:
+                self.fail(clause.pos, f"{where}: a goal with steps is not planned; '{word}' does not apply to it")
+        steps = self.steps.goal_steps(d.name, d.app, listed, params)
+        priority, deadline = self._goal_options(d)
+        triggers, schedules = self._starts(d, params)
         if len(self.decls.problems) > before:
             return None
-        return CompiledSchedule(name, cron, every, timezone, catch_up, tuple(sorted(bound.items())))
+        return CompiledGoal(
+            d.name, d.app, tuple(params.items()), None, (), priority, deadline, triggers, schedules, tuple(steps)
+        )
+
+    def _goal_options(self, d: Declared) -> tuple[int, float | None]:
+        """Return a goal's priority and deadline (seconds after the submit)."""
+        where = f"goal {d.name}"
+        priority_clause = self.once(d.decl.clauses, (ast.Priority,), where, "priority")
+        priority = 0
+        if priority_clause is not None:
+            priority = self.integer(priority_clause.value, f"{where}: priority", -(2**31))
+        deadline_clause = self.once(d.decl.clauses, (ast.Deadline,), where, "deadline")
+        deadline = None
+        if deadline_clause is not None:
+            deadline = deadline_clause.duration.seconds
+            if deadline <= 0:
+                self.fail(deadline_clause.duration.pos, f"{where}: deadline must be longer than 0s")
+        return priority, deadline
+
+    def _starts(
+        self, d: Declared, params: Mapping[str, str]
+    ) -> tuple[tuple[CompiledTrigger, ...], tuple[CompiledSchedule, ...]]:
+        """Return what starts a goal: its event triggers and its schedules."""
+        compiled = [self.trigger(d, t, params) for t in d.decl.clauses if isinstance(t, ast.Trigger)]
+        timed = [self.schedule(d, c, params) for c in d.decl.clauses if isinstance(c, ast.ScheduleClause)]
+        return tuple(t for t in compiled if t is not None), tuple(s for s in timed if s is not None)
+
+    def schedule(self, d: Declared, clause: ast.ScheduleClause, params: Mapping[str, str]) -> CompiledSchedule | None:
+        """Return the schedule that submits goal ``d`` at each tick (``goalrt.gdl.schedule_clause``)."""
+        return compile_schedule(self, d, clause, params)
 
     def trigger(self, d: Declared, trigger: ast.Trigger, params: Mapping[str, str]) -> CompiledTrigger | None:
         """Return the trigger that starts goal ``d`` on an event, its parameters bound to fields or constants."""
@@ -378,6 +350,7 @@ class Clauses:
         simulate: list[str] = []
         expects: list[CompiledExpect] = []
         when: dict[str, Any] | None = None
+        then: list[dict[str, Any]] = []
         whens = [c for c in decl.clauses if isinstance(c, ast.WhenGoal | ast.WhenEvent)]
         for extra in whens[1:]:
             self.fail(extra.pos, f"{where}: a test has one 'when'")
@@ -403,15 +376,20 @@ class Clauses:
                 event = self.decls.visible("event", clause.event, TESTS)
                 fields = dict(self.decls.event_fields(event)) if event is not None else None
                 when = {"event": clause.event.text, "data": self._args(clause.data, fields, where)}
+            elif isinstance(clause, ThenAnswer | ThenEvent | ThenAdvance):
+                if when is None:
+                    self.fail(clause.pos, f"{where}: a 'then' comes after the test's 'when'")
+                then.append(self.steps.then(where, clause))
             elif isinstance(clause, ast.ExpectEvent):
                 self.decls.visible("event", clause.event, TESTS)
-                expects.append(CompiledExpect("event", event=clause.event.text))
+                expects.append(CompiledExpect("event", event=clause.event.text, after=len(then)))
             elif isinstance(clause, ast.ExpectGoal):
                 if not any(isinstance(w, ast.WhenGoal) for w in whens):
                     self.fail(clause.pos, f"{where}: 'expect goal' needs a 'when goal'")
-                expects.append(CompiledExpect("goal", status=clause.status))
+                expects.append(CompiledExpect("goal", status=clause.status, after=len(then)))
             elif isinstance(clause, ast.ExpectState):
-                expects.append(CompiledExpect("state", condition=self.exprs.cond(clause.condition, scope)))
+                condition = self.exprs.cond(clause.condition, scope)
+                expects.append(CompiledExpect("state", condition=condition, after=len(then)))
         if not expects:
             self.fail(decl.name.pos, f"{where}: needs at least one 'expect'")
         if len(self.decls.problems) > before:
@@ -423,6 +401,7 @@ class Clauses:
             when,
             tuple(expects),
             f"{decl.pos.file}:{decl.pos.line}",
+            tuple(then),
         )
 
     def _given_value(self, term: ast.Term, where: str) -> Scalar:

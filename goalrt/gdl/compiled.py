@@ -66,9 +66,14 @@ class CompiledAction:
     pure: bool = False
     # A built-in handler's arguments (the `with` block): {"args", "hosts", "urls"} (goalrt.gdl.calls).
     call: dict[str, Any] | None = None
+    # `emit TYPE { field = term }`: [{"event", "data": {field: {"param"|"value"|"path": ...}}}]
+    emit: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        # "emit" only when there are some: definitions without them keep their content hash.
+        emitted = {"emit": [dict(e) for e in self.emit]} if self.emit else {}
         out: dict[str, Any] = {
+            **emitted,
             "schema": self.schema.to_json(),
             "handler": self.handler,
             "pure": self.pure,
@@ -128,21 +133,34 @@ class CompiledSchedule:
 
 @dataclass(frozen=True, slots=True)
 class CompiledGoal:
-    """A goal type declared by a condition: the ``Achieve`` the planner runs, its options and triggers."""
+    """A goal type: declared by a condition (the ``Achieve`` the planner runs) or by its ``steps``; its options."""
 
     name: str
     app: str
     params: tuple[tuple[str, str], ...]
-    achieve: Achieve
+    # None for a goal that lists its steps.
+    achieve: Achieve | None
     actions: tuple[str, ...]
     priority: int = 0
     deadline: float | None = None
     triggers: tuple[CompiledTrigger, ...] = ()
     schedules: tuple[CompiledSchedule, ...] = ()
+    # `steps { ... }`: the step templates (goalrt/gdl/steps.py), filled in with the params when a worker takes it.
+    steps: tuple[Mapping[str, Any], ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         # "schedules" only when there are some: definitions without them keep the hash they had before schedules.
         scheduled = {"schedules": [s.to_json() for s in self.schedules]} if self.schedules else {}
+        if self.achieve is None:
+            return {
+                "name": self.name,
+                "params": dict(self.params),
+                "steps": [dict(s) for s in self.steps or ()],
+                "priority": self.priority,
+                "deadline": self.deadline,
+                "triggers": [t.to_json() for t in self.triggers],
+                **scheduled,
+            }
         return {
             "name": self.name,
             "params": dict(self.params),
@@ -200,14 +218,17 @@ class CompiledExpect:
     event: str | None = None
     status: str | None = None
     condition: Condition | None = None
+    # Checked after the `when` and this many of the test's `then` clauses.
+    after: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        at = {"after": self.after} if self.after else {}
         if self.kind == "event":
-            return {"event": self.event}
+            return {"event": self.event, **at}
         if self.kind == "goal":
-            return {"goal": self.status}
+            return {"goal": self.status, **at}
         assert self.condition is not None
-        return {"state": condition_to_json(self.condition)}
+        return {"state": condition_to_json(self.condition), **at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +243,13 @@ class CompiledTest:
     expects: tuple[CompiledExpect, ...]
     # Where the test is declared (file:line), for reports; not part of the JSON.
     where: str = ""
+    # What happens after the `when`, in order: {"answer", "goal"}, {"event", "data"} or {"advance": seconds}.
+    then: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        then = {"then": [dict(t) for t in self.then]} if self.then else {}
         return {
+            **then,
             "name": self.name,
             "given": dict(self.given),
             "simulate": list(self.simulate),

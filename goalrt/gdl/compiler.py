@@ -26,6 +26,7 @@ from goalrt.gdl.declarations import Declarations, exports
 from goalrt.gdl.diagnostics import Problem, render_all
 from goalrt.gdl.expressions import Expressions
 from goalrt.gdl.parser import parse_or_problem
+from goalrt.gdl.steps import Steps
 
 
 def compile_sources(
@@ -67,7 +68,7 @@ def _assemble(
     decls: Declarations, name: str, version: str, nfiles: int, builtins: Mapping[str, Contract]
 ) -> CompiledWorkspace | None:
     """Run the passes in order; return the workspace, or None when ``decls.problems`` says why not."""
-    clauses = Clauses(decls, Expressions(decls.fail), builtins)
+    exprs = Expressions(decls.fail)
     declared = decls.declared
     decls.collect()
     decls.contracts()
@@ -75,9 +76,11 @@ def _assemble(
     events = decls.events()
     params_of = {n: decls.params(d.decl, d.app, objects_only=True) for n, d in declared["action"].items()}
     goal_params = {n: decls.params(d.decl, d.app, objects_only=False) for n, d in declared["goal"].items()}
+    clauses = Clauses(decls, exprs, Steps(decls, exprs, goal_params), builtins)
     object_types = decls.object_types(params_of, goal_params)
     actions = {n: clauses.action(d, params_of[n]) for n, d in declared["action"].items()}
     goals = {n: clauses.goal(d, goal_params[n], actions, object_types) for n, d in declared["goal"].items()}
+    clauses.steps.cycles()
     policies = {n: clauses.policy(d) for n, d in declared["policy"].items()}
     tests = {n: clauses.test(d, goal_params) for n, d in declared["test"].items()}
     if decls.problems:

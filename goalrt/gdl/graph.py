@@ -7,13 +7,16 @@ paths its condition reads, ``path -.->|needs| action`` for the paths an
 action's ``require`` reads, and ``action -->|sets| path`` (or ``deletes``,
 ``adds to``) for its effects. A path's holes are named by their type
 (``orders.{Order}.status``), so an action and a goal meet on the same node
-whatever they call their parameters.
+whatever they call their parameters. A goal that lists its steps has
+``goal -->|runs| action``, ``event -.->|resumes| goal`` for a wait and
+``goal -->|starts| goal`` for its child goals.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from goalrt.gdl.compiled import CompiledWorkspace
 from goalrt.planner import Condition, Delete, Path, Set
@@ -41,9 +44,19 @@ def mermaid(compiled: CompiledWorkspace) -> str:
             if goal.app != app:
                 continue
             lines.append(f"    {node('goal:' + name)}([{_quote('goal ' + name)}])")
-            for path in _typed(_condition_paths(goal.achieve.condition), dict(goal.params)):
+            wanted = _condition_paths(goal.achieve.condition) if goal.achieve is not None else []
+            for path in _typed(wanted, dict(goal.params)):
                 paths.add(path)
                 edges.append(f"  {node('goal:' + name)} -.->|wants| {node('path:' + path)}")
+            for step in _all_steps(goal.steps or ()):
+                if step["kind"] == "action":
+                    edges.append(f"  {node('goal:' + name)} -->|runs| {node('action:' + step['action'])}")
+                elif step["kind"] == "event":
+                    events.add(step["event"])
+                    edges.append(f"  {node('event:' + step['event'])} -.->|resumes| {node('goal:' + name)}")
+                elif step["kind"] == "children":
+                    for child in step["goals"]:
+                        edges.append(f"  {node('goal:' + name)} -->|starts| {node('goal:' + child['name'])}")
             for trigger in goal.triggers:
                 events.add(trigger.event)
                 edges.append(f"  {node('event:' + trigger.event)} -->|starts| {node('goal:' + name)}")
@@ -66,6 +79,15 @@ def mermaid(compiled: CompiledWorkspace) -> str:
     for path in sorted(paths):
         lines.append(f"  {node('path:' + path)}[({_quote(path)})]")
     return "\n".join([*lines, *sorted(set(edges), key=edges.index)]) + "\n"
+
+
+def _all_steps(steps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Return the steps and, after each, the steps of its ``on timeout``."""
+    out: list[Mapping[str, Any]] = []
+    for step in steps:
+        out.append(step)
+        out.extend(_all_steps(step.get("on_timeout") or ()))
+    return out
 
 
 def _condition_paths(condition: Condition) -> list[Path]:

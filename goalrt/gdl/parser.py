@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 from lark.load_grammar import FromPackageLoader
@@ -19,6 +19,7 @@ from goalrt.durations import parse_duration
 from goalrt.errors import ConfigError, GdlError, GdlSyntaxError, PlanningError
 from goalrt.gdl import ast
 from goalrt.gdl.diagnostics import Problem, render
+from goalrt.gdl.parse_steps import StepsBuilder
 from goalrt.planner.syntax import number_value, string_value
 from goalrt.state.model import MAX_PATH
 
@@ -35,6 +36,9 @@ _WORDS: Final = {
     "EXPORT_KIND": "'type', 'event' or 'action'",
     "GOAL_STATUS": "a goal status (complete, failed, cancelled, waiting, active, pending)",
     "CATCH_UP": "'skip', 'latest' or 'all'",
+    "CHILD_MODE": "'all' or 'any'",
+    "SINCE": "'submit' or 'wait'",
+    "ON_FAILURE": "'fail' or 'continue'",
     "$END": "the end of the file",
 }
 
@@ -162,7 +166,7 @@ class _Located(Exception):
 
 
 @v_args(meta=True)
-class _Builder(Transformer[Token, Any]):
+class _Builder(StepsBuilder):
     """Turn lark's tree into ``goalrt.gdl.ast`` nodes, every one with its position."""
 
     def __init__(self, path: str) -> None:

@@ -13,15 +13,20 @@ For each test (in file and line order; ``-k`` keeps those whose name contains a 
    their goals);
 5. one in-process worker (one step at a time) runs the fork's goals with the
    real handlers, except the actions the test ``simulate``\\ s, which run by
-   their declared effects alone (as ``pure`` actions do), until no goal is
-   pending or active; a goal whose next step has no handler (and is neither
+   their declared effects alone and append their ``emit``\\ s (as ``pure``
+   actions do), until the goals settle: none pending or active (a waiting
+   goal has settled); a goal whose next step has no handler (and is neither
    pure nor simulated) fails the test, naming the action;
-6. every ``expect`` checked: an event of the type was appended, the goals
-   ended in the status, the condition holds on the final state;
-7. the fork dropped.
+6. the ``expect``\\ s written before the first ``then`` checked: an event of
+   the type was appended, the goals are in the status, the condition holds;
+7. each ``then`` in turn (an answer to the oldest goal waiting at an ask, an
+   event appended, or the fork's timers brought closer and those due fired),
+   the goals settled again, and the ``expect``\\ s written after it checked;
+8. the fork dropped.
 
 Tests are the same run after run: a fresh fork each time, one step at a
-time, handlers that do not depend on the clock.
+time, handlers that do not depend on the clock, and time that passes only
+when a ``then advance`` says so.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +55,7 @@ from goalrt.planner.values import render
 from goalrt.state import forks
 from goalrt.state.state import Change, State
 from goalrt.worker.definitions import pure_action
+from goalrt.worker.gdl_steps import emitting_action
 from goalrt.worker.planner_bridge import scalar_state
 from goalrt.worker.worker import Worker
 
@@ -145,67 +151,127 @@ def _run_in_fork(
     elif test.when is not None:
         with EventLog.connect(url, fork=fork) as log:
             log.append("test", test.when["event"], dict(test.when.get("data") or {}))
-    settled, unserved = asyncio.run(
-        _run_worker(url, schema, _simulating(compiled, handlers, test.simulate), timeout, conn)
-    )
-    for goal, name, action in unserved:
-        result.failures.append(
-            f"goal {goal} {name} waits for a worker that can run {action}: no handler for it in the handler modules "
-            f"(register one, mark the action `pure`, or `simulate` it in the test)"
-        )
-    if not settled:
-        result.failures.append(f"goals still pending or active after {timeout:g}s: {_open_goals(conn, schema)}")
-    for expect in test.expects:
-        problem = _check(conn, url, fork, schema, expect, goal_id)
-        if problem is not None:
-            result.failures.append(problem)
+    registry = _simulating(compiled, handlers, test.simulate)
+    asyncio.run(_run_timeline(url, conn, fork, schema, registry, test, goal_id, timeout, result))
 
 
-def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Sequence[str]) -> Registry:
-    """Return ``handlers`` with the simulated actions' handlers replaced by nothing (their effects run alone)."""
-    out = handlers.copy()
-    for action in simulate:
-        handler = compiled.actions[action].handler
-        out.actions[handler] = Action(handler, pure_action)
-    return out
-
-
-async def _run_worker(
-    url: str, schema: str, handlers: Registry, timeout: float, conn: Any
-) -> tuple[bool, list[tuple[int, str, str]]]:
-    """Run one worker on the fork until no goal it can move on is pending or active.
-
-    Return whether that happened in time, and the goals left waiting for a
-    worker with a handler this one lacks (read while it is still registered).
-    """
+async def _run_timeline(
+    url: str,
+    conn: Any,
+    fork: str,
+    schema: str,
+    handlers: Registry,
+    test: CompiledTest,
+    goal_id: int | None,
+    timeout: float,
+    result: TestResult,
+) -> None:
+    """Run the worker while the goals settle after the ``when`` and after each ``then``; check each expect in turn."""
     worker = Worker(
         url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test", schedules=False
     )
     task = asyncio.create_task(worker.run())
-    deadline = time.monotonic() + timeout
-    settled = False
     try:
         await asyncio.wait({task, asyncio.create_task(worker.wait_ready())}, return_when=asyncio.FIRST_COMPLETED)
-        while not task.done():
-            # In a thread: the psycopg query must not stall the worker sharing this loop.
-            if await asyncio.to_thread(_open_goals, conn, schema) == 0:
-                settled = True
+        for done in range(len(test.then) + 1):
+            if done:
+                problem = await asyncio.to_thread(_then, url, conn, fork, schema, test.then[done - 1])
+                if problem is not None:
+                    result.failures.append(problem)
+                    break
+            if not await _settle(task, conn, schema, timeout):
+                result.failures.append(f"goals still pending or active after {timeout:g}s: {_open_goals(conn, schema)}")
                 break
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(SETTLE_POLL_S)
+            for expect in test.expects:
+                if expect.after == done:
+                    problem = await asyncio.to_thread(_check, conn, url, fork, schema, expect, goal_id)
+                    if problem is not None:
+                        result.failures.append(problem)
         unserved = await asyncio.to_thread(_unserved, conn, schema)
     finally:
         worker.request_stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task  # re-raises what stopped the worker (a configuration error, say)
-    return settled, unserved
+    result.failures[:0] = [
+        f"goal {goal} {name} waits for a worker that can run {action}: no handler for it in the handler modules "
+        f"(register one, mark the action `pure`, or `simulate` it in the test)"
+        for goal, name, action in unserved
+    ]
+
+
+async def _settle(task: asyncio.Task[Any], conn: Any, schema: str, timeout: float) -> bool:
+    """Wait until no goal the worker can move on is pending or active; return whether that happened in time."""
+    deadline = time.monotonic() + timeout
+    while not task.done():
+        # In a thread: the psycopg query must not stall the worker sharing this loop.
+        if await asyncio.to_thread(_open_goals, conn, schema) == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(SETTLE_POLL_S)
+    return False
+
+
+def _then(url: str, conn: Any, fork: str, schema: str, then: Mapping[str, Any]) -> str | None:
+    """Do one ``then`` of a test in the fork; return why it could not be done, or None."""
+    s = sql.Identifier(schema)
+    if "event" in then:
+        with EventLog.connect(url, fork=fork) as log:
+            log.append("test", then["event"], dict(then.get("data") or {}))
+        return None
+    if "advance" in then:
+        # The fork is the test's own: its timers (sleeps, wait timeouts, deadlines, delayed starts) come closer by
+        # the duration, and the due ones are acted on now, as a worker's next claim would.
+        shift = sql.SQL(
+            "UPDATE {0}.goals SET wake_at = wake_at - make_interval(secs => $1),"
+            " deadline_at = deadline_at - make_interval(secs => $1)"
+            " WHERE status IN ('pending', 'active', 'waiting') AND (wake_at IS NOT NULL OR deadline_at IS NOT NULL)"
+        ).format(s)
+        conn.execute(shift, (then["advance"],))
+        conn.execute(sql.SQL("SELECT {}.wake_due_v1(1000)").format(s))
+        return None
+    query = sql.SQL(
+        "SELECT g.id FROM {0}.goals g JOIN {0}.goal_steps st ON st.goal_id = g.id AND st.seq = g.step_seq"
+        " WHERE g.status = 'waiting' AND st.kind = 'ask' AND ($1::text IS NULL OR g.name = $1) ORDER BY g.id LIMIT 1"
+    ).format(s)
+    row = conn.execute(query, (then.get("goal"),)).fetchone()
+    what = f"then answer{' ' + then['goal'] if then.get('goal') else ''}"
+    if row is None:
+        return f"{what}: no goal{' ' + then['goal'] if then.get('goal') else ''} waits for an answer"
+    with Goals.connect(url, fork=fork) as goals:
+        try:
+            goals.resume(int(row[0]), dict(then["answer"]), actor="goalrt-test")
+        except GoalrtError as exc:
+            return f"{what}: {str(exc).splitlines()[0]}"
+    return None
+
+
+def _simulating(compiled: CompiledWorkspace, handlers: Registry, simulate: Sequence[str]) -> Registry:
+    """Return ``handlers`` with the simulated actions' handlers replaced by nothing (their effects run alone).
+
+    A simulated action that declares ``emit`` appends those events, as a pure one does.
+    """
+    out = handlers.copy()
+    for action in simulate:
+        spec = compiled.actions[action]
+        fn = emitting_action(spec.emit) if spec.emit else pure_action
+        out.actions[spec.handler] = Action(spec.handler, fn)
+    return out
 
 
 def _open_goals(conn: Any, schema: str) -> int:
-    """Return how many goals are pending or active, less those waiting for a worker with a handler (none comes)."""
+    """Return how many goals have something left to do now: pending or active, or a wait that is due.
+
+    Goals waiting for a worker with a handler (none comes) are not counted. A
+    waiting goal counts while its timer or deadline is due and a worker has
+    not acted on it yet, or while it has a recheck left (after ``then
+    advance``, the worker's own claim may be acting on it at that moment).
+    """
     query = sql.SQL(
-        "SELECT count(*) FROM {0}.goals g WHERE status IN ('pending', 'active') AND {0}.unserved_action(g) IS NULL"
+        "SELECT count(*) FROM {0}.goals g"
+        " WHERE (status IN ('pending', 'active') AND {0}.unserved_action(g) IS NULL)"
+        " OR (status = 'waiting' AND (wake_at <= now() OR deadline_at <= now()"
+        " OR EXISTS (SELECT 1 FROM {0}.wait_rechecks r WHERE r.goal_id = g.id)))"
     ).format(sql.Identifier(schema))
     row = conn.execute(query).fetchone()
     return int(row[0])

@@ -8,10 +8,12 @@ so the worker depends on the stored format alone, never on the compiler.
 ``Registry``: each GDL goal becomes a goal type planned from its condition
 (with only its actions), each GDL action gets its Python handler
 (``@goalrt.action(NAME)`` in the handler modules, found by the action's
-``handler`` name) with the schema, retry and timeout of its declaration. An
-action GDL marks ``pure`` is a state transition: it runs no code (a handler
-registered under its name is not run), and its declared effects are applied
-with its completion. Any other action without a handler in ``handlers`` is
+``handler`` name) with the schema, retry and timeout of its declaration. A
+GDL goal given by its ``steps`` becomes a goal type listing them, filled in
+with the goal's params (``goalrt.worker.gdl_steps``). An action GDL marks
+``pure`` is a state transition: it runs no code (a handler registered under
+its name is not run), and its declared effects are applied with its
+completion, with the events it declares (``emit``). Any other action without a handler in ``handlers`` is
 known to the planner but not runnable by this worker (``Action.fn`` None):
 the worker does not register it, so it never claims or continues a step of
 it, and a worker that has the handler runs it. Python goal types and actions
@@ -36,6 +38,7 @@ from goalrt.goals.conditions import Achieve
 from goalrt.goals.registry import Action, GoalType, Registry, planned_steps
 from goalrt.goals.retry import Retry
 from goalrt.planner import ActionSchema, ObjectType, condition_from_json
+from goalrt.worker.gdl_steps import emitting_action, steps_function
 
 if TYPE_CHECKING:
     from goalrt.actions.catalog import Catalog
@@ -98,12 +101,18 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry, catalog: Ca
             handler = handlers.actions.get(spec["handler"])
             builtins = _builtin(spec, handlers, catalog)
             # Definitions stored before `pure` existed have no key: their actions need a handler.
-            fn = pure_action if spec.get("pure") is True else None if handler is None else handler.fn
+            pure = emitting_action(spec["emit"]) if spec.get("emit") else pure_action
+            fn = pure if spec.get("pure") is True else None if handler is None else handler.fn
             if builtins is not None:
                 fn = builtins.handler(spec["handler"], GdlCall.from_json(spec.get("call") or {}))
             retry = Retry(**spec["retry"])
             out.actions[schema.name] = Action(schema.name, fn, spec.get("timeout"), retry, None, schema)
         for spec in app.get("goals", []):
+            name = spec["name"]
+            if "steps" in spec:
+                steps = steps_function(spec["steps"])
+                out.goal_types[name] = GoalType(name, steps, params_model(name, spec["params"]))
+                continue
             achieve = Achieve(
                 condition_from_json(spec["condition"]),
                 tuple(ObjectType(t["name"], keys_under=t["keys_under"]) for t in spec["types"]),
@@ -113,7 +122,6 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry, catalog: Ca
                 maintain=spec["maintain"],
                 actions=frozenset(spec["actions"]),
             )
-            name = spec["name"]
             out.goal_types[name] = GoalType(name, planned_steps(name), params_model(name, spec["params"]), achieve)
     return out
 

@@ -116,7 +116,7 @@ def test_demo_on_the_embedded_server_twice(tmp_path: Path) -> None:
     try:
         first, seconds = run_demo(tmp_path)
         first_tag, first_ids = check_output(first, tmp_path)
-        assert ", new: goals checkout, fulfill; policy positive_amounts" in first
+        assert ", new: goals checkout, fulfill, refund; policy positive_amounts" in first
         run_printed_sql(first, first_ids)
 
         second, _ = run_demo(tmp_path)

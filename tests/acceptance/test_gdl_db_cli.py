@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SHOP = REPO / "gdl" / "examples" / "shop"
+APPROVALS = REPO / "gdl" / "examples" / "approvals"
 
 
 def goalrt(db_url: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -29,20 +30,60 @@ def test_the_scaffold_passes_its_own_tests(db_url: str, tmp_path: Path) -> None:
     assert ran.stdout.splitlines()[-1].startswith("1 passed, 0 failed in ")
 
 
+def outcome(text: str) -> list[str]:
+    """Return the lines of a ``goalrt test`` run without their timings."""
+    return [line.rsplit(" (", 1)[0] for line in text.splitlines()[:-1]]
+
+
 def test_the_shop_workspace_passes_its_tests_the_same_way_twice(db_url: str) -> None:
     runs = [goalrt(db_url, "test", str(SHOP)) for _ in range(2)]
     for ran in runs:
         assert ran.returncode == 0, ran.stdout + ran.stderr
-        assert ran.stdout.splitlines()[-1].startswith("5 passed, 0 failed in ")
-
-    def outcome(text: str) -> list[str]:
-        return [line.rsplit(" (", 1)[0] for line in text.splitlines()[:-1]]
-
+        assert ran.stdout.splitlines()[-1].startswith("9 passed, 0 failed in ")
     assert outcome(runs[0].stdout) == outcome(runs[1].stdout)
+    # The refund, ported from Python to GDL steps: an ask answered, or timed out, by the tests.
+    assert "tests/refund.gdl:24::unanswered_refund_fails_after_a_day PASSED" in runs[0].stdout
     # -k selects; the forks are gone afterwards.
     one = goalrt(db_url, "test", str(SHOP), "-k", "declined")
     assert one.returncode == 0 and one.stdout.splitlines()[-1].startswith("1 passed, 0 failed")
     assert goalrt(db_url, "fork", "list").stdout.count("goalrt_fork_t") == 0
+
+
+def test_the_approvals_workspace_passes_its_tests_the_same_way_twice(db_url: str) -> None:
+    # workers/approvals.py's expense, ported to GDL: answers, webhooks and timers given by the tests.
+    runs = [goalrt(db_url, "test", str(APPROVALS)) for _ in range(2)]
+    for ran in runs:
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert ran.stdout.splitlines()[-1].startswith("5 passed, 0 failed in ")
+    assert outcome(runs[0].stdout) == outcome(runs[1].stdout)
+    assert outcome(runs[0].stdout) == [
+        "tests/expense.gdl:4::approved_expense_is_paid_when_the_payment_settles PASSED",
+        "tests/expense.gdl:19::rejected_expense_is_not_paid PASSED",
+        "tests/expense.gdl:26::unanswered_expense_is_closed_after_a_day PASSED",
+        "tests/expense.gdl:34::a_payment_that_never_settles_fails_the_goal PASSED",
+        "tests/expense.gdl:44::the_deadline_fails_a_goal_wherever_it_waits PASSED",
+    ]
+
+
+def test_a_then_that_cannot_be_done_fails_the_test_and_says_why(db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    (root / "apps" / "a").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "goalrt.toml").write_text('name = "w"\nversion = "1"\n')
+    (root / "apps" / "a" / "goals.gdl").write_text(
+        'goal g { steps { ask "Ok?" answer { ok: boolean } } }\ngoal h { steps { sleep 1h } }\n'
+    )
+    (root / "tests" / "t.gdl").write_text(
+        "test wrong_answer { when goal g()  then answer { ok = 1 }  expect goal complete }\n"
+        "test nobody_asks { when goal h()  then answer { ok = true }  expect goal complete }\n"
+        "test too_early { when goal h()  then advance 59m  expect goal complete }\n"
+    )
+    ran = goalrt(db_url, "test", str(root))
+    assert ran.returncode == 1
+    assert "then answer: invalid answer for goal 1: data.ok must be boolean, got number" in ran.stdout
+    assert "then answer: no goal waits for an answer" in ran.stdout
+    assert "expect goal complete: goal 1 h is waiting" in ran.stdout
+    assert ran.stdout.splitlines()[-1].startswith("0 passed, 3 failed in ")
 
 
 def test_a_failing_test_says_what_was_expected_and_found(db_url: str, tmp_path: Path) -> None:
@@ -77,7 +118,7 @@ def test_load_status_and_a_worker_running_the_loaded_goals(db_url: str) -> None:
     loaded = goalrt(db_url, "gdl", "load", str(SHOP))
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.startswith("loaded shop as version 1 (sha256 ")
-    assert "2 goal types, 1 policies, 1 triggers, 2 limits" in loaded.stdout
+    assert "3 goal types, 1 policies, 1 triggers, 2 limits" in loaded.stdout
     again = goalrt(db_url, "gdl", "load", str(SHOP))
     assert again.stdout.startswith("unchanged: shop is version 1")
     assert goalrt(db_url, "gdl", "status").stdout.startswith("shop version 1 (sha256 ")

@@ -80,7 +80,15 @@ def test_goalrt_plugins_lists_the_installed_plugin(installed: Path, tmp_path: Pa
     assert "example  goalrt-example-plugin 0.1.0  example.greet" in listed.stdout
     rows = [json.loads(line) for line in goalrt("plugins", "--json", env=env, cwd=tmp_path).stdout.splitlines()]
     assert {r["name"]: r["actions"] for r in rows} == {
-        "goalrt": ["email.send", "http.call", "notification.push"],
+        "goalrt": [
+            "ai.call",
+            "db.query",
+            "email.send",
+            "file.delete",
+            "file.upload",
+            "http.call",
+            "notification.push",
+        ],
         "example": ["example.greet"],
     }
     bare = goalrt("plugins", env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)

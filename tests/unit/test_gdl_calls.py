@@ -43,7 +43,11 @@ def test_every_builtin_has_a_contract_and_every_contract_a_builtin() -> None:
         set(builtin_contracts())
         == set(Catalog(plugins=[]).actions)
         == {
+            "ai.call",
+            "db.query",
             "email.send",
+            "file.delete",
+            "file.upload",
             "http.call",
             "notification.push",
         }
@@ -94,7 +98,7 @@ def test_a_with_block_is_checked_against_the_contract(text: str, message: str) -
 def test_with_needs_a_builtin_handler_and_builtins_are_not_declared_in_a_workspace() -> None:
     assert problems("type Order { }\naction a(o: Order) { with { x = 1 } }") == [
         "action a: with gives the arguments of a built-in handler; it names no handler "
-        "(email.send, http.call, notification.push)"
+        "(ai.call, db.query, email.send, file.delete, file.upload, http.call, notification.push)"
     ]
     assert problems("builtin my.call { arg x: string }") == [
         "builtin declarations come with goalrt (gdl/builtin) and its plugins"
@@ -142,3 +146,41 @@ def test_secrets_come_only_from_the_file_or_goalrt_secret_variables() -> None:
     secrets = Secrets(environ={"TOKEN": "x", "GOALRT_DATABASE_URL": "postgresql://..."})
     with pytest.raises(PermanentError, match="secret TOKEN is not set"):
         secrets.substitute("{secret.TOKEN}")
+
+
+QUERY = """
+type Order { }
+action order.total(o: Order) {
+  effect orders.{o}.totalled = true
+  handler db.query
+  with { database = "shop"  sql = "SELECT '{}'::jsonb AS j, sum(amount) FROM lines WHERE order_id = $1"
+         params = ["{o}", state(orders.{o}.since)] }
+}
+"""
+
+
+def test_sql_is_a_constant_taken_as_written_and_values_go_in_params() -> None:
+    call = compile_one(QUERY).actions["order.total"].to_json()["call"]
+    # Stored with braces doubled, so the worker's rendering gives the statement back exactly as written.
+    assert call["args"]["sql"] == "SELECT '{{}}'::jsonb AS j, sum(amount) FROM lines WHERE order_id = $1"
+    ctx = _Ctx({"orders.x' OR 1=1.since": 3})
+    rendered = asyncio.run(Renderer({"o": "x' OR 1=1"}, ctx, Secrets()).render(call["args"], []))
+    assert rendered["sql"] == "SELECT '{}'::jsonb AS j, sum(amount) FROM lines WHERE order_id = $1"
+    assert rendered["params"] == ["x' OR 1=1", 3]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"SELECT * FROM t WHERE id = {o}"', None),
+        ("state(orders.{o}.sql)", "sql must be a constant string"),
+        ("1", "sql must be a constant string"),
+    ],
+)
+def test_sql_refuses_anything_but_a_constant(value: str, message: str | None) -> None:
+    text = f'type Order {{ }}\naction a(o: Order) {{ handler db.query with {{ database = "d"  sql = {value} }} }}'
+    if message is None:  # a hole is no hole in sql: the text is sent as written (and PostgreSQL refuses it)
+        sql = compile_one(text).actions["a"].to_json()["call"]["args"]["sql"]
+        assert sql == "SELECT * FROM t WHERE id = {{o}}"
+    else:
+        assert any(message in p for p in problems(text)), problems(text)

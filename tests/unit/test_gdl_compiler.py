@@ -32,12 +32,14 @@ INVALID = {
     "app shop may use it only through a contract of billing",
     "duplicate_action": "apps/a/more.gdl:2:8: action ping is declared twice (first at apps/a/actions.gdl:1:1)",
     "goal_never_reached": "apps/a/goals.gdl:2:3: goal g can never be reached: its condition can never hold",
-    "goal_without_condition": "apps/a/goals.gdl:1:6: goal g: needs an 'achieve' or a 'maintain' condition",
+    "goal_without_condition": "apps/a/goals.gdl:1:6: goal g: needs an 'achieve' or a 'maintain' condition, "
+    "or its 'steps'",
     "invalid_manifest": "goalrt.toml:2:11: invalid TOML: Invalid value",
     "missing_colon": "apps/a/types.gdl:2:6: unexpected name 'string'; expected ':'",
     "pure_with_handler": "apps/a/actions.gdl:5:3: action go: a pure action runs no handler; "
     "give pure or handler, not both",
-    "pure_without_effects": "apps/a/actions.gdl:4:3: action go: a pure action is its effects alone, and it has none",
+    "pure_without_effects": "apps/a/actions.gdl:4:3: action go: a pure action is its effects and emits alone, "
+    "and it has none",
     "policy_constant_false": "apps/a/policies.gdl:1:26: policy nothing can never hold: "
     "no state satisfies its conditions",
     "policy_never_holds": "apps/a/policies.gdl:2:11: policy amounts can never hold: no state satisfies its conditions",
@@ -52,7 +54,7 @@ INVALID = {
     "unknown_type": "apps/a/actions.gdl:1:15: unknown type 'Ordr' "
     "(use any, boolean, integer, number, string or a declared type)",
     "unterminated_goal": "apps/a/goals.gdl:3:1: unexpected end of file; expected 'achieve', 'actions', 'and', "
-    "'deadline', 'every', 'maintain', 'max_replans', 'on', 'or', 'priority' or '}'",
+    "'deadline', 'every', 'maintain', 'max_replans', 'on', 'or', 'priority', 'steps' or '}'",
     "wildcard_outside_policy": "apps/a/goals.gdl:1:18: orders.*.status: '*' is allowed only in policies",
 }
 

@@ -125,7 +125,7 @@ def test_an_empty_source_has_no_declarations() -> None:
         (
             "goal g {\n  achieve a == 1\n",
             "f.gdl:3:1: unexpected end of file; expected 'achieve', 'actions', 'and', 'deadline', 'every', "
-            "'maintain', 'max_replans', 'on', 'or', 'priority' or '}'",
+            "'maintain', 'max_replans', 'on', 'or', 'priority', 'steps' or '}'",
         ),
         (
             "type T { }\n  ~",

@@ -12,9 +12,12 @@ from goalrt.gdl.graph import mermaid
 from goalrt.goals.registry import default_registry
 from goalrt.planner import Budget, GoalParam, Plan, Problem, plan
 from goalrt.planner.values import Scalar
+from goalrt.worker.definitions import registry_for
 
 SHOP = Path(__file__).resolve().parents[2] / "gdl" / "examples" / "shop"
-ACTIONS = ("carrier.ship", "label.print", "payment.card", "payment.invoice", "warehouse.pack")
+ACTIONS = ("carrier.ship", "label.print", "payment.card", "payment.invoice", "payment.refund", "warehouse.pack")
+# What checkout and fulfill plan with: the actions the contracts export (payment.refund stays in its app).
+PLANNED = ("carrier.ship", "label.print", "payment.card", "payment.invoice", "warehouse.pack")
 PURE = ("label.print",)  # declared with effects, no Python handler
 
 
@@ -25,6 +28,7 @@ def shop() -> CompiledWorkspace:
 
 def plan_steps(shop: CompiledWorkspace, goal_name: str, state: dict[str, Scalar], *, without: str = "") -> list[str]:
     goal = shop.goals[goal_name]
+    assert goal.achieve is not None
     problem = Problem(
         types=goal.achieve.types,
         state=state,
@@ -69,7 +73,7 @@ def test_goals_plan_with_actions_exported_by_contracts(shop: CompiledWorkspace) 
         {"event": "order.created", "params": {"o": {"field": "order_id"}}}
     ]
     # The orders app declares no action: every one comes through a contract.
-    assert checkout.actions == fulfill.actions == ACTIONS
+    assert checkout.actions == fulfill.actions == PLANNED
     assert {c.name: c.app for c in shop.contracts.values()} == {
         "Fulfillment": "fulfillment",
         "Orders": "orders",
@@ -123,11 +127,14 @@ def test_worker_module_registers_every_handler_but_the_pure_actions(shop: Compil
             assert action.handler in registered, name
             # GDL gives the schema and options: the handler is registered bare.
             assert registered[action.handler].schema is None
-    refund = default_registry.goal_types["refund"]
+    # The refund is GDL: its steps, filled in by the worker (an ask, then payment.refund, whose handler is here).
+    assert "refund" not in default_registry.goal_types
+    refund = registry_for(shop.to_json(), default_registry).goal_types["refund"]
     steps = refund.plan({"o": "o1"})
     assert [(s.kind, s.label) for s in steps] == [("ask", "approval"), ("action", None)]
+    assert steps[0].args["prompt"] == "Approve refund of order o1?" and steps[0].args["timeout"] == 86400
     assert steps[1].action == "payment.refund" and "payment.refund" in registered
-    assert "payment.refund" not in shop.actions
+    assert shop.actions["payment.refund"].emit[0]["event"] == "payment.refunded"
 
 
 def test_graph_shows_every_goal_and_action(shop: CompiledWorkspace) -> None:
