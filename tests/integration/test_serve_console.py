@@ -73,6 +73,39 @@ def test_every_page_renders_real_data(console: Console) -> None:
     assert console.client.get("/static/htmx.min.js").status_code == 200
 
 
+def test_overview_charts_draw_a_seeded_hour(console: Console) -> None:
+    """Goals moved to known minutes: one bar part per status and minute, one point per minute with completions."""
+    ago = [3, 4, 4, 8, 8, 8, 20, 45]  # minutes before now that each complete goal ended; it took i + 1 s
+    with psycopg.connect(console.url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM goalrt.goals WHERE status = 'complete' ORDER BY id")]
+        assert len(ids) == len(ago)
+        moved = "date_trunc('minute', now()) - make_interval(mins => %s) + interval '10 s'"
+        for i, (goal, minutes) in enumerate(zip(ids, ago, strict=True)):
+            conn.execute(
+                f"UPDATE goalrt.goals SET finished_at = {moved}, created_at = {moved} - make_interval(secs => %s)"
+                " WHERE id = %s",
+                (minutes, minutes, i + 1, goal),
+            )
+        conn.execute(f"UPDATE goalrt.goals SET finished_at = {moved} WHERE id = %s", (5, console.seeded.failed))
+    html = console.client.get("/").text
+    throughput = html[html.index('id="chart-throughput"') : html.index('id="chart-latency"')]
+    latency = html[html.index('id="chart-latency"') :]
+    assert throughput.count('<g class="minute">') == 60
+    assert throughput.count('class="bar status-complete"') == 5  # minutes 3, 4, 8, 20 and 45 before now
+    assert throughput.count('class="bar status-failed"') == 1
+    assert ": 3 complete</title>" in throughput and ": 1 failed</title>" in throughput
+    for name in ("p50", "p95"):
+        assert latency.count(f'class="point line-{name}"') == 5
+        assert latency.count(f'class="line line-{name}"') == 1  # only minutes 4 and 3 before now are adjacent
+    # The minute with three goals that took 4, 5 and 6 seconds.
+    assert "p50 5 s (3 complete)" in latency and "p95 5.9 s (3 complete)" in latency
+    assert "8 completed, 1 failed, 0 cancelled in the last hour" in html
+    # htmx asks for the charts again: the fragment alone, with the same poller.
+    fragment = console.client.get("/overview/charts").text
+    assert fragment.startswith('<div id="charts" hx-get="/overview/charts" hx-trigger="every 10s"')
+    assert fragment.count('class="point line-p50"') == 5 and "<html" not in fragment
+
+
 def test_goal_filters_search_and_paging(console: Console) -> None:
     s = console.seeded
 
