@@ -1,5 +1,5 @@
 """The console's read-only pages: overview, goals, events (live), state (with time travel), workers, limits,
-waiting goals, GDL; and the login form.
+waiting goals; and the login form (GDL: console_gdl).
 
 Each page calls the same async clients as the JSON API (``AsyncGoals``,
 ``AsyncEventLog``, ``AsyncState``), on the caller's database role.
@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
 from goalrt.errors import GoalNotFoundError
@@ -195,21 +194,6 @@ async def waiting(request: Request, caller: ConsoleCaller) -> Response:
     async with caller.goals() as goals:
         rows = await goals.waiting(limit=500)
     return page(request, "waiting.html", rows=rows)
-
-
-@router.get("/gdl")
-async def gdl(request: Request, caller: ConsoleCaller) -> Response:
-    """Show the GDL version workers plan with (as ``GET /api/v1/gdl``)."""
-    from goalrt.db.connect import connect
-    from goalrt.gdl.runtime import current
-
-    def run() -> Any:
-        with connect(caller.url) as conn:
-            return current(conn)
-
-    defs = await run_in_threadpool(run)
-    body = dict(defs.body) if defs is not None else {}
-    return page(request, "gdl.html", defs=defs, sections={k: v for k, v in body.items() if isinstance(v, dict)})
 
 
 @router.get("/login")

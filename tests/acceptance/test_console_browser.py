@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from goalrt import Goals
-from tests.integration.console_support import Seeded, registry, running_worker, seed
+from tests.integration.console_support import Seeded, registry, running_worker, seed, spread_history
 from tests.integration.serve_support import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,9 +57,13 @@ def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     shots.mkdir(parents=True, exist_ok=True)
 
+    spread_history(url, [3, 4, 4, 8, 8, 8, 20, 45], seeded.failed)  # an hour with something to draw
     page.goto(f"{base}/")
     expect(page.locator("#count-complete")).to_have_text("8")
-    expect(page.locator("svg.chart rect.bar")).to_have_count(60)
+    # The charts: a slot per minute of the last hour, bars where goals ended, points where some completed.
+    expect(page.locator("#chart-throughput g.minute")).to_have_count(60)
+    expect(page.locator("#chart-throughput rect.bar.status-complete").first).to_be_visible()
+    expect(page.locator("#chart-latency circle.point.line-p95").first).to_be_visible()
     page.screenshot(path=str(shots / "console-overview.png"), full_page=True)
 
     page.goto(f"{base}/goals")
@@ -83,7 +87,13 @@ def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]
         page.goto(f"{base}{path}")
         expect(page.locator("main table")).to_be_visible()
         page.screenshot(path=str(shots / shot), full_page=True)
-    for path in ("/limits", "/waiting", "/gdl"):
+    # The workspace graph of the loaded shop: every node drawn, inside the picture.
+    page.goto(f"{base}/gdl")
+    expect(page.locator("#gdl-graph g.node")).to_have_count(15)
+    expect(page.locator('#gdl-graph g.node[data-key="goal:fulfill"]')).to_be_visible()
+    expect(page.locator("#gdl-versions tbody tr")).to_have_count(1)
+    page.screenshot(path=str(shots / "console-gdl.png"), full_page=True)
+    for path in ("/limits", "/waiting"):
         page.goto(f"{base}{path}")
         expect(page.locator("h1")).to_be_visible()
 

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from goalrt import Goals, State
-from tests.integration.console_support import HOSTILE, Seeded, registry, running_worker, seed
+from tests.integration.console_support import HOSTILE, Seeded, registry, running_worker, seed, spread_history
 from tests.integration.serve_support import serving
 
 
@@ -76,17 +76,7 @@ def test_every_page_renders_real_data(console: Console) -> None:
 def test_overview_charts_draw_a_seeded_hour(console: Console) -> None:
     """Goals moved to known minutes: one bar part per status and minute, one point per minute with completions."""
     ago = [3, 4, 4, 8, 8, 8, 20, 45]  # minutes before now that each complete goal ended; it took i + 1 s
-    with psycopg.connect(console.url, autocommit=True) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM goalrt.goals WHERE status = 'complete' ORDER BY id")]
-        assert len(ids) == len(ago)
-        moved = "date_trunc('minute', now()) - make_interval(mins => %s) + interval '10 s'"
-        for i, (goal, minutes) in enumerate(zip(ids, ago, strict=True)):
-            conn.execute(
-                f"UPDATE goalrt.goals SET finished_at = {moved}, created_at = {moved} - make_interval(secs => %s)"
-                " WHERE id = %s",
-                (minutes, minutes, i + 1, goal),
-            )
-        conn.execute(f"UPDATE goalrt.goals SET finished_at = {moved} WHERE id = %s", (5, console.seeded.failed))
+    spread_history(console.url, ago, console.seeded.failed)
     html = console.client.get("/").text
     throughput = html[html.index('id="chart-throughput"') : html.index('id="chart-latency"')]
     latency = html[html.index('id="chart-latency"') :]
@@ -104,6 +94,43 @@ def test_overview_charts_draw_a_seeded_hour(console: Console) -> None:
     fragment = console.client.get("/overview/charts").text
     assert fragment.startswith('<div id="charts" hx-get="/overview/charts" hx-trigger="every 10s"')
     assert fragment.count('class="point line-p50"') == 5 and "<html" not in fragment
+
+
+def test_gdl_page_draws_the_workspace_graph_of_any_version(console: Console) -> None:
+    """Each node of gdl graph's Mermaid is in the SVG, for the current version and for an older one chosen."""
+    from goalrt.db.connect import connect
+    from goalrt.gdl import check
+    from goalrt.gdl.graph import mermaid
+    from goalrt.gdl.runtime import load
+
+    def drawn(html: str) -> tuple[list[str], int]:
+        svg = html[html.index('<svg class="graph"') : html.index("</svg>", html.index('<svg class="graph"'))]
+        edges = sum(int(n) for n in re.findall(r'<g class="edge[^"]*" data-edges="(\d)">', svg))
+        return re.findall(r'<g class="node kind-\w+" data-key="([^"]+)">', svg), edges
+
+    def expected(path: str) -> tuple[int, int]:
+        lines = mermaid(check(path)).splitlines()
+        nodes = [line for line in lines if re.match(r"\s+n\d+[\[({]", line)]
+        return len(nodes), sum(1 for line in lines if "->|" in line)
+
+    first = console.client.get("/gdl").text
+    keys, edges = drawn(first)
+    assert (len(keys), edges) == expected("gdl/examples/shop") == (15, 19)
+    for key in ("goal:fulfill", "action:carrier.ship", "event:order.created", "path:orders.{Order}.status"):
+        assert key in keys
+    assert "fulfillment</text>" in first  # a node's app, under its kind
+    with connect(console.url) as conn:
+        second = load(conn, check("tests/fixtures/gdl/valid/shop"))
+    now = console.client.get("/gdl").text
+    assert f'id="gdl-version">{second.version}<' in now
+    assert (len(drawn(now)[0]), drawn(now)[1]) == expected("tests/fixtures/gdl/valid/shop")
+    versions = now[now.index('id="gdl-versions"') :]
+    assert versions.count('<a href="/gdl?version=') == 2 and second.content_hash[:16] in versions
+    older = console.client.get("/gdl", params={"version": 1}).text
+    assert 'id="gdl-version">1<' in older and "An older version" in older
+    assert drawn(older) == (keys, edges)
+    missing = console.client.get("/gdl", params={"version": 99})
+    assert missing.status_code == 404 and "no GDL version 99" in missing.text
 
 
 def test_goal_filters_search_and_paging(console: Console) -> None:
