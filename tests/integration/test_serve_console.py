@@ -339,8 +339,9 @@ def test_tokens_login_and_a_reader_cannot_cancel(reader_console: tuple[httpx.Cli
     assert offsite.status_code == 303 and offsite.headers["location"] == "/"
     cookie = offsite.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
-    assert client.get("/goals").status_code == 200
-    assert client.get(f"/goals/{napping}").status_code == 200
+    for path in ("/goals", f"/goals/{napping}", "/", "/overview/charts", "/gdl", "/gdl?version=1"):
+        assert client.get(path).status_code == 200, path  # a reader sees the charts, the versions and the graph
+    assert 'id="gdl-graph"' in client.get("/gdl").text
     refused = client.post(f"/goals/{napping}/cancel", data={}, headers={"Origin": base})
     assert refused.status_code == 403 and "permission_denied" in refused.text
     assert client.get(f"/goals/{napping}").text.count('id="goal-status">waiting<') == 1
