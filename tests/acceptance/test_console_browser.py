@@ -2,8 +2,9 @@
 
 No browser is downloaded: Playwright launches /usr/bin/chromium (``.ci/run``
 installs it). The pages show data from goals a worker ran; a goal is
-cancelled from its page; the events page shows a new event without a reload.
-Screenshots of the main pages go to pytest's temporary directory, or with
+cancelled from its page; the events page shows a new event and the
+overview's charts a new goal without a reload; the GDL page draws the loaded
+workspace's graph. Screenshots of the main pages go to pytest's temporary directory, or with
 ``GOALRT_SCREENSHOTS=docs/img`` to the ones kept in git and shown in the
 README (so an ordinary run leaves the working tree unchanged).
 """
@@ -65,9 +66,16 @@ def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]
     expect(page.locator("#chart-throughput rect.bar.status-complete").first).to_be_visible()
     expect(page.locator("#chart-latency circle.point.line-p95").first).to_be_visible()
     page.screenshot(path=str(shots / "console-overview.png"), full_page=True)
+    # htmx redraws the charts (every 10 s) without a reload: a goal that completes now is counted.
+    page.evaluate("window.__loadedOnce = true")
+    expect(page.locator("#charts")).to_contain_text("8 completed")
+    with Goals.connect(url) as goals:
+        goals.wait(goals.submit("job", {"n": 78}).id, timeout=30)
+    expect(page.locator("#charts")).to_contain_text("9 completed", timeout=25_000)
+    assert page.evaluate("window.__loadedOnce") is True, "the overview was reloaded"
 
     page.goto(f"{base}/goals")
-    expect(page.locator("#goals tbody tr")).to_have_count(11)
+    expect(page.locator("#goals tbody tr")).to_have_count(12)
     page.select_option("select[name=status]", "failed")
     page.click("text=Filter")
     expect(page.locator("#goals tbody tr")).to_have_count(1)
