@@ -62,17 +62,34 @@ class Minute:
     p95: float | None
 
 
-def minutes_of(rows: Iterable[Sequence[Any]]) -> list[Minute]:
-    """Return the minutes of ``goals_per_minute``'s rows (minute, status, count, p50, p95), oldest first."""
+@dataclass(frozen=True, slots=True)
+class History:
+    """Recent minutes (oldest first) and, when the bound on goals looked at cut the window, where it cut it."""
+
+    minutes: Sequence[Minute]
+    # The creation time of the oldest goal looked at, when there were as many as the bound; else None.
+    since: datetime | None
+
+    @property
+    def cut(self) -> bool:
+        """Return whether goals older than ``since`` could have ended in the window (the first minutes count fewer)."""
+        return self.since is not None and bool(self.minutes) and self.since > self.minutes[0].start
+
+
+def history_of(rows: Iterable[Sequence[Any]]) -> History:
+    """Return the minutes of ``goals_per_minute``'s rows (minute, status, count, p50, p95, since), oldest first."""
     ended: dict[datetime, dict[str, int]] = {}
     took: dict[datetime, tuple[float | None, float | None]] = {}
-    for minute, status, count, p50, p95 in rows:
+    since = None
+    for minute, status, count, p50, p95, oldest in rows:
+        since = oldest
         ended.setdefault(minute, {})
         if status is not None and count:
             ended[minute][str(status)] = int(count)
             if status == "complete":
                 took[minute] = (float(p50), float(p95))
-    return [Minute(m, counts, *took.get(m, (None, None))) for m, counts in sorted(ended.items())]
+    minutes = [Minute(m, counts, *took.get(m, (None, None))) for m, counts in sorted(ended.items())]
+    return History(minutes, since)
 
 
 class Level(StrEnum):
@@ -138,4 +155,4 @@ def queue_checks(
     return checks
 
 
-__all__ = ["Check", "Finished", "Level", "Minute", "QueueFigures", "minutes_of", "queue_checks"]
+__all__ = ["Check", "Finished", "History", "Level", "Minute", "QueueFigures", "history_of", "queue_checks"]

@@ -71,13 +71,15 @@ async def overview_charts(request: Request, caller: ConsoleCaller) -> Response:
 
 async def _charts(caller: Any) -> dict[str, Any]:
     async with caller.goals() as goals:
-        minutes = await goals.per_minute(CHART_MINUTES, CHART_GOALS)
+        history = await goals.per_minute(CHART_MINUTES, CHART_GOALS)
+    minutes = history.minutes
     return {
         "throughput": throughput_chart(minutes),
         "latency": latency_chart(minutes),
         "ended": {s: sum(m.ended.get(s, 0) for m in minutes) for s in ("complete", "failed", "cancelled")},
         "until": minutes[-1].start if minutes else datetime.now(UTC),
         "chart_goals": CHART_GOALS,
+        "cut_at": history.since if history.cut else None,
     }
 
 

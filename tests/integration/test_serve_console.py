@@ -73,6 +73,14 @@ def test_every_page_renders_real_data(console: Console) -> None:
     assert console.client.get("/static/htmx.min.js").status_code == 200
 
 
+def test_overview_charts_say_when_the_bound_cut_the_hour(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    from goalrt.serve import console_pages
+
+    monkeypatch.setattr(console_pages, "CHART_GOALS", 3)  # the server runs in this process (serve_support)
+    html = console.client.get("/overview/charts").text
+    assert 'id="charts-cut"' in html and "Counted among the newest 3 goals" in html
+
+
 def test_overview_charts_draw_a_seeded_hour(console: Console) -> None:
     """Goals moved to known minutes: one bar part per status and minute, one point per minute with completions."""
     ago = [3, 4, 4, 8, 8, 8, 20, 45]  # minutes before now that each complete goal ended; it took i + 1 s
@@ -90,6 +98,11 @@ def test_overview_charts_draw_a_seeded_hour(console: Console) -> None:
     # The minute with three goals that took 4, 5 and 6 seconds.
     assert "p50 5 s (3 complete)" in latency and "p95 5.9 s (3 complete)" in latency
     assert "8 completed, 1 failed, 0 cancelled in the last hour" in html
+    assert 'id="charts-cut"' not in html
+    with Goals.connect(console.url) as goals:
+        assert not goals.per_minute(60, 10_000).cut
+        bounded = goals.per_minute(60, 3)  # the newest 3 goals were created now: the window's start is cut off
+    assert bounded.cut and bounded.since is not None and len(bounded.minutes) == 60
     # htmx asks for the charts again: the fragment alone, with the same poller.
     fragment = console.client.get("/overview/charts").text
     assert fragment.startswith('<div id="charts" hx-get="/overview/charts" hx-trigger="every 10s"')

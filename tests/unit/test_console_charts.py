@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from goalrt.goals.health import Minute, minutes_of
+from goalrt.goals.health import History, Minute, history_of
 from goalrt.serve.console_charts import latency_chart, throughput_chart
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -15,15 +15,15 @@ def _hour() -> list[Minute]:
     for i in range(60):
         minute = START + timedelta(minutes=i)
         if i in (10, 11, 12, 40):
-            rows.append((minute, "complete", i, 0.5 * i, 0.9 * i))
+            rows.append((minute, "complete", i, 0.5 * i, 0.9 * i, None))
         if i in (12, 30):
-            rows.append((minute, "failed", 2, 9.0, 9.0))
+            rows.append((minute, "failed", 2, 9.0, 9.0, None))
         if not any(r[0] == minute for r in rows):
-            rows.append((minute, None, 0, None, None))
-    return minutes_of(rows)
+            rows.append((minute, None, 0, None, None, None))
+    return list(history_of(rows).minutes)
 
 
-def test_minutes_of_keeps_every_minute_and_the_complete_goals_latency() -> None:
+def test_history_of_keeps_every_minute_and_the_complete_goals_latency() -> None:
     minutes = _hour()
     assert len(minutes) == 60 and minutes[0].start == START
     assert minutes[12].ended == {"complete": 12, "failed": 2} and minutes[12].p95 == 0.9 * 12
@@ -53,3 +53,11 @@ def test_latency_has_a_point_per_minute_with_completions_and_breaks_lines_at_gap
     assert all(a.y >= b.y for a, b in zip(p50.points, p95.points, strict=True))  # p95 is drawn higher
     assert chart.values[-1].label == "50 s"  # p95 peaks at 36 s
     assert latency_chart([]).series[0].points == ()
+
+
+def test_history_says_when_the_bound_on_goals_cut_the_window() -> None:
+    minutes = _hour()
+    assert not History(minutes, None).cut
+    assert not History(minutes, START - timedelta(minutes=5)).cut  # the goals looked at go back before the window
+    assert History(minutes, START + timedelta(minutes=20)).cut
+    assert not History([], START).cut
