@@ -83,9 +83,10 @@ class Cases:
             elif isinstance(clause, ThenAnswer | ThenEvent | ThenAdvance):
                 if when is None:
                     self.fail(clause.pos, f"{where}: a 'then' comes after the test's 'when'")
+                known = len(self.decls.problems)
                 then.append(self.steps.then(where, clause))
                 thens.append(clause)
-                if isinstance(clause, ThenEvent):
+                if isinstance(clause, ThenEvent) and len(self.decls.problems) == known:
                     self._event_data(clause.event, then[-1]["data"], clause.pos, where)
             elif isinstance(clause, ast.ExpectEvent):
                 self.decls.visible("event", clause.event, TESTS)
@@ -138,8 +139,10 @@ class Cases:
         if isinstance(clause, ast.WhenEvent):
             event = self.decls.visible("event", clause.event, TESTS)
             fields = dict(self.decls.event_fields(event)) if event is not None else None
+            known = len(self.decls.problems)
             data = self._args(clause.data, fields, where)
-            self._event_data(clause.event, data, clause.pos, where)
+            if len(self.decls.problems) == known:
+                self._event_data(clause.event, data, clause.pos, where)
             return {"event": clause.event.text, "data": data}
         changes: dict[str, Scalar] = {}
         for change in clause.changes:

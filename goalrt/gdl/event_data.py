@@ -2,7 +2,7 @@
 
 The same meaning as the params schemas the runtime installs (``params_model``):
 ``string`` and a declared type (an object's key) take a string, ``integer`` a
-whole number, ``number`` any number, ``boolean`` true or false, ``any``
+whole number (``1.0`` too), ``number`` any number, ``boolean`` true or false, ``any``
 anything; a boolean is no number. ``goalrt test`` checks with it, in Python,
 the events appended during a test; the database does not enforce event
 declarations yet.
@@ -23,7 +23,8 @@ def value_problem(value: Any, type_name: str) -> str | None:
     if type_name == "boolean":
         ok = isinstance(value, bool)
     elif type_name == "integer":
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        # As the database's schema check: 1.0 is a whole number.
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
     elif type_name == "number":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     else:  # string, or a declared type: an object's key
