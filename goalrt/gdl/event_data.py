@@ -24,7 +24,8 @@ def value_problem(value: Any, type_name: str) -> str | None:
         ok = isinstance(value, bool)
     elif type_name == "integer":
         # As the database's schema check: 1.0 is a whole number.
-        ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+        whole = isinstance(value, float) and value.is_integer()
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or whole
     elif type_name == "number":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     else:  # string, or a declared type: an object's key

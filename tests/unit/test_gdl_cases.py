@@ -36,7 +36,7 @@ def test_expect_refused_and_when_change_compile_to_json() -> None:
     ws = compiled(
         "test t { given orders.o1.amount = 5  when change { orders.o1.amount = -1  stock.total = 3 }\n"
         "  expect refused by positive  expect state orders.o1.amount == 5 }\n"
-        "test u { given orders.o1.status = \"x\"  expect refused }\n"
+        'test u { given orders.o1.status = "x"  expect refused }\n'
         'test v { when goal count(n = "many")  expect refused }\n'
         'test w { when goal pack(o = "o1")  then answer { ok = 1 }  expect refused  expect goal deliver waiting }\n'
     )
@@ -73,10 +73,7 @@ def test_expect_goal_names_the_goal_an_event_submits() -> None:
         ),
         (
             "test t { when change { orders.o1.amount = -1 }  expect refused by capped }",
-            [
-                "tests/t.gdl:1:67: test t: policy capped reads none of orders.o1.amount: "
-                "it cannot refuse 'when change'"
-            ],
+            ["tests/t.gdl:1:67: test t: policy capped reads none of orders.o1.amount: it cannot refuse 'when change'"],
         ),
         (
             "test t { when change { orders.o1.amount = -1 }  expect refused by nope }",
@@ -142,7 +139,7 @@ def test_expect_goal_names_the_goal_an_event_submits() -> None:
             ],
         ),
         (
-            'test t { when goal count(n = 1)  expect goal deliver done }',
+            "test t { when goal count(n = 1)  expect goal deliver done }",
             [
                 "tests/t.gdl:1:34: test t: expect goal: 'done' is not a goal status (expected: complete, failed, "
                 "cancelled, waiting, active, pending)",
@@ -155,18 +152,18 @@ def test_expect_goal_names_the_goal_an_event_submits() -> None:
             ["tests/t.gdl:1:25: test t: 'expect goal' needs a 'when goal' or a 'when event'"],
         ),
         (
-            'test t { when goal count(n = 1)  expect goal nope complete }',
+            "test t { when goal count(n = 1)  expect goal nope complete }",
             ["tests/t.gdl:1:46: unknown goal 'nope' (declared goals: count, deliver, pack)"],
         ),
         (
-            'test t { when event created { order = 1 }  expect state a.b == 1 }',
+            "test t { when event created { order = 1 }  expect state a.b == 1 }",
             [
                 "tests/t.gdl:1:10: test t: event created: field amount is missing",
                 "tests/t.gdl:1:10: test t: event created: field order is a number, not a string",
             ],
         ),
         (
-            'test t { when goal count(n = 1)  then event other { n = 1.5 }  expect state a.b == 1 }',
+            "test t { when goal count(n = 1)  then event other { n = 1.5 }  expect state a.b == 1 }",
             ["tests/t.gdl:1:34: test t: event other: field n is a number, not an integer"],
         ),
     ],
@@ -184,5 +181,6 @@ def test_values_are_checked_as_the_params_schemas_check_them() -> None:
     assert value_problem(True, "number") == "is a boolean, not a number"
     assert value_problem(1, "number") is None and value_problem(1.5, "integer") == "is a number, not an integer"
     assert value_problem(1.0, "integer") is None  # as the database's params check
-    assert value_problem(None, "any") is None and value_problem(None, "Order") == "is null, not a string (a Order's key)"
+    assert value_problem(None, "any") is None
+    assert value_problem(None, "Order") == "is null, not a string (a Order's key)"
     assert data_problems({"a": "string"}, {"b": 1}) == ["field a is missing", "field b is not declared"]
