@@ -222,7 +222,7 @@ async def _run_timeline(
                 break
             for expect in test.expects:
                 if expect.after == done:
-                    problem = await asyncio.to_thread(_check, conn, url, fork, schema, expect, goal_id, outcomes)
+                    problem = await asyncio.to_thread(_check, conn, url, fork, schema, test, expect, goal_id, outcomes)
                     if problem is not None:
                         result.failures.append(problem)
         unserved = await asyncio.to_thread(_unserved, conn, schema)
@@ -335,16 +335,46 @@ def _undeclared(conn: Any, schema: str, declared: Mapping[str, Mapping[str, str]
     return out
 
 
-def _refused(expect: CompiledExpect, outcome: str | None) -> str | None:
-    """Return what is wrong with an ``expect refused``, given what happened (a refusal's message, or None)."""
+def _act(test: CompiledTest, after: int) -> str:
+    """Name what the test did at ``after`` (0: its when, or its givens without one), for messages."""
+    if after:
+        return f"then {next(iter(test.then[after - 1]))}"
+    if test.when is None:
+        return "the givens"
+    if "goal" in test.when:
+        return f"when goal {test.when['goal']}"
+    return f"when event {test.when['event']}" if "event" in test.when else "when change"
+
+
+def _refused(
+    conn: Any, s: sql.Identifier, test: CompiledTest, expect: CompiledExpect, outcome: str | None
+) -> str | None:
+    """Return what is wrong with an ``expect refused``, given what happened (a refusal's message, or None).
+
+    ``by POLICY`` after a ``when goal`` (whose submit no policy refuses) holds when a step of the test's
+    goals was refused by that policy: its action's result broke it.
+    """
     what = f"expect refused{' by ' + expect.name if expect.name else ''}"
-    act = "its then" if expect.after else "its when (or givens)"
+    act = _act(test, expect.after)
+    if outcome is None and expect.name is not None and act.startswith("when goal"):
+        errors = [
+            str(r[0])
+            for r in conn.execute(
+                sql.SQL(
+                    "SELECT error FROM {}.goal_steps WHERE error LIKE '%policy_violation: %' ORDER BY goal_id, seq"
+                ).format(s)
+            ).fetchall()
+        ]
+        if any((m := _POLICY.search(e)) is not None and m.group(1) == expect.name for e in errors):
+            return None
+        others = "; ".join(e.splitlines()[0] for e in errors) or "none"
+        return f"{what}: no step of the goals was refused by policy {expect.name} (steps refused by a policy: {others})"
     if outcome is None:
         return f"{what}: {act} was not refused"
     found = _POLICY.search(outcome)
     if expect.name is None or (found is not None and found.group(1) == expect.name):
         return None
-    return f"{what}: refused otherwise: {outcome.splitlines()[0]}"
+    return f"{what}: {act} was refused otherwise: {outcome.splitlines()[0]}"
 
 
 def _check(
@@ -352,6 +382,7 @@ def _check(
     url: str,
     fork: str,
     schema: str,
+    test: CompiledTest,
     expect: CompiledExpect,
     goal_id: int | None,
     outcomes: Mapping[int, str | None],
@@ -359,7 +390,7 @@ def _check(
     """Return what is wrong with ``expect`` in the fork, or None when it holds."""
     s = sql.Identifier(schema)
     if expect.kind == "refused":
-        return _refused(expect, outcomes.get(expect.after))
+        return _refused(conn, s, test, expect, outcomes.get(expect.after))
     if expect.kind == "event":
         types = [
             r[0]

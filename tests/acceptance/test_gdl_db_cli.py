@@ -128,6 +128,8 @@ def test_a_refusal_or_named_goal_that_does_not_happen_fails_the_test(db_url: str
         "goal g(n: integer) { steps { sleep 1h } on event made as e { n = e.n } }\n"
         'action note { emit noted { text = "x" } }\n'
         "goal h { steps { action note() } }\n"
+        "action bump { effect stock.n = 50  pure }\n"
+        "goal fill { steps { action bump() } }\n"
     )
     # A handler whose event does not match its declaration.
     (root / "wh.py").write_text(
@@ -142,17 +144,22 @@ def test_a_refusal_or_named_goal_that_does_not_happen_fails_the_test(db_url: str
         "test refused_as_expected { when change { stock.n = 50 }  expect refused by small }\n"
         "test named_goal { when event made { n = 1 }  expect goal g complete }\n"
         "test bad_emit { when goal h()  expect goal complete }\n"
+        "test step_refused { given stock.n = 5  when goal fill()  expect refused by small  expect goal failed }\n"
+        "test step_refused_otherwise { given stock.n = 5  when goal fill()  expect refused by positive }\n"
     )
     runs = [goalrt(db_url, "test", str(root)) for _ in range(2)]
     assert outcome(runs[0].stdout) == outcome(runs[1].stdout)
     out = runs[0].stdout
     assert runs[0].returncode == 1, out + runs[0].stderr
-    assert "expect refused: its when (or givens) was not refused" in out
-    assert "expect refused by positive: refused otherwise: policy_violation: policy small (stock.n < 10)" in out
+    assert "expect refused: when change was not refused" in out
+    assert "expect refused by positive: when change was refused otherwise: policy_violation: policy small" in out
     assert "tests/t.gdl:3::refused_as_expected PASSED" in out
     assert "expect goal g complete: goal 1 g is waiting" in out
     assert "event noted (id " in out and "does not match its declaration: field text is a number, not a string" in out
-    assert out.splitlines()[-1].startswith("1 passed, 4 failed in ")
+    # A step of the goal refused by the policy (its pure action's effect broke it).
+    assert "tests/t.gdl:6::step_refused PASSED" in out
+    assert "expect refused by positive: no step of the goals was refused by policy positive (steps refused by a" in out
+    assert out.splitlines()[-1].startswith("2 passed, 5 failed in ")
 
 
 def test_load_status_and_a_worker_running_the_loaded_goals(db_url: str) -> None:
