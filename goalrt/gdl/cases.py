@@ -14,6 +14,7 @@ trigger for an event the test appends, or a child goal one of those starts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,9 +24,8 @@ from goalrt.gdl.compiled import TESTS, CompiledExpect, CompiledGoal, CompiledPol
 from goalrt.gdl.declarations import Declarations, Declared
 from goalrt.gdl.event_data import data_problems, value_problem
 from goalrt.gdl.expressions import Expressions, Scope
-from goalrt.gdl.runtime import condition_paths
+from goalrt.gdl.runtime import policy_json
 from goalrt.gdl.steps import Steps
-from goalrt.planner.conditions import condition_to_json
 from goalrt.planner.values import Scalar
 
 _GOAL_STATUSES = ("complete", "failed", "cancelled", "waiting", "active", "pending")
@@ -280,10 +280,8 @@ def _act(when: _When | None, thens: Sequence[ThenClause], after: int) -> str:
 
 
 def _reads(policy: CompiledPolicy, path: str) -> bool:
-    """Return whether a change of ``path`` makes the database check ``policy`` (docs/gdl.md, Policies at run time)."""
-    if any(path == prefix or path.startswith(prefix + ".") for _, prefix in policy.wildcards):
-        return True
-    return path in condition_paths(condition_to_json(policy.condition))
+    """Return whether a change of ``path`` makes the database check ``policy``: the regexes it installs."""
+    return any(re.search(read["regex"], path) for read in policy_json(policy)["reads"])
 
 
 def _reachable(starts: Iterable[str], edges: Iterable[tuple[str, str]]) -> set[str]:
