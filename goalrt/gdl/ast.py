@@ -333,8 +333,27 @@ class ExpectEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class WhenChange:
+    """``when change { PATH = CONST ... }``: one change set, applied after the givens."""
+
+    changes: tuple[Binding, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
 class ExpectGoal:
+    """``expect goal [GOAL] STATUS``: the compiler checks that STATUS is a goal status."""
+
+    goal: Name | None
     status: str
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectRefused:
+    """``expect refused [by POLICY]``: what the test did just before was refused."""
+
+    policy: Name | None
     pos: Pos
 
 
@@ -344,7 +363,10 @@ class ExpectState:
     pos: Pos
 
 
-_TestClause: TypeAlias = "Given | Simulate | WhenGoal | WhenEvent | ExpectEvent | ExpectGoal | ExpectState | ThenClause"
+_TestClause: TypeAlias = (
+    "Given | Simulate | WhenGoal | WhenEvent | WhenChange | ExpectEvent | ExpectGoal | ExpectRefused | ExpectState"
+    " | ThenClause"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +410,7 @@ __all__ = [
     "ExistsCond",
     "ExpectEvent",
     "ExpectGoal",
+    "ExpectRefused",
     "ExpectState",
     "Export",
     "Field",
@@ -420,6 +443,7 @@ __all__ = [
     "Trigger",
     "TypeDecl",
     "Uses",
+    "WhenChange",
     "WhenEvent",
     "WhenGoal",
     "WithArg",

@@ -1,4 +1,4 @@
-"""Compile each action, goal, policy and test of a workspace from its clauses.
+"""Compile each action, goal and policy of a workspace from its clauses (tests: ``cases``).
 
 Each method checks one declaration's clauses (each option at most once, in
 range), compiles its conditions through ``Expressions`` and returns what the
@@ -12,16 +12,13 @@ from typing import Any
 
 from goalrt.errors import ConfigError, PlanningError
 from goalrt.gdl import ast
-from goalrt.gdl.ast_steps import Emit, StepsClause, ThenAdvance, ThenAnswer, ThenEvent
+from goalrt.gdl.ast_steps import Emit, StepsClause
 from goalrt.gdl.calls import Calls, Contract
 from goalrt.gdl.compiled import (
-    TESTS,
     CompiledAction,
-    CompiledExpect,
     CompiledGoal,
     CompiledPolicy,
     CompiledSchedule,
-    CompiledTest,
     CompiledTrigger,
 )
 from goalrt.gdl.declarations import ACTION_NAME, Declarations, Declared
@@ -337,92 +334,6 @@ class Clauses:
             self.fail(decl.conditions[0].pos, f"policy {d.name} can never hold: no state satisfies its conditions")
             return None
         return CompiledPolicy(d.name, d.app, condition, tuple(sorted((v, p) for p, v in wildcards.items())))
-
-    # -- tests -----------------------------------------------------------------------------
-
-    def test(self, d: Declared, goal_params: Mapping[str, Mapping[str, str]]) -> CompiledTest | None:
-        """Return the compiled test (given, simulate, when, expect), or None after recording its problems."""
-        decl: ast.TestDecl = d.decl
-        where = f"test {d.name}"
-        before = len(self.decls.problems)
-        scope = Scope({}, None, "a test has no parameters; write concrete paths")
-        given: dict[str, Scalar] = {}
-        simulate: list[str] = []
-        expects: list[CompiledExpect] = []
-        when: dict[str, Any] | None = None
-        then: list[dict[str, Any]] = []
-        whens = [c for c in decl.clauses if isinstance(c, ast.WhenGoal | ast.WhenEvent)]
-        for extra in whens[1:]:
-            self.fail(extra.pos, f"{where}: a test has one 'when'")
-        for clause in decl.clauses:
-            if isinstance(clause, ast.Given):
-                path = self.exprs.path(clause.path, scope)
-                if path.template in given:
-                    self.fail(clause.pos, f"{where}: {clause.path.text} is given twice")
-                given[path.template] = self._given_value(clause.value, where)
-            elif isinstance(clause, ast.Simulate):
-                for action in clause.actions:
-                    if self.decls.visible("action", action, TESTS) is not None:
-                        simulate.append(action.text)
-            elif isinstance(clause, ast.WhenGoal) and clause is whens[0]:
-                goal = self.decls.visible("goal", clause.goal, TESTS)
-                args = self._args(clause.args, dict(goal_params.get(clause.goal.text, {})) if goal else None, where)
-                when = {"goal": clause.goal.text, "params": args}
-                if goal is not None:
-                    for param in goal_params.get(clause.goal.text, {}):
-                        if param not in args:
-                            self.fail(clause.pos, f"{where}: goal {clause.goal.text} needs parameter {param}")
-            elif isinstance(clause, ast.WhenEvent) and clause is whens[0]:
-                event = self.decls.visible("event", clause.event, TESTS)
-                fields = dict(self.decls.event_fields(event)) if event is not None else None
-                when = {"event": clause.event.text, "data": self._args(clause.data, fields, where)}
-            elif isinstance(clause, ThenAnswer | ThenEvent | ThenAdvance):
-                if when is None:
-                    self.fail(clause.pos, f"{where}: a 'then' comes after the test's 'when'")
-                then.append(self.steps.then(where, clause))
-            elif isinstance(clause, ast.ExpectEvent):
-                self.decls.visible("event", clause.event, TESTS)
-                expects.append(CompiledExpect("event", event=clause.event.text, after=len(then)))
-            elif isinstance(clause, ast.ExpectGoal):
-                if not any(isinstance(w, ast.WhenGoal) for w in whens):
-                    self.fail(clause.pos, f"{where}: 'expect goal' needs a 'when goal'")
-                expects.append(CompiledExpect("goal", status=clause.status, after=len(then)))
-            elif isinstance(clause, ast.ExpectState):
-                condition = self.exprs.cond(clause.condition, scope)
-                expects.append(CompiledExpect("state", condition=condition, after=len(then)))
-        if not expects:
-            self.fail(decl.name.pos, f"{where}: needs at least one 'expect'")
-        if len(self.decls.problems) > before:
-            return None
-        return CompiledTest(
-            d.name,
-            tuple(given.items()),
-            tuple(sorted(set(simulate))),
-            when,
-            tuple(expects),
-            f"{decl.pos.file}:{decl.pos.line}",
-            tuple(then),
-        )
-
-    def _given_value(self, term: ast.Term, where: str) -> Scalar:
-        if isinstance(term, ast.Name):
-            self.fail(term.pos, f"{where}: a value must be a constant, not {term.text}")
-            return None
-        return self.exprs.const(term).value
-
-    def _args(self, bindings: Sequence[ast.Binding], allowed: Mapping[str, str] | None, where: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for binding in bindings:
-            key = binding.name.text
-            if allowed is not None and key not in allowed:
-                known = ", ".join(sorted(allowed)) or "none"
-                self.fail(binding.name.pos, f"{where}: unknown parameter {key!r} (expected: {known})")
-                continue
-            if key in out:
-                self.fail(binding.name.pos, f"{where}: {key} is given twice")
-                continue
-            out[key] = self._given_value(binding.value, where)
-        return out
 
 
 def _bind_wildcards(condition: Condition, wildcards: Mapping[str, str]) -> Condition:

@@ -212,21 +212,26 @@ class CompiledPolicy:
 
 @dataclass(frozen=True, slots=True)
 class CompiledExpect:
-    """One ``expect``: an event appended, the goal's final status, or a condition on the state."""
+    """One ``expect``: an event appended, a goal's status, a condition on the state, or a refusal."""
 
-    kind: str  # "event", "goal" or "state"
+    kind: str  # "event", "goal", "state" or "refused"
     event: str | None = None
     status: str | None = None
     condition: Condition | None = None
     # Checked after the `when` and this many of the test's `then` clauses.
     after: int = 0
+    # "goal": the goals of this type (None: the `when goal`, or every goal); "refused": by this policy (None: any).
+    name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         at = {"after": self.after} if self.after else {}
+        named = {"name": self.name} if self.name is not None else {}
         if self.kind == "event":
             return {"event": self.event, **at}
         if self.kind == "goal":
-            return {"goal": self.status, **at}
+            return {"goal": self.status, **named, **at}
+        if self.kind == "refused":
+            return {"refused": {"by": self.name}, **at}
         assert self.condition is not None
         return {"state": condition_to_json(self.condition), **at}
 
@@ -238,7 +243,8 @@ class CompiledTest:
     name: str
     given: tuple[tuple[str, Scalar], ...]
     simulate: tuple[str, ...]
-    # {"goal": NAME, "params": {...}} or {"event": TYPE, "data": {...}}; None: nothing happens but the givens
+    # {"goal": NAME, "params": {...}}, {"event": TYPE, "data": {...}} or {"change": {PATH: VALUE}};
+    # None: nothing happens but the givens
     when: Mapping[str, Any] | None
     expects: tuple[CompiledExpect, ...]
     # Where the test is declared (file:line), for reports; not part of the JSON.

@@ -9,7 +9,7 @@ options, and serializes to canonical JSON with a content hash.
 
 The passes live in modules named for their job: ``declarations`` (names,
 visibility, types, events, parameters), ``expressions`` (conditions and
-terms), ``clauses`` (each action, goal, policy and test); this module runs
+terms), ``clauses`` (each action, goal and policy), ``cases`` (each test); this module runs
 them in order and assembles the workspace.
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from goalrt.errors import GdlError, GdlSyntaxError
 from goalrt.gdl import ast
 from goalrt.gdl.calls import Contract, builtin_contracts
+from goalrt.gdl.cases import Cases
 from goalrt.gdl.clauses import Clauses
 from goalrt.gdl.compiled import SHARED, TESTS, CompiledContract, CompiledType, CompiledWorkspace
 from goalrt.gdl.declarations import Declarations, exports
@@ -82,7 +83,8 @@ def _assemble(
     goals = {n: clauses.goal(d, goal_params[n], actions, object_types) for n, d in declared["goal"].items()}
     clauses.steps.cycles()
     policies = {n: clauses.policy(d) for n, d in declared["policy"].items()}
-    tests = {n: clauses.test(d, goal_params) for n, d in declared["test"].items()}
+    cases = Cases(decls, exprs, clauses.steps, goal_params, goals, policies)
+    tests = {n: cases.test(d) for n, d in declared["test"].items()}
     if decls.problems:
         return None
     types = {n: CompiledType(n, d.app, type_fields[n], object_types[n]) for n, d in sorted(declared["type"].items())}

@@ -1,4 +1,8 @@
-"""Draw a compiled workspace as a Mermaid flowchart: goals, actions, and the events and paths that connect them.
+"""A workspace as a graph of goals, actions, and the events and paths that connect them; drawn as Mermaid.
+
+``workspace_graph`` reads the compiled JSON (what ``goalrt gdl load``
+stores, so the console draws any stored version); ``mermaid`` prints it
+(``goalrt gdl graph``) and ``goalrt.gdl.graph_layout`` lays it out as SVG.
 
 Each app is a subgraph holding its goals (rounded) and actions (boxes);
 events (hexagons) and state paths (cylinders) sit between apps. Edges:
@@ -16,69 +20,115 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from goalrt.gdl.compiled import CompiledWorkspace
-from goalrt.planner import Condition, Delete, Path, Set
+from goalrt.planner import ActionSchema, Condition, Delete, Path, Set, condition_from_json
 from goalrt.planner.conditions import And, Compare, Exists, In, Not, Or
 
 _HOLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A goal, an action, an event or a state path (``key`` is ``kind:name``)."""
+
+    key: str
+    kind: str  # goal, action, event, path
+    name: str
+    app: str | None  # None for events and paths, which sit between apps
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    source: str
+    target: str
+    verb: str  # wants, needs, sets, deletes, adds to, starts, runs, resumes
+    dashed: bool  # a reading or waiting edge, drawn dashed
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """A workspace's nodes (in the order they are first met) and edges (each once, in the order found)."""
+
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    # Each app with the keys of its goals, then its actions, sorted by name.
+    apps: tuple[tuple[str, tuple[str, ...]], ...]
+
+
 def mermaid(compiled: CompiledWorkspace) -> str:
     """Return the Mermaid source (``flowchart LR``) of the workspace."""
-    ids: dict[str, str] = {}
+    graph = workspace_graph(compiled.to_json())
+    ids = {n.key: f"n{i + 1}" for i, n in enumerate(graph.nodes)}
+    by_key = {n.key: n for n in graph.nodes}
     lines = ["flowchart LR"]
-    edges: list[str] = []
-
-    def node(key: str) -> str:
-        if key not in ids:
-            ids[key] = f"n{len(ids) + 1}"
-        return ids[key]
-
-    paths: set[str] = set()
-    events: set[str] = set()
-    for app in sorted({*(g.app for g in compiled.goals.values()), *(a.app for a in compiled.actions.values())}):
+    for app, keys in graph.apps:
         lines.append(f"  subgraph app_{_ident(app)} [{_quote(app)}]")
-        for name, goal in sorted(compiled.goals.items()):
-            if goal.app != app:
-                continue
-            lines.append(f"    {node('goal:' + name)}([{_quote('goal ' + name)}])")
-            wanted = _condition_paths(goal.achieve.condition) if goal.achieve is not None else []
-            for path in _typed(wanted, dict(goal.params)):
-                paths.add(path)
-                edges.append(f"  {node('goal:' + name)} -.->|wants| {node('path:' + path)}")
-            for step in _all_steps(goal.steps or ()):
+        for key in keys:
+            node = by_key[key]
+            shape = "([{}])" if node.kind == "goal" else "[{}]"
+            lines.append(f"    {ids[key]}{shape.format(_quote(node.kind + ' ' + node.name))}")
+        lines.append("  end")
+    for node in sorted((n for n in graph.nodes if n.kind == "event"), key=lambda n: n.name):
+        lines.append(f"  {ids[node.key]}{{{{{_quote('event ' + node.name)}}}}}")
+    for node in sorted((n for n in graph.nodes if n.kind == "path"), key=lambda n: n.name):
+        lines.append(f"  {ids[node.key]}[({_quote(node.name)})]")
+    for e in graph.edges:
+        lines.append(f"  {ids[e.source]} {'-.->' if e.dashed else '-->'}|{e.verb}| {ids[e.target]}")
+    return "\n".join(lines) + "\n"
+
+
+def workspace_graph(definitions: Mapping[str, Any]) -> Graph:
+    """Return the graph of a workspace's compiled JSON (``CompiledWorkspace.to_json()``, or a stored version)."""
+    nodes: dict[str, Node] = {}
+    edges: dict[Edge, None] = {}
+    apps: list[tuple[str, tuple[str, ...]]] = []
+
+    def node(kind: str, name: str, app: str | None = None) -> str:
+        key = f"{kind}:{name}"
+        # A goal met first as another's child gets its app when its own declaration comes.
+        if key not in nodes or (app is not None and nodes[key].app is None):
+            nodes[key] = Node(key, kind, name, app)
+        return key
+
+    def edge(source: str, target: str, verb: str, dashed: bool = False) -> None:
+        edges.setdefault(Edge(source, target, verb, dashed), None)
+
+    for app, items in sorted(definitions.get("apps", {}).items()):
+        goals, actions = items.get("goals", []), items.get("actions", [])
+        if not goals and not actions:
+            continue
+        keys = []
+        for goal in goals:
+            name = goal["name"]
+            keys.append(me := node("goal", name, app))
+            wanted = _condition_paths(condition_from_json(goal["condition"])) if "condition" in goal else []
+            for path in _typed(wanted, goal.get("params", {})):
+                edge(me, node("path", path), "wants", dashed=True)
+            for step in _all_steps(goal.get("steps") or ()):
                 if step["kind"] == "action":
-                    edges.append(f"  {node('goal:' + name)} -->|runs| {node('action:' + step['action'])}")
+                    edge(me, node("action", step["action"]), "runs")
                 elif step["kind"] == "event":
-                    events.add(step["event"])
-                    edges.append(f"  {node('event:' + step['event'])} -.->|resumes| {node('goal:' + name)}")
+                    edge(node("event", step["event"]), me, "resumes", dashed=True)
                 elif step["kind"] == "children":
                     for child in step["goals"]:
-                        edges.append(f"  {node('goal:' + name)} -->|starts| {node('goal:' + child['name'])}")
-            for trigger in goal.triggers:
-                events.add(trigger.event)
-                edges.append(f"  {node('event:' + trigger.event)} -->|starts| {node('goal:' + name)}")
-        for name, action in sorted(compiled.actions.items()):
-            if action.app != app:
-                continue
-            params = dict(action.schema.params)
-            lines.append(f"    {node('action:' + name)}[{_quote('action ' + name)}]")
-            for path in _typed(_condition_paths(action.schema.pre), params):
-                paths.add(path)
-                edges.append(f"  {node('path:' + path)} -.->|needs| {node('action:' + name)}")
-            for effect in action.schema.effects:
+                        edge(me, node("goal", child["name"]), "starts")
+            for trigger in goal.get("triggers", []):
+                edge(node("event", trigger["event"]), me, "starts")
+        for action in actions:
+            schema = ActionSchema.from_json(action["schema"])
+            keys.append(me := node("action", schema.name, app))
+            params = dict(schema.params)
+            for path in _typed(_condition_paths(schema.pre), params):
+                edge(node("path", path), me, "needs", dashed=True)
+            for effect in schema.effects:
                 verb = "sets" if isinstance(effect, Set) else "deletes" if isinstance(effect, Delete) else "adds to"
                 (path,) = _typed([effect.path], params)
-                paths.add(path)
-                edges.append(f"  {node('action:' + name)} -->|{verb}| {node('path:' + path)}")
-        lines.append("  end")
-    for event in sorted(events):
-        lines.append(f"  {node('event:' + event)}{{{{{_quote('event ' + event)}}}}}")
-    for path in sorted(paths):
-        lines.append(f"  {node('path:' + path)}[({_quote(path)})]")
-    return "\n".join([*lines, *sorted(set(edges), key=edges.index)]) + "\n"
+                edge(me, node("path", path), verb)
+        apps.append((app, tuple(keys)))
+    return Graph(tuple(nodes.values()), tuple(edges), tuple(apps))
 
 
 def _all_steps(steps: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -121,4 +171,4 @@ def _ident(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
-__all__ = ["mermaid"]
+__all__ = ["Edge", "Graph", "Node", "mermaid", "workspace_graph"]

@@ -34,7 +34,6 @@ _WORDS: Final = {
     "COMPARE": "a comparison (== != < <= > >=)",
     "BACKOFF": "'exponential' or 'fixed'",
     "EXPORT_KIND": "'type', 'event' or 'action'",
-    "GOAL_STATUS": "a goal status (complete, failed, cancelled, waiting, active, pending)",
     "CATCH_UP": "'skip', 'latest' or 'all'",
     "CHILD_MODE": "'all' or 'any'",
     "SINCE": "'submit' or 'wait'",
@@ -402,8 +401,16 @@ class _Builder(StepsBuilder):
     def expect_event(self, meta: Any, items: list[Token]) -> ast.ExpectEvent:
         return ast.ExpectEvent(self._name(items[0]), self._pos(meta))
 
+    def when_change(self, meta: Any, items: list[ast.Binding]) -> ast.WhenChange:
+        return ast.WhenChange(tuple(items), self._pos(meta))
+
     def expect_goal(self, meta: Any, items: list[Token]) -> ast.ExpectGoal:
-        return ast.ExpectGoal(str(items[0]), self._pos(meta))
+        if items[1] is None:  # `expect goal STATUS`
+            return ast.ExpectGoal(None, str(items[0]), self._pos(meta))
+        return ast.ExpectGoal(self._name(items[0]), str(items[1]), self._pos(meta))
+
+    def expect_refused(self, meta: Any, items: list[Token | None]) -> ast.ExpectRefused:
+        return ast.ExpectRefused(self._name(items[0]) if items[0] is not None else None, self._pos(meta))
 
     def expect_state(self, meta: Any, items: list[Any]) -> ast.ExpectState:
         return ast.ExpectState(items[0], self._pos(meta))

@@ -22,13 +22,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from goalrt.db.connect import dumps
-from goalrt.db.resources import MAIN_SCHEMA
+from goalrt.db.resources import MAIN_SCHEMA, queries
 from goalrt.errors import ConfigError, translated
 from goalrt.gdl.compiled import CompiledPolicy, CompiledWorkspace
 from goalrt.planner.conditions import condition_to_json
@@ -56,6 +57,17 @@ class Definitions:
     workspace: str
     content_hash: str
     body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A stored version without its definitions: what a list of versions shows."""
+
+    version: int
+    workspace: str
+    content_hash: str
+    loaded_at: datetime
+    loaded_by: str
 
 
 # -- loading -------------------------------------------------------------------------
@@ -187,12 +199,29 @@ def current(conn: psycopg.Connection[Any], schema: str = MAIN_SCHEMA) -> Definit
     return None if row is None else Definitions(int(row[0]), row[1], row[2], row[3])
 
 
+def versions(conn: psycopg.Connection[Any], schema: str = MAIN_SCHEMA, limit: int = 100) -> list[Version]:
+    """Return the newest ``limit`` stored versions, newest first (named query ``gdl_versions_list``)."""
+    with translated(), psycopg.RawCursor(conn) as cur:
+        rows = cur.execute(queries("gdl", schema)["gdl_versions_list"], (limit,)).fetchall()
+    return [Version(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def stored(conn: psycopg.Connection[Any], version: int, schema: str = MAIN_SCHEMA) -> Definitions | None:
+    """Return a stored version with its definitions, or None when there is no such version."""
+    with translated(), psycopg.RawCursor(conn) as cur:
+        row = cur.execute(queries("gdl", schema)["gdl_version_get"], (version,)).fetchone()
+    return None if row is None else Definitions(int(row[0]), row[1], row[2], row[3])
+
+
 __all__ = [
     "Definitions",
     "Loaded",
+    "Version",
     "condition_paths",
     "current",
     "load",
     "policy_json",
     "runtime_json",
+    "stored",
+    "versions",
 ]

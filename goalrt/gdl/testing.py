@@ -8,9 +8,10 @@ For each test (in file and line order; ``-k`` keeps those whose name contains a 
 2. the workspace's definitions loaded into the fork (``goalrt.load_gdl``: its
    policies and triggers hold there too);
 3. every ``given`` applied as one change set (a policy may refuse it: the
-   test fails and says why);
-4. the ``when``: a goal submitted, or an event appended (its triggers submit
-   their goals);
+   test fails and says why, unless it expects that refusal);
+4. the ``when``: a goal submitted, an event appended (its triggers submit
+   their goals), or a change set applied; a refusal fails the test unless an
+   ``expect refused`` says it must happen;
 5. one in-process worker (one step at a time) runs the fork's goals with the
    real handlers, except the actions the test ``simulate``\\ s, which run by
    their declared effects alone and append their ``emit``\\ s (as ``pure``
@@ -18,11 +19,15 @@ For each test (in file and line order; ``-k`` keeps those whose name contains a 
    goal has settled); a goal whose next step has no handler (and is neither
    pure nor simulated) fails the test, naming the action;
 6. the ``expect``\\ s written before the first ``then`` checked: an event of
-   the type was appended, the goals are in the status, the condition holds;
+   the type was appended, the goals are in the status, the condition holds,
+   what the test did last was refused (by the policy named);
 7. each ``then`` in turn (an answer to the oldest goal waiting at an ask, an
    event appended, or the fork's timers brought closer and those due fired),
    the goals settled again, and the ``expect``\\ s written after it checked;
-8. the fork dropped.
+8. every event of a declared type appended in the fork checked against its
+   declaration (``event_data``): a missing, undeclared or mistyped field
+   fails the test, naming the event and the field;
+9. the fork dropped.
 
 Tests are the same run after run: a fresh fork each time, one step at a
 time, handlers that do not depend on the clock, and time that passes only
@@ -34,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +51,7 @@ from psycopg import sql
 from goalrt.db.connect import connect
 from goalrt.errors import GoalrtError
 from goalrt.gdl.compiled import CompiledExpect, CompiledTest, CompiledWorkspace
+from goalrt.gdl.event_data import data_problems
 from goalrt.gdl.runtime import condition_paths, load
 from goalrt.goals.goals import Goals
 from goalrt.goals.registry import Action, Registry
@@ -60,6 +67,7 @@ from goalrt.worker.planner_bridge import scalar_state
 from goalrt.worker.worker import Worker
 
 SETTLE_POLL_S = 0.02
+_POLICY = re.compile(r"policy_violation: policy (\S+) ")
 
 
 @dataclass(slots=True)
@@ -137,22 +145,42 @@ def _run_in_fork(
     timeout: float,
     result: TestResult,
 ) -> None:
+    # What the test did at each point (0: the when, or the givens without one; k: its k-th then) that an
+    # `expect refused` speaks of: the refusal's message, or None when it was done.
+    refusals = {e.after for e in test.expects if e.kind == "refused"}
+    outcomes: dict[int, str | None] = {}
     if test.given:
         with State.connect(url, fork=fork) as state:
             try:
                 state.change([Change.set(path, value) for path, value in test.given])
             except GoalrtError as exc:
-                result.failures.append(f"given: {exc}")
-                return
+                if test.when is not None or 0 not in refusals:
+                    result.failures.append(f"given: {exc}")
+                    return
+                outcomes[0] = str(exc)
+            else:
+                outcomes[0] = None
     goal_id = None
-    if test.when is not None and "goal" in test.when:
-        with Goals.connect(url, fork=fork) as goals:
-            goal_id = goals.submit(test.when["goal"], dict(test.when.get("params") or {})).id
-    elif test.when is not None:
-        with EventLog.connect(url, fork=fork) as log:
-            log.append("test", test.when["event"], dict(test.when.get("data") or {}))
+    try:
+        if test.when is not None and "goal" in test.when:
+            with Goals.connect(url, fork=fork) as goals:
+                goal_id = goals.submit(test.when["goal"], dict(test.when.get("params") or {})).id
+        elif test.when is not None and "change" in test.when:
+            with State.connect(url, fork=fork) as state:
+                state.change([Change.set(path, value) for path, value in test.when["change"].items()])
+        elif test.when is not None:
+            with EventLog.connect(url, fork=fork) as log:
+                log.append("test", test.when["event"], dict(test.when.get("data") or {}))
+    except GoalrtError as exc:
+        if 0 not in refusals:
+            raise
+        outcomes[0] = str(exc)
+    else:
+        if test.when is not None:
+            outcomes[0] = None
     registry = _simulating(compiled, handlers, test.simulate)
-    asyncio.run(_run_timeline(url, conn, fork, schema, registry, test, goal_id, timeout, result))
+    declared = {name: dict(event.fields) for name, event in compiled.events.items()}
+    asyncio.run(_run_timeline(url, conn, fork, schema, registry, test, goal_id, outcomes, declared, timeout, result))
 
 
 async def _run_timeline(
@@ -163,10 +191,13 @@ async def _run_timeline(
     handlers: Registry,
     test: CompiledTest,
     goal_id: int | None,
+    outcomes: dict[int, str | None],
+    declared: Mapping[str, Mapping[str, str]],
     timeout: float,
     result: TestResult,
 ) -> None:
     """Run the worker while the goals settle after the ``when`` and after each ``then``; check each expect in turn."""
+    refusals = {e.after for e in test.expects if e.kind == "refused"}
     worker = Worker(
         url, handlers, schema=schema, concurrency=1, poll=0.05, grace=5, name="goalrt-test", schedules=False
     )
@@ -175,7 +206,14 @@ async def _run_timeline(
         await asyncio.wait({task, asyncio.create_task(worker.wait_ready())}, return_when=asyncio.FIRST_COMPLETED)
         for done in range(len(test.then) + 1):
             if done:
-                problem = await asyncio.to_thread(_then, url, conn, fork, schema, test.then[done - 1])
+                try:
+                    problem = await asyncio.to_thread(_then, url, conn, fork, schema, test.then[done - 1])
+                    outcomes[done] = None
+                except GoalrtError as exc:  # an answer refused
+                    if done not in refusals:
+                        result.failures.append(f"then answer: {str(exc).splitlines()[0]}")
+                        break
+                    problem, outcomes[done] = None, str(exc)
                 if problem is not None:
                     result.failures.append(problem)
                     break
@@ -184,10 +222,11 @@ async def _run_timeline(
                 break
             for expect in test.expects:
                 if expect.after == done:
-                    problem = await asyncio.to_thread(_check, conn, url, fork, schema, expect, goal_id)
+                    problem = await asyncio.to_thread(_check, conn, url, fork, schema, test, expect, goal_id, outcomes)
                     if problem is not None:
                         result.failures.append(problem)
         unserved = await asyncio.to_thread(_unserved, conn, schema)
+        result.failures.extend(await asyncio.to_thread(_undeclared, conn, schema, declared))
     finally:
         worker.request_stop()
         with contextlib.suppress(asyncio.CancelledError):
@@ -235,14 +274,11 @@ def _then(url: str, conn: Any, fork: str, schema: str, then: Mapping[str, Any]) 
         " WHERE g.status = 'waiting' AND st.kind = 'ask' AND ($1::text IS NULL OR g.name = $1) ORDER BY g.id LIMIT 1"
     ).format(s)
     row = conn.execute(query, (then.get("goal"),)).fetchone()
-    what = f"then answer{' ' + then['goal'] if then.get('goal') else ''}"
     if row is None:
-        return f"{what}: no goal{' ' + then['goal'] if then.get('goal') else ''} waits for an answer"
+        named = f" {then['goal']}" if then.get("goal") else ""
+        return f"then answer{named}: no goal{named} waits for an answer"
     with Goals.connect(url, fork=fork) as goals:
-        try:
-            goals.resume(int(row[0]), dict(then["answer"]), actor="goalrt-test")
-        except GoalrtError as exc:
-            return f"{what}: {str(exc).splitlines()[0]}"
+        goals.resume(int(row[0]), dict(then["answer"]), actor="goalrt-test")  # a refused answer raises
     return None
 
 
@@ -285,9 +321,76 @@ def _unserved(conn: Any, schema: str) -> list[tuple[int, str, str]]:
     return [(int(r[0]), str(r[1]), str(r[2])) for r in conn.execute(query).fetchall()]
 
 
-def _check(conn: Any, url: str, fork: str, schema: str, expect: CompiledExpect, goal_id: int | None) -> str | None:
+def _undeclared(conn: Any, schema: str, declared: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Return a line for each event of a declared type in the fork whose data does not match its declaration."""
+    if not declared:
+        return []
+    query = sql.SQL("SELECT id, stream, type, data FROM {}.event_data WHERE type = ANY($1) ORDER BY id").format(
+        sql.Identifier(schema)
+    )
+    out = []
+    for event_id, stream, type_, data in conn.execute(query, (sorted(declared),)).fetchall():
+        problems = data_problems(declared[type_], data) if isinstance(data, dict) else ["its data is no object"]
+        out += [f"event {type_} (id {event_id}, stream {stream}) does not match its declaration: {p}" for p in problems]
+    return out
+
+
+def _act(test: CompiledTest, after: int) -> str:
+    """Name what the test did at ``after`` (0: its when, or its givens without one), for messages."""
+    if after:
+        return f"then {next(iter(test.then[after - 1]))}"
+    if test.when is None:
+        return "the givens"
+    if "goal" in test.when:
+        return f"when goal {test.when['goal']}"
+    return f"when event {test.when['event']}" if "event" in test.when else "when change"
+
+
+def _refused(
+    conn: Any, s: sql.Identifier, test: CompiledTest, expect: CompiledExpect, outcome: str | None
+) -> str | None:
+    """Return what is wrong with an ``expect refused``, given what happened (a refusal's message, or None).
+
+    ``by POLICY`` after a ``when goal`` (whose submit no policy refuses) holds when a step of the test's
+    goals was refused by that policy: its action's result broke it.
+    """
+    what = f"expect refused{' by ' + expect.name if expect.name else ''}"
+    act = _act(test, expect.after)
+    if outcome is None and expect.name is not None and act.startswith("when goal"):
+        errors = [
+            str(r[0])
+            for r in conn.execute(
+                sql.SQL(
+                    "SELECT error FROM {}.goal_steps WHERE error LIKE '%policy_violation: %' ORDER BY goal_id, seq"
+                ).format(s)
+            ).fetchall()
+        ]
+        if any((m := _POLICY.search(e)) is not None and m.group(1) == expect.name for e in errors):
+            return None
+        others = "; ".join(e.splitlines()[0] for e in errors) or "none"
+        return f"{what}: no step of the goals was refused by policy {expect.name} (steps refused by a policy: {others})"
+    if outcome is None:
+        return f"{what}: {act} was not refused"
+    found = _POLICY.search(outcome)
+    if expect.name is None or (found is not None and found.group(1) == expect.name):
+        return None
+    return f"{what}: {act} was refused otherwise: {outcome.splitlines()[0]}"
+
+
+def _check(
+    conn: Any,
+    url: str,
+    fork: str,
+    schema: str,
+    test: CompiledTest,
+    expect: CompiledExpect,
+    goal_id: int | None,
+    outcomes: Mapping[int, str | None],
+) -> str | None:
     """Return what is wrong with ``expect`` in the fork, or None when it holds."""
     s = sql.Identifier(schema)
+    if expect.kind == "refused":
+        return _refused(conn, s, test, expect, outcomes.get(expect.after))
     if expect.kind == "event":
         types = [
             r[0]
@@ -302,18 +405,7 @@ def _check(conn: Any, url: str, fork: str, schema: str, expect: CompiledExpect, 
             return None
         return f"expect event {expect.event}: not appended (appended: {', '.join(types) or 'none'})"
     if expect.kind == "goal":
-        where = sql.SQL("WHERE id = $1") if goal_id is not None else sql.SQL("")
-        rows = conn.execute(
-            sql.SQL("SELECT id, name, status, last_error FROM {}.goals {} ORDER BY id").format(s, where),
-            (goal_id,) if goal_id is not None else (),
-        ).fetchall()
-        if not rows:
-            return f"expect goal {expect.status}: no goal was submitted"
-        wrong = [r for r in rows if r[2] != expect.status]
-        if not wrong:
-            return None
-        shown = "; ".join(f"goal {r[0]} {r[1]} is {r[2]}" + (f" ({r[3]})" if r[3] else "") for r in wrong)
-        return f"expect goal {expect.status}: {shown}"
+        return _goal_status(conn, s, expect, goal_id)
     assert expect.condition is not None
     with State.connect(url, fork=fork) as state:
         values = scalar_state((e.path, e.value) for e in state.list())
@@ -324,6 +416,34 @@ def _check(conn: Any, url: str, fork: str, schema: str, expect: CompiledExpect, 
         for p in sorted(set(condition_paths(condition_to_json(expect.condition))))
     )
     return f"expect state {expect.condition}: does not hold ({found})"
+
+
+def _goal_status(conn: Any, s: sql.Identifier, expect: CompiledExpect, goal_id: int | None) -> str | None:
+    """Check ``expect goal [NAME] STATUS``: the goals of that type, else the ``when goal``, else every goal."""
+    args: tuple[Any, ...]
+    if expect.name is not None:
+        where, args = sql.SQL("WHERE name = $1"), (expect.name,)
+    elif goal_id is not None:
+        where, args = sql.SQL("WHERE id = $1"), (goal_id,)
+    else:
+        where, args = sql.SQL(""), ()
+    rows = conn.execute(
+        sql.SQL("SELECT id, name, status, last_error FROM {}.goals {} ORDER BY id").format(s, where), args
+    ).fetchall()
+    what = f"expect goal {expect.name + ' ' if expect.name else ''}{expect.status}"
+    if not rows:
+        refused = conn.execute(
+            sql.SQL("SELECT data FROM {}.event_data WHERE type = 'gdl.trigger_refused' ORDER BY id").format(s)
+        ).fetchall()
+        why = "; ".join(
+            f"trigger of {r[0].get('goal')} on {r[0].get('event_type')} refused: {r[0].get('error')}" for r in refused
+        )
+        return f"{what}: no {expect.name + ' ' if expect.name else ''}goal was submitted" + (f" ({why})" if why else "")
+    wrong = [r for r in rows if r[2] != expect.status]
+    if not wrong:
+        return None
+    shown = "; ".join(f"goal {r[0]} {r[1]} is {r[2]}" + (f" ({r[3]})" if r[3] else "") for r in wrong)
+    return f"{what}: {shown}"
 
 
 def summary(results: Sequence[TestResult], seconds: float) -> str:

@@ -28,7 +28,7 @@ from goalrt.db.jsontext import check
 from goalrt.db.resources import MAIN_SCHEMA
 from goalrt.errors import GoalNotFoundError, GoalWaitTimeoutError, InvalidGoalError
 from goalrt.goals import done
-from goalrt.goals.health import Finished, QueueFigures
+from goalrt.goals.health import Finished, History, QueueFigures, history_of
 from goalrt.goals.model import GoalInfo as GoalInfo
 from goalrt.goals.model import GoalSpec, limit_options, prepared_items, prepared_params, submit_options, worker_info
 from goalrt.goals.model import GoalStatus as GoalStatus
@@ -309,6 +309,18 @@ class Goals(Client):
         """
         rows = self._run("goals_recent_figures", (newest, window))
         return [Finished.from_row(row) for row in rows]
+
+    def per_minute(self, minutes: int = 60, newest: int = 10_000) -> History:
+        """Return each of the last ``minutes`` minutes (the current one last): goals ended by status, time taken.
+
+        Bounded as ``finished`` is: only the newest ``newest`` goals (by id)
+        are looked at (``History.cut`` says whether that left out goals that
+        could have ended in the window). Each minute has how many goals ended
+        in it by status, and the seconds from submit to end (p50, p95) of
+        those that completed.
+        """
+        rows = self._run("goals_per_minute", (newest, minutes))
+        return history_of(rows)
 
     def unserved(self, first: int = 1000) -> int:
         """Return how many of the first ``first`` runnable goals (claim order) no live worker can run the step of."""

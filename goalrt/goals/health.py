@@ -2,15 +2,16 @@
 
 The figures come from named queries of ``sql/queries/goals.sql``
 (``queue_figures``, also a worker's metrics; ``goals_recent_figures``;
-``goals_unserved``), each bounded however large the database grows. The
+``goals_unserved``; ``goals_per_minute``, the console's charts), each bounded however large the database grows. The
 checks are pure functions of them, so what is healthy is decided in one
 place and tested without a database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -49,6 +50,46 @@ class Finished:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Finished:
         return cls(str(row[0]), int(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+
+
+@dataclass(frozen=True, slots=True)
+class Minute:
+    """One minute of recent history: how many goals ended in it, by status; how long the complete ones took."""
+
+    start: datetime
+    ended: Mapping[str, int]  # status -> goals that ended in the minute (only statuses with some)
+    p50: float | None  # seconds from submit to end of the goals that completed in the minute (None: none did)
+    p95: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Recent minutes (oldest first) and, when the bound on goals looked at cut the window, where it cut it."""
+
+    minutes: Sequence[Minute]
+    # The creation time of the oldest goal looked at, when there were as many as the bound; else None.
+    since: datetime | None
+
+    @property
+    def cut(self) -> bool:
+        """Return whether goals older than ``since`` could have ended in the window (the first minutes count fewer)."""
+        return self.since is not None and bool(self.minutes) and self.since > self.minutes[0].start
+
+
+def history_of(rows: Iterable[Sequence[Any]]) -> History:
+    """Return the minutes of ``goals_per_minute``'s rows (minute, status, count, p50, p95, since), oldest first."""
+    ended: dict[datetime, dict[str, int]] = {}
+    took: dict[datetime, tuple[float | None, float | None]] = {}
+    since = None
+    for minute, status, count, p50, p95, oldest in rows:
+        since = oldest
+        ended.setdefault(minute, {})
+        if status is not None and count:
+            ended[minute][str(status)] = int(count)
+            if status == "complete":
+                took[minute] = (float(p50), float(p95))
+    minutes = [Minute(m, counts, *took.get(m, (None, None))) for m, counts in sorted(ended.items())]
+    return History(minutes, since)
 
 
 class Level(StrEnum):
@@ -114,4 +155,4 @@ def queue_checks(
     return checks
 
 
-__all__ = ["Check", "Finished", "Level", "QueueFigures", "queue_checks"]
+__all__ = ["Check", "Finished", "History", "Level", "Minute", "QueueFigures", "history_of", "queue_checks"]

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from goalrt import __version__
 from goalrt.errors import ConfigError
-from goalrt.serve import console_goal, console_pages, observe, routes_goals, routes_log, routes_ops
+from goalrt.serve import console_gdl, console_goal, console_pages, observe, routes_goals, routes_log, routes_ops
 from goalrt.serve.console_access import HERE as CONSOLE_FILES
 from goalrt.serve.context import API, EXCEPTION_HANDLERS, JsonOut, Server
 
@@ -55,6 +55,7 @@ def create_app(server: Server) -> FastAPI:
     # The web console (server-rendered HTML with htmx) under /, its files under /static.
     app.include_router(console_goal.router)
     app.include_router(console_pages.router)
+    app.include_router(console_gdl.router)
     app.mount("/static", StaticFiles(directory=CONSOLE_FILES / "static"), name="static")
     for kind, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(kind, handler)

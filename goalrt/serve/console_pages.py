@@ -1,5 +1,5 @@
 """The console's read-only pages: overview, goals, events (live), state (with time travel), workers, limits,
-waiting goals, GDL; and the login form.
+waiting goals; and the login form (GDL: console_gdl).
 
 Each page calls the same async clients as the JSON API (``AsyncGoals``,
 ``AsyncEventLog``, ``AsyncState``), on the caller's database role.
@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
 from goalrt.errors import GoalNotFoundError
@@ -25,7 +24,7 @@ from goalrt.serve.console_access import (
     local_path,
     page,
 )
-from goalrt.serve.console_view import bar_chart, per_minute
+from goalrt.serve.console_charts import latency_chart, throughput_chart
 from goalrt.serve.context import server_of
 from goalrt.serve.observe import WORKER_ALIVE_S
 
@@ -34,8 +33,8 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 PAGE_SIZE = 50
 # Goals are listed newest first by fetching the pages before the one shown: no deeper than this.
 MAX_OFFSET = 10_000
-# The throughput chart counts the finished_at of the newest this many complete goals.
-THROUGHPUT_ROWS = 5_000
+# The charts: the last this many minutes, counting among the newest this many goals (Goals.per_minute).
+CHART_MINUTES, CHART_GOALS = 60, 10_000
 EVENTS_SHOWN = 50
 # A live update sends at most this many new events (the newest).
 LIVE_MAX = 200
@@ -45,27 +44,43 @@ KEY_PAGE, KEY_PAGES = 1_000, 100
 
 @router.get("/")
 async def overview(request: Request, caller: ConsoleCaller) -> Response:
-    now = datetime.now(UTC)
     async with caller.goals() as goals:
         counts = await goals.counts()
         workers = await goals.workers()
-        done = await goals.list(status=GoalStatus.COMPLETE.value, limit=THROUGHPUT_ROWS)
     async with caller.log() as log:
         head = await log.tick()
         recent = await log.read(max(0, head - 10), 10)
-    chart = bar_chart(per_minute((g.finished_at for g in done), now), now)
     return page(
         request,
         "overview.html",
         counts={s.value: counts.get(s.value, 0) for s in GoalStatus},
         total=sum(counts.values()),
-        chart=chart,
         alive=sum(1 for w in workers if w["seconds_since_seen"] < WORKER_ALIVE_S),
         workers=len(workers),
         head=head,
         recent=list(reversed(recent)),
-        now=now,
+        **await _charts(caller),
     )
+
+
+@router.get("/overview/charts")
+async def overview_charts(request: Request, caller: ConsoleCaller) -> Response:
+    """Return the overview's charts again (htmx swaps them in every 10 seconds)."""
+    return page(request, "_charts.html", **await _charts(caller))
+
+
+async def _charts(caller: Any) -> dict[str, Any]:
+    async with caller.goals() as goals:
+        history = await goals.per_minute(CHART_MINUTES, CHART_GOALS)
+    minutes = history.minutes
+    return {
+        "throughput": throughput_chart(minutes),
+        "latency": latency_chart(minutes),
+        "ended": {s: sum(m.ended.get(s, 0) for m in minutes) for s in ("complete", "failed", "cancelled")},
+        "until": minutes[-1].start if minutes else datetime.now(UTC),
+        "chart_goals": CHART_GOALS,
+        "cut_at": history.since if history.cut else None,
+    }
 
 
 @router.get("/goals")
@@ -181,21 +196,6 @@ async def waiting(request: Request, caller: ConsoleCaller) -> Response:
     async with caller.goals() as goals:
         rows = await goals.waiting(limit=500)
     return page(request, "waiting.html", rows=rows)
-
-
-@router.get("/gdl")
-async def gdl(request: Request, caller: ConsoleCaller) -> Response:
-    """Show the GDL version workers plan with (as ``GET /api/v1/gdl``)."""
-    from goalrt.db.connect import connect
-    from goalrt.gdl.runtime import current
-
-    def run() -> Any:
-        with connect(caller.url) as conn:
-            return current(conn)
-
-    defs = await run_in_threadpool(run)
-    body = dict(defs.body) if defs is not None else {}
-    return page(request, "gdl.html", defs=defs, sections={k: v for k, v in body.items() if isinstance(v, dict)})
 
 
 @router.get("/login")

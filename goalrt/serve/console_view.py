@@ -1,4 +1,4 @@
-"""What the console draws from the clients' answers: the throughput chart, the ask form, a goal's timeline.
+"""What the console draws from the clients' answers: the ask form, a goal's timeline (the charts: console_charts).
 
 Pure functions of the data the clients return: no database here.
 """
@@ -7,65 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from goalrt.db.jsontext import is_number, loads
 from goalrt.errors import InvalidGoalError
 from goalrt.goals.model import GoalInfo, StepInfo
 from goalrt.log.committed import Event
-
-# The throughput chart: one bar per minute over the last hour.
-CHART_MINUTES = 60
-CHART_W, CHART_H, CHART_PAD = 600, 120, 14
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class Chart:
-    """A bar chart drawn server-side as SVG (the template lays out these numbers)."""
-
-    bars: tuple[Bar, ...]
-    width: int
-    height: int
-    peak: int
-    total: int
-
-
-def per_minute(finished: Iterable[datetime | None], now: datetime, minutes: int = CHART_MINUTES) -> list[int]:
-    """Return how many of ``finished`` fall in each of the last ``minutes`` minutes, oldest first."""
-    counts = [0] * minutes
-    start = now - timedelta(minutes=minutes)
-    for when in finished:
-        if when is None or not start <= when < now:
-            continue
-        counts[min(minutes - 1, int((when - start).total_seconds() // 60))] += 1
-    return counts
-
-
-def bar_chart(counts: Sequence[int], now: datetime) -> Chart:
-    """Return the bars of ``counts`` (one per minute up to ``now``), scaled to the tallest."""
-    peak = max(counts, default=0)
-    inner = CHART_H - CHART_PAD
-    step = CHART_W / max(1, len(counts))
-    bars = []
-    for i, n in enumerate(counts):
-        height = 0.0 if peak == 0 else inner * n / peak
-        minute = now - timedelta(minutes=len(counts) - i)
-        label = f"{minute:%H:%M} UTC: {n} completed"
-        bars.append(
-            Bar(round(i * step + 1, 2), round(CHART_H - height, 2), round(step - 2, 2), round(height, 2), label)
-        )
-    return Chart(tuple(bars), CHART_W, CHART_H, peak, sum(counts))
-
 
 # -- the ask form ----------------------------------------------------------------------
 

@@ -234,6 +234,32 @@ SELECT status, count(*)::bigint,
          WHERE g.finished_at >= now() - make_interval(secs => $2::float8)) q
  GROUP BY status ORDER BY status;
 
+-- name: goals_per_minute
+-- Among the newest $1 goals (the primary key walked backwards: bounded, as in
+-- goals_recent_figures), those that ended in each of the last $2 minutes (the
+-- current one included, minutes on the database's clock), by status: how many,
+-- and the seconds from submit to end (p50, p95). A minute when none ended has
+-- one row with status NULL and count 0, so every minute is there, oldest first.
+-- The last column, the same on every row: when the bound was reached, the
+-- creation time of the oldest goal looked at (goals older than it are not
+-- counted, even those that ended in the window); else NULL.
+WITH newest AS (
+    SELECT status, created_at, finished_at FROM goalrt.goals ORDER BY id DESC LIMIT $1::integer
+), minutes AS (
+    SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => $2::integer - 1),
+                           date_trunc('minute', now()), interval '1 minute') AS minute
+), ended AS (
+    SELECT g.status, date_trunc('minute', g.finished_at) AS minute,
+           extract(epoch FROM g.finished_at - g.created_at)::float8 AS took
+      FROM newest g
+     WHERE g.finished_at >= date_trunc('minute', now()) - make_interval(mins => $2::integer - 1)
+)
+SELECT m.minute, e.status, count(e.status)::bigint,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY e.took), percentile_cont(0.95) WITHIN GROUP (ORDER BY e.took),
+       (SELECT CASE WHEN count(*) >= $1::integer THEN min(created_at) END FROM newest)
+  FROM minutes m LEFT JOIN ended e ON e.minute = m.minute
+ GROUP BY m.minute, e.status ORDER BY m.minute, e.status;
+
 -- name: goals_unserved
 -- Of the first $1 runnable goals in claim order, those whose next step no live worker can run.
 SELECT count(*) FROM (

@@ -2,8 +2,9 @@
 
 No browser is downloaded: Playwright launches /usr/bin/chromium (``.ci/run``
 installs it). The pages show data from goals a worker ran; a goal is
-cancelled from its page; the events page shows a new event without a reload.
-Screenshots of the main pages go to pytest's temporary directory, or with
+cancelled from its page; the events page shows a new event and the
+overview's charts a new goal without a reload; the GDL page draws the loaded
+workspace's graph. Screenshots of the main pages go to pytest's temporary directory, or with
 ``GOALRT_SCREENSHOTS=docs/img`` to the ones kept in git and shown in the
 README (so an ordinary run leaves the working tree unchanged).
 """
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from goalrt import Goals
-from tests.integration.console_support import Seeded, registry, running_worker, seed
+from tests.integration.console_support import Seeded, registry, running_worker, seed, spread_history
 from tests.integration.serve_support import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,13 +58,24 @@ def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     shots.mkdir(parents=True, exist_ok=True)
 
+    spread_history(url, [3, 4, 4, 8, 8, 8, 20, 45], seeded.failed)  # an hour with something to draw
     page.goto(f"{base}/")
     expect(page.locator("#count-complete")).to_have_text("8")
-    expect(page.locator("svg.chart rect.bar")).to_have_count(60)
+    # The charts: a slot per minute of the last hour, bars where goals ended, points where some completed.
+    expect(page.locator("#chart-throughput g.minute")).to_have_count(60)
+    expect(page.locator("#chart-throughput rect.bar.status-complete").first).to_be_visible()
+    expect(page.locator("#chart-latency circle.point.line-p95").first).to_be_visible()
     page.screenshot(path=str(shots / "console-overview.png"), full_page=True)
+    # htmx redraws the charts (every 10 s) without a reload: a goal that completes now is counted.
+    page.evaluate("window.__loadedOnce = true")
+    expect(page.locator("#charts")).to_contain_text("8 completed")
+    with Goals.connect(url) as goals:
+        goals.wait(goals.submit("job", {"n": 78}).id, timeout=30)
+    expect(page.locator("#charts")).to_contain_text("9 completed", timeout=25_000)
+    assert page.evaluate("window.__loadedOnce") is True, "the overview was reloaded"
 
     page.goto(f"{base}/goals")
-    expect(page.locator("#goals tbody tr")).to_have_count(11)
+    expect(page.locator("#goals tbody tr")).to_have_count(12)
     page.select_option("select[name=status]", "failed")
     page.click("text=Filter")
     expect(page.locator("#goals tbody tr")).to_have_count(1)
@@ -83,7 +95,13 @@ def test_pages_cancel_and_live_events(browser_page: tuple[Any, str, Seeded, str]
         page.goto(f"{base}{path}")
         expect(page.locator("main table")).to_be_visible()
         page.screenshot(path=str(shots / shot), full_page=True)
-    for path in ("/limits", "/waiting", "/gdl"):
+    # The workspace graph of the loaded shop: every node drawn, inside the picture.
+    page.goto(f"{base}/gdl")
+    expect(page.locator("#gdl-graph g.node")).to_have_count(15)
+    expect(page.locator('#gdl-graph g.node[data-key="goal:fulfill"]')).to_be_visible()
+    expect(page.locator("#gdl-versions tbody tr")).to_have_count(1)
+    page.screenshot(path=str(shots / "console-gdl.png"), full_page=True)
+    for path in ("/limits", "/waiting"):
         page.goto(f"{base}{path}")
         expect(page.locator("h1")).to_be_visible()
 

@@ -39,8 +39,12 @@ def test_the_shop_workspace_passes_its_tests_the_same_way_twice(db_url: str) -> 
     runs = [goalrt(db_url, "test", str(SHOP)) for _ in range(2)]
     for ran in runs:
         assert ran.returncode == 0, ran.stdout + ran.stderr
-        assert ran.stdout.splitlines()[-1].startswith("9 passed, 0 failed in ")
+        assert ran.stdout.splitlines()[-1].startswith("13 passed, 0 failed in ")
     assert outcome(runs[0].stdout) == outcome(runs[1].stdout)
+    # Refusals expected (tests/policies.gdl), and the goal an event's trigger submitted (tests/fulfill.gdl).
+    assert "tests/policies.gdl:5::negative_amount_is_refused PASSED" in runs[0].stdout
+    assert "tests/policies.gdl:23::refund_answer_of_the_wrong_type_is_refused PASSED" in runs[0].stdout
+    assert "tests/fulfill.gdl:1::order_created_event_starts_fulfill PASSED" in runs[0].stdout
     # The refund, ported from Python to GDL steps: an ask answered, or timed out, by the tests.
     assert "tests/refund.gdl:24::unanswered_refund_fails_after_a_day PASSED" in runs[0].stdout
     # -k selects; the forks are gone afterwards.
@@ -109,6 +113,53 @@ def test_a_failing_test_says_what_was_expected_and_found(db_url: str, tmp_path: 
     assert "expect state orders.o1.status == 'paid': does not hold (orders.o1.status is 'shipped')" in out
     assert "given: policy_violation: policy positive_amounts" in out
     assert out.splitlines()[-1].startswith("1 passed, 2 failed in ")
+
+
+def test_a_refusal_or_named_goal_that_does_not_happen_fails_the_test(db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    (root / "apps" / "a").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "goalrt.toml").write_text('name = "w"\nversion = "1"\nhandlers = ["wh"]\n')
+    (root / "apps" / "a" / "defs.gdl").write_text(
+        "policy positive { require stock.n > 0 }\n"
+        "policy small { require stock.n < 10 }\n"
+        "event made { n: integer }\n"
+        "event noted { text: string }\n"
+        "goal g(n: integer) { steps { sleep 1h } on event made as e { n = e.n } }\n"
+        'action note { emit noted { text = "x" } }\n'
+        "goal h { steps { action note() } }\n"
+        "action bump { effect stock.n = 50  pure }\n"
+        "goal fill { steps { action bump() } }\n"
+    )
+    # A handler whose event does not match its declaration.
+    (root / "wh.py").write_text(
+        "import goalrt\n\n\n"
+        '@goalrt.action("note")\n'
+        "async def note(args, ctx):\n"
+        '    return goalrt.Result({}, events=[{"type": "noted", "data": {"text": 1}}])\n'
+    )
+    (root / "tests" / "t.gdl").write_text(
+        "test applied { when change { stock.n = 5 }  expect refused  expect state stock.n == 5 }\n"
+        "test other_policy { when change { stock.n = 50 }  expect refused by positive }\n"
+        "test refused_as_expected { when change { stock.n = 50 }  expect refused by small }\n"
+        "test named_goal { when event made { n = 1 }  expect goal g complete }\n"
+        "test bad_emit { when goal h()  expect goal complete }\n"
+        "test step_refused { given stock.n = 5  when goal fill()  expect refused by small  expect goal failed }\n"
+        "test step_refused_otherwise { given stock.n = 5  when goal fill()  expect refused by positive }\n"
+    )
+    runs = [goalrt(db_url, "test", str(root)) for _ in range(2)]
+    assert outcome(runs[0].stdout) == outcome(runs[1].stdout)
+    out = runs[0].stdout
+    assert runs[0].returncode == 1, out + runs[0].stderr
+    assert "expect refused: when change was not refused" in out
+    assert "expect refused by positive: when change was refused otherwise: policy_violation: policy small" in out
+    assert "tests/t.gdl:3::refused_as_expected PASSED" in out
+    assert "expect goal g complete: goal 1 g is waiting" in out
+    assert "event noted (id " in out and "does not match its declaration: field text is a number, not a string" in out
+    # A step of the goal refused by the policy (its pure action's effect broke it).
+    assert "tests/t.gdl:6::step_refused PASSED" in out
+    assert "expect refused by positive: no step of the goals was refused by policy positive (steps refused by a" in out
+    assert out.splitlines()[-1].startswith("2 passed, 5 failed in ")
 
 
 def test_load_status_and_a_worker_running_the_loaded_goals(db_url: str) -> None:

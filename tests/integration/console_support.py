@@ -151,3 +151,20 @@ def seed(url: str) -> Seeded:
     with connect(url) as conn:
         load(conn, check(REPO_SHOP))
     return Seeded([*done, keyed, hostile], keyed, hostile, failed, asking, napping, fan)
+
+
+def spread_history(url: str, ago: list[int], failed: int) -> None:
+    """Move the complete goals' ends to ``ago`` minutes before now (the i-th took i + 1 s), the failed one's to 5."""
+    import psycopg
+
+    moved = "date_trunc('minute', now()) - make_interval(mins => %s) + interval '10 s'"
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM goalrt.goals WHERE status = 'complete' ORDER BY id")]
+        assert len(ids) == len(ago), ids
+        for i, (goal, minutes) in enumerate(zip(ids, ago, strict=True)):
+            conn.execute(
+                f"UPDATE goalrt.goals SET finished_at = {moved}, created_at = {moved} - make_interval(secs => %s)"
+                " WHERE id = %s",
+                (minutes, minutes, i + 1, goal),
+            )
+        conn.execute(f"UPDATE goalrt.goals SET finished_at = {moved} WHERE id = %s", (5, failed))

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from goalrt import Goals, State
-from tests.integration.console_support import HOSTILE, Seeded, registry, running_worker, seed
+from tests.integration.console_support import HOSTILE, Seeded, registry, running_worker, seed, spread_history
 from tests.integration.serve_support import serving
 
 
@@ -71,6 +71,79 @@ def test_every_page_renders_real_data(console: Console) -> None:
     events = console.client.get("/events").text
     assert "goal.completed" in events and 'hx-trigger="every 2s"' in events
     assert console.client.get("/static/htmx.min.js").status_code == 200
+
+
+def test_overview_charts_say_when_the_bound_cut_the_hour(console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    from goalrt.serve import console_pages
+
+    monkeypatch.setattr(console_pages, "CHART_GOALS", 3)  # the server runs in this process (serve_support)
+    html = console.client.get("/overview/charts").text
+    assert 'id="charts-cut"' in html and "Counted among the newest 3 goals" in html
+
+
+def test_overview_charts_draw_a_seeded_hour(console: Console) -> None:
+    """Goals moved to known minutes: one bar part per status and minute, one point per minute with completions."""
+    ago = [3, 4, 4, 8, 8, 8, 20, 45]  # minutes before now that each complete goal ended; it took i + 1 s
+    spread_history(console.url, ago, console.seeded.failed)
+    html = console.client.get("/").text
+    throughput = html[html.index('id="chart-throughput"') : html.index('id="chart-latency"')]
+    latency = html[html.index('id="chart-latency"') :]
+    assert throughput.count('<g class="minute">') == 60
+    assert throughput.count('class="bar status-complete"') == 5  # minutes 3, 4, 8, 20 and 45 before now
+    assert throughput.count('class="bar status-failed"') == 1
+    assert ": 3 complete</title>" in throughput and ": 1 failed</title>" in throughput
+    for name in ("p50", "p95"):
+        assert latency.count(f'class="point line-{name}"') == 5
+        assert latency.count(f'class="line line-{name}"') == 1  # only minutes 4 and 3 before now are adjacent
+    # The minute with three goals that took 4, 5 and 6 seconds.
+    assert "p50 5 s (3 complete)" in latency and "p95 5.9 s (3 complete)" in latency
+    assert "8 completed, 1 failed, 0 cancelled in the last hour" in html
+    assert 'id="charts-cut"' not in html
+    with Goals.connect(console.url) as goals:
+        assert not goals.per_minute(60, 10_000).cut
+        bounded = goals.per_minute(60, 3)  # the newest 3 goals were created now: the window's start is cut off
+    assert bounded.cut and bounded.since is not None and len(bounded.minutes) == 60
+    # htmx asks for the charts again: the fragment alone, with the same poller.
+    fragment = console.client.get("/overview/charts").text
+    assert fragment.startswith('<div id="charts" hx-get="/overview/charts" hx-trigger="every 10s"')
+    assert fragment.count('class="point line-p50"') == 5 and "<html" not in fragment
+
+
+def test_gdl_page_draws_the_workspace_graph_of_any_version(console: Console) -> None:
+    """Each node of gdl graph's Mermaid is in the SVG, for the current version and for an older one chosen."""
+    from goalrt.db.connect import connect
+    from goalrt.gdl import check
+    from goalrt.gdl.graph import mermaid
+    from goalrt.gdl.runtime import load
+
+    def drawn(html: str) -> tuple[list[str], int]:
+        svg = html[html.index('<svg class="graph"') : html.index("</svg>", html.index('<svg class="graph"'))]
+        edges = sum(int(n) for n in re.findall(r'<g class="edge[^"]*" data-edges="(\d)">', svg))
+        return re.findall(r'<g class="node kind-\w+" data-key="([^"]+)">', svg), edges
+
+    def expected(path: str) -> tuple[int, int]:
+        lines = mermaid(check(path)).splitlines()
+        nodes = [line for line in lines if re.match(r"\s+n\d+[\[({]", line)]
+        return len(nodes), sum(1 for line in lines if "->|" in line)
+
+    first = console.client.get("/gdl").text
+    keys, edges = drawn(first)
+    assert (len(keys), edges) == expected("gdl/examples/shop") == (15, 19)
+    for key in ("goal:fulfill", "action:carrier.ship", "event:order.created", "path:orders.{Order}.status"):
+        assert key in keys
+    assert "fulfillment</text>" in first  # a node's app, under its kind
+    with connect(console.url) as conn:
+        second = load(conn, check("tests/fixtures/gdl/valid/shop"))
+    now = console.client.get("/gdl").text
+    assert f'id="gdl-version">{second.version}<' in now
+    assert (len(drawn(now)[0]), drawn(now)[1]) == expected("tests/fixtures/gdl/valid/shop")
+    versions = now[now.index('id="gdl-versions"') :]
+    assert versions.count('<a href="/gdl?version=') == 2 and second.content_hash[:16] in versions
+    older = console.client.get("/gdl", params={"version": 1}).text
+    assert 'id="gdl-version">1<' in older and "An older version" in older
+    assert drawn(older) == (keys, edges)
+    missing = console.client.get("/gdl", params={"version": 99})
+    assert missing.status_code == 404 and "no GDL version 99" in missing.text
 
 
 def test_goal_filters_search_and_paging(console: Console) -> None:
@@ -279,8 +352,9 @@ def test_tokens_login_and_a_reader_cannot_cancel(reader_console: tuple[httpx.Cli
     assert offsite.status_code == 303 and offsite.headers["location"] == "/"
     cookie = offsite.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
-    assert client.get("/goals").status_code == 200
-    assert client.get(f"/goals/{napping}").status_code == 200
+    for path in ("/goals", f"/goals/{napping}", "/", "/overview/charts", "/gdl", "/gdl?version=1"):
+        assert client.get(path).status_code == 200, path  # a reader sees the charts, the versions and the graph
+    assert 'id="gdl-graph"' in client.get("/gdl").text
     refused = client.post(f"/goals/{napping}/cancel", data={}, headers={"Origin": base})
     assert refused.status_code == 403 and "permission_denied" in refused.text
     assert client.get(f"/goals/{napping}").text.count('id="goal-status">waiting<') == 1

@@ -332,12 +332,12 @@ def test_then_clauses_keep_their_order_and_each_expect_its_place() -> None:
     ws = compiled(
         "goal g(o: Order) { steps { sleep 1m } }",
         'test t { expect goal waiting  when goal g(o = "o1")  then answer g { ok = true }\n'
-        '  then event paid { order = "o1" }  expect goal waiting  then advance 1m  expect goal complete }',
+        '  then event paid { order = "o1"  amount = 1 }  expect goal waiting  then advance 1m  expect goal complete }',
     )
     body = ws.to_json()["tests"][0]
     assert body["then"] == [
         {"answer": {"ok": True}, "goal": "g"},
-        {"event": "paid", "data": {"order": "o1"}},
+        {"event": "paid", "data": {"order": "o1", "amount": 1}},
         {"advance": 60.0},
     ]
     assert body["expect"] == [{"goal": "waiting"}, {"goal": "waiting", "after": 2}, {"goal": "complete", "after": 3}]
