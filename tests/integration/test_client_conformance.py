@@ -483,6 +483,12 @@ def test_queue_figures_and_recently_ended_goals(flavour: Flavour, conn: psycopg.
     assert goals.finished(window=0) == []
     # Pending goals still to be planned wait for any worker, not for a handler.
     assert goals.unserved() == 0
+    # Per minute: the window's minutes, oldest first; the cancel in one of the last two (a minute may have begun
+    # since), and no times (no goal completed).
+    history = goals.per_minute(minutes=5)
+    assert len(history.minutes) == 5 and not history.cut
+    assert [m.ended for m in history.minutes if m.ended] == [{"cancelled": 1}]
+    assert any(m.ended for m in history.minutes[-2:]) and all(m.p50 is None for m in history.minutes)
 
 
 # -- coverage ---------------------------------------------------------------------------
