@@ -19,14 +19,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def schema_text(rev: str | None) -> str:
-    files = sorted((REPO / "sql" / "schema").glob("*.sql"))
     if rev is None:
+        files = sorted((REPO / "sql" / "schema").glob("*.sql"))
         return "\n".join(f.read_text(encoding="utf-8") for f in files)
+    # The files as they were at rev (a file added since is not there).
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", rev, "sql/schema/"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()
     return "\n".join(
-        subprocess.run(
-            ["git", "show", f"{rev}:{f.relative_to(REPO)}"], cwd=REPO, check=True, capture_output=True, text=True
-        ).stdout
-        for f in files
+        subprocess.run(["git", "show", f"{rev}:{name}"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+        for name in sorted(n for n in names if n.endswith(".sql"))
     )
 
 

@@ -33,6 +33,156 @@
 CREATE SCHEMA IF NOT EXISTS goalrt;
 
 -------------------------------------------------------------------------------
+-- Tenants (docs/security.md, "Tenants")
+--
+-- A tenant is a name; the login role of a session (session_user) is mapped
+-- to one in tenant_roles by the schema's owner (set_tenant_role). An
+-- unmapped role belongs to the default tenant '', so one tenant needs no
+-- configuration; a role mapped to '*' serves every tenant (a worker fleet
+-- for all of them). Every table that holds a tenant's data has a tenant
+-- column, and row-level security policies (70_tenants.sql) let a session
+-- see and touch only its tenant's rows: by hand in psql as much as inside
+-- goalrt's functions, which run as the owner and are held to the policies
+-- because those tables FORCE row-level security. That needs an owner that
+-- is neither a superuser nor BYPASSRLS (set_tenant_role refuses otherwise):
+-- such roles skip policies. A database with one tenant pays for none of it:
+-- the policies are switched on (and the tenant columns default to the
+-- session's tenant, not '') only while a role is mapped to another tenant
+-- (sync_tenant_security, 70_tenants.sql).
+-------------------------------------------------------------------------------
+
+CREATE TABLE goalrt.tenant_roles (
+    role   text PRIMARY KEY,
+    -- '' the default tenant, '*' every tenant, else a tenant's name.
+    tenant text NOT NULL CHECK (tenant = '*' OR tenant ~ '^[A-Za-z0-9_.:@-]{0,128}$')
+);
+
+COMMENT ON TABLE goalrt.tenant_roles IS
+    'The tenant each login role acts for (empty: the default tenant, *: every tenant); unmapped roles are in the default tenant.';
+
+-- The session's tenant: its login role's, '' when unmapped. A session of a
+-- role mapped to '*' acts for one goal's tenant while goalrt's worker
+-- functions work on that goal (they set goalrt.acting_tenant to '=' and the
+-- tenant, and back to '' after): only such a
+-- session reads that setting, and it may see every tenant anyway. Every
+-- name and operator is qualified, so a caller's search_path cannot change
+-- what this returns. Policies call it as (SELECT goalrt.current_tenant()):
+-- an InitPlan, run once per statement, not once per row; a tenant column's
+-- default calls it once per row (while tenancy is on). plpgsql, not sql: a
+-- sql function that cannot be inlined (this one reads a table) is parsed
+-- and planned again in every statement that calls it (PostgreSQL before
+-- 18), 35 to 50 us for each statement a policy holds; plpgsql keeps its
+-- plan for the session, about 3 us a call.
+CREATE FUNCTION goalrt.current_tenant() RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    t      pg_catalog.text;
+    acting pg_catalog.text;
+BEGIN
+    SELECT r.tenant INTO t FROM goalrt.tenant_roles r
+     WHERE r.role OPERATOR(pg_catalog.=) session_user::pg_catalog.text;
+    IF t IS NULL THEN
+        RETURN '';
+    ELSIF t OPERATOR(pg_catalog.<>) '*' THEN
+        RETURN t;
+    END IF;
+    acting := pg_catalog.current_setting('goalrt.acting_tenant', true);
+    IF pg_catalog.left(acting, 1) OPERATOR(pg_catalog.=) '=' THEN
+        RETURN pg_catalog.substr(acting, 2);
+    END IF;
+    RETURN '*';
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.current_tenant() IS
+    'The tenant of the session''s login role (empty: the default tenant, *: a role that serves every tenant).';
+
+-- Map a login role to a tenant ('' the default, '*' every tenant). Only the
+-- owner may call it (no grant): an admin of one tenant must not be able to
+-- move itself into another. Refused while the schema's owner skips
+-- row-level security (a superuser or BYPASSRLS): no policy would hold.
+-- The first mapping to a tenant other than the default switches tenancy on
+-- (sync_tenant_security): it commits with the mapping, so the role's first
+-- statement after that is already held to its tenant.
+CREATE FUNCTION goalrt.set_tenant_role(role_name text, tenant text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    o record;
+BEGIN
+    SELECT r.rolname, r.rolsuper OR r.rolbypassrls AS skips INTO o
+      FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+     WHERE c.oid = 'goalrt.tenant_roles'::regclass;
+    IF o.skips THEN
+        RAISE EXCEPTION 'tenants need a schema owner that row-level security applies to: % is a superuser or BYPASSRLS',
+            o.rolname USING ERRCODE = 'GR008', HINT = 'migrate as a role without SUPERUSER and BYPASSRLS (docs/security.md)';
+    END IF;
+    IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = role_name) THEN
+        RAISE EXCEPTION 'no role %', coalesce(quote_ident(role_name), 'NULL') USING ERRCODE = 'GR008';
+    END IF;
+    IF tenant IS NULL OR NOT (tenant = '*' OR tenant ~ '^[A-Za-z0-9_.:@-]{0,128}$') THEN
+        RAISE EXCEPTION 'invalid tenant %: up to 128 letters, digits and _ . : @ - (empty: the default tenant, *: every tenant)',
+            coalesce(quote_literal(tenant), 'NULL') USING ERRCODE = 'GR008';
+    END IF;
+    -- One mapping change at a time (it decides whether tenancy is on); readers are not blocked.
+    LOCK TABLE goalrt.tenant_roles IN SHARE ROW EXCLUSIVE MODE;
+    INSERT INTO goalrt.tenant_roles AS t (role, tenant) VALUES (role_name, set_tenant_role.tenant)
+    ON CONFLICT (role) DO UPDATE SET tenant = EXCLUDED.tenant;
+    PERFORM goalrt.sync_tenant_security();
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.set_tenant_role(text, text) IS
+    'Map a login role to a tenant (empty: the default, *: every tenant); for the schema owner only.';
+
+-- Return a role to the default tenant; true when it was mapped. The last
+-- mapping to another tenant switches tenancy off, unless rows of another
+-- tenant remain (sync_tenant_security).
+CREATE FUNCTION goalrt.drop_tenant_role(role_name text) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    found_it boolean;
+BEGIN
+    LOCK TABLE goalrt.tenant_roles IN SHARE ROW EXCLUSIVE MODE;
+    DELETE FROM goalrt.tenant_roles t WHERE t.role = role_name;
+    found_it := FOUND;
+    PERFORM goalrt.sync_tenant_security();
+    RETURN found_it;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.drop_tenant_role(text) IS
+    'Return a login role to the default tenant; for the schema owner only.';
+
+-- Rows written for a goal by a session that serves every tenant, in a
+-- statement that covers many goals (a claim's goal.started events): the
+-- tenant default gave '*', which no row may keep; take the goal's. The
+-- triggers exist only while a role is mapped to '*' (sync_tenant_security),
+-- and fire WHEN tenant = '*', so no other session pays for them.
+CREATE FUNCTION goalrt.goal_row_tenant() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    gid bigint;
+BEGIN
+    -- One branch per table: a NEW field another table lacks cannot be named.
+    IF TG_TABLE_NAME = 'event_data' THEN
+        IF NEW.stream ~ '^goal:[0-9]{1,18}$' THEN
+            gid := substr(NEW.stream, 6)::bigint;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'goals' THEN
+        gid := NEW.parent_id;
+    ELSE
+        gid := NEW.goal_id;
+    END IF;
+    NEW.tenant := (SELECT g.tenant FROM goalrt.goals g WHERE g.id = gid);
+    IF NEW.tenant IS NULL THEN
+        RAISE EXCEPTION 'a session that serves every tenant cannot write goalrt.% for no goal''s tenant', TG_TABLE_NAME
+            USING ERRCODE = 'GR008';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-------------------------------------------------------------------------------
 -- The event log
 --
 -- Appenders insert into event_data only. Each row records the top-level
@@ -62,7 +212,9 @@ CREATE TABLE goalrt.event_data (
     -- appended before goalrt recorded it (migration 0016), which is why the
     -- column may be NULL at all. text, not name: a name takes 64 bytes in
     -- every row, a short text a tenth of that.
-    db_role     text DEFAULT session_user
+    db_role     text DEFAULT session_user,
+    -- The tenant the event belongs to (docs/security.md, "Tenants").
+    tenant      text NOT NULL DEFAULT '' CHECK (tenant <> '*')
 );
 CREATE INDEX event_data_xid_idx ON goalrt.event_data (xid);
 CREATE INDEX event_data_stream_idx ON goalrt.event_data (stream, id);
@@ -88,7 +240,9 @@ CREATE TABLE goalrt.event_order (
     -- positions assigned before goalrt recorded it, all long committed).
     -- Readers skip their own transaction's positions: those are not
     -- committed yet, and would vanish if it rolled back.
-    tick_xid  xid8
+    tick_xid  xid8,
+    -- The event's tenant, copied by the tick: a tenant reads only its own positions.
+    tenant    text NOT NULL DEFAULT ''
 );
 
 COMMENT ON TABLE goalrt.event_order IS
@@ -113,7 +267,8 @@ VALUES (pg_current_snapshot(), 0, decode(repeat('00', 32), 'hex'), 0, now());
 COMMENT ON TABLE goalrt.clock IS
     'One row: where the global clock stands (head = last assigned pos).';
 
-CREATE VIEW goalrt.events AS
+-- security_invoker: the reader's row-level security applies (its tenant's events).
+CREATE VIEW goalrt.events WITH (security_invoker = true) AS
 SELECT o.pos, e.id, e.stream, e.type, e.data, e.metadata, e.recorded_at,
        o.prev_hash, o.hash, e.db_role
   FROM goalrt.event_order o
@@ -374,6 +529,7 @@ DECLARE
     new_prev   bytea[]  := '{}';
     new_hash   bytea[]  := '{}';
     new_time   timestamptz[] := '{}';
+    new_tenant text[] := '{}';
     t          timestamptz;
     tracked    boolean;
 BEGIN
@@ -425,14 +581,14 @@ BEGIN
     -- exactly when it is listed in its xip, so the two halves below cover the
     -- batch without rescanning old rows, even behind a long transaction.
     FOR r IN
-        SELECT b.id, b.recorded_at, b.xid,
+        SELECT b.id, b.recorded_at, b.xid, b.tenant,
                goalrt.event_digest(b.id, b.stream, b.type, b.data, b.metadata, b.recorded_at, b.db_role) AS digest
-          FROM (SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role
+          FROM (SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role, e.tenant
                   FROM goalrt.event_data e
                  WHERE e.xid >= pg_snapshot_xmax(c.snapshot) AND e.xid < pg_snapshot_xmax(cur)
                    AND pg_visible_in_snapshot(e.xid, cur)
                 UNION ALL
-                SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role
+                SELECT e.id, e.xid, e.stream, e.type, e.data, e.metadata, e.recorded_at, e.db_role, e.tenant
                   FROM goalrt.event_data e
                  WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.snapshot)))
                    AND pg_visible_in_snapshot(e.xid, cur)) b
@@ -449,6 +605,7 @@ BEGIN
         t := greatest(t, CASE WHEN tracked THEN coalesce(pg_xact_commit_timestamp(xid(r.xid)), r.recorded_at)
                               ELSE r.recorded_at END);
         new_time := new_time || t;
+        new_tenant := new_tenant || r.tenant;
     END LOOP;
 
     IF p = c.head THEN
@@ -461,8 +618,8 @@ BEGIN
     IF current_setting('synchronous_commit') = 'off' THEN
         SET LOCAL synchronous_commit = on;
     END IF;
-    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash, log_time, tick_xid)
-    SELECT *, pg_current_xact_id() FROM unnest(new_pos, new_ids, new_prev, new_hash, new_time);
+    INSERT INTO goalrt.event_order (pos, event_id, prev_hash, hash, log_time, tenant, tick_xid)
+    SELECT *, pg_current_xact_id() FROM unnest(new_pos, new_ids, new_prev, new_hash, new_time, new_tenant);
     UPDATE goalrt.clock
        SET snapshot = cur, head = p, head_hash = h, ticks = clock.ticks + 1, ticked_at = now();
     -- One notification per tick, never per event; delivered after commit.
@@ -557,6 +714,9 @@ CREATE FUNCTION goalrt.read_events(
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
     mine xid8;
+    -- This function runs as the owner, whom event_order's policy does not
+    -- hold (the tick must see every tenant's events): filter by hand.
+    t    text := goalrt.current_tenant();
 BEGIN
     IF max_count IS NULL OR max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be a positive integer' USING ERRCODE = '22023';
@@ -581,6 +741,7 @@ BEGIN
           JOIN goalrt.event_data e ON e.id = o.event_id
          WHERE o.pos > coalesce(after_pos, 0)
            AND (mine IS NULL OR o.tick_xid IS DISTINCT FROM mine)
+           AND (o.tenant = t OR t = '*')
          ORDER BY o.pos
          LIMIT max_count;
     ELSE
@@ -589,13 +750,13 @@ BEGIN
                     e.db_role
                FROM goalrt.event_order o
                JOIN goalrt.event_data e ON e.id = o.event_id
-              WHERE o.pos > $1 %s %s %s
+              WHERE o.pos > $1 AND (o.tenant = $6 OR $6 = ''*'') %s %s %s
               ORDER BY o.pos
               LIMIT $2',
             CASE WHEN stream_name IS NOT NULL THEN 'AND e.stream = $3' ELSE '' END,
             CASE WHEN type_pattern IS NOT NULL THEN 'AND e.type LIKE goalrt.glob_to_like($4)' ELSE '' END,
             CASE WHEN mine IS NOT NULL THEN 'AND o.tick_xid IS DISTINCT FROM $5' ELSE '' END)
-        USING coalesce(after_pos, 0), max_count, stream_name, type_pattern, mine;
+        USING coalesce(after_pos, 0), max_count, stream_name, type_pattern, mine, t;
     END IF;
 END
 $$;

@@ -74,14 +74,18 @@ $$;
 
 CREATE TABLE goalrt.state_data (
     -- C collation: byte order, so a prefix is an index range.
-    path     text COLLATE "C" PRIMARY KEY CHECK (goalrt.valid_path(path)),
+    path     text COLLATE "C" NOT NULL CHECK (goalrt.valid_path(path)),
     value    jsonb,            -- NULL: deleted (a tombstone that keeps the version)
     version  bigint NOT NULL CHECK (version >= 0),
     event_id bigint,           -- the state.changed event that last changed it
     -- In a fork, for rows inherited from the main line and not changed since:
     -- the main line position that set them (event_id is then NULL).
     inherited_pos bigint,
-    CHECK ((event_id IS NULL) <> (inherited_pos IS NULL))
+    CHECK ((event_id IS NULL) <> (inherited_pos IS NULL)),
+    -- Paths are per tenant. The path leads the key: every read names a path
+    -- or a prefix, and the tenant is the policy's filter.
+    tenant   text NOT NULL DEFAULT '' CHECK (tenant <> '*'),
+    CONSTRAINT state_data_pkey PRIMARY KEY (path, tenant)
 );
 
 COMMENT ON TABLE goalrt.state_data IS
@@ -90,7 +94,7 @@ COMMENT ON TABLE goalrt.state_data IS
 CREATE INDEX event_data_state_paths_idx ON goalrt.event_data
     USING gin ((data -> 'changes') jsonb_path_ops) WHERE type = 'state.changed';
 
-CREATE VIEW goalrt.state AS
+CREATE VIEW goalrt.state WITH (security_invoker = true) AS
 SELECT s.path, s.value, s.version, coalesce(o.pos, s.inherited_pos) AS pos, e.recorded_at AS changed_at
   FROM goalrt.state_data s
   LEFT JOIN goalrt.event_order o ON o.event_id = s.event_id
@@ -143,8 +147,10 @@ CREATE FUNCTION goalrt.change_state(changes jsonb, stream text DEFAULT 'state', 
 RETURNS TABLE (event_id bigint, path text, version bigint, value jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
 DECLARE
-    bad    record;
-    new_id bigint;
+    bad     record;
+    new_id  bigint;
+    -- The paths changed, for the joins on state_data below (see there).
+    changed text[];
 BEGIN
     IF changes IS NULL OR jsonb_typeof(changes) <> 'array' OR jsonb_array_length(changes) = 0 THEN
         RAISE EXCEPTION 'changes must be a non-empty JSON array of change objects' USING ERRCODE = 'GR003';
@@ -206,6 +212,7 @@ BEGIN
        FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
       WHERE goalrt.json_too_deep(x -> 'value');
 
+    changed := ARRAY(SELECT x ->> 'path' FROM jsonb_array_elements(changes) AS t(x));
     PERFORM set_config('goalrt.applying', 'on', true);
     -- Lock every path in byte order: a new path by inserting a placeholder
     -- (version 0, never committed as such), an existing one by the
@@ -221,10 +228,17 @@ BEGIN
     SELECT i - 1 AS idx, s.path AS p, s.version AS found, s.value AS current,
            (x ->> 'expect_version')::bigint AS expected, x ->> 'op' AS op
       INTO bad
-      FROM jsonb_array_elements(changes) WITH ORDINALITY AS t(x, i)
-      JOIN goalrt.state_data s ON s.path = x ->> 'path'
-     WHERE (jsonb_typeof(x -> 'expect_version') = 'number' AND (x ->> 'expect_version')::bigint <> s.version)
-        OR (x ->> 'op' = 'inc' AND s.value IS NOT NULL AND jsonb_typeof(s.value) <> 'number')
+      -- The path read from JSON first (OFFSET 0 keeps it a column of its
+      -- own): while tenancy is on, state_data's policy lets only leakproof
+      -- conditions into an index scan; s.path = x ->> 'path' is not one
+      -- (->> may raise an error), s.path = t.p is, and so is s.path = ANY
+      -- (changed), which keeps the scan to these paths whatever the join
+      -- (the items' count is a guess of 100 to the planner). The same below.
+      FROM (SELECT x, i, x ->> 'path' AS p FROM jsonb_array_elements(changes) WITH ORDINALITY AS t0(x, i) OFFSET 0) AS t
+      JOIN goalrt.state_data s ON s.path = t.p
+     WHERE s.path = ANY (changed)
+       AND ((jsonb_typeof(x -> 'expect_version') = 'number' AND (x ->> 'expect_version')::bigint <> s.version)
+            OR (x ->> 'op' = 'inc' AND s.value IS NOT NULL AND jsonb_typeof(s.value) <> 'number'))
      ORDER BY i
      LIMIT 1;
     IF FOUND THEN
@@ -255,8 +269,8 @@ BEGIN
            version = s.version + 1,
            event_id = new_id,
            inherited_pos = NULL
-      FROM jsonb_array_elements(changes) AS t(x)
-     WHERE s.path = x ->> 'path'
+      FROM (SELECT x, x ->> 'path' AS p FROM jsonb_array_elements(changes) AS t0(x) OFFSET 0) AS t
+     WHERE s.path = t.p AND s.path = ANY (changed)
     RETURNING new_id, s.path::text, s.version, s.value;
     PERFORM set_config('goalrt.applying', 'off', true);
     -- GDL policies see the state with the change applied; a broken one aborts it all.
@@ -287,10 +301,11 @@ $$;
 -- arguments of fold_value, how many changes, and the position of the last.
 -- path_regex (from path_pattern_regex) limits it to the matching paths.
 CREATE FUNCTION goalrt.fold_changes(after_pos bigint, to_pos bigint, path_regex text DEFAULT NULL)
-RETURNS TABLE (path text, reset boolean, reset_value jsonb, inc numeric, changes bigint, last_pos bigint)
+RETURNS TABLE (path text, reset boolean, reset_value jsonb, inc numeric, changes bigint, last_pos bigint,
+               tenant text)
 LANGUAGE sql STABLE AS $$
     WITH ch AS (
-        SELECT o.pos, c.x ->> 'op' AS op, c.x ->> 'path' AS path, c.x -> 'value' AS value,
+        SELECT o.pos, e.tenant, c.x ->> 'op' AS op, c.x ->> 'path' AS path, c.x -> 'value' AS value,
                (c.x -> 'by')::numeric AS amount
           FROM goalrt.event_order o
           JOIN goalrt.event_data e ON e.id = o.event_id
@@ -300,7 +315,7 @@ LANGUAGE sql STABLE AS $$
     ), ranked AS (
         -- resets_after: how many sets/deletes of this path come at or after this change
         SELECT ch.*, count(*) FILTER (WHERE ch.op <> 'inc')
-                     OVER (PARTITION BY ch.path ORDER BY ch.pos DESC ROWS UNBOUNDED PRECEDING) AS resets_after
+                     OVER (PARTITION BY ch.tenant, ch.path ORDER BY ch.pos DESC ROWS UNBOUNDED PRECEDING) AS resets_after
           FROM ch
     )
     SELECT r.path,
@@ -308,9 +323,10 @@ LANGUAGE sql STABLE AS $$
            (pg_catalog.array_agg(r.value) FILTER (WHERE r.op <> 'inc' AND r.resets_after = 1))[1],
            sum(r.amount) FILTER (WHERE r.op = 'inc' AND r.resets_after = 0),
            count(*),
-           max(r.pos)
+           max(r.pos),
+           r.tenant
       FROM ranked r
-     GROUP BY r.path
+     GROUP BY r.tenant, r.path
 $$;
 
 -------------------------------------------------------------------------------
@@ -349,7 +365,10 @@ CREATE TABLE goalrt.snapshot_entries (
     value      jsonb,             -- NULL: deleted
     version    bigint NOT NULL,
     pos        bigint NOT NULL,   -- position of the change that set it
-    CHECK (valid_to IS NULL OR valid_to > valid_from)
+    CHECK (valid_to IS NULL OR valid_to > valid_from),
+    -- The path's tenant. Snapshots are taken for every tenant at once (as
+    -- the owner); a reader's row-level security, or state_fold, filters.
+    tenant     text NOT NULL DEFAULT ''
 );
 -- Not unique: a new snapshot closes a path's entry and adds its successor in
 -- one statement (one latest entry per path is kept by snapshot_locked, under
@@ -413,24 +432,24 @@ BEGIN
         WITH f AS MATERIALIZED (
             SELECT * FROM goalrt.fold_changes(coalesce(prev.pos, goalrt.base_pos()), at_pos)
         ), old AS MATERIALIZED (
-            SELECT e.path, e.value, e.version
-              FROM goalrt.snapshot_entries e JOIN f ON e.path = f.path
+            SELECT e.path, e.tenant, e.value, e.version
+              FROM goalrt.snapshot_entries e JOIN f ON e.path = f.path AND e.tenant = f.tenant
              WHERE e.valid_to IS NULL
         ), closed AS (
             UPDATE goalrt.snapshot_entries e SET valid_to = at_pos
-              FROM old WHERE e.path = old.path AND e.valid_to IS NULL
+              FROM old WHERE e.path = old.path AND e.tenant = old.tenant AND e.valid_to IS NULL
         ), added AS (
-            INSERT INTO goalrt.snapshot_entries (path, valid_from, valid_to, value, version, pos)
+            INSERT INTO goalrt.snapshot_entries (path, valid_from, valid_to, value, version, pos, tenant)
             SELECT f.path, at_pos, NULL, goalrt.fold_value(o.value, f.reset, f.reset_value, f.inc),
-                   coalesce(o.version, 0) + f.changes, f.last_pos
-              FROM f LEFT JOIN old o ON o.path = f.path
-            RETURNING path, value
+                   coalesce(o.version, 0) + f.changes, f.last_pos, f.tenant
+              FROM f LEFT JOIN old o ON o.path = f.path AND o.tenant = f.tenant
+            RETURNING path, tenant, value
         )
         SELECT coalesce(sum(CASE WHEN a.value IS NOT NULL THEN 1 ELSE 0 END
                           - CASE WHEN o.value IS NOT NULL THEN 1 ELSE 0 END), 0),
                count(*)
           INTO delta, n
-          FROM added a LEFT JOIN old o ON o.path = a.path;
+          FROM added a LEFT JOIN old o ON o.path = a.path AND o.tenant = a.tenant;
         PERFORM set_config('goalrt.applying', 'off', true);
     END IF;
     INSERT INTO goalrt.snapshots (pos, name, auto, tags, note, paths, written)
@@ -536,6 +555,9 @@ DECLARE
     snap   bigint;
     regex  text;
     prefix text;
+    -- Called by state_at as the owner, whom the policies of the log and of
+    -- snapshot_entries do not hold (snapshots cover every tenant): filter.
+    t      text := goalrt.current_tenant();
 BEGIN
     PERFORM goalrt.check_pos(at_pos);
     IF pattern IS NOT NULL THEN
@@ -552,24 +574,24 @@ BEGIN
     -- for neither).
     RETURN QUERY EXECUTE format(
         'WITH base AS (
-             SELECT e.path, e.value, e.version, e.pos
+             SELECT e.path, e.tenant, e.value, e.version, e.pos
                FROM goalrt.snapshot_entries e
-              WHERE %s
+              WHERE %s AND (e.tenant = $6 OR $6 = ''*'')
          ), f AS (
-             SELECT * FROM goalrt.fold_changes($4, $5, $3)
+             SELECT * FROM goalrt.fold_changes($4, $5, $3) c WHERE c.tenant = $6 OR $6 = ''*''
          )
          SELECT coalesce(f.path, b.path)::text,
                 CASE WHEN f.path IS NULL THEN b.value
                      ELSE goalrt.fold_value(b.value, f.reset, f.reset_value, f.inc) END,
                 coalesce(b.version, 0) + coalesce(f.changes, 0),
                 coalesce(f.last_pos, b.pos)
-           FROM base b FULL JOIN f ON f.path = b.path',
+           FROM base b FULL JOIN f ON f.path = b.path AND f.tenant = b.tenant',
         CASE WHEN snap IS NULL THEN 'false'
              WHEN prefix IS NULL THEN 'int8range(e.valid_from, e.valid_to) @> $1 AND ($3 IS NULL OR e.path ~ $3)'
              ELSE 'e.path >= $2 COLLATE "C" AND e.path < ($2 || ''/'') COLLATE "C"
                    AND e.valid_from <= $1 AND (e.valid_to IS NULL OR e.valid_to > $1) AND e.path ~ $3'
         END)
-    USING snap, prefix, regex, coalesce(snap, goalrt.base_pos()), at_pos;
+    USING snap, prefix, regex, coalesce(snap, goalrt.base_pos()), at_pos, t;
 END
 $$;
 
@@ -644,6 +666,8 @@ DECLARE
     cur   jsonb;
     ver   bigint := 0;
     start bigint := goalrt.base_pos();
+    -- As the owner: the log's policy does not hold here (see state_fold).
+    t     text := goalrt.current_tenant();
 BEGIN
     IF NOT goalrt.valid_path(state_history.path) THEN
         RAISE EXCEPTION 'invalid path %: use dot-separated segments of letters, digits, _ - : @',
@@ -652,7 +676,8 @@ BEGIN
     IF start > 0 THEN
         SELECT e.value, e.version INTO cur, ver
           FROM goalrt.snapshot_entries e
-         WHERE e.path = state_history.path AND int8range(e.valid_from, e.valid_to) @> start;
+         WHERE e.path = state_history.path AND int8range(e.valid_from, e.valid_to) @> start
+           AND (e.tenant = t OR t = '*');
         ver := coalesce(ver, 0);
         IF ver > 0 THEN
             pos := start; op := 'base'; value := cur; deleted := cur IS NULL; version := ver;
@@ -669,6 +694,7 @@ BEGIN
            AND (e.data -> 'changes') @> jsonb_build_array(jsonb_build_object('path', state_history.path))
            AND c.x ->> 'path' = state_history.path
            AND o.pos > start
+           AND (e.tenant = t OR t = '*')
          ORDER BY o.pos
     LOOP
         cur := CASE r.op WHEN 'set' THEN r.v WHEN 'delete' THEN NULL

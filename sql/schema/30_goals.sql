@@ -87,6 +87,8 @@ CREATE TABLE goalrt.goals (
     -- sessions can complete, fail, plan, heartbeat or release the goal under
     -- it (holds_lease). Left as it was when the lease ends.
     lease_role       text,
+    -- The goal's tenant (docs/security.md, "Tenants"); a child goal's is its parent's.
+    tenant           text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
     CONSTRAINT goals_lease_whole CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
     CONSTRAINT goals_lease_active CHECK (lease_owner IS NULL OR status = 'active')
 )
@@ -105,9 +107,11 @@ CREATE INDEX goals_wake_idx ON goalrt.goals (wake_at) WHERE wake_at IS NOT NULL;
 CREATE INDEX goals_deadline_idx ON goalrt.goals (deadline_at)
     WHERE deadline_at IS NOT NULL AND status IN ('pending', 'active', 'waiting');
 CREATE INDEX goals_blocked_idx ON goalrt.goals (blocked_on, priority DESC, id) WHERE blocked_on IS NOT NULL;
--- One goal per idempotency key. Partial: most goals have no key, and every
--- version of a goal row (a claim, an end) would add an entry for its NULL.
-CREATE UNIQUE INDEX goals_idempotency_key_idx ON goalrt.goals (idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- One goal per idempotency key and tenant. Partial: most goals have no key,
+-- and every version of a goal row (a claim, an end) would add an entry for
+-- its NULL.
+CREATE UNIQUE INDEX goals_idempotency_key_idx ON goalrt.goals (idempotency_key, tenant)
+    WHERE idempotency_key IS NOT NULL;
 
 COMMENT ON TABLE goalrt.goals IS
     'One row per goal: lifecycle, priority, schedule, lease, plan position, result. History is in the events.';
@@ -138,6 +142,8 @@ CREATE TABLE goalrt.goal_steps (
     -- step while it is running (its worker died) fails the goal once the
     -- interrupted attempts have used them all.
     max_attempts    integer     CHECK (max_attempts >= 1),
+    -- Its goal's tenant.
+    tenant          text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
     PRIMARY KEY (goal_id, seq)
 )
 -- A step is updated in place as it runs and ends (HOT: see goalrt.goals).
@@ -482,7 +488,7 @@ BEGIN
                                    wake_at, deadline_at)
     VALUES (submit_one.name, coalesce(params, '{}'), coalesce(prio, 0), start_at, gkey, parent,
             o ->> 'partition_key', CASE WHEN start_at > now() THEN start_at END, deadline)
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    ON CONFLICT (idempotency_key, tenant) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING g.id INTO new_id;
     IF new_id IS NULL THEN
         SELECT g.id INTO new_id FROM goalrt.goals g WHERE g.idempotency_key = gkey;

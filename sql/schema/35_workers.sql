@@ -547,6 +547,9 @@ DECLARE
     fast     bigint[];
     nexts    integer[];
     ended    bigint[];
+    -- A session that serves every tenant acts for each goal's tenant in turn
+    -- (goalrt.acting_tenant, read by goalrt.current_tenant).
+    star     boolean := goalrt.current_tenant() = '*';
 BEGIN
     IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
         RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = 'GR008';
@@ -583,10 +586,25 @@ BEGIN
                           jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
                                                     THEN e -> 'changes' ELSE '[]' END) AS u(c)
                     WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path'));
-    IF cardinality(paths) > 0 THEN
+    IF cardinality(paths) > 0 AND NOT star THEN
         PERFORM set_config('goalrt.applying', 'on', true);
         INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos)
         SELECT p, NULL, 0, 0 FROM unnest(paths) AS p ORDER BY p COLLATE "C"
+        ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = sd.version WHERE false;
+        PERFORM set_config('goalrt.applying', 'off', true);
+    ELSIF cardinality(paths) > 0 THEN
+        -- Each path in the tenant of the goal whose item changes it.
+        PERFORM set_config('goalrt.applying', 'on', true);
+        INSERT INTO goalrt.state_data AS sd (path, value, version, inherited_pos, tenant)
+        SELECT q.p, NULL, 0, 0, q.tn
+          FROM (SELECT DISTINCT c ->> 'path' AS p, g0.tenant AS tn
+                  FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                        FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+                  JOIN goalrt.goals g0 ON g0.id = t.gid,
+                       jsonb_array_elements(CASE WHEN jsonb_typeof(e -> 'changes') = 'array'
+                                                 THEN e -> 'changes' ELSE '[]' END) AS u(c)
+                 WHERE jsonb_typeof(c -> 'path') = 'string' AND goalrt.valid_path(c ->> 'path')) q
+         ORDER BY q.p COLLATE "C", q.tn
         ON CONFLICT ON CONSTRAINT state_data_pkey DO UPDATE SET version = sd.version WHERE false;
         PERFORM set_config('goalrt.applying', 'off', true);
     END IF;
@@ -641,9 +659,16 @@ BEGIN
         UPDATE goalrt.goal_steps st
            SET status = 'complete', result = e -> 'result', error = NULL, completed_epoch = (e ->> 'epoch')::bigint,
                finished_at = now()
-          FROM jsonb_array_elements(items) AS t(e)
-         WHERE (e ->> 'goal_id')::bigint = ANY (fast)
-           AND st.goal_id = (e ->> 'goal_id')::bigint AND st.seq = (e ->> 'seq')::integer;
+          -- The keys read from JSON first (OFFSET 0 keeps them columns of
+          -- their own): while tenancy is on, the policy on goals and
+          -- goal_steps lets only leakproof conditions into an index scan;
+          -- st.goal_id = (e ->> 'goal_id')::bigint is not one (->> and the
+          -- cast may raise an error that shows a value), st.goal_id = t.gid
+          -- is. Otherwise every tenant's steps would be read, or the items
+          -- scanned once per step. The same below.
+          FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                  FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+         WHERE t.gid = ANY (fast) AND st.goal_id = t.gid AND st.seq = t.sq;
         IF cardinality(ended) > 0 THEN
             -- As end_goal: any other open step of the plan is cancelled, waits dropped.
             UPDATE goalrt.goal_steps st SET status = 'cancelled', finished_at = now()
@@ -665,8 +690,9 @@ BEGIN
         UPDATE goalrt.goals gl
            SET status = 'complete', result = e -> 'result', last_error = NULL, step_seq = NULL, lease_owner = NULL,
                lease_expires_at = NULL, wake_at = NULL, blocked_on = NULL, updated_at = now(), finished_at = now()
-          FROM jsonb_array_elements(items) AS t(e)
-         WHERE gl.id = ANY (ended) AND gl.id = (e ->> 'goal_id')::bigint;
+          FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                  FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+         WHERE gl.id = ANY (ended) AND gl.id = t.gid;
         INSERT INTO goalrt.event_data (stream, type, data)
         SELECT 'goal:' || q.gid, q.type, q.data
           FROM (SELECT (e ->> 'goal_id')::bigint AS gid, 1 AS o, 'step.completed' AS type,
@@ -674,29 +700,30 @@ BEGIN
                                           'action', st.action, 'attempt', st.attempts,
                                           'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id,
                                           'result', e -> 'result') AS data
-                  FROM jsonb_array_elements(items) AS t(e)
-                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
-                                           AND st.seq = (e ->> 'seq')::integer
-                 WHERE (e ->> 'goal_id')::bigint = ANY (fast) AND NOT (e ->> 'goal_id')::bigint = ANY (ended)
+                  FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                        FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+                  JOIN goalrt.goal_steps st ON st.goal_id = t.gid AND st.seq = t.sq
+                 WHERE t.gid = ANY (fast) AND NOT t.gid = ANY (ended)
                 UNION ALL
                 -- The last step's completion is recorded by goal.completed (as end_goal's detail below).
                 SELECT (e ->> 'goal_id')::bigint, 2, 'goal.completed',
                        jsonb_build_object('goal_id', (e ->> 'goal_id')::bigint, 'result', e -> 'result',
                                           'seq', (e ->> 'seq')::integer, 'action', st.action, 'attempt', st.attempts,
                                           'epoch', (e ->> 'epoch')::bigint, 'worker', worker_id)
-                  FROM jsonb_array_elements(items) AS t(e)
-                  JOIN goalrt.goal_steps st ON st.goal_id = (e ->> 'goal_id')::bigint
-                                           AND st.seq = (e ->> 'seq')::integer
-                 WHERE (e ->> 'goal_id')::bigint = ANY (ended)) q
+                  FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                        FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+                  JOIN goalrt.goal_steps st ON st.goal_id = t.gid AND st.seq = t.sq
+                 WHERE t.gid = ANY (ended)) q
          ORDER BY q.gid, q.o;
         RETURN QUERY
         SELECT (e ->> 'goal_id')::bigint,
                CASE WHEN (e ->> 'goal_id')::bigint = ANY (ended) THEN 'complete' ELSE 'continue' END,
                n.seq, n.action, n.args, n.attempts, NULL::text
-          FROM jsonb_array_elements(items) AS t(e)
-          JOIN goalrt.goals gl ON gl.id = (e ->> 'goal_id')::bigint
+          FROM (SELECT e, (e ->> 'goal_id')::bigint AS gid, (e ->> 'seq')::integer AS sq
+                  FROM jsonb_array_elements(items) AS t0(e) OFFSET 0) AS t
+          JOIN goalrt.goals gl ON gl.id = t.gid
           LEFT JOIN goalrt.goal_steps n ON n.goal_id = gl.id AND n.seq = gl.step_seq
-         WHERE (e ->> 'goal_id')::bigint = ANY (fast);
+         WHERE t.gid = ANY (fast);
     END IF;
     FOR x IN SELECT e FROM jsonb_array_elements(items) AS t(e)
               WHERE (e ->> 'goal_id') IS NULL OR NOT (e ->> 'goal_id')::bigint = ANY (fast)
@@ -704,6 +731,12 @@ BEGIN
         goal_id := (x ->> 'goal_id')::bigint;
         ep := (x ->> 'epoch')::bigint;
         sq := (x ->> 'seq')::integer;
+        IF star THEN
+            -- Every tenant again first: the last item's tenant would hide this goal.
+            PERFORM set_config('goalrt.acting_tenant', '', true);
+            PERFORM set_config('goalrt.acting_tenant',
+                               coalesce('=' || (SELECT g0.tenant FROM goalrt.goals g0 WHERE g0.id = goal_id), ''), true);
+        END IF;
         outcome := NULL; step_seq := NULL; action := NULL; args := NULL; attempt := NULL; error := NULL;
         IF x ->> 'outcome' IS NULL OR x ->> 'outcome' NOT IN ('complete', 'retry', 'fail', 'replan') THEN
             RAISE EXCEPTION 'items: outcome must be complete, retry, fail or replan (goal %)', goal_id
@@ -882,6 +915,9 @@ BEGIN
         END IF;
         RETURN NEXT;
     END LOOP;
+    IF star THEN
+        PERFORM set_config('goalrt.acting_tenant', '', true);
+    END IF;
     IF cardinality(paths) > 0 THEN
         -- Placeholders of paths that no change set wrote (its item was refused).
         PERFORM set_config('goalrt.applying', 'on', true);

@@ -59,6 +59,8 @@ CREATE TABLE goalrt.goal_waits (
     since_id   bigint      NOT NULL DEFAULT 0,
     match_key  text,
     created_at timestamptz NOT NULL DEFAULT now(),
+    -- Its goal's tenant: only that tenant's events match it.
+    tenant     text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
     PRIMARY KEY (goal_id, alt)
 );
 -- The first scalar field of the filter as 'key=value' (NULL: no such
@@ -80,7 +82,9 @@ COMMENT ON TABLE goalrt.goal_waits IS 'Goals waiting for an event: its type and 
 CREATE TABLE goalrt.wait_rechecks (
     id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     goal_id bigint      NOT NULL,
-    due_at  timestamptz NOT NULL DEFAULT now()
+    due_at  timestamptz NOT NULL DEFAULT now(),
+    -- Its goal's tenant: that tenant's (or an all-tenant) worker looks again.
+    tenant  text        NOT NULL DEFAULT '' CHECK (tenant <> '*')
 );
 CREATE INDEX wait_rechecks_due_idx ON goalrt.wait_rechecks (due_at);
 
@@ -240,6 +244,10 @@ DECLARE
     snap      pg_snapshot;
     since_pos bigint;
     ev        record;
+    -- The waiting goal's tenant (its since point is one of its events):
+    -- the log's policy does not hold the owner, so filter by hand.
+    t         text := coalesce((SELECT e.tenant FROM goalrt.event_data e WHERE e.id = p_since),
+                               goalrt.current_tenant());
 BEGIN
     settled := pg_try_advisory_xact_lock('goalrt.goal_waits'::regclass::oid::integer, goalrt.wait_lock_key(p_type));
     IF settled THEN
@@ -248,7 +256,7 @@ BEGIN
     END IF;
     -- Appended after the since point.
     SELECT e.id, e.stream, e.type, e.data INTO ev FROM goalrt.event_data e
-     WHERE e.type = p_type AND e.id > p_since
+     WHERE e.type = p_type AND e.id > p_since AND e.tenant = t
        AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
      ORDER BY e.id LIMIT 1;
     IF NOT FOUND AND p_since > 0 THEN
@@ -279,7 +287,7 @@ BEGIN
         END IF;
         SELECT e.id, e.stream, e.type, e.data INTO ev
           FROM goalrt.late_events l JOIN goalrt.event_data e ON e.id = l.event_id
-         WHERE l.type = p_type AND l.pos > since_pos AND l.event_id < p_since
+         WHERE l.type = p_type AND l.pos > since_pos AND l.event_id < p_since AND e.tenant = t
            AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
          ORDER BY l.pos LIMIT 1;
         IF ev.id IS NULL THEN
@@ -292,7 +300,7 @@ BEGIN
                     SELECT e0.* FROM goalrt.event_data e0
                      WHERE e0.xid = ANY (ARRAY(SELECT pg_snapshot_xip(snap)))) e
              WHERE e.type = p_type AND e.id < p_since AND NOT pg_visible_in_snapshot(e.xid, snap)
-               AND e.xid <> pg_current_xact_id()
+               AND e.xid <> pg_current_xact_id() AND e.tenant = t
                AND EXISTS (SELECT 1 FROM jsonb_array_elements(alts) f WHERE f = '{}' OR e.data @> f)
              ORDER BY e.id LIMIT 1;
         END IF;
@@ -1033,10 +1041,11 @@ BEGIN
               FROM goalrt.event_data n
               CROSS JOIN LATERAL (
                   SELECT w0.goal_id, w0.since_id, w0.filter FROM goalrt.goal_waits w0
-                   WHERE w0.event_type = n.type AND w0.match_key IS NULL
+                   WHERE w0.event_type = n.type AND w0.match_key IS NULL AND w0.tenant = n.tenant
                   UNION ALL
                   SELECT w1.goal_id, w1.since_id, w1.filter FROM goalrt.goal_waits w1
                    WHERE w1.event_type = n.type AND w1.match_key = ANY (goalrt.match_keys(n.data))
+                     AND w1.tenant = n.tenant
               ) w
              WHERE n.id = ANY (ids) AND (w.filter = '{}' OR n.data @> w.filter)) q
          ORDER BY q.goal_id, NOT q.counts, q.id

@@ -70,6 +70,15 @@ CATALOG_QUERIES: dict[str, str] = {
     # The rows the schema itself inserts (default settings); empty before the schema exists.
     "settings": """
         SELECT key, value::text FROM goalrt.settings ORDER BY 1""",
+    # Row-level security: which tables enable and force it, and their policies.
+    "row_security": """
+        SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
+          FROM pg_class c WHERE c.relnamespace = 'goalrt'::regnamespace AND c.relkind = 'r'
+           AND c.relname NOT LIKE 'alembic_version%'
+         ORDER BY 1""",
+    "policies": """
+        SELECT tablename, policyname, permissive, roles::text, cmd, qual, with_check
+          FROM pg_policies WHERE schemaname = 'goalrt' ORDER BY 1, 2""",
     "types": """
         SELECT t.typname, t.typtype FROM pg_type t
          WHERE t.typnamespace = 'goalrt'::regnamespace AND t.typname NOT LIKE '%alembic_version%'

@@ -22,7 +22,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 READER = {
-    "anchor_problem", "auto_snapshot", "base_pos", "chain_hash", "chain_head", "check_pos", "event_digest",
+    "anchor_problem", "auto_snapshot", "base_pos", "chain_hash", "chain_head", "check_pos", "current_tenant",
+    "event_digest",
     "fold_changes", "fold_value", "foreign_objects", "glob_to_like", "goal_tree", "json_depth_error",
     "json_problem", "json_too_deep", "params_problem", "partition_of", "path_pattern_prefix",
     "path_pattern_regex", "policy_equal", "policy_holds", "policy_key_live", "policy_keys", "policy_term",
@@ -50,7 +51,7 @@ FUNCTIONS = {
 READABLE = {
     "clock", "event_data", "event_order", "events", "forks", "gdl_policies", "gdl_triggers", "gdl_versions",
     "goal_steps", "goal_types", "goal_waits", "goals", "limit_buckets", "limit_holders", "limits", "schedules",
-    "settings", "snapshot_entries", "snapshots", "state", "state_data", "waiting_goals", "workers",
+    "settings", "snapshot_entries", "snapshots", "state", "state_data", "tenant_roles", "waiting_goals", "workers",
 }  # fmt: skip
 ADMIN_WRITES = {"settings", "forks"}
 ROLES = tuple(FUNCTIONS)
