@@ -37,7 +37,7 @@ class Budget:
     """How much search ``plan`` may do: node expansions, wall-clock and CPU seconds (None: no limit of that kind).
 
     ``max_expansions`` makes the outcome deterministic; a ``time_limit`` (wall
-    clock) or ``cpu_seconds`` (``time.process_time``, this process's CPU time)
+    clock) or ``cpu_seconds`` (``time.thread_time``, the CPU time of the thread that plans)
     cut depends on the machine. At least one limit must be set, so that
     ``plan`` always returns.
     """
@@ -119,9 +119,9 @@ def _astar(task: Task, estimator: Estimator, budget: Budget, started: float, cpu
     limit = math.inf if budget.max_expansions is None else budget.max_expansions
     deadline = math.inf if budget.time_limit is None else started + budget.time_limit
     clock = time.perf_counter
-    # process_time costs ~0.5 us a call: read it only when a CPU budget is set.
+    # thread_time costs ~0.5 us a call: read it only when a CPU budget is set.
     cpu_deadline = math.inf if budget.cpu_seconds is None else cpu_started + budget.cpu_seconds
-    cpu = time.process_time if budget.cpu_seconds is not None else float
+    cpu = time.thread_time if budget.cpu_seconds is not None else float
     best_g: dict[State, float] = {init: 0.0}
     closed_g: dict[State, float] = {}
     # Exact values of the state heuristic; with a bound, a node on the open list may not have one yet.
@@ -214,7 +214,7 @@ def plan(
     ``HEURISTICS`` (all admissible; they differ only in speed and, among plans
     of equal cost, which one is returned).
     """
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     if heuristic not in HEURISTICS:
         raise PlanningError(f"unknown heuristic {heuristic!r}: use one of {', '.join(sorted(HEURISTICS))}")
     if isinstance(exclude, str):
