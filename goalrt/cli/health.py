@@ -8,9 +8,6 @@ from goalrt.cli.support import AppContext, ForkCommand, emit_json, json_option, 
 from goalrt.durations import parse_duration
 from goalrt.errors import ConfigError, GoalrtError
 
-# A worker seen within this many seconds counts as alive (workers heartbeat at least every 20 s).
-ALIVE_S = 30.0
-
 
 def _seconds(value: str, option: str) -> float:
     try:
@@ -29,7 +26,7 @@ def health(app: AppContext, max_wait: str, as_json: bool) -> None:
     One line per check (ok, warn or fail); exit 1 when any fails.
     """
     from goalrt.db.migrate import check_migrated
-    from goalrt.goals.health import Check, Level, queue_checks
+    from goalrt.goals.health import Check, Level, alive_workers, queue_checks
 
     wait = _seconds(max_wait, "--max-wait")
     checks: list[Check] = []
@@ -38,7 +35,7 @@ def health(app: AppContext, max_wait: str, as_json: bool) -> None:
         checks.append(Check("database", Level.OK, "reachable and migrated"))
         with app.goals() as goals:
             figures = goals.figures()
-            alive = sum(1 for w in goals.workers() if w["seconds_since_seen"] < ALIVE_S)
+            alive = alive_workers(goals.workers())
             checks += queue_checks(figures, alive, goals.unserved(), max_wait=wait)
     except ConfigError:
         raise
@@ -69,12 +66,14 @@ def health(app: AppContext, max_wait: str, as_json: bool) -> None:
 @pass_app
 def metrics(app: AppContext, window: str, newest: int, as_json: bool) -> None:
     """Print goals by status, recent throughput and submit-to-end times, the backlog, workers and the clock."""
+    from goalrt.goals.health import alive_workers
+
     seconds = _seconds(window, "--window")
     with app.goals() as goals:
         counts = goals.counts()
         figures = goals.figures()
         finished = goals.finished(seconds, newest)
-        alive = sum(1 for w in goals.workers() if w["seconds_since_seen"] < ALIVE_S)
+        alive = alive_workers(goals.workers())
     if as_json:
         emit_json(
             {

@@ -15,6 +15,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+# A worker seen within this many seconds counts as alive (workers heartbeat at least every 20 s).
+WORKER_ALIVE_S = 30.0
+
+
+def alive_workers(workers: Iterable[Mapping[str, Any]]) -> int:
+    """Return how many of ``Goals.workers()``' rows were seen within ``WORKER_ALIVE_S``."""
+    return sum(1 for w in workers if w["seconds_since_seen"] < WORKER_ALIVE_S)
+
 
 @dataclass(frozen=True, slots=True)
 class QueueFigures:
@@ -155,4 +163,15 @@ def queue_checks(
     return checks
 
 
-__all__ = ["Check", "Finished", "History", "Level", "Minute", "QueueFigures", "history_of", "queue_checks"]
+__all__ = [
+    "WORKER_ALIVE_S",
+    "Check",
+    "Finished",
+    "History",
+    "Level",
+    "Minute",
+    "QueueFigures",
+    "alive_workers",
+    "history_of",
+    "queue_checks",
+]

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from goalrt.errors import GoalNotFoundError
+from goalrt.goals.health import WORKER_ALIVE_S, alive_workers
 from goalrt.goals.status import GoalStatus
 from goalrt.serve.access import find_token
 from goalrt.serve.console_access import (
@@ -26,7 +27,6 @@ from goalrt.serve.console_access import (
 )
 from goalrt.serve.console_charts import latency_chart, throughput_chart
 from goalrt.serve.context import server_of
-from goalrt.serve.observe import WORKER_ALIVE_S
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -55,7 +55,7 @@ async def overview(request: Request, caller: ConsoleCaller) -> Response:
         "overview.html",
         counts={s.value: counts.get(s.value, 0) for s in GoalStatus},
         total=sum(counts.values()),
-        alive=sum(1 for w in workers if w["seconds_since_seen"] < WORKER_ALIVE_S),
+        alive=alive_workers(workers),
         workers=len(workers),
         head=head,
         recent=list(reversed(recent)),

@@ -19,14 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from goalrt.errors import GoalrtError
 from goalrt.goals.async_goals import AsyncGoals
+from goalrt.goals.health import WORKER_ALIVE_S, alive_workers
 from goalrt.goals.status import GoalStatus
 from goalrt.log.async_eventlog import AsyncEventLog
 from goalrt.serve.context import API, JsonOut, server_of
 
 router = APIRouter(tags=["health"])
-
-# A worker not seen for this long is not counted alive (workers heartbeat every few seconds).
-WORKER_ALIVE_S = 30.0
 
 
 class Figures(Collector):
@@ -161,9 +159,7 @@ async def metrics(request: Request) -> Response:
             async with server.pools.connection(server.default_url) as (conn, schema):
                 goals = AsyncGoals(conn, schema=schema)
                 figures.counts = await goals.counts()
-                figures.workers_alive = sum(
-                    1 for w in await goals.workers() if w["seconds_since_seen"] < WORKER_ALIVE_S
-                )
+                figures.workers_alive = alive_workers(await goals.workers())
                 figures.head = await AsyncEventLog(conn, schema=schema).head()
             figures.taken_at = time.monotonic()
         except GoalrtError:
