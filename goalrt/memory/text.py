@@ -1,0 +1,59 @@
+"""What memory indexes of an event: the text made of its type, stream and data (docs/memory.md, "What is indexed").
+
+The text is the type and the stream (each also split into words, so
+``payment.failed`` is found by "payment failed"), then each scalar field of
+the data as ``key: value`` (nested keys joined by dots), depth first in the
+data's order, until ``MAX_CHARS``. A field whose name says it holds a
+secret (password, token, api key, authorization, cookie, secret...) is left
+out with everything under it: http.call keeps secrets out of events
+already, and this keeps a handler's careless field out of the index too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# The most characters of an event's text (the table's CHECK allows 8000).
+MAX_CHARS = 2000
+# Deeper data is not walked.
+_MAX_DEPTH = 6
+_SECRET = re.compile(r"pass(word|wd|phrase)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private", re.I)
+_SPLIT = re.compile(r"[._:/\-]+")
+
+
+def is_secret_key(key: str) -> bool:
+    """Return whether a data field's name says it holds a secret (it is never indexed)."""
+    return bool(_SECRET.search(key))
+
+
+def _words(name: str) -> str:
+    return " ".join(part for part in _SPLIT.split(name) if part)
+
+
+def _fields(value: Any, prefix: str, depth: int, out: list[str], budget: list[int]) -> None:
+    if budget[0] <= 0 or depth > _MAX_DEPTH:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if is_secret_key(str(key)):
+                continue
+            _fields(item, f"{prefix}.{key}" if prefix else str(key), depth + 1, out, budget)
+    elif isinstance(value, list):
+        for item in value:
+            _fields(item, prefix, depth + 1, out, budget)
+    elif value is not None:
+        text = f"{prefix}: {value}" if prefix else str(value)
+        out.append(text)
+        budget[0] -= len(text) + 1
+
+
+def event_text(type: str, stream: str, data: Any) -> str:
+    """Return the text memory indexes for an event (at most ``MAX_CHARS`` characters)."""
+    head = f"{type} ({_words(type)}) {stream} ({_words(stream)})"
+    out: list[str] = [head]
+    _fields(data, "", 0, out, [MAX_CHARS - len(head)])
+    return "\n".join(out)[:MAX_CHARS]
+
+
+__all__ = ["MAX_CHARS", "event_text", "is_secret_key"]

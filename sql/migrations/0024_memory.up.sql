@@ -1,0 +1,282 @@
+-- Agent memory (issue 22 item 3): goalrt.memory (with a vector column and HNSW index where
+-- pgvector is), goalrt.memory_cursor, and the functions to search, index and reset it.
+
+-- Where the indexer is: every event with pos <= cursor_pos has its entry (or
+-- was passed over on purpose). One row. The embedder named here made every
+-- vector in the table; another may index only after `goalrt memory reset`.
+CREATE TABLE goalrt.memory_cursor (
+    one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+    cursor_pos  bigint  NOT NULL DEFAULT 0 CHECK (cursor_pos >= 0),
+    embedder    text,
+    dims        integer CHECK (dims > 0),
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+INSERT INTO goalrt.memory_cursor DEFAULT VALUES;
+
+COMMENT ON TABLE goalrt.memory_cursor IS
+    'The memory indexer''s durable position in the log, and the embedder its vectors came from.';
+
+-- One entry per event position: the primary key is what makes an event
+-- indexed at most once, whatever two indexers do.
+CREATE TABLE goalrt.memory (
+    pos         bigint      PRIMARY KEY,
+    event_id    bigint      NOT NULL,
+    stream      text        NOT NULL,
+    type        text        NOT NULL,
+    tenant      text        NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    body        text        NOT NULL CHECK (length(body) <= 8000),
+    tsv         tsvector    GENERATED ALWAYS AS (to_tsvector('english'::regconfig, body)) STORED
+);
+CREATE INDEX memory_tsv_idx ON goalrt.memory USING gin (tsv);
+CREATE INDEX memory_recorded_idx ON goalrt.memory (recorded_at);
+
+COMMENT ON TABLE goalrt.memory IS
+    'Agent memory: the searchable text (and, with pgvector, the embedding) of each indexed event.';
+
+-- The vector column and its HNSW index exist only where pgvector does
+-- (00_extensions.sql creates it where the server has it). 256 dimensions:
+-- the default embedder's (wordllama l2_supercat); an embeddings endpoint is
+-- asked for 256 too. The type is named through the extension's schema:
+-- goalrt's functions do not search public.
+DO $$
+DECLARE
+    ext text := (SELECT n.nspname FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
+                  WHERE x.extname = 'vector');
+BEGIN
+    IF ext IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE goalrt.memory ADD COLUMN embedding %I.vector(256)', ext);
+        EXECUTE format('CREATE INDEX memory_embedding_idx ON goalrt.memory USING hnsw (embedding %I.vector_cosine_ops)', ext);
+    END IF;
+END
+$$;
+
+-- The schema of pgvector when the memory table has its vector column, else NULL.
+CREATE FUNCTION goalrt.memory_vector_schema() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT n.nspname::text
+      FROM pg_attribute a
+      JOIN pg_type t ON t.oid = a.atttypid
+      JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE a.attrelid = 'goalrt.memory'::regclass AND a.attname = 'embedding' AND NOT a.attisdropped
+$$;
+
+-- What search can use and how far the index is: one row.
+CREATE FUNCTION goalrt.memory_status()
+RETURNS TABLE (vectors boolean, cursor_pos bigint, head bigint, entries bigint, embedder text, dims integer)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT goalrt.memory_vector_schema() IS NOT NULL, c.cursor_pos, (SELECT k.head FROM goalrt.clock k),
+           (SELECT count(*) FROM goalrt.memory m
+             WHERE m.tenant = goalrt.current_tenant() OR goalrt.current_tenant() = '*'),
+           c.embedder, c.dims
+      FROM goalrt.memory_cursor c
+$$;
+
+COMMENT ON FUNCTION goalrt.memory_status() IS
+    'Whether memory has vectors, the indexer''s position, the log''s head, the caller''s tenant''s entries and the embedder.';
+
+-- The indexer's next events: those positioned after the cursor, of every
+-- tenant, in pos order (positions are gapless and handed out at commit: a
+-- pos > N read is safe as written, docs/event-log.md).
+CREATE FUNCTION goalrt.memory_pending(max_count integer DEFAULT 500)
+RETURNS TABLE (pos bigint, event_id bigint, stream text, type text, data jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+BEGIN
+    IF max_count IS NULL OR max_count < 1 OR max_count > 10000 THEN
+        RAISE EXCEPTION 'max_count must be between 1 and 10000' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT o.pos, e.id, e.stream, e.type, e.data
+      FROM goalrt.event_order o
+      JOIN goalrt.event_data e ON e.id = o.event_id
+     WHERE o.pos > (SELECT c.cursor_pos FROM goalrt.memory_cursor c)
+     ORDER BY o.pos
+     LIMIT max_count;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.memory_pending(integer) IS
+    'Indexer: the events after the memory cursor (every tenant''s), in pos order.';
+
+-- Record the entries of the events after_pos < pos <= upto_pos and move the
+-- cursor to upto_pos, in one transaction. entries: [{pos, body, embedding?}]
+-- (embedding: a JSON array of 256 numbers, only where the table has vectors).
+-- The stream, type, tenant and time come from the log, not from the caller.
+-- Refused (40001) when the cursor is no longer at after_pos: another indexer
+-- got there first, and this batch is already in.
+CREATE FUNCTION goalrt.memory_index(after_pos bigint, upto_pos bigint, entries jsonb, embedder_name text, embedder_dims integer)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    c    goalrt.memory_cursor;
+    ext  text := goalrt.memory_vector_schema();
+    n    bigint;
+BEGIN
+    IF jsonb_typeof(entries) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'entries must be a JSON array' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO c FROM goalrt.memory_cursor FOR UPDATE;
+    IF c.cursor_pos <> after_pos THEN
+        RAISE EXCEPTION 'the memory cursor is at %, not %: another indexer moved it', c.cursor_pos, after_pos
+            USING ERRCODE = '40001';
+    END IF;
+    IF upto_pos < after_pos OR upto_pos > (SELECT k.head FROM goalrt.clock k)
+       OR NOT EXISTS (SELECT 1 FROM goalrt.event_order o WHERE o.pos = upto_pos) AND upto_pos > after_pos THEN
+        RAISE EXCEPTION 'upto_pos % is not a position after % in the log', upto_pos, after_pos USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(entries) x
+                WHERE jsonb_typeof(x -> 'pos') IS DISTINCT FROM 'number'
+                   OR (x ->> 'pos')::numeric <= after_pos OR (x ->> 'pos')::numeric > upto_pos
+                   OR jsonb_typeof(x -> 'body') IS DISTINCT FROM 'string') THEN
+        RAISE EXCEPTION 'each entry needs a pos in (%, %] and a body', after_pos, upto_pos USING ERRCODE = '22023';
+    END IF;
+    IF ext IS NOT NULL AND embedder_name IS NOT NULL THEN
+        IF c.embedder IS NOT NULL AND (c.embedder, c.dims) IS DISTINCT FROM (embedder_name, embedder_dims) THEN
+            RAISE EXCEPTION 'memory holds vectors of embedder % (% dimensions), not %: run goalrt memory reset to index again',
+                c.embedder, c.dims, embedder_name USING ERRCODE = '22023';
+        END IF;
+        EXECUTE format(
+            'INSERT INTO goalrt.memory (pos, event_id, stream, type, tenant, recorded_at, body, embedding)
+             SELECT o.pos, e.id, e.stream, e.type, o.tenant, e.recorded_at, x ->> ''body'',
+                    (x ->> ''embedding'')::%I.vector
+               FROM jsonb_array_elements($1) x
+               JOIN goalrt.event_order o ON o.pos = (x ->> ''pos'')::bigint
+               JOIN goalrt.event_data e ON e.id = o.event_id', ext)
+        USING entries;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        UPDATE goalrt.memory_cursor
+           SET cursor_pos = upto_pos, embedder = embedder_name, dims = embedder_dims, updated_at = clock_timestamp();
+    ELSE
+        INSERT INTO goalrt.memory (pos, event_id, stream, type, tenant, recorded_at, body)
+        SELECT o.pos, e.id, e.stream, e.type, o.tenant, e.recorded_at, x ->> 'body'
+          FROM jsonb_array_elements(entries) x
+          JOIN goalrt.event_order o ON o.pos = (x ->> 'pos')::bigint
+          JOIN goalrt.event_data e ON e.id = o.event_id;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        UPDATE goalrt.memory_cursor SET cursor_pos = upto_pos, updated_at = clock_timestamp();
+    END IF;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.memory_index(bigint, bigint, jsonb, text, integer) IS
+    'Indexer: add the entries of the events after after_pos up to upto_pos and move the cursor there (40001 if it moved).';
+
+-- Forget every entry and start again from position 0 (another embedder, or
+-- other fields chosen). The next indexer run rebuilds the whole index.
+CREATE FUNCTION goalrt.memory_reset() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+BEGIN
+    PERFORM 1 FROM goalrt.memory_cursor FOR UPDATE;
+    TRUNCATE goalrt.memory;
+    UPDATE goalrt.memory_cursor SET cursor_pos = 0, embedder = NULL, dims = NULL, updated_at = clock_timestamp();
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.memory_reset() IS
+    'Forget the memory index; the next indexer run rebuilds it from the start of the log.';
+
+-- The entries closest to a query, of the caller's tenant: by words (the
+-- query's words OR-ed, ranked by ts_rank_cd) and, when query_embedding is
+-- given and the table has vectors, by cosine distance (HNSW); the two
+-- rankings are fused by reciprocal rank (k = 60), each taking its best
+-- max(4 * max_count, 40) candidates. type_pattern is a glob (goal.*); since
+-- keeps entries recorded at or after it.
+CREATE FUNCTION goalrt.memory_search(
+    query text, query_embedding jsonb DEFAULT NULL, type_pattern text DEFAULT NULL,
+    since timestamptz DEFAULT NULL, max_count integer DEFAULT 10
+) RETURNS TABLE (pos bigint, event_id bigint, stream text, type text, recorded_at timestamptz, body text,
+                 score double precision, text_rank integer, vector_rank integer)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    t     text := goalrt.current_tenant();
+    ext   text := goalrt.memory_vector_schema();
+    q     tsquery;
+    cand  integer;
+BEGIN
+    IF query IS NULL OR btrim(query) = '' THEN
+        RAISE EXCEPTION 'the query must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF length(query) > 4000 THEN
+        RAISE EXCEPTION 'the query is % characters long; at most 4000', length(query) USING ERRCODE = '22023';
+    END IF;
+    IF max_count IS NULL OR max_count < 1 OR max_count > 1000 THEN
+        RAISE EXCEPTION 'max_count must be between 1 and 1000' USING ERRCODE = '22023';
+    END IF;
+    cand := greatest(4 * max_count, 40);
+    -- Any of the query's words, not all of them: a question rarely repeats an event's every word.
+    q := replace(plainto_tsquery('english'::regconfig, query)::text, ' & ', ' | ')::tsquery;
+    IF ext IS NULL OR query_embedding IS NULL THEN
+        RETURN QUERY
+        SELECT m.pos, m.event_id, m.stream, m.type, m.recorded_at, m.body,
+               (1.0 / (60 + r.rk))::double precision, r.rk::integer, NULL::integer
+          FROM (SELECT x.pos, row_number() OVER (ORDER BY ts_rank_cd(x.tsv, q) DESC, x.pos DESC) AS rk
+                  FROM goalrt.memory x
+                 WHERE x.tsv @@ q AND (x.tenant = t OR t = '*')
+                   AND (type_pattern IS NULL OR x.type LIKE goalrt.glob_to_like(type_pattern))
+                   AND (since IS NULL OR x.recorded_at >= since)
+                 ORDER BY ts_rank_cd(x.tsv, q) DESC, x.pos DESC
+                 LIMIT cand) r
+          JOIN goalrt.memory m ON m.pos = r.pos
+         ORDER BY r.rk
+         LIMIT max_count;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(query_embedding) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'query_embedding must be a JSON array of numbers' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'WITH words AS (
+             SELECT x.pos, row_number() OVER (ORDER BY ts_rank_cd(x.tsv, $1) DESC, x.pos DESC) AS rk
+               FROM goalrt.memory x
+              WHERE x.tsv @@ $1 AND (x.tenant = $3 OR $3 = ''*'')
+                AND ($4::text IS NULL OR x.type LIKE goalrt.glob_to_like($4))
+                AND ($5::timestamptz IS NULL OR x.recorded_at >= $5)
+              ORDER BY ts_rank_cd(x.tsv, $1) DESC, x.pos DESC
+              LIMIT $6),
+         near AS (
+             SELECT y.pos, row_number() OVER (ORDER BY y.d, y.pos DESC) AS rk
+               FROM (SELECT x.pos, x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector AS d
+                       FROM goalrt.memory x
+                      WHERE x.embedding IS NOT NULL AND (x.tenant = $3 OR $3 = ''*'')
+                        AND ($4::text IS NULL OR x.type LIKE goalrt.glob_to_like($4))
+                        AND ($5::timestamptz IS NULL OR x.recorded_at >= $5)
+                      ORDER BY x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector
+                      LIMIT $6) y),
+         fused AS (
+             SELECT coalesce(w.pos, n.pos) AS pos, w.rk AS wrk, n.rk AS nrk,
+                    coalesce(1.0 / (60 + w.rk), 0) + coalesce(1.0 / (60 + n.rk), 0) AS score
+               FROM words w FULL JOIN near n ON n.pos = w.pos)
+         SELECT m.pos, m.event_id, m.stream, m.type, m.recorded_at, m.body,
+                f.score::double precision, f.wrk::integer, f.nrk::integer
+           FROM fused f JOIN goalrt.memory m ON m.pos = f.pos
+          ORDER BY f.score DESC, m.pos DESC
+          LIMIT $7', ext)
+    USING q, query_embedding::text, t, type_pattern, since, cand, max_count;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.memory_search(text, jsonb, text, timestamptz, integer) IS
+    'The caller''s tenant''s memory entries closest to a query: words and (with pgvector) meaning, fused by rank.';
+
+REVOKE ALL ON goalrt.memory, goalrt.memory_cursor FROM PUBLIC;
+REVOKE ALL ON FUNCTION goalrt.memory_vector_schema(), goalrt.memory_status(), goalrt.memory_pending(integer),
+    goalrt.memory_index(bigint, bigint, jsonb, text, integer), goalrt.memory_reset(),
+    goalrt.memory_search(text, jsonb, text, timestamptz, integer) FROM PUBLIC;
+
+-- Every role that reads the log searches its tenant's memory; only admins
+-- index (every tenant's events) and reset. Remembering is appending an event
+-- (memory.noted), so it is granted with append_event (apps, admins).
+DO $$
+BEGIN
+    IF (SELECT count(*) FROM pg_roles
+         WHERE rolname IN ('goalrt_reader', 'goalrt_app', 'goalrt_worker', 'goalrt_writer', 'goalrt_admin')) < 5 THEN
+        RETURN;
+    END IF;
+    GRANT EXECUTE ON FUNCTION goalrt.memory_status(), goalrt.memory_search(text, jsonb, text, timestamptz, integer)
+        TO goalrt_reader, goalrt_app, goalrt_worker, goalrt_writer, goalrt_admin;
+    GRANT EXECUTE ON FUNCTION goalrt.memory_pending(integer), goalrt.memory_index(bigint, bigint, jsonb, text, integer),
+        goalrt.memory_reset()
+        TO goalrt_admin;
+END
+$$;
