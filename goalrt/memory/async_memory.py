@@ -173,17 +173,22 @@ class AsyncMemory(AsyncClient):
             raise
         return len(rows)
 
-    async def follow(self, *, batch: int = 500, idle_poll: float = 1.0, stop: asyncio.Event | None = None) -> None:
-        """Index as events commit, until ``stop`` is set: catch up, then wait on LISTEN/NOTIFY (polling as fallback).
+    async def follow(self, *, batch: int = 500, idle_poll: float = 1.0, stop: asyncio.Event | None = None) -> int:
+        """Index as events commit until ``stop`` is set (at least one pass); return how many were indexed.
 
+        Catches up, then waits on LISTEN/NOTIFY, polling as the fallback.
         Uses this client's connection, which (with psycopg) must be in autocommit mode.
         """
+        total = 0
         async with self._db.listen(bus.channels(self.schema)) as listener:
-            while stop is None or not stop.is_set():
+            while True:
                 got = await self.index(batch=batch)
+                total += got
                 if got:
                     log.info("memory: indexed %d events", got)
-                else:
+                if stop is not None and stop.is_set():
+                    return total
+                if not got:
                     await listener.wait(idle_poll, stop, notify=True)
 
 
