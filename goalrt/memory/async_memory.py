@@ -20,11 +20,12 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from goalrt.db.async_client import AsyncClient
 from goalrt.db.driver import AsyncConnection
 from goalrt.db.resources import MAIN_SCHEMA
+from goalrt.db.schemas import open_connection_async
 from goalrt.errors import GoalrtError
 from goalrt.log import bus
 from goalrt.memory.embedders import Embedder, embedder_from_env
@@ -58,13 +59,24 @@ class AsyncMemory(AsyncClient):
         super().__init__(conn, schema=schema, owns_connection=owns_connection)
         self._embedder = embedder_from_env() if isinstance(embedder, str) else embedder
 
+    @classmethod
+    async def connect(
+        cls, url: str | None = None, *, fork: str | None = None, embedder: Embedder | str | None = "env"
+    ) -> Self:
+        """Open a client on ``url`` (default: GOALRT_DATABASE_URL or the embedded server), with ``embedder``.
+
+        With ``fork``, the client acts on that fork instead of the main line.
+        """
+        conn, schema = await open_connection_async(url, fork)
+        return cls(conn, schema=schema, owns_connection=True, embedder=embedder)
+
     @property
     def embedder(self) -> Embedder | None:
-        """Return the embedder this client uses (None: words alone)."""
+        """The embedder of queries and indexed text (None: words alone); may be set."""
         return self._embedder
 
-    def use_embedder(self, embedder: Embedder | None) -> None:
-        """Use ``embedder`` from now on (None: words alone)."""
+    @embedder.setter
+    def embedder(self, embedder: Embedder | None) -> None:
         self._embedder = embedder
 
     async def status(self) -> MemoryStatus:

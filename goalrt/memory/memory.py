@@ -20,11 +20,12 @@ import logging
 import threading
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from goalrt.db.client import Client
 from goalrt.db.driver import Connection
 from goalrt.db.resources import MAIN_SCHEMA
+from goalrt.db.schemas import open_connection
 from goalrt.errors import GoalrtError
 from goalrt.log import bus
 from goalrt.memory.embedders import Embedder, embedder_from_env
@@ -58,13 +59,24 @@ class Memory(Client):
         super().__init__(conn, schema=schema, owns_connection=owns_connection)
         self._embedder = embedder_from_env() if isinstance(embedder, str) else embedder
 
+    @classmethod
+    def connect(
+        cls, url: str | None = None, *, fork: str | None = None, embedder: Embedder | str | None = "env"
+    ) -> Self:
+        """Open a client on ``url`` (default: GOALRT_DATABASE_URL or the embedded server), with ``embedder``.
+
+        With ``fork``, the client acts on that fork instead of the main line.
+        """
+        conn, schema = open_connection(url, fork)
+        return cls(conn, schema=schema, owns_connection=True, embedder=embedder)
+
     @property
     def embedder(self) -> Embedder | None:
-        """Return the embedder this client uses (None: words alone)."""
+        """The embedder of queries and indexed text (None: words alone); may be set."""
         return self._embedder
 
-    def use_embedder(self, embedder: Embedder | None) -> None:
-        """Use ``embedder`` from now on (None: words alone)."""
+    @embedder.setter
+    def embedder(self, embedder: Embedder | None) -> None:
         self._embedder = embedder
 
     def status(self) -> MemoryStatus:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 import pytest
 
@@ -25,6 +26,7 @@ from goalrt.memory import model
 from goalrt.memory.embedders import OpenAIEmbedder, WordLlamaEmbedder
 from goalrt.memory.memory import Memory
 from tests.integration import test_tenants
+from tests.integration.serve_support import serving
 from tests.local_embeddings import EmbeddingsStub, stub_vector
 
 tenancy = test_tenants.tenancy
@@ -36,8 +38,7 @@ def has_vector(conn: psycopg.Connection) -> bool:
 
 @pytest.fixture
 def memory(db_url: str) -> Iterator[Memory]:
-    with Memory.connect(db_url) as m:
-        m.use_embedder(None)
+    with Memory.connect(db_url, embedder=None) as m:
         yield m
 
 
@@ -74,8 +75,7 @@ def test_indexing_resumes_exactly_where_it_stopped(
     assert memory.index(batch=30, max_events=100) == 100
     assert memory.status().cursor_pos == 100
     # A new indexer (a restart) goes on from the durable cursor.
-    with Memory.connect(db_url) as again:
-        again.use_embedder(None)
+    with Memory.connect(db_url, embedder=None) as again:
         assert again.index(batch=64) == 150
         append(log, 10, start=250)
         assert again.index() == 10
@@ -117,8 +117,7 @@ def test_two_indexers_at_once_index_each_event_once(db_url: str, log: EventLog, 
 
     def run() -> None:
         try:
-            with Memory.connect(db_url) as m:
-                m.use_embedder(None)
+            with Memory.connect(db_url, embedder=None) as m:
                 start.wait()
                 counts.append(m.index(batch=7))
         except BaseException as exc:  # reported below
@@ -173,7 +172,7 @@ def test_search_without_pgvector_is_by_words_and_says_so_once(
 ) -> None:
     if has_vector(conn):
         pytest.skip("this server has pgvector (run on PostgreSQL without it: GOALRT_TEST_DATABASE_URL)")
-    memory.use_embedder(WordLlamaEmbedder())
+    memory.embedder = WordLlamaEmbedder()
     log.append("order:o1", "payment.failed", {"reason": "card declined by the bank"})
     log.append("order:o2", "shipment.sent", {"carrier": "DHL"})
     memory.index()
@@ -197,7 +196,7 @@ def test_hybrid_search_with_pgvector_and_wordllama(
     log.append("order:o2", "shipment.sent", {"carrier": "DHL"})
     log.append("user:u1", "user.complained", {"message": "my parcel never arrived"})
     with Memory.connect(db_url) as memory, caplog.at_level(logging.WARNING, logger="goalrt.memory"):
-        memory.use_embedder(WordLlamaEmbedder())
+        memory.embedder = WordLlamaEmbedder()
         assert memory.index() == 3
         status = memory.status()
         assert status.vectors and status.embedder == "wordllama:l2_supercat_256" and status.dims == 256
@@ -210,7 +209,7 @@ def test_hybrid_search_with_pgvector_and_wordllama(
     assert not [r for r in caplog.records if r.name == "goalrt.memory"]
     # Vectors of another embedder are never compared with these: indexing with it is refused.
     with EmbeddingsStub() as stub, Memory.connect(db_url) as other:
-        other.use_embedder(OpenAIEmbedder(stub.base, "hash", stub.key))
+        other.embedder = OpenAIEmbedder(stub.base, "hash", stub.key)
         log.append("order:o3", "order.placed", {})
         with pytest.raises(DatabaseError, match="memory reset"):
             other.index()
@@ -292,7 +291,7 @@ def test_hybrid_search_through_an_embeddings_endpoint(log: EventLog, db_url: str
     if not has_vector(conn):
         pytest.skip("this server has no pgvector (unset GOALRT_TEST_DATABASE_URL for the embedded PostgreSQL 18)")
     with EmbeddingsStub() as stub, Memory.connect(db_url) as memory:
-        memory.use_embedder(OpenAIEmbedder(stub.base, "hash", stub.key))
+        memory.embedder = OpenAIEmbedder(stub.base, "hash", stub.key)
         log.append("order:o1", "payment.failed", {"reason": "card declined"})
         log.append("order:o2", "shipment.sent", {"carrier": "DHL"})
         assert memory.index() == 2
@@ -331,3 +330,30 @@ def test_tenants_find_only_their_own_events(tenancy: test_tenants.Tenancy) -> No
     # Nobody but the owner reads the tables themselves.
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         reader_a.execute("SELECT body FROM goalrt.memory")
+
+
+# -- over HTTP ---------------------------------------------------------------------------
+
+
+def test_goalrt_serve_searches_memory(
+    db_url: str, log: EventLog, memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALRT_MEMORY_EMBEDDER", "none")
+    log.append("order:o1", "payment.failed", {"reason": "card declined"})
+    log.append("order:o2", "shipment.sent", {"carrier": "DHL"})
+    memory.index()
+    with serving(db_url) as base, httpx.Client(base_url=f"{base}/api/v1", timeout=30) as api:
+        found = api.get("/memory/search", params={"q": "declined", "limit": 5}).json()
+        assert found["mode"] == "text"
+        assert [(e["pos"], e["type"]) for e in found["events"]] == [(1, "payment.failed")]
+        assert api.get("/memory/search", params={"q": "declined", "type": "ship*"}).json()["events"] == []
+        assert api.get("/memory/status").json()["cursor_pos"] == 2
+        for params, message in (
+            ({"q": " "}, "the query must not be empty"),
+            ({"q": "x", "since": "soon"}, "ISO 8601"),
+            ({"q": "x" * 4001}, "q: "),
+            ({"q": "x", "limit": 0}, "limit: "),
+        ):
+            response = api.get("/memory/search", params=params)
+            assert response.status_code == 400, response.text
+            assert message in response.json()["error"]["message"]
