@@ -29,8 +29,8 @@ from goalrt.db.schemas import open_connection_async
 from goalrt.errors import GoalrtError
 from goalrt.log import bus
 from goalrt.memory.embedders import Embedder, embedder_from_env
-from goalrt.memory.model import MemoryHit, MemoryStatus, check_search, note_data, say_once
-from goalrt.memory.text import event_text
+from goalrt.memory.model import MemoryHit, MemoryStatus, check_search, note_data, say_once, vector_text
+from goalrt.memory.text import event_text, meaning_text
 
 log = logging.getLogger("goalrt.memory")
 
@@ -86,8 +86,9 @@ class AsyncMemory(AsyncClient):
 
     async def _query_vector(self, query: str) -> list[float] | None:
         """Return the query's embedding when search can use vectors, else None (and say why, once)."""
-        status = await self.status()
-        if not status.vectors:
+        rows = await self._run("memory_mode")
+        vectors, indexed_by = bool(rows[0][0]), rows[0][1]
+        if not vectors:
             say_once("no-pgvector", "memory: this PostgreSQL has no pgvector; search is by full text only")
             return None
         if self._embedder is None:
@@ -97,15 +98,15 @@ class AsyncMemory(AsyncClient):
                 "search is by full text only",
             )
             return None
-        if status.embedder is not None and status.embedder != self._embedder.name:
+        if indexed_by is not None and indexed_by != self._embedder.name:
             say_once(
                 "other-embedder",
-                f"memory: the index holds vectors of {status.embedder}, not {self._embedder.name}; "
+                f"memory: the index holds vectors of {indexed_by}, not {self._embedder.name}; "
                 "search is by full text only",
             )
             return None
-        vectors = await self._embedder.aembed([query])
-        return vectors[0]
+        embedded = await self._embedder.aembed([query])
+        return embedded[0]
 
     async def search(
         self, query: str, *, type: str | None = None, since: datetime | None = None, limit: int = 10
@@ -151,8 +152,8 @@ class AsyncMemory(AsyncClient):
         if not 1 <= batch <= 10_000:
             raise ValueError("batch must be between 1 and 10000")
         await self._run("clock_tick", (200,))
-        status = await self.status()
-        embedder = self._embedder if status.vectors else None
+        rows = await self._run("memory_mode")
+        embedder = self._embedder if rows[0][0] else None
         done = 0
         while max_events is None or done < max_events:
             size = batch if max_events is None else min(batch, max_events - done)
@@ -171,11 +172,11 @@ class AsyncMemory(AsyncClient):
             return 0
         # Positions are gapless: the first pending event is the one right after the cursor.
         after, upto = int(rows[0][0]) - 1, int(rows[-1][0])
-        texts = [event_text(r[3], r[2], r[4]) for r in rows]
-        entries: list[dict[str, Any]] = [{"pos": int(r[0]), "body": t} for r, t in zip(rows, texts, strict=True)]
+        entries: list[dict[str, Any]] = [{"pos": int(r[0]), "body": event_text(r[3], r[2], r[4])} for r in rows]
         if embedder is not None:
-            for entry, vector in zip(entries, await embedder.aembed(texts), strict=True):
-                entry["embedding"] = vector
+            meanings = [meaning_text(r[3], r[4]) for r in rows]
+            for entry, vector in zip(entries, await embedder.aembed(meanings), strict=True):
+                entry["embedding"] = vector_text(vector)
         name, dims = (embedder.name, embedder.dims) if embedder is not None else (None, None)
         try:
             await self._run("memory_index", (after, upto, self._db.json(entries), name, dims))

@@ -48,6 +48,19 @@ def _fields(value: Any, prefix: str, depth: int, out: list[str], budget: list[in
         budget[0] -= len(text) + 1
 
 
+def meaning_text(type: str, data: Any) -> str:
+    """Return the text an event's embedding is made of: its type in words and its fields' values.
+
+    Not the stream, nor the field names: ids (``order:o-5521``) and keys are
+    the same kind of token in every event, and an embedding that averages
+    its tokens (wordllama's) would be pulled towards all the others by them.
+    """
+    out: list[str] = []
+    _fields(data, "", 0, out, [MAX_CHARS])
+    values = [line.split(": ", 1)[-1] for line in out]
+    return ". ".join([_words(type), *values])[:MAX_CHARS]
+
+
 def event_text(type: str, stream: str, data: Any) -> str:
     """Return the text memory indexes for an event (at most ``MAX_CHARS`` characters)."""
     head = f"{type} ({_words(type)}) {stream} ({_words(stream)})"
@@ -56,4 +69,4 @@ def event_text(type: str, stream: str, data: Any) -> str:
     return "\n".join(out)[:MAX_CHARS]
 
 
-__all__ = ["MAX_CHARS", "event_text", "is_secret_key"]
+__all__ = ["MAX_CHARS", "event_text", "is_secret_key", "meaning_text"]

@@ -75,6 +75,16 @@ $$;
 COMMENT ON FUNCTION goalrt.memory_status() IS
     'Whether memory has vectors, the indexer''s position, the log''s head, the caller''s tenant''s entries and the embedder.';
 
+-- What search can use, cheaply (memory_status counts the entries): whether
+-- the table has vectors, and the embedder they came from.
+CREATE FUNCTION goalrt.memory_mode() RETURNS TABLE (vectors boolean, embedder text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+    SELECT goalrt.memory_vector_schema() IS NOT NULL, c.embedder FROM goalrt.memory_cursor c
+$$;
+
+COMMENT ON FUNCTION goalrt.memory_mode() IS
+    'Whether memory has vectors, and the embedder they came from (what search needs to know).';
+
 -- The indexer's next events: those positioned after the cursor, of every
 -- tenant, in pos order (positions are gapless and handed out at commit: a
 -- pos > N read is safe as written, docs/event-log.md).
@@ -176,12 +186,16 @@ $$;
 COMMENT ON FUNCTION goalrt.memory_reset() IS
     'Forget the memory index; the next indexer run rebuilds it from the start of the log.';
 
--- The entries closest to a query, of the caller's tenant: by words (the
--- query's words OR-ed, ranked by ts_rank_cd) and, when query_embedding is
--- given and the table has vectors, by cosine distance (HNSW); the two
--- rankings are fused by reciprocal rank (k = 60), each taking its best
--- max(4 * max_count, 40) candidates. type_pattern is a glob (goal.*); since
--- keeps entries recorded at or after it.
+-- The entries closest to a query, of the caller's tenant: by words and,
+-- when query_embedding is given and the table has vectors, by cosine
+-- distance (HNSW); the two rankings are fused by reciprocal rank (k = 60),
+-- each taking its best max(4 * max_count, 40) candidates. By words: the
+-- entries holding all of the query's words when there are that many
+-- candidates, else those holding any of them (a question rarely repeats an
+-- event's every word), ranked by ts_rank_cd. type_pattern is a glob
+-- (goal.*); since keeps entries recorded at or after it. Each query is
+-- planned for its actual values (EXECUTE): a cached generic plan over a
+-- tsquery parameter scans the whole table.
 CREATE FUNCTION goalrt.memory_search(
     query text, query_embedding jsonb DEFAULT NULL, type_pattern text DEFAULT NULL,
     since timestamptz DEFAULT NULL, max_count integer DEFAULT 10
@@ -189,10 +203,15 @@ CREATE FUNCTION goalrt.memory_search(
                  score double precision, text_rank integer, vector_rank integer)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 DECLARE
-    t     text := goalrt.current_tenant();
-    ext   text := goalrt.memory_vector_schema();
-    q     tsquery;
-    cand  integer;
+    t       text := goalrt.current_tenant();
+    ext     text := goalrt.memory_vector_schema();
+    q       tsquery;
+    cand    integer;
+    enough  boolean;
+    filters CONSTANT text := ' AND (x.tenant = $3 OR $3 = ''*'')'
+                             ' AND ($4::text IS NULL OR x.type LIKE goalrt.glob_to_like($4))'
+                             ' AND ($5::timestamptz IS NULL OR x.recorded_at >= $5)';
+    near    text := 'SELECT NULL::bigint AS pos, NULL::bigint AS rk WHERE false';
 BEGIN
     IF query IS NULL OR btrim(query) = '' THEN
         RAISE EXCEPTION 'the query must not be empty' USING ERRCODE = '22023';
@@ -203,46 +222,33 @@ BEGIN
     IF max_count IS NULL OR max_count < 1 OR max_count > 1000 THEN
         RAISE EXCEPTION 'max_count must be between 1 and 1000' USING ERRCODE = '22023';
     END IF;
-    cand := greatest(4 * max_count, 40);
-    -- Any of the query's words, not all of them: a question rarely repeats an event's every word.
-    q := replace(plainto_tsquery('english'::regconfig, query)::text, ' & ', ' | ')::tsquery;
-    IF ext IS NULL OR query_embedding IS NULL THEN
-        RETURN QUERY
-        SELECT m.pos, m.event_id, m.stream, m.type, m.recorded_at, m.body,
-               (1.0 / (60 + r.rk))::double precision, r.rk::integer, NULL::integer
-          FROM (SELECT x.pos, row_number() OVER (ORDER BY ts_rank_cd(x.tsv, q) DESC, x.pos DESC) AS rk
-                  FROM goalrt.memory x
-                 WHERE x.tsv @@ q AND (x.tenant = t OR t = '*')
-                   AND (type_pattern IS NULL OR x.type LIKE goalrt.glob_to_like(type_pattern))
-                   AND (since IS NULL OR x.recorded_at >= since)
-                 ORDER BY ts_rank_cd(x.tsv, q) DESC, x.pos DESC
-                 LIMIT cand) r
-          JOIN goalrt.memory m ON m.pos = r.pos
-         ORDER BY r.rk
-         LIMIT max_count;
-        RETURN;
-    END IF;
-    IF jsonb_typeof(query_embedding) IS DISTINCT FROM 'array' THEN
+    IF query_embedding IS NOT NULL AND jsonb_typeof(query_embedding) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'query_embedding must be a JSON array of numbers' USING ERRCODE = '22023';
+    END IF;
+    cand := greatest(4 * max_count, 40);
+    q := plainto_tsquery('english'::regconfig, query);
+    EXECUTE 'SELECT count(*) >= $6 FROM (SELECT 1 FROM goalrt.memory x WHERE x.tsv @@ $1' || filters || ' LIMIT $6) y'
+       INTO enough USING q, NULL::text, t, type_pattern, since, cand;
+    IF NOT enough THEN
+        q := replace(q::text, ' & ', ' | ')::tsquery;
+    END IF;
+    IF ext IS NOT NULL AND query_embedding IS NOT NULL THEN
+        near := format(
+            'SELECT y.pos, row_number() OVER (ORDER BY y.d, y.pos DESC) AS rk
+               FROM (SELECT x.pos, x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector AS d
+                       FROM goalrt.memory x
+                      WHERE x.embedding IS NOT NULL %2$s
+                      ORDER BY x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector
+                      LIMIT $6) y', ext, filters);
     END IF;
     RETURN QUERY EXECUTE format(
         'WITH words AS (
              SELECT x.pos, row_number() OVER (ORDER BY ts_rank_cd(x.tsv, $1) DESC, x.pos DESC) AS rk
                FROM goalrt.memory x
-              WHERE x.tsv @@ $1 AND (x.tenant = $3 OR $3 = ''*'')
-                AND ($4::text IS NULL OR x.type LIKE goalrt.glob_to_like($4))
-                AND ($5::timestamptz IS NULL OR x.recorded_at >= $5)
+              WHERE x.tsv @@ $1 %s
               ORDER BY ts_rank_cd(x.tsv, $1) DESC, x.pos DESC
               LIMIT $6),
-         near AS (
-             SELECT y.pos, row_number() OVER (ORDER BY y.d, y.pos DESC) AS rk
-               FROM (SELECT x.pos, x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector AS d
-                       FROM goalrt.memory x
-                      WHERE x.embedding IS NOT NULL AND (x.tenant = $3 OR $3 = ''*'')
-                        AND ($4::text IS NULL OR x.type LIKE goalrt.glob_to_like($4))
-                        AND ($5::timestamptz IS NULL OR x.recorded_at >= $5)
-                      ORDER BY x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector
-                      LIMIT $6) y),
+         near AS (%s),
          fused AS (
              SELECT coalesce(w.pos, n.pos) AS pos, w.rk AS wrk, n.rk AS nrk,
                     coalesce(1.0 / (60 + w.rk), 0) + coalesce(1.0 / (60 + n.rk), 0) AS score
@@ -251,7 +257,7 @@ BEGIN
                 f.score::double precision, f.wrk::integer, f.nrk::integer
            FROM fused f JOIN goalrt.memory m ON m.pos = f.pos
           ORDER BY f.score DESC, m.pos DESC
-          LIMIT $7', ext)
+          LIMIT $7', filters, near)
     USING q, query_embedding::text, t, type_pattern, since, cand, max_count;
 END
 $$;
@@ -260,7 +266,7 @@ COMMENT ON FUNCTION goalrt.memory_search(text, jsonb, text, timestamptz, integer
     'The caller''s tenant''s memory entries closest to a query: words and (with pgvector) meaning, fused by rank.';
 
 REVOKE ALL ON goalrt.memory, goalrt.memory_cursor FROM PUBLIC;
-REVOKE ALL ON FUNCTION goalrt.memory_vector_schema(), goalrt.memory_status(), goalrt.memory_pending(integer),
+REVOKE ALL ON FUNCTION goalrt.memory_vector_schema(), goalrt.memory_status(), goalrt.memory_mode(), goalrt.memory_pending(integer),
     goalrt.memory_index(bigint, bigint, jsonb, text, integer), goalrt.memory_reset(),
     goalrt.memory_search(text, jsonb, text, timestamptz, integer) FROM PUBLIC;
 
@@ -273,7 +279,8 @@ BEGIN
          WHERE rolname IN ('goalrt_reader', 'goalrt_app', 'goalrt_worker', 'goalrt_writer', 'goalrt_admin')) < 5 THEN
         RETURN;
     END IF;
-    GRANT EXECUTE ON FUNCTION goalrt.memory_status(), goalrt.memory_search(text, jsonb, text, timestamptz, integer)
+    GRANT EXECUTE ON FUNCTION goalrt.memory_status(), goalrt.memory_mode(),
+        goalrt.memory_search(text, jsonb, text, timestamptz, integer)
         TO goalrt_reader, goalrt_app, goalrt_worker, goalrt_writer, goalrt_admin;
     GRANT EXECUTE ON FUNCTION goalrt.memory_pending(integer), goalrt.memory_index(bigint, bigint, jsonb, text, integer),
         goalrt.memory_reset()

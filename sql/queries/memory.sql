@@ -4,6 +4,9 @@
 -- name: memory_status
 SELECT vectors, cursor_pos, head, entries, embedder, dims FROM goalrt.memory_status();
 
+-- name: memory_mode
+SELECT vectors, embedder FROM goalrt.memory_mode();
+
 -- name: memory_search
 SELECT pos, event_id, stream, type, recorded_at, body, score, text_rank, vector_rank
   FROM goalrt.memory_search($1::text, $2::jsonb, $3::text, $4::timestamptz, $5::integer);

@@ -25,7 +25,7 @@ READER = {
     "anchor_problem", "auto_snapshot", "base_pos", "chain_hash", "chain_head", "check_pos", "current_tenant",
     "event_digest",
     "fold_changes", "fold_value", "foreign_objects", "glob_to_like", "goal_tree", "json_depth_error",
-    "json_problem", "json_too_deep", "memory_search", "memory_status", "params_problem", "partition_of",
+    "json_problem", "json_too_deep", "memory_mode", "memory_search", "memory_status", "params_problem", "partition_of",
     "path_pattern_prefix",
     "path_pattern_regex", "policy_equal", "policy_holds", "policy_key_live", "policy_keys", "policy_term",
     "pos_at", "read_events", "schema_types", "state_at", "state_at_time", "state_fold", "state_history",
