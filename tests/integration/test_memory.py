@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -260,6 +261,29 @@ def test_the_cli_refuses_bad_input_in_one_line(db_url: str) -> None:
         assert message in done.stderr and "Traceback" not in done.stderr
     done = run("search", "anything", "--json")
     assert done.returncode == 0 and done.stdout.strip() == "[]"
+
+
+# -- the embedders ----------------------------------------------------------------------
+
+
+def test_wordllama_embeds_with_no_network(tmp_path: Path) -> None:
+    # Every request of the child goes to a proxy that is not there, so any download fails:
+    # wordllama's own loader, which fetches a tokenizer its wheel has under another folder, shows it.
+    dead = "http://127.0.0.1:9"
+    env = {
+        **os.environ,
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "ALL_PROXY": dead,
+        "NO_PROXY": "",
+        "HOME": str(tmp_path),
+    }
+    ours = "from goalrt.memory.embedders import WordLlamaEmbedder as W; print(len(W().embed(['hello world'])[0]))"
+    theirs = "from wordllama import WordLlama; WordLlama.load()"
+    done = subprocess.run([sys.executable, "-c", ours], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "256", done.stderr
+    done = subprocess.run([sys.executable, "-c", theirs], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "Failed to download tokenizer" in done.stderr
 
 
 # -- the embeddings endpoint -----------------------------------------------------------
