@@ -156,7 +156,7 @@ BEGIN
     END IF;
     IF ext IS NOT NULL AND embedder_name IS NOT NULL THEN
         IF c.embedder IS NOT NULL AND (c.embedder, c.dims) IS DISTINCT FROM (embedder_name, embedder_dims) THEN
-            RAISE EXCEPTION 'memory holds vectors of embedder % (% dimensions), not %: run goalrt memory reset to index again',
+            RAISE EXCEPTION 'memory holds vectors of embedder % (% dimensions), not %: run `goalrt memory reset` to index again',
                 c.embedder, c.dims, embedder_name USING ERRCODE = '22023';
         END IF;
         EXECUTE format(
