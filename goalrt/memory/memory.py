@@ -16,6 +16,7 @@ docs/memory.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -172,8 +173,14 @@ class Memory(Client):
         after, upto = int(rows[0][0]) - 1, int(rows[-1][0])
         entries: list[dict[str, Any]] = [{"pos": int(r[0]), "body": event_text(r[3], r[2], r[4])} for r in rows]
         if embedder is not None:
-            meanings = [meaning_text(r[3], r[4]) for r in rows]
-            for entry, vector in zip(entries, embedder.embed(meanings), strict=True):
+            # One embedding per distinct meaning in the batch (routine events repeat a few texts).
+            firsts: dict[str, tuple[str, dict[str, Any]]] = {}
+            for r, entry in zip(rows, entries, strict=True):
+                meaning = meaning_text(r[3], r[4])
+                entry["digest"] = hashlib.sha256(meaning.encode()).hexdigest()
+                firsts.setdefault(entry["digest"], (meaning, entry))
+            vectors = embedder.embed([meaning for meaning, _ in firsts.values()])
+            for (_, entry), vector in zip(firsts.values(), vectors, strict=True):
                 entry["embedding"] = vector_text(vector)
         name, dims = (embedder.name, embedder.dims) if embedder is not None else (None, None)
         try:

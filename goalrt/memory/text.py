@@ -20,6 +20,7 @@ MAX_CHARS = 2000
 _MAX_DEPTH = 6
 _SECRET = re.compile(r"pass(word|wd|phrase)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private", re.I)
 _SPLIT = re.compile(r"[._:/\-]+")
+_ID = re.compile(r"\d")
 
 
 def is_secret_key(key: str) -> bool:
@@ -51,14 +52,22 @@ def _fields(value: Any, prefix: str, depth: int, out: list[str], budget: list[in
 def meaning_text(type: str, data: Any) -> str:
     """Return the text an event's embedding is made of: its type in words and its fields' values.
 
-    Not the stream, nor the field names: ids (``order:o-5521``) and keys are
-    the same kind of token in every event, and an embedding that averages
-    its tokens (wordllama's) would be pulled towards all the others by them.
+    Not the stream, the field names nor any word with a digit in it: ids
+    (``order:o-5521``), keys and numbers are the same kind of token in every
+    event, and an embedding that averages its tokens (wordllama's) would be
+    pulled towards all the others by them.
     """
     out: list[str] = []
     _fields(data, "", 0, out, [MAX_CHARS])
-    values = [line.split(": ", 1)[-1] for line in out]
-    return ". ".join([_words(type), *values])[:MAX_CHARS]
+    values = [_prose(line.split(": ", 1)[-1]) for line in out]
+    return ". ".join([_words(type), *(v for v in values if v)])[:MAX_CHARS]
+
+
+def _prose(value: str) -> str:
+    # Ids, numbers and flags (o-5521, 1299, True) mean nothing to an embedding, and every
+    # event has its own: they would make each routine event a vector of its own among which
+    # the one event that matters drowns. The words find them.
+    return " ".join(w for w in value.split() if not _ID.search(w) and w not in ("True", "False"))
 
 
 def event_text(type: str, stream: str, data: Any) -> str:

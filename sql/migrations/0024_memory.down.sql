@@ -7,4 +7,5 @@ DROP FUNCTION goalrt.memory_status();
 DROP FUNCTION goalrt.memory_mode();
 DROP FUNCTION goalrt.memory_vector_schema();
 DROP TABLE goalrt.memory;
+DROP TABLE goalrt.memory_meanings;
 DROP TABLE goalrt.memory_cursor;

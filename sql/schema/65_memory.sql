@@ -6,8 +6,12 @@
 -- transaction that appends the event. Each entry holds the text goalrt made
 -- of the event (its type, stream and data fields, less any field whose name
 -- says secret), a tsvector of it (GIN) and, where the server has pgvector,
--- its embedding (HNSW, cosine). Without pgvector the table has no vector
--- column and search is by words alone.
+-- its meaning: one row of memory_meanings per distinct text embedded, with
+-- the embedding (HNSW, cosine). Routine events repeat the same few texts
+-- thousands of times; one vector each keeps the nearest meanings distinct
+-- (a thousand copies of the nearest routine text would otherwise fill every
+-- candidate slot) and embeds and indexes each text once. Without pgvector
+-- there is no vector column and search is by words alone.
 --
 -- No role reads or writes these tables directly: search through
 -- memory_search (which keeps to the caller's tenant, as read_events does),
@@ -40,10 +44,23 @@ CREATE TABLE goalrt.memory (
     tenant      text        NOT NULL,
     recorded_at timestamptz NOT NULL,
     body        text        NOT NULL CHECK (length(body) <= 8000),
-    tsv         tsvector    GENERATED ALWAYS AS (to_tsvector('english'::regconfig, body)) STORED
+    tsv         tsvector    GENERATED ALWAYS AS (to_tsvector('english'::regconfig, body)) STORED,
+    -- Its row in memory_meanings (NULL: indexed without an embedder, or without pgvector).
+    meaning     bigint
 );
 CREATE INDEX memory_tsv_idx ON goalrt.memory USING gin (tsv);
 CREATE INDEX memory_recorded_idx ON goalrt.memory (recorded_at);
+CREATE INDEX memory_meaning_idx ON goalrt.memory (meaning, pos);
+
+-- One row per distinct text embedded (goalrt.memory.text.meaning_text): its
+-- sha256 and, where pgvector is, its embedding.
+CREATE TABLE goalrt.memory_meanings (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    digest  bytea  NOT NULL UNIQUE CHECK (length(digest) = 32)
+);
+
+COMMENT ON TABLE goalrt.memory_meanings IS
+    'Agent memory: one embedding per distinct text embedded, shared by every event with that text.';
 
 COMMENT ON TABLE goalrt.memory IS
     'Agent memory: the searchable text (and, with pgvector, the embedding) of each indexed event.';
@@ -59,20 +76,21 @@ DECLARE
                   WHERE x.extname = 'vector');
 BEGIN
     IF ext IS NOT NULL THEN
-        EXECUTE format('ALTER TABLE goalrt.memory ADD COLUMN embedding %I.vector(256)', ext);
-        EXECUTE format('CREATE INDEX memory_embedding_idx ON goalrt.memory USING hnsw (embedding %I.vector_cosine_ops)', ext);
+        EXECUTE format('ALTER TABLE goalrt.memory_meanings ADD COLUMN embedding %I.vector(256) NOT NULL', ext);
+        EXECUTE format('CREATE INDEX memory_meanings_embedding_idx ON goalrt.memory_meanings '
+                       'USING hnsw (embedding %I.vector_cosine_ops)', ext);
     END IF;
 END
 $$;
 
--- The schema of pgvector when the memory table has its vector column, else NULL.
+-- The schema of pgvector when memory_meanings has its vector column, else NULL.
 CREATE FUNCTION goalrt.memory_vector_schema() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
     SELECT n.nspname::text
       FROM pg_attribute a
       JOIN pg_type t ON t.oid = a.atttypid
       JOIN pg_namespace n ON n.oid = t.typnamespace
-     WHERE a.attrelid = 'goalrt.memory'::regclass AND a.attname = 'embedding' AND NOT a.attisdropped
+     WHERE a.attrelid = 'goalrt.memory_meanings'::regclass AND a.attname = 'embedding' AND NOT a.attisdropped
 $$;
 
 -- What search can use and how far the index is: one row.
@@ -123,8 +141,10 @@ COMMENT ON FUNCTION goalrt.memory_pending(integer) IS
     'Indexer: the events after the memory cursor (every tenant''s), in pos order.';
 
 -- Record the entries of the events after_pos < pos <= upto_pos and move the
--- cursor to upto_pos, in one transaction. entries: [{pos, body, embedding?}]
--- (embedding: a JSON array of 256 numbers, only where the table has vectors).
+-- cursor to upto_pos, in one transaction. entries: [{pos, body, digest?,
+-- embedding?}]: digest, the sha256 (hex) of the entry's meaning text;
+-- embedding (pgvector's text of 256 numbers) with at least the first entry
+-- of a digest not yet in memory_meanings; both only where there are vectors.
 -- The stream, type, tenant and time come from the log, not from the caller.
 -- Refused (40001) when the cursor is no longer at after_pos: another indexer
 -- got there first, and this batch is already in.
@@ -160,13 +180,19 @@ BEGIN
                 c.embedder, c.dims, embedder_name USING ERRCODE = '22023';
         END IF;
         EXECUTE format(
-            'INSERT INTO goalrt.memory (pos, event_id, stream, type, tenant, recorded_at, body, embedding)
-             SELECT o.pos, e.id, e.stream, e.type, o.tenant, e.recorded_at, x ->> ''body'',
-                    (x ->> ''embedding'')::%I.vector
-               FROM jsonb_array_elements($1) x
-               JOIN goalrt.event_order o ON o.pos = (x ->> ''pos'')::bigint
-               JOIN goalrt.event_data e ON e.id = o.event_id', ext)
+            'INSERT INTO goalrt.memory_meanings (digest, embedding)
+             SELECT DISTINCT ON (d) d, e::%I.vector
+               FROM (SELECT decode(x ->> ''digest'', ''hex'') AS d, x ->> ''embedding'' AS e
+                       FROM jsonb_array_elements($1) x WHERE x ? ''embedding'' AND x ? ''digest'') y
+              ORDER BY d
+             ON CONFLICT (digest) DO NOTHING', ext)
         USING entries;
+        INSERT INTO goalrt.memory (pos, event_id, stream, type, tenant, recorded_at, body, meaning)
+        SELECT o.pos, e.id, e.stream, e.type, o.tenant, e.recorded_at, x ->> 'body', mm.id
+          FROM jsonb_array_elements(entries) x
+          JOIN goalrt.event_order o ON o.pos = (x ->> 'pos')::bigint
+          JOIN goalrt.event_data e ON e.id = o.event_id
+          LEFT JOIN goalrt.memory_meanings mm ON mm.digest = decode(x ->> 'digest', 'hex');
         GET DIAGNOSTICS n = ROW_COUNT;
         UPDATE goalrt.memory_cursor
            SET cursor_pos = upto_pos, embedder = embedder_name, dims = embedder_dims, updated_at = clock_timestamp();
@@ -192,7 +218,7 @@ CREATE FUNCTION goalrt.memory_reset() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
 BEGIN
     PERFORM 1 FROM goalrt.memory_cursor FOR UPDATE;
-    TRUNCATE goalrt.memory;
+    TRUNCATE goalrt.memory, goalrt.memory_meanings;
     UPDATE goalrt.memory_cursor SET cursor_pos = 0, embedder = NULL, dims = NULL, updated_at = clock_timestamp();
 END
 $$;
@@ -247,13 +273,19 @@ BEGIN
         q := replace(q::text, ' & ', ' | ')::tsquery;
     END IF;
     IF ext IS NOT NULL AND query_embedding IS NOT NULL THEN
+        -- The nearest meanings, then each one's latest (at most 3) entries the caller may see.
         near := format(
-            'SELECT y.pos, row_number() OVER (ORDER BY y.d, y.pos DESC) AS rk
-               FROM (SELECT x.pos, x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector AS d
-                       FROM goalrt.memory x
-                      WHERE x.embedding IS NOT NULL %2$s
-                      ORDER BY x.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector
-                      LIMIT $6) y', ext, filters);
+            'SELECT z.pos, row_number() OVER (ORDER BY z.d, z.pos DESC) AS rk
+               FROM (SELECT y.pos, v.d
+                       FROM (SELECT mm.id, mm.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector AS d
+                               FROM goalrt.memory_meanings mm
+                              ORDER BY mm.embedding OPERATOR(%1$I.<=>) ($2::text)::%1$I.vector
+                              LIMIT $6) v
+                       CROSS JOIN LATERAL (SELECT x.pos FROM goalrt.memory x
+                                            WHERE x.meaning = v.id %2$s
+                                            ORDER BY x.pos DESC LIMIT 3) y) z
+              ORDER BY z.d, z.pos DESC
+              LIMIT $6', ext, filters);
     END IF;
     RETURN QUERY EXECUTE format(
         'WITH words AS (
@@ -279,7 +311,7 @@ $$;
 COMMENT ON FUNCTION goalrt.memory_search(text, jsonb, text, timestamptz, integer) IS
     'The caller''s tenant''s memory entries closest to a query: words and (with pgvector) meaning, fused by rank.';
 
-REVOKE ALL ON goalrt.memory, goalrt.memory_cursor FROM PUBLIC;
+REVOKE ALL ON goalrt.memory, goalrt.memory_cursor, goalrt.memory_meanings FROM PUBLIC;
 REVOKE ALL ON FUNCTION goalrt.memory_vector_schema(), goalrt.memory_status(), goalrt.memory_mode(), goalrt.memory_pending(integer),
     goalrt.memory_index(bigint, bigint, jsonb, text, integer), goalrt.memory_reset(),
     goalrt.memory_search(text, jsonb, text, timestamptz, integer) FROM PUBLIC;
