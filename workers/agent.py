@@ -11,7 +11,8 @@ GOALRT_DATABASE_URL):
     python -m workers.agent_stubs &                 # the sources and the chat model, on 127.0.0.1:8765
     goalrt gdl load gdl/examples/agent              # --replace if the database runs another workspace
     goalrt memory index --follow &                  # memory, as events commit (an admin's job)
-    (cd gdl/examples/agent && goalrt worker) &      # its goalrt.toml names these handlers and [actions.ai]
+    export GOALRT_AI_BASE_URL=http://127.0.0.1:8765/v1 GOALRT_AI_MODEL=stub-agent   # as its goalrt.toml says
+    goalrt worker --handlers workers.agent &
     goalrt state set questions.tides.status '"asked"'
     goalrt submit answered q=tides
     goalrt get 1                                    # primary failed (503), re-planned: mirror, recall, answer
