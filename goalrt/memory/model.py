@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from goalrt.errors import InvalidQueryError
-from goalrt.memory.text import MAX_CHARS
+from goalrt.memory.text import MAX_CHARS, is_secret_key
 
 log = logging.getLogger("goalrt.memory")
 
@@ -77,6 +77,10 @@ def note_data(text: Any, data: Mapping[str, Any] | None) -> dict[str, Any]:
     extra = dict(data or {})
     if "text" in extra:
         raise InvalidQueryError("data must not hold a field named text (the note's text)")
+    secret = next((key for key in extra if is_secret_key(str(key))), None)
+    if secret is not None:
+        # A note is an event: a secret in it would be in the log for good (and never indexed).
+        raise InvalidQueryError(f"a note's field {secret!r} is named like a secret; notes never hold secrets")
     return {"text": text, **extra}
 
 

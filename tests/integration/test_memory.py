@@ -163,6 +163,10 @@ def test_secret_fields_are_never_indexed(log: EventLog, memory: Memory, conn: ps
     for secret in ("hunter2", "sk-live-abc", "tok-xyz", "Bearer q"):
         assert secret not in body[0]
         assert memory.search(secret) == []
+    # A note is an event: one with a field named like a secret is refused before it is appended.
+    with pytest.raises(InvalidQueryError, match="named like a secret"):
+        memory.remember("deploy key rotated", data={"api_key": "sk-live-abc"})
+    assert log.head() == 1
 
 
 # -- search ----------------------------------------------------------------------------
