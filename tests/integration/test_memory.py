@@ -7,6 +7,7 @@ Tests that need one or the other skip on the other.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -16,11 +17,13 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from goalrt import ActionContext, PermanentError, Registry, Step, Worker
 from goalrt.errors import ConfigError, DatabaseError, InvalidQueryError
 from goalrt.log.eventlog import EventLog
 from goalrt.memory import model
@@ -28,6 +31,7 @@ from goalrt.memory.embedders import OpenAIEmbedder, WordLlamaEmbedder
 from goalrt.memory.memory import Memory
 from tests.integration import test_tenants
 from tests.integration.serve_support import serving
+from tests.integration.test_worker import until_finished, with_worker
 from tests.local_embeddings import EmbeddingsStub, stub_vector
 
 tenancy = test_tenants.tenancy
@@ -385,3 +389,51 @@ def test_goalrt_serve_searches_memory(
             response = api.get("/memory/search", params=params)
             assert response.status_code == 400, response.text
             assert message in response.json()["error"]["message"]
+
+
+# -- ctx.memory in handlers ---------------------------------------------------------------
+
+
+def test_handlers_search_memory_and_their_notes_commit_with_their_step(
+    db_url: str, log: EventLog, memory: Memory, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOALRT_MEMORY_EMBEDDER", "none")
+    log.append("order:o1", "payment.failed", {"reason": "card declined"})
+    memory.index()
+    registry = Registry()
+    found: list[list[str]] = []
+
+    @registry.goal("recall")
+    def recall_goal(p: dict[str, Any]) -> list[Step]:
+        return [Step("look"), Step("look_async"), Step("fail")]
+
+    @registry.action("look")
+    def look(args: dict[str, Any], ctx: ActionContext) -> None:  # sync: runs in a thread
+        assert ctx.memory is not None
+        found.append([h.stream for h in ctx.memory.search("declined card")])
+        ctx.memory.remember("the card of o1 was declined", order="o1")
+
+    @registry.action("look_async")
+    async def look_async(args: dict[str, Any], ctx: ActionContext) -> None:
+        assert ctx.memory is not None
+        found.append([h.type for h in await ctx.memory.search("declined", type="payment.*")])
+        with pytest.raises(InvalidQueryError):
+            ctx.memory.remember("x", token="t")
+
+    @registry.action("fail")
+    def fail(args: dict[str, Any], ctx: ActionContext) -> None:
+        assert ctx.memory is not None
+        ctx.memory.remember("this note is lost with its step")
+        raise PermanentError("no")
+
+    async def body(goals: Any, worker: Worker) -> None:
+        (info,) = await until_finished(goals, (await goals.submit("recall", {})).id)
+        assert info.status == "failed"
+
+    asyncio.run(with_worker(db_url, registry, body))
+    assert found == [["order:o1"], ["payment.failed"]]
+    notes = conn.execute("SELECT stream, data FROM goalrt.events WHERE type = 'memory.noted'").fetchall()
+    assert [(s, d) for s, d in notes] == [("goal:1", {"text": "the card of o1 was declined", "order": "o1"})]
+    memory.index()
+    (hit,) = memory.search("card declined", type="memory.*")
+    assert hit.stream == "goal:1"
