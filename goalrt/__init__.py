@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         InvalidAnchorError,
         InvalidEventError,
         InvalidGoalError,
+        InvalidQueryError,
         InvalidStateChangeError,
         InvalidTransitionError,
         MigrationError,
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
     from goalrt.log.committed import Event
     from goalrt.log.event import ChainReport, NewEvent
     from goalrt.log.eventlog import EventLog
+    from goalrt.memory.async_memory import AsyncMemory
+    from goalrt.memory.memory import Memory
+    from goalrt.memory.model import MemoryHit
     from goalrt.state.async_state import AsyncState
     from goalrt.state.forks import Fork
     from goalrt.state.replay import ReplayReport
@@ -74,6 +78,7 @@ _SOURCES = {
     "AppendOnlyError": "goalrt.errors",
     "AsyncEventLog": "goalrt.log.async_eventlog",
     "AsyncGoals": "goalrt.goals.async_goals",
+    "AsyncMemory": "goalrt.memory.async_memory",
     "AsyncState": "goalrt.state.async_state",
     "ChainBrokenError": "goalrt.errors",
     "ChainReport": "goalrt.log.event",
@@ -98,9 +103,12 @@ _SOURCES = {
     "InvalidAnchorError": "goalrt.errors",
     "InvalidEventError": "goalrt.errors",
     "InvalidGoalError": "goalrt.errors",
+    "InvalidQueryError": "goalrt.errors",
     "InvalidStateChangeError": "goalrt.errors",
     "InvalidTransitionError": "goalrt.errors",
     "Limit": "goalrt.goals.goals",
+    "Memory": "goalrt.memory.memory",
+    "MemoryHit": "goalrt.memory.model",
     "MigrationError": "goalrt.errors",
     "NewEvent": "goalrt.log.event",
     "NotMigratedError": "goalrt.errors",
@@ -164,6 +172,7 @@ __all__ = [
     "AppendOnlyError",
     "AsyncEventLog",
     "AsyncGoals",
+    "AsyncMemory",
     "AsyncState",
     "ChainBrokenError",
     "ChainReport",
@@ -188,9 +197,12 @@ __all__ = [
     "InvalidAnchorError",
     "InvalidEventError",
     "InvalidGoalError",
+    "InvalidQueryError",
     "InvalidStateChangeError",
     "InvalidTransitionError",
     "Limit",
+    "Memory",
+    "MemoryHit",
     "MigrationError",
     "NewEvent",
     "NotMigratedError",

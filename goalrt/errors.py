@@ -122,6 +122,10 @@ class ChainBrokenError(GoalrtError):
         self.anchor = anchor
 
 
+class InvalidQueryError(GoalrtError, ValueError):
+    """A memory search was asked something it cannot answer (an empty or too long query, a bad limit or since)."""
+
+
 class InvalidAnchorError(GoalrtError, ValueError):
     """An anchor is not ``POS:HASH``, or a file of anchors cannot be read; the message names the text or line."""
 

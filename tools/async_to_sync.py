@@ -33,6 +33,7 @@ SOURCES = {
     "goalrt/log/async_eventlog.py": "goalrt/log/eventlog.py",
     "goalrt/state/async_state.py": "goalrt/state/state.py",
     "goalrt/goals/async_goals.py": "goalrt/goals/goals.py",
+    "goalrt/memory/async_memory.py": "goalrt/memory/memory.py",
 }
 
 RENAMES = {
@@ -41,6 +42,7 @@ RENAMES = {
     "AsyncEventLog": "EventLog",
     "AsyncState": "State",
     "AsyncGoals": "Goals",
+    "AsyncMemory": "Memory",
     "AsyncDriver": "Driver",
     "AsyncConnection": "Connection",
     "AsyncListener": "Listener",
@@ -49,6 +51,8 @@ RENAMES = {
     "async_eventlog": "eventlog",
     "async_state": "state",
     "async_goals": "goals",
+    "async_memory": "memory",
+    "aembed": "embed",  # an embedder's async method (goalrt.memory.embedders)
     "open_connection_async": "open_connection",
     # the standard library
     "AsyncIterator": "Iterator",

@@ -17,7 +17,16 @@ from fastapi.staticfiles import StaticFiles
 
 from goalrt import __version__
 from goalrt.errors import ConfigError
-from goalrt.serve import console_gdl, console_goal, console_pages, observe, routes_goals, routes_log, routes_ops
+from goalrt.serve import (
+    console_gdl,
+    console_goal,
+    console_pages,
+    observe,
+    routes_goals,
+    routes_log,
+    routes_memory,
+    routes_ops,
+)
 from goalrt.serve.console_access import HERE as CONSOLE_FILES
 from goalrt.serve.context import API, EXCEPTION_HANDLERS, JsonOut, Server
 
@@ -49,7 +58,7 @@ def create_app(server: Server) -> FastAPI:
     app.state.goalrt_head = _head_revision()
     metrics = observe.Metrics()
     app.state.goalrt_metrics = metrics
-    for router in (routes_goals.router, routes_log.router, routes_ops.router):
+    for router in (routes_goals.router, routes_log.router, routes_memory.router, routes_ops.router):
         app.include_router(router, prefix=API)
     app.include_router(observe.router)
     # The web console (server-rendered HTML with htmx) under /, its files under /static.

@@ -30,6 +30,8 @@ from goalrt.errors import (
 from goalrt.goals.async_goals import AsyncGoals
 from goalrt.goals.registry import Registry
 from goalrt.log.async_eventlog import AsyncEventLog
+from goalrt.memory.async_memory import AsyncMemory
+from goalrt.memory.embedders import Embedder
 from goalrt.serve.access import AuthError, Pools, url_of
 from goalrt.state.async_state import AsyncState
 
@@ -168,6 +170,11 @@ class Caller:
     async def log(self, fork: str | None = None) -> AsyncIterator[AsyncEventLog]:
         async with self.server.pools.connection(self.url, fork) as (conn, schema):
             yield AsyncEventLog(conn, schema=schema)
+
+    @asynccontextmanager
+    async def memory(self, fork: str | None = None, embedder: Embedder | None = None) -> AsyncIterator[AsyncMemory]:
+        async with self.server.pools.connection(self.url, fork) as (conn, schema):
+            yield AsyncMemory(conn, schema=schema, embedder=embedder)
 
     @asynccontextmanager
     async def state(self, fork: str | None = None) -> AsyncIterator[AsyncState]:

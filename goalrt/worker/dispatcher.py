@@ -26,7 +26,7 @@ import functools
 import logging
 import threading
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from goalrt.db.resources import queries
 from goalrt.errors import GoalrtError, InvalidEventError, InvalidStateChangeError, PermanentError, translate
 from goalrt.goals.registry import Action, Registry, Result, check_json
+from goalrt.memory.handler import HandlerMemory, SyncHandlerMemory
 from goalrt.state.async_state import AsyncState
 from goalrt.state.state import Change, StateEntry, changes_json
 from goalrt.worker.database import is_connection_error
@@ -160,14 +161,13 @@ class ActionContext:
     worker: str
     state: StateReader | SyncStateReader
     log: logging.LoggerAdapter[logging.Logger]
-    # Set when the goal is cancelled or its lease is lost: a sync handler
-    # may check it and stop early (an async one is cancelled instead).
+    # Set when the goal is cancelled or its lease is lost: a sync handler may check it and stop early.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    memory: HandlerMemory | SyncHandlerMemory | None = None  # search; notes commit with the step
 
     def results(self) -> Any:
-        """Return the results of the goal's completed, labelled steps by label.
+        """Return the results of the goal's completed, labelled steps by label (what waits returned too).
 
-        What a wait returned (the event, the answer, the children) is here.
         An async handler awaits it (``await ctx.results()``); a sync one calls it.
         """
         return self.state.step_results(self.goal_id)
@@ -198,11 +198,13 @@ def failure_item(
     return StepItem(run.goal_id, run.epoch, run.seq, StepOutcome.FAIL, error=error, traceback=trace)
 
 
-def completion_item(run: StepRun, value: Any, declared: list[Change] | None = None) -> StepItem:
+def completion_item(
+    run: StepRun, value: Any, declared: list[Change] | None = None, notes: Sequence[Any] = ()
+) -> StepItem:
     """Return the complete item for what a handler returned; raise ``ValueError`` if it is unusable.
 
-    ``declared`` are the action's declared effects (for the planner); the
-    handler's own changes win on the paths both touch.
+    ``declared`` are the action's declared effects (for the planner); the handler's own changes win
+    on the paths both touch. ``notes``: the events ``ctx.memory.remember`` made, after the handler's.
     """
     result = value if isinstance(value, Result) else Result(value)
     check_json(result.value, f"the result of action {run.action}")
@@ -223,6 +225,7 @@ def completion_item(run: StepRun, value: Any, declared: list[Change] | None = No
             raise InvalidEventError(f"events[{i}].{unknown[0]} is not a field of an event (type, data)")
         check_json(event.get("data", {}), f"events[{i}].data")
         events.append({"type": event["type"], "data": event.get("data", {})})
+    events += notes
     return StepItem(
         run.goal_id,
         run.epoch,
@@ -403,7 +406,7 @@ async def run_step(
         return failure_item(run, action, error, permanent=False, trace=handler_traceback(exc))
     try:
         declared = effect_changes(action.schema, run.args or {}) if action.schema is not None else None
-        return completion_item(run, value, declared)
+        return completion_item(run, value, declared, ctx.memory.notes() if ctx.memory else ())
     except (TypeError, ValueError, RecursionError, InvalidStateChangeError, InvalidEventError) as exc:
         return failure_item(run, action, f"{run.action}: {exc}", permanent=True)
 

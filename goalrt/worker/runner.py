@@ -28,6 +28,7 @@ from goalrt.db.jsontext import UnreadableJson
 from goalrt.errors import GoalrtError
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.registry import Registry
+from goalrt.memory.handler import HandlerMemory, SyncHandlerMemory
 from goalrt.worker.batcher import Batcher
 from goalrt.worker.database import WorkerDatabase
 from goalrt.worker.dispatcher import (
@@ -325,6 +326,7 @@ class GoalRunner:
     async def _execute(self, run: StepRun, lease: Lease, registry: Registry) -> StepItem | None:
         action = registry.actions.get(run.action)
         reader = StateReader(self._db.pool, self._schema)
+        memory = HandlerMemory(self._db.pool, self._schema)
         ctx = ActionContext(
             goal_id=run.goal_id,
             goal_name=run.goal_name,
@@ -335,6 +337,7 @@ class GoalRunner:
             idempotency_key=idempotency_key(run.goal_id, run.seq),
             worker=self._id,
             state=reader if action is None or action.is_async else SyncStateReader(reader, self._loop),
+            memory=memory if action is None or action.is_async else SyncHandlerMemory(memory, self._loop),
             log=logging.LoggerAdapter(
                 logging.getLogger(f"goalrt.action.{run.action}"), {"goal_id": run.goal_id, "step": run.seq}
             ),

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from goalrt import (
     AsyncEventLog,
     AsyncGoals,
+    AsyncMemory,
     AsyncState,
     Change,
     EventLog,
@@ -40,6 +41,7 @@ from goalrt import (
     GoalWaitTimeoutError,
     InvalidGoalError,
     InvalidTransitionError,
+    Memory,
     Registry,
     State,
     Step,
@@ -52,7 +54,12 @@ from goalrt.db.client import Client
 from goalrt.state import forks
 
 REPO = Path(__file__).resolve().parents[2]
-PAIRS = {"log": (EventLog, AsyncEventLog), "state": (State, AsyncState), "goals": (Goals, AsyncGoals)}
+PAIRS = {
+    "log": (EventLog, AsyncEventLog),
+    "state": (State, AsyncState),
+    "goals": (Goals, AsyncGoals),
+    "memory": (Memory, AsyncMemory),
+}
 
 
 def public_names(cls: type) -> set[str]:
@@ -303,6 +310,32 @@ def test_log_follow_catches_up_and_stops(flavour: Flavour) -> None:
         if len(filtered) == 3:
             stop.set()
     assert filtered == [1, 3, 5]
+
+
+# -- memory ----------------------------------------------------------------------------
+
+
+def test_memory_index_search_remember_follow_reset(flavour: Flavour) -> None:
+    memory = flavour.open("memory", embedder=None)  # words alone: the same on every server, no model to load
+    assert memory.embedder is None
+    log = flavour.open("log")
+    log.append("order:o1", "payment.failed", {"reason": "card declined"})
+    note = memory.remember("the customer prefers email", data={"who": "ann"})
+    assert isinstance(note, int)
+    assert memory.index(batch=1) == 2
+    hits = memory.search("email please", limit=3)
+    assert [(h.stream, h.type) for h in hits] == [("memory", "memory.noted")]
+    assert "who: ann" in hits[0].text and hits[0].to_json()["pos"] == 2
+    assert [h.type for h in memory.search("declined card", type="payment.*")] == ["payment.failed"]
+    log.append("order:o2", "shipment.sent", {"carrier": "DHL"})
+    stop = flavour.stop_event()
+    stop.set()  # one pass, then stop
+    assert memory.follow(idle_poll=0.05, stop=stop) == 1
+    status = memory.status()
+    assert (status.cursor_pos, status.head, status.entries) == (3, 3, 3)
+    memory.reset()
+    assert memory.status().entries == 0
+    assert memory.index() == 3
 
 
 # -- the state ---------------------------------------------------------------------------

@@ -245,7 +245,10 @@ def test_tenants_are_refused_while_the_owner_skips_row_level_security(conn: psyc
 
 
 def tenancy_state(c: psycopg.Connection) -> dict[str, tuple[bool, bool, str | None, bool]]:
-    """Each tenant table's (row-level security, forced, the tenant column's default, an all-tenant trigger)."""
+    """Each tenant table's (row-level security, forced, the tenant column's default, an all-tenant trigger).
+
+    Not memory's: the indexer copies each entry's tenant from the log, no role reads the table, and
+    memory_search keeps to the caller's tenant by hand (tests/integration/test_memory.py)."""
     rows = c.execute(
         """
         SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, pg_get_expr(d.adbin, d.adrelid),
@@ -253,7 +256,8 @@ def tenancy_state(c: psycopg.Connection) -> dict[str, tuple[bool, bool, str | No
           FROM pg_class c
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant'
           LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-         WHERE c.relnamespace = 'goalrt'::regnamespace AND c.relkind = 'r' AND c.relname <> 'tenant_roles'
+         WHERE c.relnamespace = 'goalrt'::regnamespace AND c.relkind = 'r'
+           AND c.relname NOT IN ('tenant_roles', 'memory')
         """
     ).fetchall()
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}

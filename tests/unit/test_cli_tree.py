@@ -88,8 +88,8 @@ def test_the_snapshot_covers_every_command_and_the_fork_option() -> None:
     expected = json.loads(SNAPSHOT.read_text())
     assert "goalrt state get" in expected and "goalrt gdl check" in expected
     forked = [p for p, e in expected.items() if any(x["name"] == "fork" for x in e["params"])]
-    # The root and the 38 commands that act on a fork's data.
-    assert len(forked) == 39
+    # The root and the 42 commands that act on a fork's data.
+    assert len(forked) == 43
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ LAYERS = (
     "log",
     "state",
     "goals",
+    "memory",
     "actions",
     "worker",
     "gdl",

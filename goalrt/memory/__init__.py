@@ -1,0 +1,1 @@
+"""Agent memory: the history indexed for search by words and meaning (docs/memory.md)."""
