@@ -324,8 +324,12 @@ COMMENT ON FUNCTION goalrt.claim_goals_v1(text, integer, double precision, text[
 -- holds_lease(...)` must then be true. The role check makes the lease an
 -- authorization, not only a fencing token: another role that reads
 -- lease_owner and lease_epoch from goalrt.goals still cannot act under it.
+-- No SET clause and one expression, so PostgreSQL inlines it into the
+-- query that calls it (g.status etc. become that query's own columns); its
+-- callers are SECURITY DEFINER functions that set their search_path, and it
+-- names nothing but g's columns and pg_catalog.
 CREATE FUNCTION goalrt.holds_lease(g goalrt.goals, worker_id text, epoch bigint) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
     SELECT coalesce(g.status = 'active' AND g.lease_owner = worker_id AND g.lease_epoch = epoch
                     AND g.lease_expires_at > now() AND g.lease_role = session_user, false)
 $$;

@@ -417,6 +417,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     locked bigint[];
 BEGIN
+    -- The common case first: no unfinished child under any of them (an
+    -- index probe on goals_parent_idx), so the goals alone are locked,
+    -- without walking a tree.
+    IF NOT EXISTS (SELECT 1 FROM goalrt.goals k
+                    WHERE k.parent_id = ANY (ids) AND k.status IN ('pending', 'active', 'waiting')) THEN
+        SELECT array_agg(q.id ORDER BY q.id) INTO locked FROM (
+            SELECT g.id FROM goalrt.goals g WHERE g.id = ANY (ids) ORDER BY g.id FOR NO KEY UPDATE) q;
+        RETURN coalesce(locked, '{}');
+    END IF;
     SELECT array_agg(q.id ORDER BY q.id) INTO locked FROM (
         SELECT g.id FROM goalrt.goals g
          WHERE g.id IN (WITH RECURSIVE t AS (
