@@ -25,7 +25,11 @@
 --   3. state paths, in byte order (change_state; complete_steps_v1 locks
 --      the paths of all its items at once);
 --   4. event-type locks, shared, in key order (match_appended;
---      complete_steps_v1 takes those of all its items at once).
+--      complete_steps_v1 takes those of all its items at once);
+--   5. GDL policy locks, in (policy name, key) order (lock_policies, from
+--      check_policies; complete_steps_v1 takes those of all its items at
+--      once). Two calls in one transaction can take them out of that order
+--      (a deadlock PostgreSQL detects: one of the two is rolled back).
 --
 -- Whatever a function locks beyond that it takes without waiting (SKIP
 -- LOCKED, a try-lock): the parent of a goal that ends, its children, a
@@ -622,6 +626,9 @@ BEGIN
                      UNION ALL
                      SELECT 'state.changed' WHERE cardinality(paths) > 0) q
               ORDER BY 1) k;
+    IF cardinality(paths) > 0 AND EXISTS (SELECT 1 FROM goalrt.gdl_policies) THEN
+        PERFORM goalrt.lock_policies(paths);
+    END IF;
     -- The common case, for the whole batch at once: a step completed under
     -- the lease with no state change, no event and no limit slot, whose goal
     -- then either completes (no parent, no unfinished child) or goes on to

@@ -179,10 +179,68 @@ LANGUAGE sql STABLE AS $$
                       AND (s.path = p OR s.path >= p || '.'))
 $$;
 
+-- Lock the GDL policy instances that changed `paths` concern, until the
+-- transaction ends (check_policies; complete_steps_v1 for all its items at
+-- once, before any of them is applied: step 5 of the lock order).
+--
+-- Write skew: two transactions changing different paths that one policy
+-- reads (stock.reserved, stock.total) would each check it against the
+-- other's old value and could both commit. So before anything is checked,
+-- each policy instance to check is locked until the transaction ends, in
+-- one order (policy name, then the lock key of the binding): the instance
+-- (policy, binding) exclusively and the policy shared when every wildcard
+-- is bound by the changed paths, else (a check over every key) the policy
+-- exclusively. The check then reads, with a statement snapshot taken after
+-- the locks, what a concurrent writer of the same instance committed: the
+-- second of two such writers waits for the first and sees its change.
+-- Under REPEATABLE READ a transaction's snapshot is older than the locks,
+-- so every state row the policy's reads match is also locked FOR SHARE,
+-- which raises a serialization failure (40001) when a concurrent
+-- transaction changed one after the snapshot (a path created meanwhile is
+-- not seen). SERIALIZABLE needs nothing more: PostgreSQL refuses the skew.
+CREATE FUNCTION goalrt.lock_policies(paths text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    pol   record;
+    todo  jsonb[];
+    whole boolean;
+BEGIN
+    FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
+        todo := ARRAY(
+            SELECT DISTINCT coalesce(
+                       (SELECT jsonb_object_agg(v.var, m.cap[v.i])
+                          FROM jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
+                       '{}'::jsonb)
+              FROM unnest(paths) AS p(path)
+              CROSS JOIN jsonb_array_elements(pol.reads) AS r
+              CROSS JOIN LATERAL (SELECT regexp_match(p.path, r ->> 'regex') AS cap) m
+             WHERE m.cap IS NOT NULL);
+        CONTINUE WHEN cardinality(todo) = 0;
+        whole := EXISTS (SELECT 1 FROM unnest(todo) AS b(b), jsonb_object_keys(pol.wildcards) w WHERE NOT b.b ? w);
+        IF whole THEN
+            PERFORM pg_advisory_xact_lock('goalrt.gdl_policies'::regclass::oid::integer, hashtext(pol.name));
+        ELSE
+            PERFORM pg_advisory_xact_lock_shared('goalrt.gdl_policies'::regclass::oid::integer, hashtext(pol.name));
+            PERFORM pg_advisory_xact_lock('goalrt.gdl_policies_pkey'::regclass::oid::integer, k.k)
+               FROM (SELECT DISTINCT hashtext(pol.name || ' ' || b.b::text) AS k FROM unnest(todo) AS b(b) ORDER BY 1) k;
+        END IF;
+        IF current_setting('transaction_isolation') = 'repeatable read' THEN
+            -- (every row any of its reads matches, whatever the binding: more than the check reads)
+            PERFORM 1 FROM goalrt.state_data s
+             WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(pol.reads) r WHERE s.path ~ (r ->> 'regex'))
+             ORDER BY s.path COLLATE "C"
+               FOR SHARE OF s;
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Check the policies that the changed paths concern; raise on the first that
 -- does not hold. A wildcard is bound to each key a changed path names (or, when
 -- a changed path the policy reads names no key of it, to every key); a key is
 -- checked only while something still lives under it.
+-- The instances are locked first (lock_policies), so the check sees what a
+-- concurrent writer of the same instance committed.
 CREATE FUNCTION goalrt.check_policies(paths text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -196,6 +254,7 @@ DECLARE
     done  jsonb[] := '{}';
     where_ text;
 BEGIN
+    PERFORM goalrt.lock_policies(paths);
     FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
         -- The (maybe partial) bindings the changed paths give.
         todo := ARRAY(
