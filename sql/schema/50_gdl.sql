@@ -13,6 +13,9 @@
 --                  nothing of it is applied
 --   gdl_triggers   the current version's `on event` triggers: an appended
 --                  event of the type submits the goal in the same transaction
+--   gdl_events     the current version's `event` declarations: an appended
+--                  event of a declared type whose data does not match is
+--                  refused (GR002)
 --   goal_types.defaults   a GDL goal's priority and deadline, applied at
 --                  submit unless the submit gives its own (the column is
 --                  defined with its table in 30_goals.sql)
@@ -65,6 +68,45 @@ CREATE TABLE goalrt.gdl_triggers (
 
 COMMENT ON TABLE goalrt.gdl_triggers IS
     'The current GDL `on event` triggers: an appended event of event_type submits goal_name.';
+
+-- The current version's `event` declarations: the JSON Schema each type's
+-- data must match (every declared field, of its type, and no other).
+-- Appends of a declared type are checked by the trigger below; undeclared
+-- types stay free.
+CREATE TABLE goalrt.gdl_events (
+    type    text PRIMARY KEY,
+    version bigint NOT NULL REFERENCES goalrt.gdl_versions (version),
+    schema  jsonb NOT NULL CHECK (jsonb_typeof(schema) = 'object')
+);
+
+COMMENT ON TABLE goalrt.gdl_events IS
+    'The current GDL event declarations: an appended event of a declared type must match its schema.';
+
+-- Refuse an INSERT into the log whose events of a declared type do not
+-- match their declaration (SQLSTATE GR002, naming the event type and the
+-- field): every way an event is appended (append_event, append_events, a
+-- handler's events in complete_steps_v1, a direct INSERT) goes through it.
+-- One call per statement, by the trigger event_data_declared (AFTER INSERT
+-- ... FOR EACH STATEMENT, new rows as new_rows), which load_gdl creates
+-- while declarations exist and drops when none do, so a database without
+-- them pays nothing.
+CREATE FUNCTION goalrt.check_declared_events() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT q.type, q.problem INTO bad
+      FROM (SELECT n.id, n.type, goalrt.json_problem(d.schema, n.data, 'data') AS problem
+              FROM new_rows n JOIN goalrt.gdl_events d ON d.type = n.type) q
+     WHERE q.problem IS NOT NULL
+     ORDER BY q.id
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event %: % (as declared in GDL)', bad.type, bad.problem USING ERRCODE = 'GR002';
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 -- The value of a policy term: a path (holes bound by b), a bound variable or
 -- a constant. NULL stands for absent: a missing or deleted path, or a value
@@ -345,6 +387,7 @@ $$;
 -- policies, the triggers, the actions' limits (limits the previous version
 -- set and this one does not are dropped) and the schedules (45_schedules.sql). One transaction: all or nothing.
 --   runtime: {"goal_types": [{"name", "params_schema", "defaults"}],
+--             "events": [{"type", "schema"}],
 --             "policies": [{"name", "app", "condition", "text", "wildcards", "reads"}],
 --             "triggers": [{"event_type", "goal_name", "params"}],
 --             "limits": [{"action", "options"}],
@@ -393,6 +436,20 @@ BEGIN
     INSERT INTO goalrt.gdl_triggers (event_type, goal_name, version, params)
     SELECT x ->> 'event_type', x ->> 'goal_name', v, x -> 'params'
       FROM jsonb_array_elements(coalesce(runtime -> 'triggers', '[]')) AS t(x);
+
+    DELETE FROM goalrt.gdl_events;
+    INSERT INTO goalrt.gdl_events (type, version, schema)
+    SELECT x ->> 'type', v, x -> 'schema'
+      FROM jsonb_array_elements(coalesce(runtime -> 'events', '[]')) AS t(x);
+    -- The check of appends runs only while there are declarations (see check_declared_events).
+    IF EXISTS (SELECT 1 FROM goalrt.gdl_events) AND NOT EXISTS (
+        SELECT 1 FROM pg_trigger t WHERE t.tgrelid = 'goalrt.event_data'::regclass AND t.tgname = 'event_data_declared')
+    THEN
+        EXECUTE 'CREATE TRIGGER event_data_declared AFTER INSERT ON goalrt.event_data '
+                'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION goalrt.check_declared_events()';
+    ELSIF NOT EXISTS (SELECT 1 FROM goalrt.gdl_events) THEN
+        EXECUTE 'DROP TRIGGER IF EXISTS event_data_declared ON goalrt.event_data';
+    END IF;
 
     IF cur.version IS NOT NULL THEN
         PERFORM goalrt.drop_limit(o ->> 'action', coalesce(o -> 'options' ->> 'key', ''))

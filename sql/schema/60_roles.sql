@@ -140,7 +140,8 @@ BEGIN
                     goalrt.goals, goalrt.goal_steps, goalrt.goal_types, goalrt.workers,
                     goalrt.goal_waits, goalrt.limits, goalrt.limit_buckets, goalrt.limit_holders,
                     goalrt.waiting_goals,
-                    goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers, goalrt.schedules
+                    goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers, goalrt.gdl_events,
+                    goalrt.schedules
         TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
     GRANT EXECUTE ON FUNCTION
         goalrt.read_events(bigint, integer, text, text, boolean),
