@@ -224,6 +224,7 @@ BEGIN
         goalrt.load_gdl(text, text, jsonb, jsonb),
         goalrt.set_limit(text, jsonb),
         goalrt.drop_limit(text, text),
+        goalrt.advance_timers(double precision),
         goalrt.create_snapshot(text, text[], text)
         TO goalrt_admin;
     GRANT INSERT, UPDATE, DELETE ON goalrt.settings, goalrt.forks TO goalrt_admin;

@@ -39,7 +39,7 @@ WORKER = {
     "fire_schedules_v1", "heartbeat_v1", "plan_goals_v1", "register_goal_type", "register_worker_v1",
     "register_worker_v2", "release_goals_v1", "step_start_v1", "step_start_v2", "step_started_v1", "wake_due_v1",
 }  # fmt: skip
-ADMIN = {"create_snapshot", "drop_limit", "load_gdl", "set_limit"}
+ADMIN = {"advance_timers", "create_snapshot", "drop_limit", "load_gdl", "set_limit"}
 FUNCTIONS = {
     "goalrt_reader": READER,
     "goalrt_app": READER | APP,
