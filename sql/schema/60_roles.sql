@@ -133,6 +133,8 @@ BEGIN
         RETURN;
     END IF;
     GRANT USAGE ON SCHEMA goalrt TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
+    -- (SELECT on goalrt.alembic_version, the schema's revision, which every goalrt command checks
+    -- first: granted once alembic made the table, see apply_schema.)
     -- Everyone reads: the log, the state, the goals, the coordination and GDL tables.
     GRANT SELECT ON goalrt.events, goalrt.event_data, goalrt.event_order, goalrt.clock,
                     goalrt.state, goalrt.state_data, goalrt.snapshots, goalrt.snapshot_entries,

@@ -49,7 +49,8 @@ FUNCTIONS = {
 }
 # Tables and views every role reads; what admins may also write.
 READABLE = {
-    "clock", "event_data", "event_order", "events", "forks", "gdl_events", "gdl_policies", "gdl_triggers",
+    "alembic_version", "clock", "event_data", "event_order", "events", "forks", "gdl_events", "gdl_policies",
+    "gdl_triggers",
     "gdl_versions",
     "goal_steps", "goal_types", "goal_waits", "goals", "limit_buckets", "limit_holders", "limits", "schedules",
     "settings", "snapshot_entries", "snapshots", "state", "state_data", "tenant_roles", "waiting_goals", "workers",
