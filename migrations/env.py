@@ -17,7 +17,13 @@ from sqlalchemy.pool import NullPool
 
 from goalrt.db.config import database_url
 from goalrt.db.connect import connect
-from goalrt.db.migrations_support import apply_schema, builds_empty_database, collect_warnings, refuse_predating
+from goalrt.db.migrations_support import (
+    apply_schema,
+    builds_empty_database,
+    collect_warnings,
+    grant_revision_readable,
+    refuse_predating,
+)
 
 # Any fixed pair works; it only has to be the same for every goalrt process.
 MIGRATION_LOCK = (0x676F616C, 0x6D696772)  # "goal", "migr"
@@ -49,6 +55,7 @@ with engine.connect() as connection:
             if before is None and builds_empty_database(migration_context):
                 apply_schema(connection)
                 migration_context.stamp(context.script, "head")
+                grant_revision_readable(connection)
             else:
                 context.run_migrations()
         connection.commit()

@@ -29,6 +29,17 @@ def apply_schema(connection: Any) -> None:
         _execute(dbapi, path.read_text(encoding="utf-8"))
 
 
+def grant_revision_readable(connection: Any) -> None:
+    """Let goalrt's roles read the revision (``goalrt.alembic_version``), once alembic has made that table.
+
+    Every goalrt command checks the revision before it starts (``goalrt
+    worker`` logged in as a worker role too). A database built from empty
+    gets the table only when it is stamped, after its schema files ran: this
+    runs then, the same SQL as migration 0029.
+    """
+    _execute(_dbapi(connection), read_sql("migrations/0029_revision_readable.up.sql"))
+
+
 def collect_warnings(connection: Any, into: list[str]) -> None:
     """Append the primary message of every WARNING the server sends on env.py's connection to ``into``."""
 

@@ -22,6 +22,8 @@ from goalrt.planner.values import NAME as PLANNER_NAME
 
 _SCALAR_TYPES: Final = ("any", "boolean", "integer", "number", "string")
 _KINDS: Final = ("type", "event", "action", "goal", "contract", "policy", "test")
+# The first segments of the event types goalrt appends itself (goal.submitted, state.changed, ...).
+_RESERVED_EVENT_PREFIXES: Final = ("gdl", "goal", "schedule", "state", "step")
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 # Action names (and handler names), type names and action parameters take '-' as the planner does (PDDL's
@@ -96,6 +98,13 @@ class Declarations:
                 PLANNER_NAME: "letters, digits, _ and -, not starting with -",
             }.get(pattern, "an identifier (letters, digits, _)")
             self.fail(name.pos, f"invalid {kind} name {name.text!r}: use {shape}")
+        elif kind == "event" and name.text.split(".", 1)[0] in _RESERVED_EVENT_PREFIXES:
+            # The database checks appends of declared types: goalrt's own events must stay its own.
+            self.fail(
+                name.pos,
+                f"event {name.text}: {name.text.split('.', 1)[0]}.* are goalrt's own event types"
+                f" (reserved: {', '.join(p + '.*' for p in _RESERVED_EVENT_PREFIXES)})",
+            )
 
     def contracts(self) -> None:
         """Record what each contract exports; a contract exports only its own app's declarations."""

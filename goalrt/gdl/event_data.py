@@ -4,8 +4,9 @@ The same meaning as the params schemas the runtime installs (``params_model``):
 ``string`` and a declared type (an object's key) take a string, ``integer`` a
 whole number (``1.0`` too), ``number`` any number, ``boolean`` true or false, ``any``
 anything; a boolean is no number. ``goalrt test`` checks with it, in Python,
-the events appended during a test; the database does not enforce event
-declarations yet.
+the events appended during a test (to name every problem at once); the
+database refuses such an append itself (``goalrt.check_declared_events``,
+the first problem only).
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 ``load(conn, compiled)`` stores a workspace's compiled JSON as a new version
 (``goalrt.load_gdl``: nothing new when the content hash is unchanged) with
 what the database itself runs: the goal types with their params schemas and
-defaults (priority, deadline), the policies, the ``on event`` triggers and
-the actions' cluster-wide limits and the schedules.
+defaults (priority, deadline), the policies, the ``on event`` triggers,
+the event declarations (the database refuses an append of a declared type
+whose data does not match), the actions' cluster-wide limits and the
+schedules.
 
 A worker turns a stored version back into the registry it runs with
 ``goalrt.worker.definitions.registry_for``: the worker reads the stored JSON
@@ -105,9 +107,17 @@ def runtime_json(compiled: CompiledWorkspace) -> dict[str, Any]:
         if options:
             limits.append({"action": name, "options": options})
     policies = [policy_json(compiled.policies[n]) for n in sorted(compiled.policies)]
-    runtime = {"goal_types": goal_types, "policies": policies, "triggers": triggers, "limits": limits}
-    # Only when there are some: the runtime of a workspace without schedules is what it was before them.
-    return {**runtime, "schedules": schedules} if schedules else runtime
+    runtime: dict[str, Any] = {"goal_types": goal_types, "policies": policies, "triggers": triggers, "limits": limits}
+    # Only when there are some: the runtime of a workspace without them is what it was before them.
+    events = [
+        {"type": name, "schema": params_model(name, dict(compiled.events[name].fields)).model_json_schema()}
+        for name in sorted(compiled.events)
+    ]
+    if events:
+        runtime["events"] = events
+    if schedules:
+        runtime["schedules"] = schedules
+    return runtime
 
 
 def policy_json(policy: CompiledPolicy) -> dict[str, Any]:

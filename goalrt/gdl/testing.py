@@ -260,13 +260,9 @@ def _then(url: str, conn: Any, fork: str, schema: str, then: Mapping[str, Any]) 
         return None
     if "advance" in then:
         # The fork is the test's own: its timers (sleeps, wait timeouts, deadlines, delayed starts) come closer by
-        # the duration, and the due ones are acted on now, as a worker's next claim would.
-        shift = sql.SQL(
-            "UPDATE {0}.goals SET wake_at = wake_at - make_interval(secs => $1),"
-            " deadline_at = deadline_at - make_interval(secs => $1)"
-            " WHERE status IN ('pending', 'active', 'waiting') AND (wake_at IS NOT NULL OR deadline_at IS NOT NULL)"
-        ).format(s)
-        conn.execute(shift, (then["advance"],))
+        # the duration (advance_timers, which the main schema refuses), and the due ones are acted on now, as a
+        # worker's next claim would.
+        conn.execute(sql.SQL("SELECT {}.advance_timers($1)").format(s), (then["advance"],))
         conn.execute(sql.SQL("SELECT {}.wake_due_v1(1000)").format(s))
         return None
     query = sql.SQL(

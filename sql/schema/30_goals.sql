@@ -216,9 +216,15 @@ BEGIN
 END
 $$;
 
+-- The WHEN clauses keep the function out of the common rows (a new goal
+-- that is pending, an update that keeps the status): a trigger's WHEN is
+-- evaluated without calling it.
 CREATE TRIGGER goals_lifecycle
-    BEFORE INSERT OR UPDATE OF status ON goalrt.goals
-    FOR EACH ROW EXECUTE FUNCTION goalrt.check_goal_transition();
+    BEFORE UPDATE OF status ON goalrt.goals
+    FOR EACH ROW WHEN (NEW.status IS DISTINCT FROM OLD.status) EXECUTE FUNCTION goalrt.check_goal_transition();
+CREATE TRIGGER goals_lifecycle_insert
+    BEFORE INSERT ON goalrt.goals
+    FOR EACH ROW WHEN (NEW.status IS DISTINCT FROM 'pending') EXECUTE FUNCTION goalrt.check_goal_transition();
 
 -- Whether the login role of this session (session_user, which SECURITY
 -- DEFINER does not change) may do what only goalrt_admin may: a member of
@@ -348,9 +354,17 @@ $$;
 -- fields, unknown fields when additionalProperties is false, and the JSON
 -- type of each field), or NULL when there is none. Workers validate fully
 -- (pydantic) when they plan; this catches what psql users get wrong.
+-- (A schema with no required fields, no properties and no
+-- additionalProperties, e.g. {}, takes any object: json_problem is not
+-- called for it.)
 CREATE FUNCTION goalrt.params_problem(params_schema jsonb, params jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
-    SELECT replace(goalrt.json_problem(params_schema, params, 'params'), 'is not a field', 'is not a parameter')
+    SELECT CASE WHEN jsonb_typeof(params) = 'object' AND jsonb_typeof(params_schema) = 'object'
+                     AND NOT params_schema ?| ARRAY['required', 'properties', 'additionalProperties']
+                THEN NULL
+                ELSE replace(goalrt.json_problem(params_schema, params, 'params'), 'is not a field',
+                             'is not a parameter')
+           END
 $$;
 
 -- Submit one goal. options (all optional):

@@ -25,7 +25,11 @@
 --   3. state paths, in byte order (change_state; complete_steps_v1 locks
 --      the paths of all its items at once);
 --   4. event-type locks, shared, in key order (match_appended;
---      complete_steps_v1 takes those of all its items at once).
+--      complete_steps_v1 takes those of all its items at once);
+--   5. GDL policy locks, in (policy name, key) order (lock_policies, from
+--      check_policies; complete_steps_v1 takes those of all its items at
+--      once). Two calls in one transaction can take them out of that order
+--      (a deadlock PostgreSQL detects: one of the two is rolled back).
 --
 -- Whatever a function locks beyond that it takes without waiting (SKIP
 -- LOCKED, a try-lock): the parent of a goal that ends, its children, a
@@ -324,8 +328,12 @@ COMMENT ON FUNCTION goalrt.claim_goals_v1(text, integer, double precision, text[
 -- holds_lease(...)` must then be true. The role check makes the lease an
 -- authorization, not only a fencing token: another role that reads
 -- lease_owner and lease_epoch from goalrt.goals still cannot act under it.
+-- No SET clause and one expression, so PostgreSQL inlines it into the
+-- query that calls it (g.status etc. become that query's own columns); its
+-- callers are SECURITY DEFINER functions that set their search_path, and it
+-- names nothing but g's columns and pg_catalog.
 CREATE FUNCTION goalrt.holds_lease(g goalrt.goals, worker_id text, epoch bigint) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, goalrt, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
     SELECT coalesce(g.status = 'active' AND g.lease_owner = worker_id AND g.lease_epoch = epoch
                     AND g.lease_expires_at > now() AND g.lease_role = session_user, false)
 $$;
@@ -618,6 +626,9 @@ BEGIN
                      UNION ALL
                      SELECT 'state.changed' WHERE cardinality(paths) > 0) q
               ORDER BY 1) k;
+    IF cardinality(paths) > 0 AND EXISTS (SELECT 1 FROM goalrt.gdl_policies) THEN
+        PERFORM goalrt.lock_policies(paths);
+    END IF;
     -- The common case, for the whole batch at once: a step completed under
     -- the lease with no state change, no event and no limit slot, whose goal
     -- then either completes (no parent, no unfinished child) or goes on to

@@ -417,6 +417,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     locked bigint[];
 BEGIN
+    -- The common case first: no unfinished child under any of them (an
+    -- index probe on goals_parent_idx), so the goals alone are locked,
+    -- without walking a tree.
+    IF NOT EXISTS (SELECT 1 FROM goalrt.goals k
+                    WHERE k.parent_id = ANY (ids) AND k.status IN ('pending', 'active', 'waiting')) THEN
+        SELECT array_agg(q.id ORDER BY q.id) INTO locked FROM (
+            SELECT g.id FROM goalrt.goals g WHERE g.id = ANY (ids) ORDER BY g.id FOR NO KEY UPDATE) q;
+        RETURN coalesce(locked, '{}');
+    END IF;
     SELECT array_agg(q.id ORDER BY q.id) INTO locked FROM (
         SELECT g.id FROM goalrt.goals g
          WHERE g.id IN (WITH RECURSIVE t AS (
@@ -1223,6 +1232,43 @@ $$;
 
 COMMENT ON FUNCTION goalrt.wake_due_v1(integer) IS
     'Act on due times: delayed and parked goals become claimable, sleeps end, waits time out, deadlines fail goals.';
+
+-- For `goalrt test` (`then advance D`): bring every timer of the unfinished
+-- goals `seconds` closer (sleeps and wait timeouts: wake_at; deadlines;
+-- delayed starts of pending goals: run_at), as if that much time had
+-- passed; the caller then acts on the due ones (wake_due_v1). Returns the
+-- goals changed. Only in a fork, a test's own copy: the main schema's
+-- timers are real, and the call is refused there. Admins only.
+CREATE FUNCTION goalrt.advance_timers(seconds double precision) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    home text;
+    n    integer;
+BEGIN
+    home := (SELECT c.relnamespace::regnamespace::text FROM pg_class c WHERE c.oid = 'goalrt.goals'::regclass);
+    -- ('goal' || 'rt': spelt so that a fork's copy of this function, whose
+    -- qualified names are rewritten, still compares with the main schema.)
+    IF home = 'goal' || 'rt' THEN
+        RAISE EXCEPTION 'advance_timers works in a fork only (goalrt test): the timers of schema % are real', home
+            USING ERRCODE = 'GR008';
+    END IF;
+    IF seconds IS NULL OR seconds < 0 OR seconds = 'infinity'::double precision THEN
+        RAISE EXCEPTION 'seconds must be a finite number >= 0' USING ERRCODE = 'GR008';
+    END IF;
+    UPDATE goalrt.goals g
+       SET wake_at = g.wake_at - make_interval(secs => seconds),
+           deadline_at = g.deadline_at - make_interval(secs => seconds),
+           run_at = CASE WHEN g.status = 'pending' AND g.run_at > now()
+                         THEN greatest(g.run_at - make_interval(secs => seconds), now()) ELSE g.run_at END
+     WHERE g.status IN ('pending', 'active', 'waiting')
+       AND (g.wake_at IS NOT NULL OR g.deadline_at IS NOT NULL OR (g.status = 'pending' AND g.run_at > now()));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.advance_timers(double precision) IS
+    'goalrt test: bring the timers of a fork''s unfinished goals closer by seconds (refused in the main schema).';
 
 -- Answer a goal waiting at an ask step: data must satisfy the step's
 -- schema (else GR008 naming the field, and the goal keeps waiting).

@@ -13,6 +13,9 @@
 --                  nothing of it is applied
 --   gdl_triggers   the current version's `on event` triggers: an appended
 --                  event of the type submits the goal in the same transaction
+--   gdl_events     the current version's `event` declarations: an appended
+--                  event of a declared type whose data does not match is
+--                  refused (GR002)
 --   goal_types.defaults   a GDL goal's priority and deadline, applied at
 --                  submit unless the submit gives its own (the column is
 --                  defined with its table in 30_goals.sql)
@@ -65,6 +68,45 @@ CREATE TABLE goalrt.gdl_triggers (
 
 COMMENT ON TABLE goalrt.gdl_triggers IS
     'The current GDL `on event` triggers: an appended event of event_type submits goal_name.';
+
+-- The current version's `event` declarations: the JSON Schema each type's
+-- data must match (every declared field, of its type, and no other).
+-- Appends of a declared type are checked by the trigger below; undeclared
+-- types stay free.
+CREATE TABLE goalrt.gdl_events (
+    type    text PRIMARY KEY,
+    version bigint NOT NULL REFERENCES goalrt.gdl_versions (version),
+    schema  jsonb NOT NULL CHECK (jsonb_typeof(schema) = 'object')
+);
+
+COMMENT ON TABLE goalrt.gdl_events IS
+    'The current GDL event declarations: an appended event of a declared type must match its schema.';
+
+-- Refuse an INSERT into the log whose events of a declared type do not
+-- match their declaration (SQLSTATE GR002, naming the event type and the
+-- field): every way an event is appended (append_event, append_events, a
+-- handler's events in complete_steps_v1, a direct INSERT) goes through it.
+-- One call per statement, by the trigger event_data_declared (AFTER INSERT
+-- ... FOR EACH STATEMENT, new rows as new_rows), which load_gdl creates
+-- while declarations exist and drops when none do, so a database without
+-- them pays nothing.
+CREATE FUNCTION goalrt.check_declared_events() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT q.type, q.problem INTO bad
+      FROM (SELECT n.id, n.type, goalrt.json_problem(d.schema, n.data, 'data') AS problem
+              FROM new_rows n JOIN goalrt.gdl_events d ON d.type = n.type) q
+     WHERE q.problem IS NOT NULL
+     ORDER BY q.id
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event %: % (as declared in GDL)', bad.type, bad.problem USING ERRCODE = 'GR002';
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 -- The value of a policy term: a path (holes bound by b), a bound variable or
 -- a constant. NULL stands for absent: a missing or deleted path, or a value
@@ -179,10 +221,68 @@ LANGUAGE sql STABLE AS $$
                       AND (s.path = p OR s.path >= p || '.'))
 $$;
 
+-- Lock the GDL policy instances that changed `paths` concern, until the
+-- transaction ends (check_policies; complete_steps_v1 for all its items at
+-- once, before any of them is applied: step 5 of the lock order).
+--
+-- Write skew: two transactions changing different paths that one policy
+-- reads (stock.reserved, stock.total) would each check it against the
+-- other's old value and could both commit. So before anything is checked,
+-- each policy instance to check is locked until the transaction ends, in
+-- one order (policy name, then the lock key of the binding): the instance
+-- (policy, binding) exclusively and the policy shared when every wildcard
+-- is bound by the changed paths, else (a check over every key) the policy
+-- exclusively. The check then reads, with a statement snapshot taken after
+-- the locks, what a concurrent writer of the same instance committed: the
+-- second of two such writers waits for the first and sees its change.
+-- Under REPEATABLE READ a transaction's snapshot is older than the locks,
+-- so every state row the policy's reads match is also locked FOR SHARE,
+-- which raises a serialization failure (40001) when a concurrent
+-- transaction changed one after the snapshot (a path created meanwhile is
+-- not seen). SERIALIZABLE needs nothing more: PostgreSQL refuses the skew.
+CREATE FUNCTION goalrt.lock_policies(paths text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    pol   record;
+    todo  jsonb[];
+    whole boolean;
+BEGIN
+    FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
+        todo := ARRAY(
+            SELECT DISTINCT coalesce(
+                       (SELECT jsonb_object_agg(v.var, m.cap[v.i])
+                          FROM jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
+                       '{}'::jsonb)
+              FROM unnest(paths) AS p(path)
+              CROSS JOIN jsonb_array_elements(pol.reads) AS r
+              CROSS JOIN LATERAL (SELECT regexp_match(p.path, r ->> 'regex') AS cap) m
+             WHERE m.cap IS NOT NULL);
+        CONTINUE WHEN cardinality(todo) = 0;
+        whole := EXISTS (SELECT 1 FROM unnest(todo) AS b(b), jsonb_object_keys(pol.wildcards) w WHERE NOT b.b ? w);
+        IF whole THEN
+            PERFORM pg_advisory_xact_lock('goalrt.gdl_policies'::regclass::oid::integer, hashtext(pol.name));
+        ELSE
+            PERFORM pg_advisory_xact_lock_shared('goalrt.gdl_policies'::regclass::oid::integer, hashtext(pol.name));
+            PERFORM pg_advisory_xact_lock('goalrt.gdl_policies_pkey'::regclass::oid::integer, k.k)
+               FROM (SELECT DISTINCT hashtext(pol.name || ' ' || b.b::text) AS k FROM unnest(todo) AS b(b) ORDER BY 1) k;
+        END IF;
+        IF current_setting('transaction_isolation') = 'repeatable read' THEN
+            -- (every row any of its reads matches, whatever the binding: more than the check reads)
+            PERFORM 1 FROM goalrt.state_data s
+             WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(pol.reads) r WHERE s.path ~ (r ->> 'regex'))
+             ORDER BY s.path COLLATE "C"
+               FOR SHARE OF s;
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Check the policies that the changed paths concern; raise on the first that
 -- does not hold. A wildcard is bound to each key a changed path names (or, when
 -- a changed path the policy reads names no key of it, to every key); a key is
 -- checked only while something still lives under it.
+-- The instances are locked first (lock_policies), so the check sees what a
+-- concurrent writer of the same instance committed.
 CREATE FUNCTION goalrt.check_policies(paths text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -196,6 +296,7 @@ DECLARE
     done  jsonb[] := '{}';
     where_ text;
 BEGIN
+    PERFORM goalrt.lock_policies(paths);
     FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
         -- The (maybe partial) bindings the changed paths give.
         todo := ARRAY(
@@ -286,6 +387,7 @@ $$;
 -- policies, the triggers, the actions' limits (limits the previous version
 -- set and this one does not are dropped) and the schedules (45_schedules.sql). One transaction: all or nothing.
 --   runtime: {"goal_types": [{"name", "params_schema", "defaults"}],
+--             "events": [{"type", "schema"}],
 --             "policies": [{"name", "app", "condition", "text", "wildcards", "reads"}],
 --             "triggers": [{"event_type", "goal_name", "params"}],
 --             "limits": [{"action", "options"}],
@@ -334,6 +436,20 @@ BEGIN
     INSERT INTO goalrt.gdl_triggers (event_type, goal_name, version, params)
     SELECT x ->> 'event_type', x ->> 'goal_name', v, x -> 'params'
       FROM jsonb_array_elements(coalesce(runtime -> 'triggers', '[]')) AS t(x);
+
+    DELETE FROM goalrt.gdl_events;
+    INSERT INTO goalrt.gdl_events (type, version, schema)
+    SELECT x ->> 'type', v, x -> 'schema'
+      FROM jsonb_array_elements(coalesce(runtime -> 'events', '[]')) AS t(x);
+    -- The check of appends runs only while there are declarations (see check_declared_events).
+    IF EXISTS (SELECT 1 FROM goalrt.gdl_events) AND NOT EXISTS (
+        SELECT 1 FROM pg_trigger t WHERE t.tgrelid = 'goalrt.event_data'::regclass AND t.tgname = 'event_data_declared')
+    THEN
+        EXECUTE 'CREATE TRIGGER event_data_declared AFTER INSERT ON goalrt.event_data '
+                'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION goalrt.check_declared_events()';
+    ELSIF NOT EXISTS (SELECT 1 FROM goalrt.gdl_events) THEN
+        EXECUTE 'DROP TRIGGER IF EXISTS event_data_declared ON goalrt.event_data';
+    END IF;
 
     IF cur.version IS NOT NULL THEN
         PERFORM goalrt.drop_limit(o ->> 'action', coalesce(o -> 'options' ->> 'key', ''))

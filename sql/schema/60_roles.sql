@@ -133,6 +133,8 @@ BEGIN
         RETURN;
     END IF;
     GRANT USAGE ON SCHEMA goalrt TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
+    -- (SELECT on goalrt.alembic_version, the schema's revision, which every goalrt command checks
+    -- first: granted once alembic made the table, see apply_schema.)
     -- Everyone reads: the log, the state, the goals, the coordination and GDL tables.
     GRANT SELECT ON goalrt.events, goalrt.event_data, goalrt.event_order, goalrt.clock,
                     goalrt.state, goalrt.state_data, goalrt.snapshots, goalrt.snapshot_entries,
@@ -140,7 +142,8 @@ BEGIN
                     goalrt.goals, goalrt.goal_steps, goalrt.goal_types, goalrt.workers,
                     goalrt.goal_waits, goalrt.limits, goalrt.limit_buckets, goalrt.limit_holders,
                     goalrt.waiting_goals,
-                    goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers, goalrt.schedules
+                    goalrt.gdl_versions, goalrt.gdl_policies, goalrt.gdl_triggers, goalrt.gdl_events,
+                    goalrt.schedules
         TO goalrt_reader, goalrt_writer, goalrt_admin, goalrt_app, goalrt_worker;
     GRANT EXECUTE ON FUNCTION
         goalrt.read_events(bigint, integer, text, text, boolean),
@@ -223,6 +226,7 @@ BEGIN
         goalrt.load_gdl(text, text, jsonb, jsonb),
         goalrt.set_limit(text, jsonb),
         goalrt.drop_limit(text, text),
+        goalrt.advance_timers(double precision),
         goalrt.create_snapshot(text, text[], text)
         TO goalrt_admin;
     GRANT INSERT, UPDATE, DELETE ON goalrt.settings, goalrt.forks TO goalrt_admin;

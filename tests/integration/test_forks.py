@@ -103,3 +103,35 @@ def test_failed_fork_leaves_nothing(db_url: str) -> None:
             ).fetchone()[0]
             == 0
         )
+
+
+def test_advance_timers_moves_a_forks_timers_and_is_refused_on_the_main_line(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT goalrt.register_goal_type('later', '{}')")
+        fork = forks.create(conn, "clock")
+        s = fork.schema
+        conn.execute(f"SELECT {s}.register_goal_type('later', '{{}}')")
+        (gid,) = conn.execute(  # type: ignore[misc]
+            f"""SELECT id FROM {s}.submit_goal('later', '{{}}', '{{"delay": 3600, "deadline": 7200}}')"""
+        ).fetchone()
+        (main_gid,) = conn.execute(  # type: ignore[misc]
+            """SELECT id FROM goalrt.submit_goal('later', '{}', '{"delay": 3600}')"""
+        ).fetchone()
+        assert conn.execute(f"SELECT {s}.advance_timers(1800)").fetchone() == (1,)
+        left = conn.execute(
+            f"SELECT extract(epoch FROM run_at - now()), extract(epoch FROM deadline_at - now()) FROM {s}.goals"
+            " WHERE id = %s",
+            (gid,),
+        ).fetchone()
+        assert left is not None and 1790 < left[0] < 1810 and 5390 < left[1] < 5410
+        conn.execute(f"SELECT {s}.advance_timers(1e6)")  # a start already due stays due, never in the past
+        row = conn.execute(f"SELECT run_at <= now() FROM {s}.goals WHERE id = %s", (gid,)).fetchone()
+        assert row == (True,)
+        for bad in ("-1", "'infinity'", "NULL"):
+            with pytest.raises(psycopg.Error, match="seconds must be a finite number"):
+                conn.execute(f"SELECT {s}.advance_timers({bad})")
+        # The main line's timers are real.
+        with pytest.raises(psycopg.Error, match="advance_timers works in a fork only"):
+            conn.execute("SELECT goalrt.advance_timers(60)")
+        row = conn.execute("SELECT run_at > now() + interval '3500 s' FROM goalrt.goals WHERE id = %s", (main_gid,))
+        assert row.fetchone() == (True,)

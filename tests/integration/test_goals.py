@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from goalrt import Goals, GoalStatus, InvalidGoalError, InvalidTransitionError, Registry, Step, StepStatus
@@ -122,6 +123,37 @@ def test_bad_params_are_refused_naming_the_field(goals: Goals, db_url: str, para
     with Goals.connect(db_url) as bare, pytest.raises(InvalidGoalError, match=message):
         bare.submit("checkout", params)
     assert goals.counts() == {}
+
+
+@pytest.mark.parametrize(
+    ("schema", "params", "problem"),
+    [
+        # A schema that takes any object is answered without json_problem (the hot path's short cut) ...
+        ({}, {"x": 1}, None),
+        ({"type": "object", "description": "anything"}, {"x": [1]}, None),
+        # ... but never for a value that is not an object, nor for a schema that says anything about fields.
+        ({}, [1], "params must be a JSON object"),
+        ({}, "x", "params must be a JSON object"),
+        ({"additionalProperties": False}, {"x": 1}, "params.x is not a parameter (expected: none)"),
+        ({"required": ["a"]}, {}, "params.a is required"),
+        ({"properties": {"a": {"type": "integer"}}}, {"a": "1"}, "params.a must be integer, got string"),
+    ],
+)
+def test_params_problem_short_cut_only_for_schemas_that_take_any_object(
+    conn: psycopg.Connection, schema: Any, params: Any, problem: str | None
+) -> None:
+    row = conn.execute("SELECT goalrt.params_problem(%s, %s)", (Jsonb(schema), Jsonb(params))).fetchone()
+    assert row is not None and row[0] == problem
+
+
+def test_the_lifecycle_trigger_still_checks_an_update_that_keeps_other_columns(
+    goals: Goals, conn: psycopg.Connection
+) -> None:
+    # The trigger runs only when the status changes (its WHEN clause); a change with other columns is still checked.
+    gid = goals.submit("noop", {}).id
+    conn.execute("UPDATE goalrt.goals SET status = 'pending', priority = 3 WHERE id = %s", (gid,))
+    with pytest.raises(psycopg.Error, match="pending -> complete"):
+        conn.execute("UPDATE goalrt.goals SET priority = 4, status = 'complete' WHERE id = %s", (gid,))
 
 
 def test_unknown_goal_type_is_refused(goals: Goals) -> None:

@@ -40,7 +40,10 @@ WORKER = {
     "fire_schedules_v1", "heartbeat_v1", "plan_goals_v1", "register_goal_type", "register_worker_v1",
     "register_worker_v2", "release_goals_v1", "step_start_v1", "step_start_v2", "step_started_v1", "wake_due_v1",
 }  # fmt: skip
-ADMIN = {"create_snapshot", "drop_limit", "load_gdl", "memory_index", "memory_pending", "memory_reset", "set_limit"}
+ADMIN = {
+    "advance_timers", "create_snapshot", "drop_limit", "load_gdl", "memory_index", "memory_pending", "memory_reset",
+    "set_limit",
+}  # fmt: skip
 FUNCTIONS = {
     "goalrt_reader": READER,
     "goalrt_app": READER | APP,
@@ -50,7 +53,9 @@ FUNCTIONS = {
 }
 # Tables and views every role reads; what admins may also write.
 READABLE = {
-    "clock", "event_data", "event_order", "events", "forks", "gdl_policies", "gdl_triggers", "gdl_versions",
+    "alembic_version", "clock", "event_data", "event_order", "events", "forks", "gdl_events", "gdl_policies",
+    "gdl_triggers",
+    "gdl_versions",
     "goal_steps", "goal_types", "goal_waits", "goals", "limit_buckets", "limit_holders", "limits", "schedules",
     "settings", "snapshot_entries", "snapshots", "state", "state_data", "tenant_roles", "waiting_goals", "workers",
 }  # fmt: skip

@@ -43,6 +43,8 @@ INVALID = {
     "policy_constant_false": "apps/a/policies.gdl:1:26: policy nothing can never hold: "
     "no state satisfies its conditions",
     "policy_never_holds": "apps/a/policies.gdl:2:11: policy amounts can never hold: no state satisfies its conditions",
+    "reserved_event_type": "apps/a/events.gdl:1:7: event goal.paid: goal.* are goalrt's own event types "
+    "(reserved: gdl.*, goal.*, schedule.*, state.*, step.*)",
     "stray_character": "apps/a/types.gdl:2:1: unexpected character '$'; "
     "expected 'action', 'builtin', 'contract', 'event', 'goal', 'policy', 'test' or 'type'",
     "test_outside_tests": "apps/a/t.gdl:1:1: test t: tests belong in the tests/ folder",
