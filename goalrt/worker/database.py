@@ -188,7 +188,7 @@ class WorkerDatabase:
         count: int | None,
         takeover: float,
     ) -> list[ClaimedGoal]:
-        """Claim up to ``limit`` runnable goals of ``goal_types`` (``claim_goals_v2``)."""
+        """Claim up to ``limit`` runnable goals of ``goal_types`` (``claim_goals_v3``)."""
         rows = await self.call("goals_claim", self._id, limit, lease, list(goal_types), buckets, count, takeover)
         return [ClaimedGoal.of(row) for row in rows]
 

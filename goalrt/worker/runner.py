@@ -155,9 +155,14 @@ class GoalRunner:
         return self._planning
 
     async def _traced_goal(self, claim: ClaimedGoal, lease: Lease, sent_at: int, answered_at: int) -> None:
-        """Run a claimed goal in a span of its own (tracing on): the claim, plans, steps and commits its children."""
+        """Run a claimed goal in a span of its own (tracing on): the claim, plans, steps and commits its children.
+
+        The span continues the caller's trace when the goal was submitted with
+        one (``trace_context``), else it starts a trace of its own.
+        """
         attributes = {"goalrt.goal_id": claim.goal_id, "goalrt.goal_type": claim.name, "goalrt.epoch": claim.epoch}
-        with tracing.span("goalrt.goal", attributes, kind="consumer", parent=tracing.root(), start_time=sent_at):
+        parent = tracing.root(claim.trace_context)
+        with tracing.span("goalrt.goal", attributes, kind="consumer", parent=parent, start_time=sent_at):
             tracing.record("goalrt.claim", sent_at, answered_at, attributes)
             await self._run_goal(claim, lease)
 

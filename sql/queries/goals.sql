@@ -134,13 +134,13 @@ SELECT goalrt.deregister_worker_v1($1::text);
 -- name: goals_claim
 -- With a goal planned already, the GDL version its plan was made with (its
 -- last goal.planned): the worker re-plans a plan of another version than its own.
-SELECT c.goal_id, c.name, c.params, c.epoch, c.plan_no, c.step_seq, c.action, c.args, c.attempt,
+SELECT c.goal_id, c.name, c.params, c.epoch, c.plan_no, c.step_seq, c.action, c.args, c.attempt, c.trace_context,
        CASE WHEN c.step_seq IS NOT NULL THEN
            (SELECT (e.data -> 'planner' ->> 'gdl_version')::bigint FROM goalrt.event_data e
              WHERE e.stream = 'goal:' || c.goal_id AND e.type = 'goal.planned'
              ORDER BY e.id DESC LIMIT 1)
        END AS plan_gdl_version
-  FROM goalrt.claim_goals_v2($1::text, $2::integer, $3::double precision, $4::text[], $5::integer[], $6::integer,
+  FROM goalrt.claim_goals_v3($1::text, $2::integer, $3::double precision, $4::text[], $5::integer[], $6::integer,
                               $7::double precision) c;
 
 -- name: goals_plan
