@@ -286,7 +286,7 @@ def _print_goal(info: GoalInfo) -> None:
                     str(s.seq),
                     s.action if s.kind in ("action", "children") else f"{s.kind}: {s.action}".replace("wait ", ""),
                     clip(show_json(s.args), 40),
-                    s.status,
+                    f"{s.status} {s.progress_text()}".rstrip() if s.status == "running" else s.status,
                     str(s.attempts),
                     clip(s.error or ("" if s.result is None else show_json(s.result)), 50),
                 )

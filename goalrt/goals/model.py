@@ -45,10 +45,21 @@ class StepInfo:
     finished_at: datetime | None
     kind: str = "action"
     label: str | None = None
+    # What the handler last reported (ctx.progress): a fraction 0..1, a message, when (None: never).
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StepInfo:
         return cls(*row)
+
+    def progress_text(self) -> str:
+        """Return the progress as shown: ``42% copying files`` ('' when none was reported)."""
+        if self.progress is None:
+            return ""
+        text = f"{self.progress * 100:.0f}%"
+        return f"{text} {self.progress_message}" if self.progress_message else text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +75,9 @@ class StepInfo:
             "finished_at": _iso(self.finished_at),
             "kind": self.kind,
             "label": self.label,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "progress_at": _iso(self.progress_at),
         }
 
 

@@ -35,7 +35,6 @@ from goalrt.worker.dispatcher import (
     HandlerCalls,
     StateReader,
     StepRun,
-    SyncStateReader,
     failure_item,
     idempotency_key,
     run_step,
@@ -44,6 +43,7 @@ from goalrt.worker.leases import Lease, Leases
 from goalrt.worker.metrics import WorkerMetrics
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.planning import Decision, Planning
+from goalrt.worker.progress import Progress
 from goalrt.worker.protocol import (
     INVALID_CHANGE_SQLSTATE,
     ClaimedGoal,
@@ -59,6 +59,7 @@ from goalrt.worker.protocol import (
 )
 from goalrt.worker.start_gate import StartGates
 from goalrt.worker.stats import WorkerStats
+from goalrt.worker.sync_reads import SyncStateReader
 
 log = logging.getLogger("goalrt.worker")
 
@@ -345,6 +346,11 @@ class GoalRunner:
             ),
         )
         lease.ctx = ctx
+        ctx.reporter = reporter = Progress(
+            self._loop,
+            lambda fraction, message: self._db.progress(run.goal_id, run.epoch, run.seq, fraction, message),
+            lambda stored: self._metrics.progress(run.action, stored),
+        )
         self._stats.steps += 1
         started: list[int] = []
 
@@ -370,6 +376,7 @@ class GoalRunner:
             finally:
                 # No handler runs now: a lease lost or a goal ended from here on is told by the completion's answer.
                 lease.ctx = None
+                await reporter.close()  # the last report still waiting, before the step's outcome
             if item is not None and started:
                 self._metrics.step(run.action, item.outcome.value, (time.time_ns() - started[0]) / 1e9)
                 if lease.claimed_at is not None:  # the first handler since the claim

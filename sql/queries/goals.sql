@@ -29,7 +29,8 @@ SELECT id, name, params, status, priority, run_at, idempotency_key, parent_id, p
   FROM goalrt.goals g WHERE id = $1::bigint;
 
 -- name: goal_steps
-SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at, kind, label
+SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at, kind, label,
+       progress, progress_message, progress_at
   FROM goalrt.goal_steps WHERE goal_id = $1::bigint ORDER BY seq;
 
 -- name: goal_results
@@ -157,6 +158,9 @@ SELECT goalrt.step_start_v1($1::text, $2::bigint, $3::bigint, $4::integer);
 
 -- name: step_started
 SELECT goalrt.step_started_v1($1::bigint);
+
+-- name: step_progress
+SELECT goalrt.step_progress_v1($1::text, $2::bigint, $3::bigint, $4::integer, $5::double precision, $6::text);
 
 -- name: step_start_many
 -- Try the start locks of many steps at once (see step_start_v2): start, refused or busy.
