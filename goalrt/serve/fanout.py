@@ -155,6 +155,9 @@ class Hub:
         return self._changed
 
     async def close(self) -> None:
+        """Stop the reader; its subscribers end (the server is stopping, or the last one left)."""
+        if self.error is None:
+            self.error = HubFailedError("the server stopped following the log")
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

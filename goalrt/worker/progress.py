@@ -28,6 +28,8 @@ log = logging.getLogger("goalrt.worker")
 INTERVAL = 1.0
 # The longest message kept (the column's CHECK says the same).
 MESSAGE_CHARS = 200
+# The longest a step's end waits for its last report to be written.
+CLOSE_S = 5.0
 
 # Writes (fraction, message) for the step; returns whether the database stored it (False: lease not held).
 Write = Callable[[float, str | None], Awaitable[bool]]
@@ -120,16 +122,24 @@ class Progress:
             self._schedule()
 
     async def close(self) -> None:
-        """The handler has returned: write the report still waiting (if any); drop any later one."""
+        """The handler has returned: write the report still waiting (if any); drop any later one.
+
+        Waits at most ``CLOSE_S`` seconds (a busy pool, a slow server): the
+        step's outcome is not held up for a hint.
+        """
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
-        if self._pending is not None:
-            value, self._pending = self._pending, None
-            await self._send(value)
+        try:
+            async with asyncio.timeout(CLOSE_S):
+                if self._writing is not None:
+                    await asyncio.shield(self._writing)
+                if self._pending is not None:
+                    value, self._pending = self._pending, None
+                    await self._send(value)
+        except TimeoutError:
+            log.debug("progress: the last report was not written in %s s; dropped", CLOSE_S)
 
 
 __all__ = ["INTERVAL", "MESSAGE_CHARS", "Progress", "checked"]
