@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from goalrt.log.eventlog import EventLog
 from tests.integration.serve_support import serving
+from tests.integration.test_tenants import Tenancy
+from tests.integration.test_tenants import tenancy as tenancy  # the fixture
 
 STREAM = "/api/v1/events/stream"
 
@@ -202,3 +205,55 @@ def test_a_subscriber_behind_the_window_catches_up_from_the_pool_exactly(
                 break
     assert [m["event"]["data"]["i"] for m in got] == list(range(40))
     assert [m["id"] for m in late] == [m["id"] for m in got[6:]]
+
+
+def as_role(url: str, role: str) -> str:
+    params = conninfo_to_dict(url)
+    params["user"] = role
+    params.pop("password", None)
+    return make_conninfo("", **params)
+
+
+def test_streams_of_two_tenants_share_no_reader_and_see_only_their_own_events(tenancy: Tenancy) -> None:
+    """One reader per role: a tenant's stream never carries another tenant's events, even both open at once."""
+    a, b = tenancy.login("goalrt_app", "a"), tenancy.login("goalrt_app", "b")
+    readers = {name: tenancy.login("goalrt_reader", name).info.user for name in ("a", "b")}
+    tokens = {f"token-{name}-" + name * 20: as_role(tenancy.url, role) for name, role in readers.items()}
+    for c in (a, b):
+        c.execute("CALL goalrt.tick_commit()")
+    with serving(tenancy.url, tokens=tokens) as base:
+        results: list[Any] = []
+        ready = threading.Barrier(3)
+
+        def read(token: str) -> None:
+            got: list[dict[str, Any]] = []
+            headers = {"Authorization": f"Bearer {token}"}
+            with (
+                httpx.Client(timeout=60) as client,
+                client.stream("GET", f"{base}{STREAM}", params={"stream": "shared"}, headers=headers) as r,
+            ):
+                assert r.status_code == 200, r.read()
+                lines = r.iter_lines()
+                assert next(lines).startswith(":")
+                ready.wait(60)
+                for message in messages(lines):
+                    got.append(message)
+                    if len(got) == 5:
+                        break
+            results.append((token, got))
+
+        threads = [threading.Thread(target=read, args=(token,)) for token in tokens]
+        for t in threads:
+            t.start()
+        ready.wait(60)
+        for i in range(5):  # the same stream name in both tenants, interleaved
+            for name, c in (("a", a), ("b", b)):
+                c.execute(
+                    "SELECT goalrt.append_event('shared', 'said', %s::jsonb)", (json.dumps({"who": name, "i": i}),)
+                )
+        for t in threads:
+            t.join(60)
+    assert len(results) == 2
+    for token, got in results:
+        who = token.split("-")[1]
+        assert [m["event"]["data"] for m in got] == [{"who": who, "i": i} for i in range(5)]
