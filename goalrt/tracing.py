@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -167,6 +168,33 @@ def root(traceparent: str | None = None) -> Context | None:
     return Context()
 
 
+# A W3C traceparent as goalrt keeps it (goals.trace_context): version 00, lower-case hex, ids not all zero.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def traceparent_problem(value: object, field: str = "traceparent") -> str | None:
+    """Return one line saying why ``value`` is not a W3C traceparent goalrt keeps (naming ``field``), or None."""
+    if isinstance(value, str) and _TRACEPARENT.fullmatch(value):
+        return None
+    shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80] + "...")
+    return (
+        f"{field} must be a W3C traceparent (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, lower case,"
+        f" ids not all zero), got {shown}"
+    )
+
+
+def current_traceparent() -> str | None:
+    """Return the W3C traceparent of the current span (tracing on and a span current), else None."""
+    if tracer() is None:
+        return None
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
 def failed(current: Span | None, error: str) -> None:
     """Mark a span (if any) as failed with ``error``."""
     if current is not None:
@@ -175,4 +203,13 @@ def failed(current: Span | None, error: str) -> None:
         current.set_status(Status(StatusCode.ERROR, error))
 
 
-__all__ = ["failed", "record", "root", "span", "tracer", "use_tracer_provider"]
+__all__ = [
+    "current_traceparent",
+    "failed",
+    "record",
+    "root",
+    "span",
+    "traceparent_problem",
+    "tracer",
+    "use_tracer_provider",
+]

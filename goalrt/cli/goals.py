@@ -42,6 +42,12 @@ if TYPE_CHECKING:
     help="Fail with deadline_exceeded if not done by then (ISO 8601 time, or e.g. 1h from now).",
 )
 @click.option("--partition-key", default=None, metavar="KEY", help="Place the goal (workers serve partitions).")
+@click.option(
+    "--traceparent",
+    default=None,
+    metavar="TRACEPARENT",
+    help="A W3C traceparent: the workers' spans for the goal continue this trace.",
+)
 @click.option("--wait", "wait", is_flag=True, help="Wait until the goal ends; print how (exit 1 unless complete).")
 @click.option(
     "--timeout",
@@ -63,6 +69,7 @@ def submit(
     key: str | None,
     deadline: str | None,
     partition_key: str | None,
+    traceparent: str | None,
     wait: bool,
     timeout: str | None,
     as_json: bool,
@@ -86,6 +93,12 @@ def submit(
             raise ConfigError(f"invalid --at {at!r}: use an ISO 8601 time, e.g. 2026-11-21T10:00:00Z") from None
     seconds = parse_duration(delay, what="--delay") if delay is not None else None
     due = _deadline(deadline)
+    if traceparent is not None:
+        from goalrt import tracing
+
+        problem = tracing.traceparent_problem(traceparent, "--traceparent")
+        if problem is not None:
+            raise ConfigError(problem)
     load_handlers(handlers)
     from goalrt.goals.registry import default_registry
 
@@ -102,6 +115,7 @@ def submit(
             key=key,
             deadline=due,
             partition_key=partition_key,
+            traceparent=traceparent,
         )
         if not wait:
             if as_json:
@@ -272,7 +286,7 @@ def _print_goal(info: GoalInfo) -> None:
                     str(s.seq),
                     s.action if s.kind in ("action", "children") else f"{s.kind}: {s.action}".replace("wait ", ""),
                     clip(show_json(s.args), 40),
-                    s.status,
+                    f"{s.status} {s.progress_text()}".rstrip() if s.status == "running" else s.status,
                     str(s.attempts),
                     clip(s.error or ("" if s.result is None else show_json(s.result)), 50),
                 )

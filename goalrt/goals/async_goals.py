@@ -30,7 +30,15 @@ from goalrt.errors import GoalNotFoundError, GoalWaitTimeoutError, InvalidGoalEr
 from goalrt.goals import done
 from goalrt.goals.health import Finished, History, QueueFigures, history_of
 from goalrt.goals.model import GoalInfo as GoalInfo
-from goalrt.goals.model import GoalSpec, limit_options, prepared_items, prepared_params, submit_options, worker_info
+from goalrt.goals.model import (
+    GoalSpec,
+    limit_options,
+    prepared_items,
+    prepared_params,
+    submit_options,
+    traced_items,
+    worker_info,
+)
 from goalrt.goals.model import GoalStatus as GoalStatus
 from goalrt.goals.model import GoalSummary as GoalSummary
 from goalrt.goals.model import Limit as Limit
@@ -100,10 +108,14 @@ class AsyncGoals(AsyncClient):
         parent: int | None = None,
         partition_key: str | None = None,
         deadline: datetime | str | float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> Submitted:
         """Submit a goal; with ``key``, a second submit returns the first goal (``created`` False).
 
-        With tracing on, the submit is a span (``goalrt.submit``) of the current trace.
+        With tracing on, the submit is a span (``goalrt.submit``) of the current
+        trace, and the workers' spans for the goal are its children. A
+        ``traceparent`` (W3C) given here is carried instead: the workers'
+        spans continue that trace, whether tracing is on here or not.
         """
         options = submit_options(
             priority=priority,
@@ -113,8 +125,11 @@ class AsyncGoals(AsyncClient):
             parent=parent,
             partition_key=partition_key,
             deadline=deadline,
+            traceparent=traceparent,
         )
         with tracing.span("goalrt.submit", {"goalrt.goal_type": name}, kind="producer") as span:
+            if span is not None and traceparent is None:
+                options["traceparent"] = tracing.current_traceparent()
             params = prepared_params(self.registry, name, params)
             rows = await self._run("goal_submit", (name, self._db.json(params), self._db.json(options)))
             submitted = Submitted(int(rows[0][0]), bool(rows[0][1]))
@@ -123,9 +138,15 @@ class AsyncGoals(AsyncClient):
         return submitted
 
     async def submit_many(self, goals: Iterable[GoalSpec]) -> builtins.list[Submitted]:
-        """Submit ``(name, params, options)`` triples in one transaction (options as in ``submit_options``)."""
+        """Submit ``(name, params, options)`` triples in one transaction (options as in ``submit_options``).
+
+        With tracing on, each goal without a ``traceparent`` of its own carries the submit span's.
+        """
         with tracing.span("goalrt.submit", kind="producer") as span:
-            rows = await self._run("goals_submit", (self._db.json(prepared_items(self.registry, goals)),))
+            items = prepared_items(self.registry, goals)
+            if span is not None:
+                items = traced_items(items, tracing.current_traceparent())
+            rows = await self._run("goals_submit", (self._db.json(items),))
             submitted = [Submitted(int(r[0]), bool(r[1])) for r in rows]
             if span is not None:
                 span.set_attributes({"goalrt.goal_ids": [s.id for s in submitted]})

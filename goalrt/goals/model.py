@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from goalrt import tracing
 from goalrt.db.jsontext import check
 from goalrt.errors import InvalidGoalError
 from goalrt.goals.registry import Registry
@@ -44,10 +45,21 @@ class StepInfo:
     finished_at: datetime | None
     kind: str = "action"
     label: str | None = None
+    # What the handler last reported (ctx.progress): a fraction 0..1, a message, when (None: never).
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StepInfo:
         return cls(*row)
+
+    def progress_text(self) -> str:
+        """Return the progress as shown: ``42% copying files`` ('' when none was reported)."""
+        if self.progress is None:
+            return ""
+        text = f"{self.progress * 100:.0f}%"
+        return f"{text} {self.progress_message}" if self.progress_message else text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +75,9 @@ class StepInfo:
             "finished_at": _iso(self.finished_at),
             "kind": self.kind,
             "label": self.label,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "progress_at": _iso(self.progress_at),
         }
 
 
@@ -300,10 +315,12 @@ def submit_options(
     parent: int | None = None,
     partition_key: str | None = None,
     deadline: datetime | str | float | timedelta | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     """Return the ``options`` object of goalrt.submit_goal (only what is set).
 
-    ``deadline`` is a time, or seconds (a number or a timedelta) from the submit.
+    ``deadline`` is a time, or seconds (a number or a timedelta) from the submit;
+    ``traceparent`` a W3C traceparent the workers' spans for the goal continue.
     """
     if at is not None and delay is not None:
         raise InvalidGoalError("give at or delay, not both")
@@ -328,7 +345,21 @@ def submit_options(
         options["deadline"] = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
     elif deadline is not None:
         options["deadline"] = float(deadline)
+    if traceparent is not None:
+        problem = tracing.traceparent_problem(traceparent)
+        if problem is not None:
+            raise InvalidGoalError(problem)
+        options["traceparent"] = traceparent
     return options
+
+
+def traced_items(items: list[dict[str, Any]], traceparent: str | None) -> list[dict[str, Any]]:
+    """Give ``traceparent`` (if any) to each item of a batch that has none of its own."""
+    if traceparent is None:
+        return items
+    for item in items:
+        item["options"].setdefault("traceparent", traceparent)
+    return items
 
 
 def prepared_params(registry: Registry | None, name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -373,5 +404,6 @@ __all__ = [
     "prepared_items",
     "prepared_params",
     "submit_options",
+    "traced_items",
     "worker_info",
 ]

@@ -42,6 +42,7 @@ def create_app(server: Server) -> FastAPI:
         try:
             yield
         finally:
+            await server.hubs.close()
             await server.pools.close()
 
     app = FastAPI(

@@ -33,6 +33,7 @@ from goalrt.log.async_eventlog import AsyncEventLog
 from goalrt.memory.async_memory import AsyncMemory
 from goalrt.memory.embedders import Embedder
 from goalrt.serve.access import AuthError, Pools, url_of
+from goalrt.serve.fanout import Hubs
 from goalrt.state.async_state import AsyncState
 
 API = "/api/v1"
@@ -70,6 +71,8 @@ class Server:
     pools: Pools = field(default_factory=Pools)
     registry: Registry | None = None
     figures_ttl: float = 5.0
+    # The readers of the log the live event streams share.
+    hubs: Hubs = field(default_factory=Hubs)
 
 
 class JsonOut(Response):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from goalrt import tracing
 from goalrt.durations import parse_duration
 from goalrt.errors import InvalidGoalError
 from goalrt.goals.model import submit_options
@@ -17,6 +18,19 @@ from goalrt.serve.context import CallerDep, GoalrtRoute, JsonOut
 router = APIRouter(route_class=GoalrtRoute, tags=["goals"])
 
 FORK = Query(None, description="Act on this fork instead of the main line.")
+TRACEPARENT = Header(
+    None, description="A W3C traceparent: the workers' spans for the goal(s) continue the caller's trace."
+)
+
+
+def traceparent_of(header: str | None) -> str | None:
+    """Return the ``traceparent`` request header checked (a malformed one is a 400 naming it)."""
+    if header is None:
+        return None
+    problem = tracing.traceparent_problem(header, "the traceparent header")
+    if problem is not None:
+        raise InvalidGoalError(problem)
+    return header
 
 
 class SubmitRequest(BaseModel):
@@ -115,18 +129,27 @@ MAX_WAIT_S = 300.0
 
 
 @router.post("/goals", response_model=Submitted, status_code=201, responses={200: {"model": Submitted}})
-async def submit(body: SubmitRequest, caller: CallerDep, fork: str | None = FORK) -> Response:
+async def submit(
+    body: SubmitRequest, caller: CallerDep, fork: str | None = FORK, traceparent: str | None = TRACEPARENT
+) -> Response:
     """Submit a goal (201; 200 when its key named an earlier goal, returned instead)."""
     keywords = body.keywords("")
+    carried = traceparent_of(traceparent)
     async with caller.goals(fork) as goals:
-        submitted = await goals.submit(body.name, body.params, **keywords)
+        submitted = await goals.submit(body.name, body.params, **keywords, traceparent=carried)
     return JsonOut({"id": submitted.id, "created": submitted.created}, status_code=201 if submitted.created else 200)
 
 
 @router.post("/goals/batch", response_model=BatchSubmitted)
-async def submit_batch(body: BatchRequest, caller: CallerDep, fork: str | None = FORK) -> Response:
+async def submit_batch(
+    body: BatchRequest, caller: CallerDep, fork: str | None = FORK, traceparent: str | None = TRACEPARENT
+) -> Response:
     """Submit goals in one transaction: all or none; each key names at most one goal."""
-    specs = [(g.name, g.params, submit_options(**g.keywords(f"goals[{i}]."))) for i, g in enumerate(body.goals)]
+    carried = traceparent_of(traceparent)
+    specs = [
+        (g.name, g.params, submit_options(**g.keywords(f"goals[{i}]."), traceparent=carried))
+        for i, g in enumerate(body.goals)
+    ]
     async with caller.goals(fork) as goals:
         submitted = await goals.submit_many(specs)
     return JsonOut({"goals": [{"id": s.id, "created": s.created} for s in submitted]})

@@ -2,15 +2,15 @@
 
 The live stream is Server-Sent Events: each event is sent with its position
 as the SSE ``id``, so a client that reconnects with ``Last-Event-ID`` gets
-every later event once, in log order. It follows the log as
-``AsyncEventLog.follow`` does (LISTEN/NOTIFY as a wake-up, polling as the
-fallback) on a connection of its own.
+every later event once, in log order. The streams of one database role and
+fork share one reader of the log (``goalrt.serve.fanout``): one LISTEN
+connection per process, not one per subscriber.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -19,13 +19,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from goalrt.db.connect import connect_async
 from goalrt.db.jsontext import render
-from goalrt.db.schemas import schema_for_async
 from goalrt.errors import OutOfRangeError
-from goalrt.log.async_eventlog import AsyncEventLog
 from goalrt.log.committed import Event
 from goalrt.serve.context import BadRequestError, CallerDep, GoalrtRoute, JsonOut
+from goalrt.serve.fanout import subscribe
 from goalrt.state.model import check_path
 
 router = APIRouter(route_class=GoalrtRoute)
@@ -34,8 +32,6 @@ FORK = Query(None, description="Act on this fork instead of the main line.")
 AT = Query(None, description="A past position (e.g. 120) or time (ISO 8601; no zone means UTC).")
 # An idle stream sends a comment this often, so proxies keep it open and a gone client is noticed.
 KEEPALIVE_S = 15.0
-# Events read ahead of a slow client, at most.
-STREAM_BUFFER = 1000
 
 
 class Events(BaseModel):
@@ -98,52 +94,43 @@ async def stream_events(
 ) -> StreamingResponse:
     """Stream events as they commit, as Server-Sent Events whose id is the position."""
     start = _resume_point(after, last_event_id)
-    # A connection of its own: LISTEN holds it for as long as the client stays.
-    conn = await connect_async(caller.url)
+    # The server's one reader of the log for this role and fork (opened by its first subscriber).
+    stack = contextlib.AsyncExitStack()
     try:
-        log = AsyncEventLog(conn, schema=await schema_for_async(conn, fork), owns_connection=True)
+        hub = await stack.enter_async_context(caller.server.hubs.hub(caller.url, fork))
     except BaseException:
-        await conn.close()
+        await stack.aclose()
         raise
+
+    async def read(after: int, limit: int, stream: str | None, type: str | None) -> list[Event]:
+        async with caller.log(fork) as log:
+            return await log.read(after, limit, stream=stream, type=type)
+
     return StreamingResponse(
-        _sse(log, start, stream, type),
+        _sse(subscribe(hub, read, start, stream, type, KEEPALIVE_S), stack),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _sse(log: AsyncEventLog, after: int, stream: str | None, type: str | None) -> AsyncIterator[str]:
-    queue: asyncio.Queue[Event | BaseException] = asyncio.Queue(STREAM_BUFFER)
-
-    async def follow() -> None:
-        try:
-            async for event in log.follow(after, stream=stream, type=type):
-                await queue.put(event)
-        except Exception as exc:
-            await queue.put(exc)
-
-    reader = asyncio.create_task(follow())
+async def _sse(events: AsyncGenerator[Event | None, None], stack: contextlib.AsyncExitStack) -> AsyncIterator[str]:
     try:
         yield ": following the log\n\n"
-        while True:
-            try:
-                async with asyncio.timeout(KEEPALIVE_S):
-                    item = await queue.get()
-            except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
-            if isinstance(item, BaseException):
-                message = (str(item).strip().splitlines() or [type_name(item)])[0]
-                yield f"event: error\ndata: {render({'error': {'code': 'stream', 'message': message}})}\n\n"
-                return
-            yield f"id: {item.pos}\ndata: {render(item.to_json(), ensure_ascii=False)}\n\n"
+        try:
+            async for item in events:
+                if item is None:
+                    yield ": keepalive\n\n"
+                else:
+                    yield f"id: {item.pos}\ndata: {render(item.to_json(), ensure_ascii=False)}\n\n"
+        except Exception as exc:
+            message = (str(exc).strip().splitlines() or [type_name(exc)])[0]
+            yield f"event: error\ndata: {render({'error': {'code': 'stream', 'message': message}})}\n\n"
     finally:
         # Starlette cancels a stream whose client left through an anyio scope, which cancels every
-        # await under it again: the clean-up is shielded, or the connection would be left open.
+        # await under it again: the clean-up is shielded, or the hub would be left open.
         with anyio.CancelScope(shield=True):
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            await log.close()
+            await events.aclose()
+            await stack.aclose()
 
 
 def type_name(exc: BaseException) -> str:

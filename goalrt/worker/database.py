@@ -188,9 +188,14 @@ class WorkerDatabase:
         count: int | None,
         takeover: float,
     ) -> list[ClaimedGoal]:
-        """Claim up to ``limit`` runnable goals of ``goal_types`` (``claim_goals_v2``)."""
+        """Claim up to ``limit`` runnable goals of ``goal_types`` (``claim_goals_v3``)."""
         rows = await self.call("goals_claim", self._id, limit, lease, list(goal_types), buckets, count, takeover)
         return [ClaimedGoal.of(row) for row in rows]
+
+    async def progress(self, goal_id: int, epoch: int, seq: int, fraction: float, message: str | None) -> bool:
+        """Store a running step's progress (``step_progress_v1``); False when the lease is not held."""
+        rows = await self.call("step_progress", self._id, goal_id, epoch, seq, fraction, message, retry=False)
+        return bool(rows[0][0])
 
     async def fail(self, items: Sequence[FailItem]) -> None:
         """Fail goals this worker holds (``fail_goals_v1``)."""

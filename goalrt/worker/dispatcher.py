@@ -26,7 +26,7 @@ import functools
 import logging
 import threading
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,10 +39,13 @@ from goalrt.state.async_state import AsyncState
 from goalrt.state.state import Change, StateEntry, changes_json
 from goalrt.worker.database import is_connection_error
 from goalrt.worker.planner_bridge import effect_changes
+from goalrt.worker.progress import Progress, checked
 from goalrt.worker.protocol import NextStep, StepItem, StepOutcome
 
 if TYPE_CHECKING:
     import asyncpg
+
+    from goalrt.worker.sync_reads import SyncStateReader
 
 log = logging.getLogger("goalrt.dispatcher")
 
@@ -120,33 +123,6 @@ class StateReader:
         return {row["label"]: row["result"] for row in rows}
 
 
-class SyncStateReader:
-    """The same reads for sync handlers (they run in a thread; the reads run on the worker's loop)."""
-
-    def __init__(self, reader: StateReader, loop: asyncio.AbstractEventLoop) -> None:
-        self._reader = reader
-        self._loop = loop
-
-    def _wait(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        # No timeout of its own: a read waits for the server like the worker (the step's timeout bounds it).
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def get(self, path: str) -> StateEntry | None:
-        entry: StateEntry | None = self._wait(self._reader.get(path))
-        return entry
-
-    def value(self, path: str, default: Any = None) -> Any:
-        return self._wait(self._reader.value(path, default))
-
-    def list(self, pattern: str | None = None) -> list[StateEntry]:
-        entries: list[StateEntry] = self._wait(self._reader.list(pattern))
-        return entries
-
-    def step_results(self, goal_id: int) -> dict[str, Any]:
-        results: dict[str, Any] = self._wait(self._reader.step_results(goal_id))
-        return results
-
-
 @dataclass(slots=True)
 class ActionContext:
     """What a handler gets besides its arguments."""
@@ -164,6 +140,21 @@ class ActionContext:
     # Set when the goal is cancelled or its lease is lost: a sync handler may check it and stop early.
     cancelled: threading.Event = field(default_factory=threading.Event)
     memory: HandlerMemory | SyncHandlerMemory | None = None  # search; notes commit with the step
+    # Where ctx.progress reports go (None: nowhere, once checked).
+    reporter: Progress | None = None
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the step has got: ``fraction`` from 0 to 1, an optional message (cut to 200 characters).
+
+        Shown by ``goalrt get``, the HTTP API and the console while the step
+        runs. Call it as often as you like (sync or async handlers, no await):
+        the worker writes at most one report a second, and the last one when
+        the handler returns. A malformed report raises ``ValueError``.
+        """
+        if self.reporter is None:
+            checked(fraction, message)
+        else:
+            self.reporter.report(fraction, message)
 
     def results(self) -> Any:
         """Return the results of the goal's completed, labelled steps by label (what waits returned too).
@@ -494,7 +485,6 @@ __all__ = [
     "StartGate",
     "StateReader",
     "StepRun",
-    "SyncStateReader",
     "idempotency_key",
     "run_step",
 ]

@@ -57,6 +57,9 @@ class WorkerMetrics:
     def lease_lost(self) -> None:
         """The heartbeat found the lease of a running step lost (expired and taken, or the goal ended)."""
 
+    def progress(self, action: str, stored: bool) -> None:
+        """A step of ``action`` reported its progress (ctx.progress): ``stored``, or refused (lease not held)."""
+
     def heartbeat(self) -> None:
         """A heartbeat reached the database."""
 
@@ -96,6 +99,13 @@ class PrometheusMetrics(WorkerMetrics):
         )
         self._refused = Counter("goalrt_worker_results_refused", "Results refused: lease no longer held.", registry=r)
         self._lost = Counter("goalrt_worker_leases_lost", "Leases found lost while a step ran.", registry=r)
+        self._progress = Counter(
+            "goalrt_worker_progress_writes",
+            "Progress reports of running steps written (ctx.progress, at most one a second a step);"
+            " outcome stored or refused (the lease was no longer held).",
+            ["action", "outcome"],
+            registry=r,
+        )
         self._reconnects = Counter(
             "goalrt_worker_db_retries", "Database calls retried after a lost connection.", registry=r
         )
@@ -144,6 +154,9 @@ class PrometheusMetrics(WorkerMetrics):
 
     def lease_lost(self) -> None:
         self._lost.inc()
+
+    def progress(self, action: str, stored: bool) -> None:
+        self._progress.labels(action, "stored" if stored else "refused").inc()
 
     def heartbeat(self) -> None:
         self._beat = time.monotonic()

@@ -8,7 +8,7 @@ What the worker sends (JSON items, one per goal, batched into one call):
 
 What it gets back (rows):
 
-- ``ClaimedGoal`` from ``claim_goals_v2``: a goal, its lease epoch and the step to run (if planned);
+- ``ClaimedGoal`` from ``claim_goals_v3``: a goal, its lease epoch and the step to run (if planned);
 - ``PlanAnswer`` (``PlanOutcome``) from ``plan_goals_v1``;
 - ``CompletionAnswer`` (``CompletionOutcome``) from ``complete_steps_v1``;
 - ``Rejected``: the database raised on an item itself (bad steps, a child of an
@@ -122,7 +122,10 @@ class NextStep:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedGoal:
-    """A row of ``claim_goals_v2``: a goal now leased at ``epoch``; ``step`` is None until it is planned.
+    """A row of ``claim_goals_v3``: a goal now leased at ``epoch``; ``step`` is None until it is planned.
+
+    ``trace_context`` is the caller's W3C traceparent given at submit (None:
+    none was): the worker's spans for the goal continue that trace.
 
     ``plan_gdl_version`` is not a column of the function: the ``goals_claim``
     query adds it (the GDL version the goal's plan was made with, from its
@@ -136,6 +139,7 @@ class ClaimedGoal:
     plan_no: int
     step: NextStep | None
     plan_gdl_version: int | None = None
+    trace_context: str | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ClaimedGoal:
@@ -151,6 +155,7 @@ class ClaimedGoal:
             row["plan_no"],
             step,
             version,
+            row["trace_context"],
         )
 
 

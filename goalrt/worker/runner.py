@@ -36,7 +36,6 @@ from goalrt.worker.dispatcher import (
     HandlerCalls,
     StateReader,
     StepRun,
-    SyncStateReader,
     failure_item,
     idempotency_key,
     run_step,
@@ -45,6 +44,7 @@ from goalrt.worker.leases import Lease, Leases
 from goalrt.worker.metrics import WorkerMetrics
 from goalrt.worker.planner_bridge import RECHECK
 from goalrt.worker.planning import Decision, Planning
+from goalrt.worker.progress import Progress
 from goalrt.worker.protocol import (
     INVALID_CHANGE_SQLSTATE,
     ClaimedGoal,
@@ -60,6 +60,7 @@ from goalrt.worker.protocol import (
 )
 from goalrt.worker.start_gate import StartGates
 from goalrt.worker.stats import WorkerStats
+from goalrt.worker.sync_reads import SyncStateReader
 
 log = logging.getLogger("goalrt.worker")
 
@@ -156,9 +157,14 @@ class GoalRunner:
         return self._planning
 
     async def _traced_goal(self, claim: ClaimedGoal, lease: Lease, sent_at: int, answered_at: int) -> None:
-        """Run a claimed goal in a span of its own (tracing on): the claim, plans, steps and commits its children."""
+        """Run a claimed goal in a span of its own (tracing on): the claim, plans, steps and commits its children.
+
+        The span continues the caller's trace when the goal was submitted with
+        one (``trace_context``), else it starts a trace of its own.
+        """
         attributes = {"goalrt.goal_id": claim.goal_id, "goalrt.goal_type": claim.name, "goalrt.epoch": claim.epoch}
-        with tracing.span("goalrt.goal", attributes, kind="consumer", parent=tracing.root(), start_time=sent_at):
+        parent = tracing.root(claim.trace_context)
+        with tracing.span("goalrt.goal", attributes, kind="consumer", parent=parent, start_time=sent_at):
             tracing.record("goalrt.claim", sent_at, answered_at, attributes)
             await self._run_goal(claim, lease)
 
@@ -343,6 +349,11 @@ class GoalRunner:
             ),
         )
         lease.ctx = ctx
+        ctx.reporter = reporter = Progress(
+            self._loop,
+            lambda fraction, message: self._db.progress(run.goal_id, run.epoch, run.seq, fraction, message),
+            lambda stored: self._metrics.progress(run.action, stored),
+        )
         self._stats.steps += 1
         started: list[int] = []
 
@@ -368,6 +379,7 @@ class GoalRunner:
             finally:
                 # No handler runs now: a lease lost or a goal ended from here on is told by the completion's answer.
                 lease.ctx = None
+                await reporter.close()  # the last report still waiting, before the step's outcome
             if item is not None and started:
                 self._metrics.step(run.action, item.outcome.value, (time.time_ns() - started[0]) / 1e9)
                 if lease.claimed_at is not None:  # the first handler since the claim

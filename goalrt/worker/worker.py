@@ -5,7 +5,7 @@
 
 What it does, and what it promises (details in docs/goals.md):
 
-- Claims runnable goals in batches (``claim_goals_v2``: FOR UPDATE SKIP
+- Claims runnable goals in batches (``claim_goals_v3``: FOR UPDATE SKIP
   LOCKED, ordered by priority, run_at, id), each under a lease with a fresh
   epoch, and keeps the leases alive with a heartbeat while their steps run.
 - Runs only the actions it can (a handler it has, or a GDL action marked

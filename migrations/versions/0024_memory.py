@@ -1,7 +1,7 @@
 """Agent memory: the history indexed for search by words and, with pgvector, meaning (issue 22 item 3).
 
 Revision ID: 0024
-Revises: 0022 (the lead re-chains it onto 0023 at merge)
+Revises: 0022
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ SELECT id, name, params, status, priority, run_at, idempotency_key, parent_id, p
   FROM goalrt.goals g WHERE id = $1::bigint;
 
 -- name: goal_steps
-SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at, kind, label
+SELECT seq, plan_no, action, args, status, attempts, result, error, started_at, finished_at, kind, label,
+       progress, progress_message, progress_at
   FROM goalrt.goal_steps WHERE goal_id = $1::bigint ORDER BY seq;
 
 -- name: goal_results
@@ -134,13 +135,13 @@ SELECT goalrt.deregister_worker_v1($1::text);
 -- name: goals_claim
 -- With a goal planned already, the GDL version its plan was made with (its
 -- last goal.planned): the worker re-plans a plan of another version than its own.
-SELECT c.goal_id, c.name, c.params, c.epoch, c.plan_no, c.step_seq, c.action, c.args, c.attempt,
+SELECT c.goal_id, c.name, c.params, c.epoch, c.plan_no, c.step_seq, c.action, c.args, c.attempt, c.trace_context,
        CASE WHEN c.step_seq IS NOT NULL THEN
            (SELECT (e.data -> 'planner' ->> 'gdl_version')::bigint FROM goalrt.event_data e
              WHERE e.stream = 'goal:' || c.goal_id AND e.type = 'goal.planned'
              ORDER BY e.id DESC LIMIT 1)
        END AS plan_gdl_version
-  FROM goalrt.claim_goals_v2($1::text, $2::integer, $3::double precision, $4::text[], $5::integer[], $6::integer,
+  FROM goalrt.claim_goals_v3($1::text, $2::integer, $3::double precision, $4::text[], $5::integer[], $6::integer,
                               $7::double precision) c;
 
 -- name: goals_plan
@@ -157,6 +158,9 @@ SELECT goalrt.step_start_v1($1::text, $2::bigint, $3::bigint, $4::integer);
 
 -- name: step_started
 SELECT goalrt.step_started_v1($1::bigint);
+
+-- name: step_progress
+SELECT goalrt.step_progress_v1($1::text, $2::bigint, $3::bigint, $4::integer, $5::double precision, $6::text);
 
 -- name: step_start_many
 -- Try the start locks of many steps at once (see step_start_v2): start, refused or busy.

@@ -89,6 +89,13 @@ CREATE TABLE goalrt.goals (
     lease_role       text,
     -- The goal's tenant (docs/security.md, "Tenants"); a child goal's is its parent's.
     tenant           text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
+    -- The caller's W3C traceparent given at submit (options.traceparent):
+    -- the worker's spans for the goal continue that trace. NULL: none given.
+    trace_context    text,
+    -- (Version 00 only, at most 55 characters; an all-zero trace or span id is invalid.)
+    CONSTRAINT goals_trace_context_check CHECK (
+        trace_context ~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+        AND trace_context !~ '^00-0{32}-' AND trace_context !~ '^00-[0-9a-f]{32}-0{16}-'),
     CONSTRAINT goals_lease_whole CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
     CONSTRAINT goals_lease_active CHECK (lease_owner IS NULL OR status = 'active')
 )
@@ -144,6 +151,11 @@ CREATE TABLE goalrt.goal_steps (
     max_attempts    integer     CHECK (max_attempts >= 1),
     -- Its goal's tenant.
     tenant          text        NOT NULL DEFAULT '' CHECK (tenant <> '*'),
+    -- What the handler last told of its progress (ctx.progress, through
+    -- step_progress_v1): a fraction of the work done, a message, when.
+    progress         double precision CHECK (progress >= 0 AND progress <= 1),
+    progress_message text             CHECK (length(progress_message) <= 200),
+    progress_at      timestamptz,
     PRIMARY KEY (goal_id, seq)
 )
 -- A step is updated in place as it runs and ends (HOT: see goalrt.goals).
@@ -377,6 +389,8 @@ $$;
 --   partition_key  free text that places the goal (used by worker affinity)
 --   deadline       a time (ISO 8601) or seconds from now after which the
 --                  goal fails with deadline_exceeded
+--   traceparent    a W3C traceparent (version 00): the workers' spans for
+--                  the goal continue that trace (goals.trace_context)
 -- A goal type's defaults (GDL priority and deadline) apply to every submit
 -- that does not give its own.
 -- `label` prefixes error messages (submit_goals passes "goals[i].").
@@ -421,10 +435,17 @@ BEGIN
         RAISE EXCEPTION '%options must be a JSON object', label USING ERRCODE = 'GR008';
     END IF;
     SELECT min(k) INTO bad_key FROM jsonb_object_keys(o) k
-     WHERE k NOT IN ('priority', 'run_at', 'delay', 'key', 'parent_id', 'partition_key', 'deadline');
+     WHERE k NOT IN ('priority', 'run_at', 'delay', 'key', 'parent_id', 'partition_key', 'deadline', 'traceparent');
     IF bad_key IS NOT NULL THEN
-        RAISE EXCEPTION '%options.% is not an option (priority, run_at, delay, key, parent_id, partition_key, deadline)',
+        RAISE EXCEPTION '%options.% is not an option (priority, run_at, delay, key, parent_id, partition_key, deadline, traceparent)',
             label, bad_key USING ERRCODE = 'GR008';
+    END IF;
+    IF o ? 'traceparent' AND jsonb_typeof(o -> 'traceparent') <> 'null'
+       AND (jsonb_typeof(o -> 'traceparent') <> 'string'
+            OR (o ->> 'traceparent') !~ '^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+            OR (o ->> 'traceparent') ~ '^00-0{32}-' OR (o ->> 'traceparent') ~ '^00-[0-9a-f]{32}-0{16}-') THEN
+        RAISE EXCEPTION '%options.traceparent must be a W3C traceparent (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, lower case, ids not all zero)',
+            label USING ERRCODE = 'GR008';
     END IF;
     IF o ? 'priority' THEN
         IF jsonb_typeof(o -> 'priority') <> 'number' OR (o ->> 'priority') !~ '^-?[0-9]{1,9}$' THEN
@@ -499,9 +520,9 @@ BEGIN
     -- A concurrent submit with the same key: ON CONFLICT waits for it and
     -- then inserts nothing; the next statement sees its goal.
     INSERT INTO goalrt.goals AS g (name, params, priority, run_at, idempotency_key, parent_id, partition_key,
-                                   wake_at, deadline_at)
+                                   wake_at, deadline_at, trace_context)
     VALUES (submit_one.name, coalesce(params, '{}'), coalesce(prio, 0), start_at, gkey, parent,
-            o ->> 'partition_key', CASE WHEN start_at > now() THEN start_at END, deadline)
+            o ->> 'partition_key', CASE WHEN start_at > now() THEN start_at END, deadline, o ->> 'traceparent')
     ON CONFLICT (idempotency_key, tenant) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING g.id INTO new_id;
     IF new_id IS NULL THEN

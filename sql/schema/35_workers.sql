@@ -322,6 +322,35 @@ $$;
 COMMENT ON FUNCTION goalrt.claim_goals_v1(text, integer, double precision, text[]) IS
     'Claim runnable goals in (priority DESC, run_at, id) order with SKIP LOCKED, leasing each with a new epoch.';
 
+-- claim_goals_v2 with each goal's trace_context (the caller's traceparent
+-- given at submit, NULL when none was): the worker's spans for the goal
+-- continue that trace. The claimed rows, in claim order, each joined with
+-- its goal by primary key.
+CREATE FUNCTION goalrt.claim_goals_v3(
+    worker_id text, max_count integer, lease_seconds double precision, goal_types text[] DEFAULT NULL,
+    partitions integer[] DEFAULT NULL, partition_count integer DEFAULT NULL,
+    takeover_seconds double precision DEFAULT 10
+) RETURNS TABLE (
+    goal_id bigint, name text, params jsonb, epoch bigint, plan_no integer, step_seq integer,
+    action text, args jsonb, attempt integer, trace_context text
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+    -- (plpgsql, not sql: its plan is kept for the session, not made again at
+    -- each call; a lookup by id per row claimed, not a join the planner may
+    -- make by scanning goals whole for the function's guessed 1000 rows.)
+    RETURN QUERY
+    SELECT c.goal_id, c.name, c.params, c.epoch, c.plan_no, c.step_seq, c.action, c.args, c.attempt,
+           (SELECT g.trace_context FROM goalrt.goals g WHERE g.id = c.goal_id)
+      FROM goalrt.claim_goals_v2(worker_id, max_count, lease_seconds, goal_types, partitions, partition_count,
+                                 takeover_seconds) WITH ORDINALITY AS c
+     ORDER BY c.ordinality;
+END
+$$;
+
+COMMENT ON FUNCTION goalrt.claim_goals_v3(text, integer, double precision, text[], integer[], integer, double precision) IS
+    'claim_goals_v2 with each goal''s trace_context (the caller''s W3C traceparent given at submit, or NULL).';
+
 -- Whether worker_id, in a session of the database role that took the
 -- lease, holds goal g's lease at epoch `epoch` right now. Never NULL: a
 -- released lease (no owner, no expiry) is not held, and `NOT
@@ -1067,6 +1096,29 @@ COMMENT ON FUNCTION goalrt.step_start_v2(text, bigint[], bigint[], integer[]) IS
 CREATE FUNCTION goalrt.step_started_v1(goal_id bigint) RETURNS boolean
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp AS $$
     SELECT pg_advisory_unlock('goalrt.goals'::regclass::oid::integer, (goal_id & 2147483647)::integer)
+$$;
+
+-- Record a running step's progress (ctx.progress): a fraction of the work
+-- done (0..1) and a message (cut to 200 characters). Written only while
+-- worker_id holds the goal's lease at `epoch` (holds_lease) and the step is
+-- the goal's running step; returns whether it was written (false: the
+-- lease was lost, e.g. a stale epoch after a takeover, or the step ended).
+-- No event: progress is a hint, overwritten by the next report.
+CREATE FUNCTION goalrt.step_progress_v1(
+    worker_id text, goal_id bigint, epoch bigint, seq integer, fraction double precision, message text
+) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+    IF fraction IS NULL OR NOT (fraction >= 0 AND fraction <= 1) THEN
+        RAISE EXCEPTION 'progress must be a number from 0 to 1, got %', fraction USING ERRCODE = 'GR008';
+    END IF;
+    UPDATE goalrt.goal_steps s
+       SET progress = fraction, progress_message = left(message, 200), progress_at = now()
+      FROM goalrt.goals g
+     WHERE g.id = step_progress_v1.goal_id AND goalrt.holds_lease(g, worker_id, epoch)
+       AND s.goal_id = g.id AND s.seq = step_progress_v1.seq AND g.step_seq = s.seq AND s.status = 'running';
+    RETURN FOUND;
+END
 $$;
 
 -- Extend the leases a worker still holds and refresh its heartbeat. Returns

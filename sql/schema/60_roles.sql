@@ -210,6 +210,7 @@ BEGIN
         goalrt.deregister_worker_v1(text),
         goalrt.claim_goals_v1(text, integer, double precision, text[]),
         goalrt.claim_goals_v2(text, integer, double precision, text[], integer[], integer, double precision),
+        goalrt.claim_goals_v3(text, integer, double precision, text[], integer[], integer, double precision),
         goalrt.plan_goals_v1(text, jsonb, double precision),
         goalrt.complete_steps_v1(text, jsonb, double precision),
         goalrt.fail_goals_v1(text, jsonb),
@@ -218,6 +219,7 @@ BEGIN
         goalrt.step_start_v1(text, bigint, bigint, integer),
         goalrt.step_start_v2(text, bigint[], bigint[], integer[]),
         goalrt.step_started_v1(bigint),
+        goalrt.step_progress_v1(text, bigint, bigint, integer, double precision, text),
         goalrt.wake_due_v1(integer),
         goalrt.fire_schedules_v1(jsonb)
         TO goalrt_writer, goalrt_admin, goalrt_worker;

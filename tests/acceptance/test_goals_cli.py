@@ -96,6 +96,16 @@ def test_submit_twice_with_a_key_prints_the_same_id(db_url: str) -> None:
     assert first.stdout == again.stdout and first.stdout.strip().isdigit()
 
 
+def test_submit_keeps_the_traceparent_given(db_url: str) -> None:
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    args = ["submit", "checkout", "order=o1", "amount=5", "--traceparent", caller, "--handlers", HANDLERS]
+    submitted = goalrt(db_url, *args)
+    assert submitted.returncode == 0, submitted.stderr
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT trace_context FROM goalrt.goals WHERE id = %s", (int(submitted.stdout),))
+        assert row.fetchone() == (caller,)
+
+
 @pytest.mark.parametrize(
     ("args", "code", "fragments"),
     [
@@ -113,6 +123,11 @@ def test_submit_twice_with_a_key_prints_the_same_id(db_url: str) -> None:
         (["cancel", "999"], 1, ["goal 999 does not exist"]),
         (["list", "--status", "done"], 2, ["'done' is not one of"]),
         (["submit", "checkout", "order=o1", "amount=5", "--handlers", "no.such.module"], 1, ["cannot import"]),
+        (
+            ["submit", "checkout", "order=o1", "amount=5", "--traceparent", "00-abc"],
+            1,
+            ["--traceparent must be a W3C traceparent", "'00-abc'"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

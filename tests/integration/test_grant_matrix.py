@@ -36,9 +36,10 @@ APP = {
     "set_schedule", "state_freeze", "submit_goal", "submit_goals",
 }  # fmt: skip
 WORKER = {
-    "claim_goals_v1", "claim_goals_v2", "complete_steps_v1", "deregister_worker_v1", "fail_goals_v1",
-    "fire_schedules_v1", "heartbeat_v1", "plan_goals_v1", "register_goal_type", "register_worker_v1",
-    "register_worker_v2", "release_goals_v1", "step_start_v1", "step_start_v2", "step_started_v1", "wake_due_v1",
+    "claim_goals_v1", "claim_goals_v2", "claim_goals_v3", "complete_steps_v1", "deregister_worker_v1",
+    "fail_goals_v1", "fire_schedules_v1", "heartbeat_v1", "plan_goals_v1", "register_goal_type",
+    "register_worker_v1", "register_worker_v2", "release_goals_v1", "step_progress_v1", "step_start_v1",
+    "step_start_v2", "step_started_v1", "wake_due_v1",
 }  # fmt: skip
 ADMIN = {
     "advance_timers", "create_snapshot", "drop_limit", "load_gdl", "memory_index", "memory_pending", "memory_reset",

@@ -126,6 +126,23 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("post", "/plan", {"json": {"name": "job"}}, 400, "config"),
     ("post", "/plan", {"json": {"name": "nosuch"}}, 400, "invalid_goal"),
     ("get", "/nosuch", {}, 404, "not_found"),
+    (
+        "post",
+        "/goals",
+        {"json": {"name": "job", "params": {"n": 1}}, "headers": {"traceparent": "00-x"}},
+        400,
+        "invalid_goal",
+    ),
+    (
+        "post",
+        "/goals/batch",
+        {
+            "json": {"goals": [{"name": "job", "params": {"n": 1}}]},
+            "headers": {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"},
+        },
+        400,
+        "invalid_goal",
+    ),
 ]
 
 
@@ -137,6 +154,22 @@ def test_bad_input_is_one_json_error_and_writes_nothing(
     r = api.request(method.upper(), path, **kwargs)
     assert (r.status_code, error_of(r)["code"]) == (status, code), r.text
     assert counts(db_url) == before
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_the_traceparent_header_is_kept_with_the_goals(api: httpx.Client, db_url: str) -> None:
+    one = api.post("/goals", json={"name": "job", "params": {"n": 1}}, headers={"traceparent": CALLER}).json()["id"]
+    none = api.post("/goals", json={"name": "job", "params": {"n": 2}}).json()["id"]
+    batch = api.post(
+        "/goals/batch", json={"goals": [{"name": "job", "params": {"n": 3}}]}, headers={"traceparent": CALLER}
+    ).json()["goals"]
+    with connect(db_url) as conn:
+        rows = dict(conn.execute("SELECT id, trace_context FROM goalrt.goals").fetchall())
+    assert rows == {one: CALLER, none: None, batch[0]["id"]: CALLER}
+    message = error_of(api.post("/goals", json={"name": "job"}, headers={"traceparent": "bad"}))["message"]
+    assert message.startswith("the traceparent header must be a W3C traceparent")
 
 
 def test_the_messages_are_the_clis(api: httpx.Client) -> None:

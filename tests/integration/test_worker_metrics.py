@@ -14,7 +14,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from goalrt import ActionContext, AsyncGoals, ConfigError, PermanentError, Registry, Retry, Step, Worker, tracing
+from goalrt import (
+    ActionContext,
+    AsyncGoals,
+    ConfigError,
+    InvalidGoalError,
+    PermanentError,
+    Registry,
+    Retry,
+    Step,
+    Worker,
+    tracing,
+)
 from tests.integration.test_worker import checkout_registry, until_finished, wait_for, with_worker
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -148,11 +159,10 @@ def test_each_goal_is_one_trace_of_claim_plan_steps_and_commits(db_url: str, spa
     for span in finished:
         by_goal.setdefault(int((span.attributes or {})["goalrt.goal_id"]), []).append(span)
 
-    traces = set()
     for name, steps in (("checkout", ["pay", "ship"]), ("broken", ["boom"])):
         goal_spans = sorted(by_goal[submitted[name]], key=lambda s: (s.start_time or 0, s.name != "goalrt.goal"))
         (submit,) = [s for s in goal_spans if s.name == "goalrt.submit"]
-        # The submit is a span of the caller's trace; the worker's spans are a trace of the goal's own.
+        # The submit is a span of the caller's trace, and the worker's spans continue it under the submit.
         assert submit.context is not None and submit.context.trace_id == submitted["trace"]
         assert submit.kind is trace.SpanKind.PRODUCER
         worker_spans = [s for s in goal_spans if s is not submit]
@@ -163,14 +173,113 @@ def test_each_goal_is_one_trace_of_claim_plan_steps_and_commits(db_url: str, spa
             *[n for step in steps for n in (f"goalrt.step {step}", "goalrt.commit")],
         ]
         root = worker_spans[0]
-        assert root.parent is None and root.context is not None
-        assert {s.context.trace_id for s in worker_spans if s.context} == {root.context.trace_id}
+        assert root.parent is not None and root.parent.span_id == submit.context.span_id and root.parent.is_remote
+        assert root.context is not None
+        assert {s.context.trace_id for s in worker_spans if s.context} == {submitted["trace"]}
         assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in worker_spans[1:])
         # The claim that took it ended after the submit began (a claim already in flight may have begun before).
         assert (submit.start_time or 0) < (worker_spans[1].end_time or 0)
-        traces.add(root.context.trace_id)
-    assert len(traces) == 2  # one trace per goal
 
     (boom,) = [s for s in by_goal[submitted["broken"]] if s.name == "goalrt.step boom"]
     assert boom.status.status_code is trace.StatusCode.ERROR and "no" in str(boom.status.description)
     assert (boom.attributes or {})["goalrt.outcome"] == "fail"
+
+
+def test_a_goal_submitted_without_a_trace_is_a_trace_of_its_own(db_url: str, spans: InMemorySpanExporter) -> None:
+    """No current span at submit: the submit span is a root, and the goal's spans continue its trace."""
+    submitted: dict[str, int] = {}
+
+    async def body(goals: AsyncGoals, worker: Worker) -> None:
+        for order in ("a", "b"):
+            submitted[order] = (await goals.submit("checkout", {"order": order, "amount": 1})).id
+        await until_finished(goals, *submitted.values())
+
+    asyncio.run(with_worker(db_url, sample_registry(), body))
+    traces = set()
+    for goal_id in submitted.values():
+        mine = [s for s in spans.get_finished_spans() if (s.attributes or {}).get("goalrt.goal_id") == goal_id]
+        (submit,) = [s for s in mine if s.name == "goalrt.submit"]
+        assert submit.parent is None and submit.context is not None
+        assert {s.context.trace_id for s in mine if s.context} == {submit.context.trace_id}
+        traces.add(submit.context.trace_id)
+    assert len(traces) == 2  # one trace per goal
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def traced_registry(seen: dict[str, Any]) -> Registry:
+    """``traced``: one step, whose handler notes the span it runs in."""
+    registry = Registry()
+
+    @registry.goal("traced")
+    def traced(p: Any) -> list[Step]:
+        return [Step("look"), Step("look")]
+
+    @registry.action("look")
+    async def look(args: Any, ctx: ActionContext) -> None:
+        current = trace.get_current_span().get_span_context()
+        seen.setdefault("handler", []).append((current.trace_id, current.span_id))
+
+    return registry
+
+
+def test_an_explicit_traceparent_is_continued_into_the_handlers(db_url: str, spans: InMemorySpanExporter) -> None:
+    """Given as traceparent= at submit: the handler runs in the caller's trace, the goal span a child of its span."""
+    seen: dict[str, Any] = {}
+    ids: list[int] = []
+
+    async def body(goals: AsyncGoals, worker: Worker) -> None:
+        ids.append((await goals.submit("traced", traceparent=CALLER)).id)
+        await until_finished(goals, *ids)
+
+    asyncio.run(with_worker(db_url, traced_registry(seen), body))
+    mine = [s for s in spans.get_finished_spans() if (s.attributes or {}).get("goalrt.goal_id") == ids[0]]
+    worker_spans = sorted(
+        (s for s in mine if s.name != "goalrt.submit"), key=lambda s: (s.start_time or 0, s.name != "goalrt.goal")
+    )
+    assert [s.name for s in worker_spans] == [
+        "goalrt.goal",
+        "goalrt.claim",
+        "goalrt.plan",
+        "goalrt.step look",
+        "goalrt.commit",
+        "goalrt.step look",
+        "goalrt.commit",
+    ]
+    trace_id, span_id = int(CALLER.split("-")[1], 16), int(CALLER.split("-")[2], 16)
+    root = worker_spans[0]
+    assert root.parent is not None and (root.parent.trace_id, root.parent.span_id) == (trace_id, span_id)
+    assert {s.context.trace_id for s in worker_spans if s.context} == {trace_id}
+    # Each handler ran inside its step's span, in the caller's trace.
+    steps = [s for s in worker_spans if s.name == "goalrt.step look"]
+    assert seen["handler"] == [(trace_id, s.context.span_id) for s in steps if s.context]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  # no flags
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # a version goalrt does not keep
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # zero span id
+        CALLER + "-00",
+        CALLER + "\n",
+        "x" * 10_000,
+    ],
+)
+def test_a_malformed_traceparent_is_refused_in_one_line_naming_it(db_url: str, bad: str) -> None:
+    async def body(goals: AsyncGoals, worker: Worker) -> None:
+        with pytest.raises(InvalidGoalError) as raised:
+            await goals.submit("traced", traceparent=bad)
+        message = str(raised.value)
+        assert message.startswith("traceparent must be a W3C traceparent") and "\n" not in message
+        assert len(message) < 400
+        # Past the Python check (as from psql): the database refuses it too, naming the option.
+        with pytest.raises(InvalidGoalError, match=r"options\.traceparent must be a W3C traceparent"):
+            await goals.submit_many([("traced", {}, {"traceparent": bad})])
+        assert await goals.list(name="traced") == []
+
+    asyncio.run(with_worker(db_url, traced_registry({}), body))

@@ -10,6 +10,7 @@ files under ``sql/``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import psycopg
@@ -151,7 +152,7 @@ def test_every_field_sent_in_a_step_item_is_covered_above() -> None:
     ("function", "columns"),
     [
         (
-            "claim_goals_v2",
+            "claim_goals_v3",
             # plan_gdl_version: the goals_claim query adds it (see the test below).
             {f.name for f in dataclasses.fields(ClaimedGoal)} - {"step", "plan_gdl_version"}
             | {"step_seq", "action", "args", "attempt"},
@@ -170,6 +171,22 @@ def test_the_claim_query_adds_the_gdl_version_of_each_plan() -> None:
     assert "AS plan_gdl_version" in queries("goals")["goals_claim"]
 
 
+def test_the_claim_query_reads_the_trace_context_the_claim_returns() -> None:
+    text = queries("goals")["goals_claim"]
+    assert "c.trace_context" in text and "claim_goals_v3(" in text
+
+
+def test_claim_v3_returns_the_trace_context_in_claim_order(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT goalrt.register_goal_type('tc', '{}')")
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    ids = [
+        conn.execute("SELECT id FROM goalrt.submit_goal('tc', '{}', %s::jsonb)", (json.dumps(options),)).fetchone()[0]  # type: ignore[index]
+        for options in ({"priority": 1}, {"traceparent": parent, "priority": 5}, {"priority": 3})
+    ]
+    rows = conn.execute("SELECT goal_id, trace_context FROM goalrt.claim_goals_v3('w', 10, 30)").fetchall()
+    assert rows == [(ids[1], parent), (ids[2], None), (ids[0], None)]
+
+
 def test_answers_are_read_from_rows_of_those_columns() -> None:
     step = {"step_seq": 2, "action": "a", "args": {}, "attempt": 1}
     assert PlanAnswer.of({"goal_id": 1, "outcome": "planned", **step}) == PlanAnswer(
@@ -178,4 +195,5 @@ def test_answers_are_read_from_rows_of_those_columns() -> None:
     waiting = {"goal_id": 1, "outcome": "waiting", "step_seq": 3, "action": None, "args": None, "attempt": None}
     assert CompletionAnswer.of({**waiting, "error": None}) == CompletionAnswer(1, CompletionOutcome.WAITING, None)
     claimed = {"goal_id": 1, "name": "g", "params": {}, "epoch": 4, "plan_no": 0, **dict.fromkeys(step)}
-    assert ClaimedGoal.of(claimed).step is None
+    assert ClaimedGoal.of({**claimed, "trace_context": None}).step is None
+    assert ClaimedGoal.of({**claimed, "trace_context": "t"}).trace_context == "t"
