@@ -170,16 +170,24 @@ CREATE OR REPLACE FUNCTION goalrt.claim_goals_v3(
     action text, args jsonb, attempt integer, trace_context text
 )
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, goalrt, pg_temp SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    r record;
 BEGIN
-    -- (plpgsql, not sql: its plan is kept for the session, not made again at
-    -- each call; a lookup by id per row claimed, not a join the planner may
-    -- make by scanning goals whole for the function's guessed 1000 rows.)
-    RETURN QUERY
-    SELECT c.goal_id, c.name, c.params, c.epoch, c.plan_no, c.step_seq, c.action, c.args, c.attempt,
-           (SELECT g.trace_context FROM goalrt.goals g WHERE g.id = c.goal_id)
-      FROM goalrt.claim_goals_v2(worker_id, max_count, lease_seconds, goal_types, partitions, partition_count,
-                                 takeover_seconds) WITH ORDINALITY AS c
-     ORDER BY c.ordinality;
+    -- Each goal's trace_context is read by a statement of its own, after
+    -- claim_goals_v2 has returned: one statement around both would read it
+    -- with a snapshot taken before the claim, in which a goal submitted
+    -- meanwhile (and claimed by claim_goals_v2's own, later snapshot) does
+    -- not exist yet, and its trace would be lost. (A lookup by id per row,
+    -- not a join the planner may make by scanning goals whole.)
+    FOR r IN SELECT * FROM goalrt.claim_goals_v2(worker_id, max_count, lease_seconds, goal_types, partitions,
+                                                  partition_count, takeover_seconds) WITH ORDINALITY AS c
+              ORDER BY c.ordinality
+    LOOP
+        goal_id := r.goal_id; name := r.name; params := r.params; epoch := r.epoch; plan_no := r.plan_no;
+        step_seq := r.step_seq; action := r.action; args := r.args; attempt := r.attempt;
+        SELECT g.trace_context INTO trace_context FROM goalrt.goals g WHERE g.id = r.goal_id;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 
