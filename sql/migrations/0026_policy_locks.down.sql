@@ -458,3 +458,4 @@ END
 $$;
 
 DROP FUNCTION goalrt.lock_policies(text[]);
+DROP FUNCTION goalrt.policy_bindings(jsonb, text[]);

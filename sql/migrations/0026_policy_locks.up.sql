@@ -3,6 +3,19 @@
 -- and the second checks with the first's change in view; complete_steps_v1 locks those of all its
 -- items at once (step 5 of the lock order).
 
+CREATE FUNCTION goalrt.policy_bindings(reads jsonb, paths text[]) RETURNS jsonb[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY(
+        SELECT DISTINCT coalesce(
+                   (SELECT pg_catalog.jsonb_object_agg(v.var, m.cap[v.i])
+                      FROM pg_catalog.jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
+                   '{}'::jsonb)
+          FROM pg_catalog.unnest(paths) AS p(path)
+          CROSS JOIN pg_catalog.jsonb_array_elements(reads) AS r
+          CROSS JOIN LATERAL (SELECT pg_catalog.regexp_match(p.path, r ->> 'regex') AS cap) m
+         WHERE m.cap IS NOT NULL)
+$$;
+
 CREATE OR REPLACE FUNCTION goalrt.lock_policies(paths text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -11,15 +24,7 @@ DECLARE
     whole boolean;
 BEGIN
     FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
-        todo := ARRAY(
-            SELECT DISTINCT coalesce(
-                       (SELECT jsonb_object_agg(v.var, m.cap[v.i])
-                          FROM jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
-                       '{}'::jsonb)
-              FROM unnest(paths) AS p(path)
-              CROSS JOIN jsonb_array_elements(pol.reads) AS r
-              CROSS JOIN LATERAL (SELECT regexp_match(p.path, r ->> 'regex') AS cap) m
-             WHERE m.cap IS NOT NULL);
+        todo := goalrt.policy_bindings(pol.reads, paths);
         CONTINUE WHEN cardinality(todo) = 0;
         whole := EXISTS (SELECT 1 FROM unnest(todo) AS b(b), jsonb_object_keys(pol.wildcards) w WHERE NOT b.b ? w);
         IF whole THEN
@@ -56,15 +61,7 @@ BEGIN
     PERFORM goalrt.lock_policies(paths);
     FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
         -- The (maybe partial) bindings the changed paths give.
-        todo := ARRAY(
-            SELECT DISTINCT coalesce(
-                       (SELECT jsonb_object_agg(v.var, m.cap[v.i])
-                          FROM jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
-                       '{}'::jsonb)
-              FROM unnest(paths) AS p(path)
-              CROSS JOIN jsonb_array_elements(pol.reads) AS r
-              CROSS JOIN LATERAL (SELECT regexp_match(p.path, r ->> 'regex') AS cap) m
-             WHERE m.cap IS NOT NULL);
+        todo := goalrt.policy_bindings(pol.reads, paths);
         done := '{}';
         WHILE cardinality(todo) > 0 LOOP
             cur := todo[1];
@@ -501,4 +498,5 @@ BEGIN
 END
 $$;
 
+REVOKE ALL ON FUNCTION goalrt.policy_bindings(jsonb, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION goalrt.lock_policies(text[]) FROM PUBLIC;

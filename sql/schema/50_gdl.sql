@@ -221,6 +221,23 @@ LANGUAGE sql STABLE AS $$
                       AND (s.path = p OR s.path >= p || '.'))
 $$;
 
+-- The (maybe partial) bindings of a policy's wildcards that changed
+-- `paths` give, by the policy's `reads` ([{"regex", "vars"}], see
+-- gdl_policies): each capture group of a matching regex binds the variable
+-- at the same place in vars ({} when a path matches with no variable).
+CREATE FUNCTION goalrt.policy_bindings(reads jsonb, paths text[]) RETURNS jsonb[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY(
+        SELECT DISTINCT coalesce(
+                   (SELECT pg_catalog.jsonb_object_agg(v.var, m.cap[v.i])
+                      FROM pg_catalog.jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
+                   '{}'::jsonb)
+          FROM pg_catalog.unnest(paths) AS p(path)
+          CROSS JOIN pg_catalog.jsonb_array_elements(reads) AS r
+          CROSS JOIN LATERAL (SELECT pg_catalog.regexp_match(p.path, r ->> 'regex') AS cap) m
+         WHERE m.cap IS NOT NULL)
+$$;
+
 -- Lock the GDL policy instances that changed `paths` concern, until the
 -- transaction ends (check_policies; complete_steps_v1 for all its items at
 -- once, before any of them is applied: step 5 of the lock order).
@@ -248,15 +265,7 @@ DECLARE
     whole boolean;
 BEGIN
     FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
-        todo := ARRAY(
-            SELECT DISTINCT coalesce(
-                       (SELECT jsonb_object_agg(v.var, m.cap[v.i])
-                          FROM jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
-                       '{}'::jsonb)
-              FROM unnest(paths) AS p(path)
-              CROSS JOIN jsonb_array_elements(pol.reads) AS r
-              CROSS JOIN LATERAL (SELECT regexp_match(p.path, r ->> 'regex') AS cap) m
-             WHERE m.cap IS NOT NULL);
+        todo := goalrt.policy_bindings(pol.reads, paths);
         CONTINUE WHEN cardinality(todo) = 0;
         whole := EXISTS (SELECT 1 FROM unnest(todo) AS b(b), jsonb_object_keys(pol.wildcards) w WHERE NOT b.b ? w);
         IF whole THEN
@@ -299,15 +308,7 @@ BEGIN
     PERFORM goalrt.lock_policies(paths);
     FOR pol IN SELECT * FROM goalrt.gdl_policies ORDER BY name LOOP
         -- The (maybe partial) bindings the changed paths give.
-        todo := ARRAY(
-            SELECT DISTINCT coalesce(
-                       (SELECT jsonb_object_agg(v.var, m.cap[v.i])
-                          FROM jsonb_array_elements_text(r -> 'vars') WITH ORDINALITY AS v(var, i)),
-                       '{}'::jsonb)
-              FROM unnest(paths) AS p(path)
-              CROSS JOIN jsonb_array_elements(pol.reads) AS r
-              CROSS JOIN LATERAL (SELECT regexp_match(p.path, r ->> 'regex') AS cap) m
-             WHERE m.cap IS NOT NULL);
+        todo := goalrt.policy_bindings(pol.reads, paths);
         done := '{}';
         WHILE cardinality(todo) > 0 LOOP
             cur := todo[1];
