@@ -17,9 +17,8 @@ from goalrt.goals.conditions import Achieve
 from goalrt.goals.retry import Retry
 from goalrt.planner import ActionSchema, Condition, ObjectType, condition_to_json
 from goalrt.planner.values import Scalar
+from goalrt.worker.definitions import GDL_FORMAT
 
-# Bump when the compiled JSON changes shape, so a loader can refuse what it does not understand.
-_FORMAT: Final = 1
 SHARED: Final = "shared"
 TESTS: Final = "tests"
 
@@ -321,7 +320,7 @@ class CompiledWorkspace:
                 item = table[name]
                 apps.setdefault(item.app, {k: [] for k, _ in tables})[key].append(item.to_json())
         return {
-            "format": _FORMAT,
+            "format": GDL_FORMAT,  # (bump it with the shape: workers refuse newer formats)
             "name": self.name,
             "version": self.version,
             "apps": apps,

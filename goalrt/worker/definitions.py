@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, create_model
 
+from goalrt.errors import ConfigError
 from goalrt.goals.conditions import Achieve
 from goalrt.goals.registry import Action, GoalType, Registry, planned_steps
 from goalrt.goals.retry import Retry
@@ -42,6 +43,12 @@ from goalrt.worker.gdl_steps import emitting_action, steps_function
 
 if TYPE_CHECKING:
     from goalrt.actions.catalog import Catalog
+
+# The newest shape of stored GDL definitions (``"format"``) this worker runs; the compiler writes it.
+# 2: goals given by their steps (waits, asks, sleeps, children), emit, built-in calls' with blocks,
+# schedules (a worker of format 1 failed on them). A worker refuses a newer format in one line and
+# keeps the version it had.
+GDL_FORMAT = 2
 
 # GDL's parameter types as pydantic fields (objects are strings: their keys).
 _SCALARS: dict[str, Any] = {
@@ -94,6 +101,12 @@ def registry_for(definitions: Mapping[str, Any], handlers: Registry, catalog: Ca
     """
     from goalrt.actions.catalog import GdlCall
 
+    found = definitions.get("format")
+    if not isinstance(found, int) or isinstance(found, bool) or not 1 <= found <= GDL_FORMAT:
+        raise ConfigError(
+            f"the stored GDL definitions have format {found!r}; this worker understands formats 1 to {GDL_FORMAT}:"
+            " upgrade goalrt on this worker"
+        )
     out = handlers.copy()
     for app in (definitions.get("apps") or {}).values():
         for spec in app.get("actions", []):
@@ -155,4 +168,4 @@ def pure_action(_args: Any, _ctx: Any) -> None:
     return None
 
 
-__all__ = ["params_model", "pure_action", "registry_for", "unhandled"]
+__all__ = ["GDL_FORMAT", "params_model", "pure_action", "registry_for", "unhandled"]

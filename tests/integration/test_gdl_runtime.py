@@ -15,7 +15,7 @@ from goalrt import ActionContext, AsyncGoals, GoalInfo, Registry, Result, State
 from goalrt.db.connect import connect, dumps
 from goalrt.errors import InvalidEventError, InvalidGoalError, InvalidStateChangeError
 from goalrt.gdl import check
-from goalrt.gdl.runtime import current, load
+from goalrt.gdl.runtime import current, load, runtime_json
 from goalrt.goals.goals import Goals
 from goalrt.log.eventlog import EventLog
 from goalrt.planner import condition_from_json, holds
@@ -292,3 +292,34 @@ def test_an_action_without_a_handler_is_known_to_the_planner_but_not_runnable(tm
     assert registry.runnable_actions() == ["pay", "ship"]
     assert registry.actions["audit"].schema is not None and not registry.actions["audit"].runnable
     assert unhandled(body, handlers([])) == (["audit (handler audit)"], [])
+
+
+def test_a_worker_keeps_its_version_when_a_newer_format_is_loaded(
+    db_url: str, tmp_path: Path, loaded: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Definitions of a format this worker does not know (a newer goalrt compiled them) are refused in one line."""
+    order(db_url, "o1", 10)
+
+    async def body(goals: AsyncGoals, worker: Any) -> None:
+        compiled = check(workspace(tmp_path / "v2", cost=4))
+        future = {**compiled.to_json(), "format": 99}
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            (newer,) = conn.execute(  # type: ignore[misc]
+                "SELECT version FROM goalrt.load_gdl('shop', %s, %s::jsonb, %s::jsonb)",
+                ("f" * 64, dumps(future), dumps(runtime_json(compiled))),
+            ).fetchone()
+        deadline = asyncio.get_running_loop().time() + 10
+        while not any("format 99" in r.getMessage() for r in caplog.records):
+            assert asyncio.get_running_loop().time() < deadline, "the worker said nothing of the newer format"
+            await asyncio.sleep(0.02)
+        assert worker.gdl_version == loaded and newer != loaded
+        # It still runs the goals of the version it has.
+        gid = (await goals.submit("deliver", {"o": "o1"})).id
+        (info,) = await until_finished(goals, gid)
+        assert info.status == "complete" and plans(info)[0]["gdl_version"] == loaded
+
+    with caplog.at_level("ERROR", logger="goalrt.worker"):
+        asyncio.run(with_worker(db_url, handlers([]), body))
+    refused = [r.getMessage() for r in caplog.records if "format 99" in r.getMessage()]
+    assert len(refused) == 1, refused
+    assert "this worker understands formats 1 to 2: upgrade goalrt on this worker" in refused[0]

@@ -163,7 +163,7 @@ def test_compiled_goal_plans_with_the_compiled_actions() -> None:
 def test_json_is_canonical_and_hashed() -> None:
     compiled = check(SHOP)
     data = compiled.to_json()
-    assert data["format"] == 1 and data["version"] == "1.2.0"
+    assert data["format"] == 2 and data["version"] == "1.2.0"
     assert data["content_hash"] == compiled.content_hash and len(compiled.content_hash) == 64
     assert sorted(data["apps"]) == ["payments", "shared", "shop"]
     json.dumps(data, allow_nan=False)  # plain JSON
