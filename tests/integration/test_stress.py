@@ -35,6 +35,11 @@ from tests.integration.test_tick_commit import reader_role
 
 WRITERS = 10
 DURATION = float(os.environ.get("GOALRT_STRESS_SECONDS", "8"))
+# The writers stop at this many committed events even before DURATION: every follower must then read
+# them all, the slowest 7 at a time, each read waiting for the clock that the rolled-back follower keeps
+# taking. On a fast machine 8 s of writing made that catch-up outlast the test's timeout (a slow test,
+# not a lost event: it failed so before and after the changes of the day it was seen).
+MAX_EVENTS = int(os.environ.get("GOALRT_STRESS_EVENTS", "6000"))
 
 
 class Rollback(Exception):
@@ -58,6 +63,8 @@ def writer(url: str, index: int, shared: Shared, stop: threading.Event) -> None:
             conn = log.connection
             while not stop.is_set():
                 with shared.lock:
+                    if len(shared.committed) >= MAX_EVENTS:
+                        return
                     saw = shared.last_committed_id
                 ids: list[int] = []
                 lost: list[int] = []
