@@ -131,6 +131,8 @@ class Progress:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._writing is None and self._pending is None:
+            return  # (most steps report nothing: no timeout armed for them)
         try:
             async with asyncio.timeout(CLOSE_S):
                 if self._writing is not None:
